@@ -1,0 +1,162 @@
+//! Command-line arguments. Training flags mirror the keys of the TOML config file and override
+//! them; anything not given keeps the file's value or the library default.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use nowt::rules::RuleKind;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "nowt",
+    version,
+    about = "Deep learning without weight transport (Akrout et al., NeurIPS 2019)"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train a model under a learning rule and write a run directory.
+    Train(Box<TrainArgs>),
+    /// List the learning rules.
+    Rules,
+    /// Time full training steps on random data (ms/step, images/s, peak memory).
+    Bench(BenchArgs),
+}
+
+/// Parses a rule by full name or alias.
+fn rule(s: &str) -> Result<RuleKind, String> {
+    RuleKind::from_name(s).map_err(|e| e.to_string())
+}
+
+/// Parses any kebab-case name the library defines (model, dataset, activation, ...).
+pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
+}
+
+#[derive(Args, Debug, Default)]
+pub struct TrainArgs {
+    /// TOML config file; flags override its values.
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp).
+    #[arg(long, value_parser = rule)]
+    pub rule: Option<RuleKind>,
+    /// Model: mlp.
+    #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
+    pub model: Option<nowt::config::ModelKind>,
+    /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000).
+    #[arg(long, value_delimiter = ',')]
+    pub hidden: Option<Vec<usize>>,
+    /// MLP nonlinearity: relu, tanh, sigmoid.
+    #[arg(long, value_parser = name::<nowt::layers::ActivationKind>)]
+    pub activation: Option<nowt::layers::ActivationKind>,
+    /// Dataset: digits (embedded), mnist, fashion-mnist.
+    #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
+    pub dataset: Option<nowt::data::DatasetKind>,
+    /// Directory holding the dataset's files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Base learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Use Nesterov momentum.
+    #[arg(long)]
+    pub nesterov: bool,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate schedule: constant, multistep, cosine.
+    #[arg(long, value_parser = name::<nowt::optim::ScheduleKind>)]
+    pub schedule: Option<nowt::optim::ScheduleKind>,
+    /// Multistep milestones in epochs, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub milestones: Option<Vec<usize>>,
+    /// Multistep factor.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// Linear warm-up length in epochs.
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Worker threads (0: one per core).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Fraction of the training set held out for validation.
+    #[arg(long)]
+    pub val_fraction: Option<f64>,
+    /// Samples in the fixed probe batch for δ-angles.
+    #[arg(long)]
+    pub probe_size: Option<usize>,
+    /// Run directory (must not exist yet, or be empty).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Feedback alignment: scale of B₀ relative to W's init std.
+    #[arg(long)]
+    pub fa_init_scale: Option<f64>,
+    /// Sign symmetry scale: init-std or mean-abs.
+    #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
+    pub ss_scale: Option<nowt::rules::SignScale>,
+    /// Weight mirror: noise std σ.
+    #[arg(long)]
+    pub wm_sigma: Option<f64>,
+    /// Weight mirror: mirror learning rate η_B.
+    #[arg(long)]
+    pub wm_lr: Option<f64>,
+    /// Weight mirror: decay λ_WM.
+    #[arg(long)]
+    pub wm_decay: Option<f64>,
+    /// Weight mirror: noise samples per mirror batch (0: the training batch size).
+    #[arg(long)]
+    pub wm_batch_size: Option<usize>,
+    /// Weight mirror: mirror batches per training step.
+    #[arg(long)]
+    pub wm_batches_per_step: Option<usize>,
+    /// Weight mirror: mirror-only batches before training.
+    #[arg(long)]
+    pub wm_warmup_batches: Option<usize>,
+    /// Weight mirror: B₀, random or zero.
+    #[arg(long, value_parser = name::<nowt::rules::MirrorInit>)]
+    pub wm_init: Option<nowt::rules::MirrorInit>,
+    /// Kolen-Pollack: decay λ for both W and B.
+    #[arg(long)]
+    pub kp_decay: Option<f64>,
+    /// No progress bar or per-epoch lines.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model: mlp.
+    #[arg(long, default_value = "mlp", value_parser = name::<nowt::config::ModelKind>)]
+    pub model: nowt::config::ModelKind,
+    /// MLP hidden sizes (the peer's MLP is 784-1000-1000-10).
+    #[arg(long, value_delimiter = ',', default_value = "1000,1000")]
+    pub hidden: Vec<usize>,
+    /// Input size (MNIST: 784).
+    #[arg(long, default_value_t = 784)]
+    pub inputs: usize,
+    #[arg(long, value_parser = rule, default_value = "backprop")]
+    pub rule: RuleKind,
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Timed steps (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    pub steps: usize,
+    /// Untimed steps first.
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+}

@@ -1,0 +1,78 @@
+//! `nowt bench`: the median time of a full training step (forward, loss, backward under the
+//! rule, SGD with momentum and weight decay, the rule's after-step work) on random data, in the
+//! same form as `../shared/peer/torch_peer.py` prints.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use nowt::config::TrainConfig;
+use nowt::optim::Sgd;
+use nowt::tensor::Tensor;
+use nowt::train::{build_model, train_step};
+
+use crate::args::BenchArgs;
+
+/// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
+fn peak_rss_mb() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = s
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+pub fn bench(a: BenchArgs) -> Result<()> {
+    if a.batch == 0 || a.steps == 0 {
+        anyhow::bail!("--batch and --steps must be positive");
+    }
+    let cfg = TrainConfig {
+        model: a.model,
+        hidden: a.hidden.clone(),
+        rule: a.rule,
+        batch_size: a.batch,
+        ..Default::default()
+    };
+    cfg.validate().context("bad bench configuration")?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads.max(1))
+        .build()
+        .context("--threads")?;
+    let classes = 10;
+    let ms = pool.install(|| {
+        let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
+        let mut net = build_model(&cfg, a.inputs, classes, rule.as_ref());
+        // The peer's optimiser: lr 0.05, momentum 0.9, weight decay 1e-4.
+        let sgd = Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+        };
+        let mut rng = nowt::rng(0, 7);
+        let x = Tensor::<f32>::randn(&[a.batch, a.inputs], 1.0, &mut rng);
+        let y: Vec<u32> = (0..a.batch).map(|i| (i % classes) as u32).collect();
+        let mut times = Vec::with_capacity(a.steps);
+        for i in 0..a.warmup + a.steps {
+            let t = Instant::now();
+            train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng);
+            if i >= a.warmup {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    });
+    println!(
+        "NOWT model={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}",
+        a.model.name(),
+        a.rule.alias(),
+        a.batch,
+        a.threads,
+        a.batch as f64 / ms * 1e3,
+        peak_rss_mb().unwrap_or(f64::NAN)
+    );
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! `nowt train`: resolve the config, check everything, then create the run directory, train,
+//! and record.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use nowt::config::TrainConfig;
+use nowt::rules::RuleKind;
+use nowt::train::{Event, Summary};
+
+use crate::args::TrainArgs;
+
+/// Prints the rule table.
+pub fn list_rules() {
+    for k in RuleKind::ALL {
+        println!("{:<20} {:<4} {}", k.name(), k.alias(), k.summary());
+    }
+}
+
+/// Reads a TOML config file; unknown keys and bad values are errors naming the file and line.
+pub fn read_config(path: &Path) -> Result<TrainConfig> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    toml::from_str(&text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
+        anyhow::anyhow!("{}{at}: {}", path.display(), e.message().trim())
+    })
+}
+
+/// The file's config (or the defaults) with every given flag applied on top.
+pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut c = match &a.config {
+        Some(p) => read_config(p)?,
+        None => TrainConfig::default(),
+    };
+    macro_rules! set {
+        ($($field:ident).+ = $flag:expr) => {
+            if let Some(v) = $flag.clone() {
+                c.$($field).+ = v;
+            }
+        };
+    }
+    set!(rule = a.rule);
+    set!(model = a.model);
+    set!(hidden = a.hidden);
+    set!(activation = a.activation);
+    set!(dataset = a.dataset);
+    set!(epochs = a.epochs);
+    set!(batch_size = a.batch_size);
+    set!(lr = a.lr);
+    set!(momentum = a.momentum);
+    set!(weight_decay = a.weight_decay);
+    set!(schedule = a.schedule);
+    set!(milestones = a.milestones);
+    set!(gamma = a.gamma);
+    set!(warmup_epochs = a.warmup_epochs);
+    set!(seed = a.seed);
+    set!(threads = a.threads);
+    set!(val_fraction = a.val_fraction);
+    set!(probe_size = a.probe_size);
+    set!(rules.fa_init_scale = a.fa_init_scale);
+    set!(rules.ss_scale = a.ss_scale);
+    set!(rules.wm.sigma = a.wm_sigma);
+    set!(rules.wm.lr = a.wm_lr);
+    set!(rules.wm.decay = a.wm_decay);
+    set!(rules.wm.batch_size = a.wm_batch_size);
+    set!(rules.wm.batches_per_step = a.wm_batches_per_step);
+    set!(rules.wm.warmup_batches = a.wm_warmup_batches);
+    set!(rules.wm.init = a.wm_init);
+    set!(rules.kp_decay = a.kp_decay);
+    if a.data_dir.is_some() {
+        c.data_dir = a.data_dir.clone();
+    }
+    if a.out.is_some() {
+        c.out = a.out.clone();
+    }
+    if a.nesterov {
+        c.nesterov = true;
+    }
+    let from = a
+        .config
+        .as_ref()
+        .map(|p| format!(" (flag or {})", p.display()))
+        .unwrap_or_default();
+    c.validate()
+        .with_context(|| format!("bad configuration{from}"))?;
+    c.threads = c.resolved_threads();
+    Ok(c)
+}
+
+/// A fresh run directory: the one asked for (which must be absent or empty), or a new one
+/// under `runs/`.
+fn run_dir(c: &TrainConfig) -> Result<PathBuf> {
+    let dir = match &c.out {
+        Some(d) => {
+            if d.exists()
+                && fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
+                bail!("--out {}: already exists and is not an empty directory; choose a new run directory", d.display());
+            }
+            d.clone()
+        }
+        None => {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let base = format!(
+                "runs/{}-{}-{}-s{}-{t}",
+                c.dataset.name(),
+                c.model.name(),
+                c.rule.alias(),
+                c.seed
+            );
+            let mut dir = PathBuf::from(&base);
+            let mut k = 2;
+            while dir.exists() {
+                dir = PathBuf::from(format!("{base}-{k}"));
+                k += 1;
+            }
+            dir
+        }
+    };
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+pub fn train(a: Box<TrainArgs>) -> Result<()> {
+    let mut cfg = resolve(&a)?;
+    let data = nowt::data::load(
+        cfg.dataset,
+        cfg.data_dir.as_deref(),
+        cfg.val_fraction,
+        cfg.seed,
+    )
+    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    let dir = run_dir(&cfg)?;
+    cfg.out = Some(dir.clone());
+    let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
+    fs::write(dir.join("config.toml"), toml_text)
+        .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
+    let metrics_path = dir.join("metrics.jsonl");
+    let mut metrics = BufWriter::new(
+        File::create(&metrics_path)
+            .with_context(|| format!("cannot create {}", metrics_path.display()))?,
+    );
+
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+    };
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps  {msg}  [{elapsed_precise}<{eta_precise}]",
+        )
+        .expect("static template"),
+    );
+    let mut write_err: Option<anyhow::Error> = None;
+    let result = nowt::train::train(&cfg, &data, &mut |ev| match ev {
+        Event::Started {
+            epochs,
+            steps_per_epoch,
+        } => bar.set_length((epochs * steps_per_epoch) as u64),
+        Event::Step {
+            epoch,
+            step: _,
+            loss,
+            images_per_s,
+        } => {
+            bar.inc(1);
+            bar.set_message(format!(
+                "epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s"
+            ));
+        }
+        Event::Epoch(r) => {
+            let line = serde_json::to_string(r).expect("records serialise");
+            if let Err(e) = writeln!(metrics, "{line}").and_then(|_| metrics.flush()) {
+                write_err.get_or_insert(
+                    anyhow::Error::new(e)
+                        .context(format!("cannot write {}", metrics_path.display())),
+                );
+            }
+            bar.println(epoch_line(r, cfg.epochs));
+        }
+    });
+    bar.finish_and_clear();
+    if let Some(e) = write_err {
+        return Err(e);
+    }
+    let summary = result.with_context(|| format!("run {} stopped", dir.display()))?;
+    let text = summary_text(&cfg, &summary, &dir);
+    fs::write(
+        dir.join("summary.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )
+    .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
+    fs::write(dir.join("summary.txt"), &text)
+        .with_context(|| format!("cannot write {}/summary.txt", dir.display()))?;
+    print!("{text}");
+    Ok(())
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+fn deg(x: Option<f64>) -> String {
+    x.map(|d| format!("{d:.1}°")).unwrap_or_else(|| "–".into())
+}
+
+fn epoch_line(r: &nowt::train::EpochRecord, epochs: usize) -> String {
+    let top = r.layers.last();
+    format!(
+        "epoch {:>3}/{epochs}  loss {:.4}  train err {}  test err {}  out ∠(W,M) {}  {:.0} img/s  {:.1}s",
+        r.epoch,
+        r.train.loss,
+        pct(r.train.top1_err),
+        pct(r.test.top1_err),
+        deg(top.and_then(|l| l.weight_angle_deg)),
+        r.images_per_s,
+        r.seconds
+    )
+}
+
+/// One screen of text at the end of a run.
+pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
+    let r = &s.last;
+    let mut t = String::new();
+    let arch = match cfg.model {
+        nowt::config::ModelKind::Mlp => format!("mlp {:?} {}", cfg.hidden, cfg.activation.name()),
+    };
+    t += &format!("nowt run {}\n", dir.display());
+    t += &format!(
+        "  rule {}  model {arch}  dataset {}  epochs {}  batch {}  lr {}  seed {}  threads {}\n",
+        cfg.rule.name(),
+        cfg.dataset.name(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.seed,
+        cfg.threads
+    );
+    t += &format!(
+        "  final test: top-1 err {}{}  loss {:.4}   (best top-1 err {} at epoch {})\n",
+        pct(r.test.top1_err),
+        r.test
+            .top5_err
+            .map(|e| format!("  top-5 err {}", pct(e)))
+            .unwrap_or_default(),
+        r.test.loss,
+        pct(s.best_test_top1_err),
+        s.best_epoch
+    );
+    if let Some(v) = &r.val {
+        t += &format!(
+            "  final val:  top-1 err {}  loss {:.4}\n",
+            pct(v.top1_err),
+            v.loss
+        );
+    }
+    t += &format!(
+        "  final train: loss {:.4}  top-1 err {}\n",
+        r.train.loss,
+        pct(r.train.top1_err)
+    );
+    t += &format!(
+        "  {:<8} {:>10} {:>10} {:>10} {:>10}\n",
+        "layer", "∠(W,M)", "∠(δ,δbp)", "‖M‖/‖W‖", "sign agr"
+    );
+    for l in &r.layers {
+        t += &format!(
+            "  {:<8} {:>10} {:>10} {:>10.3} {:>10}\n",
+            l.layer,
+            deg(l.weight_angle_deg),
+            deg(l.delta_angle_deg),
+            l.norm_ratio,
+            pct(l.sign_concordance)
+        );
+    }
+    t += &format!(
+        "  {:.1} s in all, {:.0} train images/s in the last epoch\n",
+        s.total_seconds, r.images_per_s
+    );
+    t
+}

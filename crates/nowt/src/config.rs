@@ -1,0 +1,178 @@
+//! Everything a training run needs, with defaults. The CLI fills it from a TOML file and flags
+//! and writes the resolved copy into the run directory.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::DatasetKind;
+use crate::layers::ActivationKind;
+use crate::optim::ScheduleKind;
+use crate::rules::{RuleConfig, RuleKind};
+use crate::{Error, Result};
+
+/// The network architectures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// Fully connected: `inputs → hidden… → classes`.
+    Mlp,
+}
+
+impl ModelKind {
+    pub const ALL: [ModelKind; 1] = [ModelKind::Mlp];
+    pub fn name(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "mlp",
+        }
+    }
+}
+
+/// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainConfig {
+    /// Learning rule. Default `backprop`.
+    pub rule: RuleKind,
+    /// Architecture. Default `mlp`.
+    pub model: ModelKind,
+    /// MLP hidden layer sizes. Default `[256]`.
+    pub hidden: Vec<usize>,
+    /// MLP nonlinearity. Default `relu`.
+    pub activation: ActivationKind,
+    /// Dataset. Default `digits` (embedded).
+    pub dataset: DatasetKind,
+    /// Where the dataset's files are; defaults per dataset (`data/mnist`, Debian's Fashion-MNIST).
+    pub data_dir: Option<PathBuf>,
+    /// Default 20.
+    pub epochs: usize,
+    /// Default 32.
+    pub batch_size: usize,
+    /// Base learning rate `η`. Default 0.05.
+    pub lr: f64,
+    /// Default 0.9.
+    pub momentum: f64,
+    /// Default false.
+    pub nesterov: bool,
+    /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack uses `rules.kp_decay`.
+    pub weight_decay: f64,
+    /// Default `constant`.
+    pub schedule: ScheduleKind,
+    /// Multistep: epochs at which the rate is multiplied by `gamma`. Default `[]`.
+    pub milestones: Vec<usize>,
+    /// Default 0.1.
+    pub gamma: f64,
+    /// Linear warm-up length in epochs. Default 0.
+    pub warmup_epochs: f64,
+    /// Seeds initialisation, shuffling, validation split and mirror noise. Default 0.
+    pub seed: u64,
+    /// Worker threads; 0 means one per core. Default 0.
+    pub threads: usize,
+    /// Fraction of the training set held out for validation. Default 0.
+    pub val_fraction: f64,
+    /// Training samples in the fixed probe batch for δ-angles. Default 256.
+    pub probe_size: usize,
+    /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
+    pub out: Option<PathBuf>,
+    /// Per-rule knobs.
+    pub rules: RuleConfig,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            rule: RuleKind::Backprop,
+            model: ModelKind::Mlp,
+            hidden: vec![256],
+            activation: ActivationKind::Relu,
+            dataset: DatasetKind::Digits,
+            data_dir: None,
+            epochs: 20,
+            batch_size: 32,
+            lr: 0.05,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 1e-4,
+            schedule: ScheduleKind::Constant,
+            milestones: Vec::new(),
+            gamma: 0.1,
+            warmup_epochs: 0.0,
+            seed: 0,
+            threads: 0,
+            val_fraction: 0.0,
+            probe_size: 256,
+            out: None,
+            rules: RuleConfig::default(),
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks every value before anything is created or loaded.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |key: &str, msg: String| Err(Error::config(key, msg));
+        if self.epochs == 0 {
+            return bad("epochs", "must be a positive integer, got 0".into());
+        }
+        if self.batch_size == 0 {
+            return bad("batch_size", "must be a positive integer, got 0".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad("lr", format!("must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..1.0).contains(&self.momentum) {
+            return bad(
+                "momentum",
+                format!("must be in [0, 1), got {}", self.momentum),
+            );
+        }
+        if self.nesterov && self.momentum == 0.0 {
+            return bad("nesterov", "needs momentum > 0".into());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(
+                "weight_decay",
+                format!("must be a non-negative number, got {}", self.weight_decay),
+            );
+        }
+        if !(self.gamma.is_finite() && self.gamma > 0.0) {
+            return bad(
+                "gamma",
+                format!("must be a positive number, got {}", self.gamma),
+            );
+        }
+        if !(self.warmup_epochs.is_finite() && self.warmup_epochs >= 0.0) {
+            return bad(
+                "warmup_epochs",
+                format!("must be a non-negative number, got {}", self.warmup_epochs),
+            );
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return bad(
+                "val_fraction",
+                format!("must be in [0, 1), got {}", self.val_fraction),
+            );
+        }
+        if self.hidden.contains(&0) {
+            return bad(
+                "hidden",
+                format!("layer sizes must be positive, got {:?}", self.hidden),
+            );
+        }
+        if self.probe_size == 0 {
+            return bad("probe_size", "must be a positive integer, got 0".into());
+        }
+        self.rules.validate()
+    }
+
+    /// The thread count actually used.
+    pub fn resolved_threads(&self) -> usize {
+        if self.threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1)
+        } else {
+            self.threads
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Fully connected layer, `y = x Wᵀ + b`.
+
+use super::{Layer, WeightLayer, WeightParams};
+use crate::rules::Rule;
+use crate::tensor::{matmul, matmul_into, Real, Tensor};
+
+/// `y = x Wᵀ + b` with `x: [N, in]`, `W: [out, in]`, `b: [out]`, `y: [N, out]`.
+///
+/// Backward (DESIGN.md §3): `grad_W = δᵀ x`, `grad_b = Σ_n δ_n` under every rule, and
+/// `δ_in = δ · M` with `M = rule.backward_matrix(..)` (`W` for backprop, `B` otherwise).
+#[derive(Clone, Debug)]
+pub struct Linear<T> {
+    pub p: WeightParams<T>,
+}
+
+impl<T: Real> Linear<T> {
+    /// A layer with `W ~ N(0, init_std²)`, independent `B ~ N(0, init_std²)`, zero bias.
+    pub fn new(
+        name: &str,
+        inputs: usize,
+        outputs: usize,
+        init_std: f64,
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Self {
+        Self {
+            p: WeightParams::new(name, &[outputs, inputs], init_std, true, rng_w, rng_b),
+        }
+    }
+}
+
+impl<T: Real> Layer<T> for Linear<T> {
+    fn forward(&mut self, x: &Tensor<T>, _train: bool) -> Tensor<T> {
+        let n = x.rows();
+        let out = self.p.w.rows();
+        // Start from the broadcast bias and accumulate x Wᵀ onto it (one pass over y).
+        let mut y = match &self.p.bias {
+            Some(b) => Tensor::from_vec(&[n, out], b.data().repeat(n)),
+            None => Tensor::zeros(&[n, out]),
+        };
+        matmul_into(&mut y, true, x, false, &self.p.w, true);
+        y
+    }
+
+    fn backward(
+        &mut self,
+        x: &Tensor<T>,
+        _y: &Tensor<T>,
+        delta: &Tensor<T>,
+        rule: &dyn Rule<T>,
+        need_delta_in: bool,
+    ) -> Option<Tensor<T>> {
+        self.p.grad_w = self.weight_grad(x, delta);
+        if self.p.bias.is_some() {
+            self.p.grad_bias = Some(delta.sum_rows());
+        }
+        // δ_in = δ_out · M: [N, out] · [out, in] → [N, in]
+        need_delta_in.then(|| {
+            let m = rule.backward_matrix(&self.p);
+            let mut d = matmul(delta, false, &m, false);
+            d.reshape(x.shape());
+            d
+        })
+    }
+
+    fn weight_layer(&self) -> Option<&dyn WeightLayer<T>> {
+        Some(self)
+    }
+    fn weight_layer_mut(&mut self) -> Option<&mut dyn WeightLayer<T>> {
+        Some(self)
+    }
+}
+
+impl<T: Real> WeightLayer<T> for Linear<T> {
+    fn params(&self) -> &WeightParams<T> {
+        &self.p
+    }
+    fn params_mut(&mut self) -> &mut WeightParams<T> {
+        &mut self.p
+    }
+    fn linear(&self, x: &Tensor<T>) -> Tensor<T> {
+        // [N, in] · [out, in]ᵀ → [N, out]
+        matmul(x, false, &self.p.w, true)
+    }
+    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>) -> Tensor<T> {
+        // [N, out]ᵀ · [N, in] → [out, in]
+        matmul(delta, true, x, false)
+    }
+    fn input_shape(&self, n: usize) -> Vec<usize> {
+        vec![n, self.p.w.cols()]
+    }
+}

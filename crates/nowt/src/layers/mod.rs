@@ -1,0 +1,107 @@
+//! Layers: explicit forward/backward pairs. Forward returns the output; backward receives the
+//! layer's input `x`, its output `y` and `δ = ∂loss/∂y`, and returns `δ` for `x`.
+//!
+//! Weight layers cross the rule seam (DESIGN.md §3): their weight gradient is the same under
+//! every rule, and the error for the layer below is `δ_in = δ_out · M` with `M` chosen by the
+//! [`Rule`]. Non-weight layers use their ordinary local derivative under every rule.
+
+mod activation;
+mod linear;
+mod loss;
+
+pub use activation::{Activation, ActivationKind};
+pub use linear::Linear;
+pub use loss::softmax_cross_entropy;
+
+use crate::rules::Rule;
+use crate::tensor::{Real, Tensor};
+
+/// One stage of a network.
+pub trait Layer<T: Real>: Send + Sync {
+    /// `y = f(x)`. `train` selects training behaviour where a layer has two.
+    fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T>;
+
+    /// Given `x`, `y = forward(x)` and `delta = ∂loss/∂y`: stores any parameter gradients and,
+    /// when `need_delta_in`, returns the error for `x`.
+    fn backward(
+        &mut self,
+        x: &Tensor<T>,
+        y: &Tensor<T>,
+        delta: &Tensor<T>,
+        rule: &dyn Rule<T>,
+        need_delta_in: bool,
+    ) -> Option<Tensor<T>>;
+
+    /// The layer's weights and feedback weights, if it has any.
+    fn weight_layer(&self) -> Option<&dyn WeightLayer<T>> {
+        None
+    }
+    fn weight_layer_mut(&mut self) -> Option<&mut dyn WeightLayer<T>> {
+        None
+    }
+}
+
+/// Momentum buffers, created on the first optimiser step.
+#[derive(Clone, Debug, Default)]
+pub struct Momentum<T> {
+    pub w: Option<Tensor<T>>,
+    pub feedback: Option<Tensor<T>>,
+    pub bias: Option<Tensor<T>>,
+}
+
+/// The parameters of a weight layer: forward weights `W`, feedback weights `B` of the same
+/// shape (DESIGN.md §2), an optional bias, their gradients and optimiser state.
+#[derive(Clone, Debug)]
+pub struct WeightParams<T> {
+    /// A readable name, e.g. `fc1`.
+    pub name: String,
+    /// `W: [out, in]` (conv: `[C_out, C_in, kh, kw]`).
+    pub w: Tensor<T>,
+    /// `B`, same shape as `W`. Unused by backprop and sign symmetry.
+    pub feedback: Tensor<T>,
+    pub bias: Option<Tensor<T>>,
+    /// `grad_W`, identical under every rule.
+    pub grad_w: Tensor<T>,
+    pub grad_bias: Option<Tensor<T>>,
+    /// The standard deviation `W` was initialised with (sign symmetry's default scale).
+    pub init_std: f64,
+    pub momentum: Momentum<T>,
+}
+
+impl<T: Real> WeightParams<T> {
+    /// `W ~ N(0, init_std²)` from `rng_w`, `B ~ N(0, init_std²)` from `rng_b` (a rule may
+    /// rescale or replace it), bias zero.
+    pub fn new(
+        name: &str,
+        shape: &[usize],
+        init_std: f64,
+        bias: bool,
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Self {
+        let out = shape[0];
+        Self {
+            name: name.to_string(),
+            w: Tensor::randn(shape, init_std, rng_w),
+            feedback: Tensor::randn(shape, init_std, rng_b),
+            bias: bias.then(|| Tensor::zeros(&[out])),
+            grad_w: Tensor::zeros(shape),
+            grad_bias: bias.then(|| Tensor::zeros(&[out])),
+            init_std,
+            momentum: Momentum::default(),
+        }
+    }
+}
+
+/// A layer with weights: what the rules, the optimiser and the metrics need from it.
+pub trait WeightLayer<T: Real>: Send + Sync {
+    fn params(&self) -> &WeightParams<T>;
+    fn params_mut(&mut self) -> &mut WeightParams<T>;
+    /// The linear part alone, `y = x Wᵀ` (no bias): what the weight mirror drives with noise.
+    fn linear(&self, x: &Tensor<T>) -> Tensor<T>;
+    /// `grad_W` for input `x` and output error `delta` (linear: `δᵀ x`), the same under every
+    /// rule and in the mirror.
+    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>) -> Tensor<T>;
+    /// The shape of a batch of `n` inputs to this layer (for mirror noise).
+    fn input_shape(&self, n: usize) -> Vec<usize>;
+}

@@ -1,0 +1,68 @@
+//! The measurements that make the paper's claims visible (DESIGN.md §5).
+
+use serde::{Deserialize, Serialize};
+
+use crate::tensor::{Real, Tensor};
+
+/// The angle between two tensors, flattened, in degrees: `arccos(⟨a, b⟩ / ‖a‖‖b‖)`.
+/// Accumulated in `f64`. `None` when either is zero (the angle is undefined).
+pub fn angle_deg<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> Option<f64> {
+    assert_eq!(a.len(), b.len(), "angle between tensors of different sizes");
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (&x, &y) in a.data().iter().zip(b.data()) {
+        let (x, y) = (x.f64(), y.f64());
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return None;
+    }
+    Some(
+        (ab / (aa.sqrt() * bb.sqrt()))
+            .clamp(-1.0, 1.0)
+            .acos()
+            .to_degrees(),
+    )
+}
+
+/// The fraction of entries where `sign b = sign a`.
+pub fn sign_concordance<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> f64 {
+    let same = a
+        .data()
+        .iter()
+        .zip(b.data())
+        .filter(|(x, y)| x.signum() == y.signum())
+        .count();
+    same as f64 / a.len().max(1) as f64
+}
+
+/// How many rows of `logits` have their label among the top `k` scores.
+/// Ties count against the prediction (a label tied with others is not "in the top k" unless
+/// fewer than k scores beat it strictly).
+pub fn top_k_correct<T: Real>(logits: &Tensor<T>, labels: &[u32], k: usize) -> usize {
+    let c = logits.cols();
+    logits
+        .data()
+        .chunks_exact(c)
+        .zip(labels)
+        .filter(|(row, &label)| {
+            let target = row[label as usize];
+            row.iter().filter(|&&v| v > target).count() < k
+        })
+        .count()
+}
+
+/// Per weight layer, per epoch: how the feedback path relates to the forward path.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    pub layer: String,
+    /// `∠(W, M)` in degrees, `M` the rule's backward matrix (`B`; `s·sign W` for SS; `W` for BP).
+    pub weight_angle_deg: Option<f64>,
+    /// `∠(δ_rule, δ_bp)` at the layer's input on the probe batch; `None` for the first layer.
+    pub delta_angle_deg: Option<f64>,
+    /// `‖M‖ / ‖W‖`.
+    pub norm_ratio: f64,
+    /// Fraction of entries with `sign M = sign W`.
+    pub sign_concordance: f64,
+}

@@ -1,0 +1,98 @@
+//! Models: compositions of layers into a [`Network`]. No derivative code lives here.
+
+mod mlp;
+
+pub use mlp::mlp;
+
+use crate::layers::{Layer, WeightLayer};
+use crate::rules::Rule;
+use crate::tensor::{Real, Tensor};
+
+/// A chain of layers, trained with any rule.
+pub struct Network<T: Real> {
+    pub layers: Vec<Box<dyn Layer<T>>>,
+}
+
+impl<T: Real> Network<T> {
+    /// Runs every layer; returns each layer's output (the last is the logits).
+    pub fn forward(&mut self, x: &Tensor<T>, train: bool) -> Vec<Tensor<T>> {
+        let mut outs: Vec<Tensor<T>> = Vec::with_capacity(self.layers.len());
+        for layer in self.layers.iter_mut() {
+            let y = layer.forward(outs.last().unwrap_or(x), train);
+            outs.push(y);
+        }
+        outs
+    }
+
+    /// The logits alone.
+    pub fn predict(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
+        self.forward(x, train).pop().expect("a network has layers")
+    }
+
+    /// Backward through every layer from `delta = ∂loss/∂logits`, with `rule` choosing how the
+    /// error crosses each weight layer. Parameter gradients are stored in the layers.
+    ///
+    /// If `record` is given, it receives `δ_in` for each weight layer (in order, `None` for the
+    /// first, which computes no `δ_in`).
+    pub fn backward(
+        &mut self,
+        x: &Tensor<T>,
+        outs: &[Tensor<T>],
+        delta: Tensor<T>,
+        rule: &dyn Rule<T>,
+        mut record: Option<&mut Vec<Option<Tensor<T>>>>,
+    ) {
+        // Nothing below the first weight layer needs an error signal.
+        let first = self
+            .layers
+            .iter()
+            .position(|l| l.weight_layer().is_some())
+            .unwrap_or(0);
+        if let Some(r) = record.as_deref_mut() {
+            r.clear();
+            r.resize(
+                self.layers
+                    .iter()
+                    .filter(|l| l.weight_layer().is_some())
+                    .count(),
+                None,
+            );
+        }
+        let mut slot = self
+            .layers
+            .iter()
+            .filter(|l| l.weight_layer().is_some())
+            .count();
+        let mut delta = delta;
+        for i in (first..self.layers.len()).rev() {
+            let input = if i == 0 { x } else { &outs[i - 1] };
+            let is_weight = self.layers[i].weight_layer().is_some();
+            let d = self.layers[i].backward(input, &outs[i], &delta, rule, i > first);
+            if is_weight {
+                slot -= 1;
+                if let Some(r) = record.as_deref_mut() {
+                    r[slot] = d.clone();
+                }
+            }
+            match d {
+                Some(d) => delta = d,
+                None => break,
+            }
+        }
+    }
+
+    /// The weight layers, bottom to top.
+    pub fn weight_layers(&self) -> Vec<&dyn WeightLayer<T>> {
+        self.layers
+            .iter()
+            .filter_map(|l| l.weight_layer())
+            .collect()
+    }
+
+    pub fn weight_layers_mut(&mut self) -> Vec<&mut dyn WeightLayer<T>> {
+        self.layers
+            .iter_mut()
+            .filter_map(|l| l.weight_layer_mut())
+            .collect()
+    }
+}

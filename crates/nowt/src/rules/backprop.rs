@@ -1,0 +1,22 @@
+//! Backprop: the error crosses a layer through the transpose of its forward weights,
+//! `δ_l = φ'(a_l) ⊙ W_{l+1}ᵀ δ_{l+1}` — weight transport. The reference every rule is measured
+//! against.
+
+use std::borrow::Cow;
+
+use super::{Rule, RuleKind};
+use crate::layers::WeightParams;
+use crate::tensor::{Real, Tensor};
+
+/// `M = W`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Backprop;
+
+impl<T: Real> Rule<T> for Backprop {
+    fn kind(&self) -> RuleKind {
+        RuleKind::Backprop
+    }
+    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
+        Cow::Borrowed(&p.w)
+    }
+}

@@ -1,0 +1,56 @@
+//! Sign symmetry (Liao et al. 2016; Xiao et al. 2018): the feedback path knows only the signs of
+//! the forward weights, `M = s · sign(W)`, recomputed from `W` every step; `B` is not used.
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
+
+use super::{Rule, RuleKind};
+use crate::layers::WeightParams;
+use crate::tensor::{Real, Tensor};
+
+/// The magnitude `s` of the feedback entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SignScale {
+    /// The standard deviation the layer's `W` was initialised with (Xiao et al.). The default.
+    InitStd,
+    /// `mean |W|`, recomputed every step.
+    MeanAbs,
+}
+
+/// `M = s · sign(W)` (with `sign 0 = 0`).
+#[derive(Clone, Copy, Debug)]
+pub struct SignSymmetry {
+    pub scale: SignScale,
+}
+
+impl SignSymmetry {
+    /// The scale `s` for a layer.
+    pub fn scale_for<T: Real>(&self, p: &WeightParams<T>) -> T {
+        match self.scale {
+            SignScale::InitStd => T::of(p.init_std),
+            SignScale::MeanAbs => {
+                T::of(p.w.data().iter().map(|w| w.abs().f64()).sum::<f64>() / p.w.len() as f64)
+            }
+        }
+    }
+}
+
+impl<T: Real> Rule<T> for SignSymmetry {
+    fn kind(&self) -> RuleKind {
+        RuleKind::SignSymmetry
+    }
+    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
+        let s = self.scale_for(p);
+        Cow::Owned(p.w.map(|w| {
+            if w > T::zero() {
+                s
+            } else if w < T::zero() {
+                -s
+            } else {
+                T::zero()
+            }
+        }))
+    }
+}

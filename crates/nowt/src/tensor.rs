@@ -1,0 +1,351 @@
+//! The array type: a dense row-major tensor, and the only place that does index arithmetic or
+//! calls GEMM.
+//!
+//! Everything is generic over [`Real`] so that the same layer code runs in `f32` for training
+//! and in `f64` for the finite-difference oracles (DESIGN.md §6).
+
+use std::fmt::Debug;
+use std::iter::Sum;
+
+use rand::Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+/// A floating-point element type: `f32` for training, `f64` for gradient checks.
+pub trait Real:
+    num_traits::Float
+    + Default
+    + Debug
+    + Send
+    + Sync
+    + Sum
+    + std::ops::AddAssign
+    + std::ops::SubAssign
+    + std::ops::MulAssign
+    + 'static
+{
+    /// Converts from `f64` (rounding to nearest for `f32`).
+    fn of(x: f64) -> Self;
+    /// Converts to `f64` exactly.
+    fn f64(self) -> f64;
+}
+
+impl Real for f32 {
+    fn of(x: f64) -> Self {
+        x as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+impl Real for f64 {
+    fn of(x: f64) -> Self {
+        x
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+}
+
+/// Element-wise loops over at least this many elements are split across the rayon pool.
+/// Chunks never share a reduction, so the result does not depend on the thread count.
+const PAR_MIN: usize = 1 << 16;
+/// Products with fewer multiply-adds than this run on one thread.
+const GEMM_PAR_MIN: usize = 1 << 18;
+
+/// A dense row-major tensor. Shapes follow DESIGN.md §2: `x: [N, in]`, `W: [out, in]`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor<T = f32> {
+    shape: Vec<usize>,
+    data: Vec<T>,
+}
+
+impl<T: Real> Tensor<T> {
+    /// A tensor of zeros.
+    pub fn zeros(shape: &[usize]) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: vec![T::zero(); shape.iter().product()],
+        }
+    }
+
+    /// Wraps `data` with `shape`. Panics if the element count differs (a programming error).
+    pub fn from_vec(shape: &[usize], data: Vec<T>) -> Self {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "shape {shape:?} vs {} elements",
+            data.len()
+        );
+        Self {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    /// Entries drawn independently from `N(0, std²)`.
+    pub fn randn(shape: &[usize], std: f64, rng: &mut impl Rng) -> Self {
+        let n = shape.iter().product();
+        let data = (0..n)
+            .map(|_| {
+                let z: f64 = StandardNormal.sample(rng);
+                T::of(z * std)
+            })
+            .collect();
+        Self {
+            shape: shape.to_vec(),
+            data,
+        }
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+    pub fn into_data(self) -> Vec<T> {
+        self.data
+    }
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+    /// Changes the shape to another with the same element count.
+    pub fn reshape(&mut self, shape: &[usize]) {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            self.data.len(),
+            "reshape {:?} → {shape:?}",
+            self.shape
+        );
+        self.shape = shape.to_vec();
+    }
+
+    /// The leading dimension (the batch, or `out` for a weight).
+    pub fn rows(&self) -> usize {
+        self.shape[0]
+    }
+    /// The product of all but the leading dimension.
+    pub fn cols(&self) -> usize {
+        self.shape[1..].iter().product()
+    }
+
+    /// Converts every element to another precision.
+    pub fn cast<U: Real>(&self) -> Tensor<U> {
+        Tensor {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(|&v| U::of(v.f64())).collect(),
+        }
+    }
+
+    /// A new tensor of `f(v)` for every element.
+    pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
+        let mut out = self.clone();
+        out.apply(f);
+        out
+    }
+
+    /// `v ← f(v)` for every element.
+    pub fn apply(&mut self, f: impl Fn(T) -> T + Sync) {
+        if self.data.len() >= PAR_MIN {
+            self.data
+                .par_chunks_mut(PAR_MIN / 4)
+                .for_each(|c| c.iter_mut().for_each(|v| *v = f(*v)));
+        } else {
+            self.data.iter_mut().for_each(|v| *v = f(*v));
+        }
+    }
+
+    /// `v ← f(v, o)` for every element and the matching element `o` of `other`.
+    pub fn zip_apply(&mut self, other: &Self, f: impl Fn(T, T) -> T + Sync) {
+        assert_eq!(self.shape, other.shape, "zip_apply shapes");
+        if self.data.len() >= PAR_MIN {
+            self.data
+                .par_chunks_mut(PAR_MIN / 4)
+                .zip(other.data.par_chunks(PAR_MIN / 4))
+                .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)));
+        } else {
+            self.data
+                .iter_mut()
+                .zip(&other.data)
+                .for_each(|(a, &b)| *a = f(*a, b));
+        }
+    }
+
+    /// Sum over the leading dimension: `[N, C] → [C]` (the bias gradient `Σ_n δ_n`).
+    pub fn sum_rows(&self) -> Self {
+        let c = self.cols();
+        let mut out = vec![T::zero(); c];
+        for row in self.data.chunks_exact(c) {
+            out.iter_mut().zip(row).for_each(|(o, &v)| *o += v);
+        }
+        Self::from_vec(&[c], out)
+    }
+
+    /// Euclidean norm, accumulated in `f64`.
+    pub fn norm(&self) -> f64 {
+        self.data
+            .iter()
+            .map(|v| v.f64() * v.f64())
+            .sum::<f64>()
+            .sqrt()
+    }
+
+    /// `true` if every element is finite.
+    pub fn all_finite(&self) -> bool {
+        self.data.iter().all(|v| v.is_finite())
+    }
+}
+
+/// `C = op(A) · op(B)` for 2-D views, where `op` transposes when its flag is set.
+///
+/// `a` is viewed as `[a.rows(), a.cols()]` and `b` likewise, so a `[C_out, C_in, k, k]` weight is
+/// used as its `[C_out, C_in·k·k]` matrix without copying.
+pub fn matmul<T: Real>(a: &Tensor<T>, ta: bool, b: &Tensor<T>, tb: bool) -> Tensor<T> {
+    let m = if ta { a.cols() } else { a.rows() };
+    let n = if tb { b.rows() } else { b.cols() };
+    let mut c = Tensor::zeros(&[m, n]);
+    matmul_into(&mut c, false, a, ta, b, tb);
+    c
+}
+
+/// `C ← op(A) · op(B)`, or `C ← C + op(A) · op(B)` when `accumulate` (used to fuse a bias).
+pub fn matmul_into<T: Real>(
+    c: &mut Tensor<T>,
+    accumulate: bool,
+    a: &Tensor<T>,
+    ta: bool,
+    b: &Tensor<T>,
+    tb: bool,
+) {
+    let (ar, ac) = (a.rows(), a.cols());
+    let (br, bc) = (b.rows(), b.cols());
+    let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
+    let (k2, n) = if tb { (bc, br) } else { (br, bc) };
+    assert_eq!(
+        k,
+        k2,
+        "matmul inner dimensions: {:?}{} · {:?}{}",
+        a.shape,
+        if ta { "ᵀ" } else { "" },
+        b.shape,
+        if tb { "ᵀ" } else { "" }
+    );
+    assert_eq!((c.rows(), c.cols()), (m, n), "matmul output shape");
+    // Row-major element (i, p) of op(A) lives at i·rs + p·cs.
+    let (a_rs, a_cs) = if ta {
+        (1, ac as isize)
+    } else {
+        (ac as isize, 1)
+    };
+    let (b_rs, b_cs) = if tb {
+        (1, bc as isize)
+    } else {
+        (bc as isize, 1)
+    };
+    let par = if m * n * k >= GEMM_PAR_MIN && rayon::current_num_threads() > 1 {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            c.data.fill(T::zero());
+        }
+        return;
+    }
+    // SAFETY: the strides above describe exactly the buffers of `a`, `b` and `c`, whose sizes
+    // were checked against (m, k, n); `c` does not alias `a` or `b` (it is borrowed mutably).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c.data.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            a.data.as_ptr(),
+            a_cs,
+            a_rs,
+            b.data.as_ptr(),
+            b_cs,
+            b_rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        );
+    }
+}
+
+/// The test oracle for [`matmul`]: a plain triple loop, accumulated in `f64`.
+pub fn matmul_naive<T: Real>(a: &Tensor<T>, ta: bool, b: &Tensor<T>, tb: bool) -> Tensor<T> {
+    let at = |i: usize, p: usize| {
+        if ta {
+            a.data[p * a.cols() + i]
+        } else {
+            a.data[i * a.cols() + p]
+        }
+    };
+    let bt = |p: usize, j: usize| {
+        if tb {
+            b.data[j * b.cols() + p]
+        } else {
+            b.data[p * b.cols() + j]
+        }
+    };
+    let m = if ta { a.cols() } else { a.rows() };
+    let k = if ta { a.rows() } else { a.cols() };
+    let n = if tb { b.rows() } else { b.cols() };
+    let mut c = Tensor::zeros(&[m, n]);
+    for i in 0..m {
+        for j in 0..n {
+            let s: f64 = (0..k).map(|p| at(i, p).f64() * bt(p, j).f64()).sum();
+            c.data[i * n + j] = T::of(s);
+        }
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    #[test]
+    fn gemm_matches_naive_in_every_transpose() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        for &(m, k, n) in &[(3, 5, 4), (70, 90, 80), (1, 7, 1)] {
+            for ta in [false, true] {
+                for tb in [false, true] {
+                    let sa = if ta { [k, m] } else { [m, k] };
+                    let sb = if tb { [n, k] } else { [k, n] };
+                    let a: Tensor<f64> = Tensor::randn(&sa, 1.0, &mut rng);
+                    let b: Tensor<f64> = Tensor::randn(&sb, 1.0, &mut rng);
+                    let fast = matmul(&a, ta, &b, tb);
+                    let slow = matmul_naive(&a, ta, &b, tb);
+                    assert_eq!(fast.shape(), &[m, n]);
+                    for (x, y) in fast.data().iter().zip(slow.data()) {
+                        assert!(
+                            (x - y).abs() < 1e-10,
+                            "{m}x{k}x{n} ta={ta} tb={tb}: {x} vs {y}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}

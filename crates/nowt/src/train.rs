@@ -1,0 +1,295 @@
+//! The training loop: forward → loss → backward(rule) → SGD step → the rule's mirror phase,
+//! and the per-epoch measurements of DESIGN.md §5.
+
+use std::time::Instant;
+
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{ModelKind, TrainConfig};
+use crate::data::{Dataset, Split};
+use crate::layers::softmax_cross_entropy;
+use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
+use crate::models::{mlp, Network};
+use crate::optim::{Schedule, Sgd};
+use crate::rules::{self, Backprop, Rule};
+use crate::tensor::{Real, Tensor};
+use crate::{Error, Result};
+
+/// RNG streams of a run (see [`crate::rng`]).
+pub const STREAM_WEIGHTS: u64 = 0;
+pub const STREAM_FEEDBACK: u64 = 1;
+pub const STREAM_SHUFFLE: u64 = 2;
+pub const STREAM_MIRROR: u64 = 3;
+
+/// Loss and error rates of one pass over a dataset.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub top1_err: f64,
+    /// Only for datasets with at least 10 classes.
+    pub top5_err: Option<f64>,
+}
+
+/// One line of `metrics.jsonl`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    /// The learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Running mean over the epoch's steps, in training mode.
+    pub train: Evaluation,
+    pub val: Option<Evaluation>,
+    pub test: Evaluation,
+    /// Weight layers, bottom to top.
+    pub layers: Vec<LayerRecord>,
+    /// Timing (varies run to run): wall seconds of the epoch including evaluation, and training
+    /// images per second.
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// What the loop reports while it runs.
+pub enum Event<'a> {
+    /// Training is about to start.
+    Started {
+        epochs: usize,
+        steps_per_epoch: usize,
+    },
+    /// A training step finished.
+    Step {
+        epoch: usize,
+        step: usize,
+        loss: f64,
+        images_per_s: f64,
+    },
+    /// An epoch finished and was measured.
+    Epoch(&'a EpochRecord),
+}
+
+/// The end of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    pub epochs: usize,
+    pub best_test_top1_err: f64,
+    pub best_epoch: usize,
+    pub total_seconds: f64,
+    pub last: EpochRecord,
+}
+
+/// Builds the configured model in precision `T`. `W` and `B` come from their own RNG streams,
+/// so `W₀` is the same under every rule; the rule then initialises `B` its own way.
+pub fn build_model<T: Real>(
+    cfg: &TrainConfig,
+    inputs: usize,
+    classes: usize,
+    rule: &dyn Rule<T>,
+) -> Network<T> {
+    let mut rng_w = crate::rng(cfg.seed, STREAM_WEIGHTS);
+    let mut rng_b = crate::rng(cfg.seed, STREAM_FEEDBACK);
+    let mut net = match cfg.model {
+        ModelKind::Mlp => mlp(
+            inputs,
+            &cfg.hidden,
+            classes,
+            cfg.activation,
+            &mut rng_w,
+            &mut rng_b,
+        ),
+    };
+    for layer in net.weight_layers_mut() {
+        rule.init_feedback(layer.params_mut());
+    }
+    net
+}
+
+/// One training step on a batch: forward, loss, backward under `rule`, SGD update, and the
+/// rule's after-step work. Returns the mean loss and the logits.
+pub fn train_step<T: Real>(
+    net: &mut Network<T>,
+    rule: &dyn Rule<T>,
+    sgd: &Sgd,
+    x: &Tensor<T>,
+    labels: &[u32],
+    lr: f64,
+    rng_mirror: &mut crate::Rng,
+) -> (f64, Tensor<T>) {
+    let mut outs = net.forward(x, true);
+    let logits = outs.pop().expect("a network has layers");
+    let (loss, delta) = softmax_cross_entropy(&logits, labels);
+    outs.push(logits);
+    net.backward(x, &outs, delta, rule, None);
+    let mut layers = net.weight_layers_mut();
+    sgd.step(&mut layers, rule, lr);
+    rule.after_step(&mut layers, rng_mirror);
+    (loss.f64(), outs.pop().expect("logits"))
+}
+
+/// Loss and top-1/top-5 error over `data`, in evaluation mode.
+pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Evaluation {
+    let (mut loss, mut top1, mut top5) = (0f64, 0usize, 0usize);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(1000) {
+        let (x, y) = data.batch(chunk);
+        let logits = net.predict(&x, false);
+        loss += softmax_cross_entropy(&logits, &y).0 as f64 * chunk.len() as f64;
+        top1 += top_k_correct(&logits, &y, 1);
+        top5 += top_k_correct(&logits, &y, 5);
+    }
+    let n = data.len().max(1) as f64;
+    Evaluation {
+        loss: loss / n,
+        top1_err: 1.0 - top1 as f64 / n,
+        top5_err: (data.classes >= 10).then(|| 1.0 - top5 as f64 / n),
+    }
+}
+
+/// Per weight layer: `∠(W, M)`, `‖M‖/‖W‖`, sign concordance, and the angle between the rule's
+/// `δ_in` and backprop's on the probe batch, both from one forward pass.
+pub fn layer_records<T: Real>(
+    net: &mut Network<T>,
+    rule: &dyn Rule<T>,
+    x: &Tensor<T>,
+    labels: &[u32],
+) -> Vec<LayerRecord> {
+    let outs = net.forward(x, false);
+    let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), labels);
+    let (mut d_rule, mut d_bp) = (Vec::new(), Vec::new());
+    net.backward(x, &outs, delta.clone(), rule, Some(&mut d_rule));
+    net.backward(x, &outs, delta, &Backprop, Some(&mut d_bp));
+    net.weight_layers()
+        .iter()
+        .zip(d_rule.iter().zip(&d_bp))
+        .map(|(layer, (dr, db))| {
+            let p = layer.params();
+            let m = rule.backward_matrix(p);
+            LayerRecord {
+                layer: p.name.clone(),
+                weight_angle_deg: angle_deg(&p.w, &m),
+                delta_angle_deg: match (dr, db) {
+                    (Some(a), Some(b)) => angle_deg(a, b),
+                    _ => None,
+                },
+                norm_ratio: m.norm() / p.w.norm().max(f64::MIN_POSITIVE),
+                sign_concordance: sign_concordance(&p.w, &m),
+            }
+        })
+        .collect()
+}
+
+/// Trains `cfg` on `data`, reporting progress through `on_event`.
+///
+/// Deterministic for a given seed and thread count. Stops with [`Error::NonFinite`] at the
+/// first non-finite loss.
+pub fn train(
+    cfg: &TrainConfig,
+    data: &Split,
+    on_event: &mut (dyn FnMut(Event) + Send),
+) -> Result<Summary> {
+    cfg.validate()?;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.resolved_threads())
+        .build()
+        .map_err(|e| Error::config("threads", e.to_string()))?;
+    pool.install(|| run(cfg, data, on_event))
+}
+
+fn run(
+    cfg: &TrainConfig,
+    data: &Split,
+    on_event: &mut (dyn FnMut(Event) + Send),
+) -> Result<Summary> {
+    let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
+    let mut net = build_model(cfg, data.train.dim, data.train.classes, rule.as_ref());
+    let sgd = Sgd {
+        momentum: cfg.momentum,
+        nesterov: cfg.nesterov,
+        weight_decay: cfg.weight_decay,
+    };
+    let steps = data.train.len().div_ceil(cfg.batch_size);
+    let schedule = Schedule {
+        kind: cfg.schedule,
+        base_lr: cfg.lr,
+        milestones: cfg.milestones.clone(),
+        gamma: cfg.gamma,
+        warmup_epochs: cfg.warmup_epochs,
+        epochs: cfg.epochs,
+    };
+    let mut rng_shuffle = crate::rng(cfg.seed, STREAM_SHUFFLE);
+    let mut rng_mirror = crate::rng(cfg.seed, STREAM_MIRROR);
+    let probe_idx: Vec<usize> = (0..cfg.probe_size.min(data.train.len())).collect();
+    let (probe_x, probe_y) = data.train.batch(&probe_idx);
+
+    rule.before_training(&mut net.weight_layers_mut(), &mut rng_mirror);
+    on_event(Event::Started {
+        epochs: cfg.epochs,
+        steps_per_epoch: steps,
+    });
+
+    let start = Instant::now();
+    let mut order: Vec<usize> = (0..data.train.len()).collect();
+    let mut best: Option<(f64, usize)> = None;
+    let mut last = None;
+    for epoch in 0..cfg.epochs {
+        let t0 = Instant::now();
+        order.shuffle(&mut rng_shuffle);
+        let (mut loss_sum, mut top1, mut top5, mut seen) = (0f64, 0usize, 0usize, 0usize);
+        let mut lr = cfg.lr;
+        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+            lr = schedule.lr(epoch, step, steps);
+            let (x, y) = data.train.batch(idx);
+            let (loss, logits) =
+                train_step(&mut net, rule.as_ref(), &sgd, &x, &y, lr, &mut rng_mirror);
+            if !loss.is_finite() {
+                return Err(Error::NonFinite {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                });
+            }
+            loss_sum += loss * idx.len() as f64;
+            top1 += top_k_correct(&logits, &y, 1);
+            top5 += top_k_correct(&logits, &y, 5);
+            seen += idx.len();
+            on_event(Event::Step {
+                epoch: epoch + 1,
+                step: step + 1,
+                loss,
+                images_per_s: seen as f64 / t0.elapsed().as_secs_f64(),
+            });
+        }
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let n = seen.max(1) as f64;
+        let train_eval = Evaluation {
+            loss: loss_sum / n,
+            top1_err: 1.0 - top1 as f64 / n,
+            top5_err: (data.train.classes >= 10).then(|| 1.0 - top5 as f64 / n),
+        };
+        let test = evaluate(&mut net, &data.test);
+        let val = data.val.as_ref().map(|v| evaluate(&mut net, v));
+        let layers = layer_records(&mut net, rule.as_ref(), &probe_x, &probe_y);
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            lr,
+            train: train_eval,
+            val,
+            test,
+            layers,
+            seconds: t0.elapsed().as_secs_f64(),
+            images_per_s: seen as f64 / train_seconds,
+        };
+        if best.is_none_or(|(e, _)| record.test.top1_err < e) {
+            best = Some((record.test.top1_err, epoch + 1));
+        }
+        on_event(Event::Epoch(&record));
+        last = Some(record);
+    }
+    let (best_err, best_epoch) = best.expect("at least one epoch");
+    Ok(Summary {
+        epochs: cfg.epochs,
+        best_test_top1_err: best_err,
+        best_epoch,
+        total_seconds: start.elapsed().as_secs_f64(),
+        last: last.expect("at least one epoch"),
+    })
+}
