@@ -66,14 +66,14 @@ pub struct TrainArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Base learning rate.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule: constant, multistep, cosine.
     #[arg(long, value_parser = name::<nowt::optim::ScheduleKind>)]
@@ -82,10 +82,10 @@ pub struct TrainArgs {
     #[arg(long, value_delimiter = ',')]
     pub milestones: Option<Vec<usize>>,
     /// Multistep factor.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
     /// Linear warm-up length in epochs.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
     #[arg(long)]
     pub seed: Option<u64>,
@@ -93,7 +93,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub threads: Option<usize>,
     /// Fraction of the training set held out for validation.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
     /// Samples in the fixed probe batch for δ-angles.
     #[arg(long)]
@@ -102,19 +102,19 @@ pub struct TrainArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Feedback alignment: scale of B₀ relative to W's init std.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub fa_init_scale: Option<f64>,
     /// Sign symmetry scale: init-std or mean-abs.
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,
     /// Weight mirror: noise std σ.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub wm_sigma: Option<f64>,
     /// Weight mirror: mirror learning rate η_B.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub wm_lr: Option<f64>,
     /// Weight mirror: decay λ_WM.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub wm_decay: Option<f64>,
     /// Weight mirror: noise samples per mirror batch (0: the training batch size).
     #[arg(long)]
@@ -129,7 +129,7 @@ pub struct TrainArgs {
     #[arg(long, value_parser = name::<nowt::rules::MirrorInit>)]
     pub wm_init: Option<nowt::rules::MirrorInit>,
     /// Kolen-Pollack: decay λ for both W and B.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub kp_decay: Option<f64>,
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]

@@ -26,7 +26,7 @@ pub fn read_config(path: &Path) -> Result<TrainConfig> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("cannot read config file {}", path.display()))?;
     toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].lines().count().max(1));
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
         let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
         anyhow::anyhow!("{}{at}: {}", path.display(), e.message().trim())
     })

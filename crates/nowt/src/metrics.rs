@@ -5,25 +5,23 @@ use serde::{Deserialize, Serialize};
 use crate::tensor::{Real, Tensor};
 
 /// The angle between two tensors, flattened, in degrees: `arccos(⟨a, b⟩ / ‖a‖‖b‖)`.
-/// Accumulated in `f64`. `None` when either is zero (the angle is undefined).
+///
+/// Computed as `2 atan2(‖â − b̂‖, ‖â + b̂‖)` on the unit vectors, in `f64`: stable near 0° and
+/// 180° (where `arccos` loses half the digits), and exactly 0 for identical tensors.
+/// `None` when either is zero (the angle is undefined).
 pub fn angle_deg<T: Real>(a: &Tensor<T>, b: &Tensor<T>) -> Option<f64> {
     assert_eq!(a.len(), b.len(), "angle between tensors of different sizes");
-    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
-    for (&x, &y) in a.data().iter().zip(b.data()) {
-        let (x, y) = (x.f64(), y.f64());
-        ab += x * y;
-        aa += x * x;
-        bb += y * y;
-    }
-    if aa == 0.0 || bb == 0.0 {
+    let (na, nb) = (a.norm(), b.norm());
+    if na == 0.0 || nb == 0.0 {
         return None;
     }
-    Some(
-        (ab / (aa.sqrt() * bb.sqrt()))
-            .clamp(-1.0, 1.0)
-            .acos()
-            .to_degrees(),
-    )
+    let (mut diff, mut sum) = (0f64, 0f64);
+    for (&x, &y) in a.data().iter().zip(b.data()) {
+        let (x, y) = (x.f64() / na, y.f64() / nb);
+        diff += (x - y) * (x - y);
+        sum += (x + y) * (x + y);
+    }
+    Some((2.0 * diff.sqrt().atan2(sum.sqrt())).to_degrees())
 }
 
 /// The fraction of entries where `sign b = sign a`.

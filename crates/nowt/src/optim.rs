@@ -75,17 +75,31 @@ impl Sgd {
         let first = buf.is_none();
         let v = buf.get_or_insert_with(|| Tensor::zeros(p.shape()));
         let nesterov = self.nesterov;
+        // The branches are hoisted out of the element loops so that each loop vectorises.
+        let kernel = |p: &mut [T], g: &[T], v: &mut [T]| {
+            let items = p.iter_mut().zip(g).zip(v.iter_mut());
+            match (first, nesterov) {
+                (true, false) => items.for_each(|((p, &g), v)| {
+                    let d = g + decay * *p;
+                    *v = d;
+                    *p -= lr * d;
+                }),
+                (false, false) => items.for_each(|((p, &g), v)| {
+                    *v = mu * *v + (g + decay * *p);
+                    *p -= lr * *v;
+                }),
+                (_, true) => items.for_each(|((p, &g), v)| {
+                    let d = g + decay * *p;
+                    *v = if first { d } else { mu * *v + d };
+                    *p -= lr * (d + mu * *v);
+                }),
+            }
+        };
         p.data_mut()
             .par_chunks_mut(CHUNK)
             .zip(g.data().par_chunks(CHUNK))
             .zip(v.data_mut().par_chunks_mut(CHUNK))
-            .for_each(|((p, g), v)| {
-                for ((p, &g), v) in p.iter_mut().zip(g).zip(v.iter_mut()) {
-                    let d = g + decay * *p;
-                    *v = if first { d } else { mu * *v + d };
-                    *p -= lr * if nesterov { d + mu * *v } else { *v };
-                }
-            });
+            .for_each(|((p, g), v)| kernel(p, g, v));
     }
 }
 

@@ -28,6 +28,8 @@ pub trait Real:
     fn of(x: f64) -> Self;
     /// Converts to `f64` exactly.
     fn f64(self) -> f64;
+    /// One draw from `N(0, 1)` in this precision.
+    fn standard_normal(rng: &mut crate::Rng) -> Self;
 }
 
 impl Real for f32 {
@@ -36,6 +38,9 @@ impl Real for f32 {
     }
     fn f64(self) -> f64 {
         self as f64
+    }
+    fn standard_normal(rng: &mut crate::Rng) -> Self {
+        StandardNormal.sample(rng)
     }
 }
 
@@ -46,6 +51,9 @@ impl Real for f64 {
     fn f64(self) -> f64 {
         self
     }
+    fn standard_normal(rng: &mut crate::Rng) -> Self {
+        StandardNormal.sample(rng)
+    }
 }
 
 /// Element-wise loops over at least this many elements are split across the rayon pool.
@@ -55,7 +63,7 @@ const PAR_MIN: usize = 1 << 16;
 const GEMM_PAR_MIN: usize = 1 << 18;
 
 /// A dense row-major tensor. Shapes follow DESIGN.md §2: `x: [N, in]`, `W: [out, in]`.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Tensor<T = f32> {
     shape: Vec<usize>,
     data: Vec<T>,
@@ -85,14 +93,23 @@ impl<T: Real> Tensor<T> {
     }
 
     /// Entries drawn independently from `N(0, std²)`.
-    pub fn randn(shape: &[usize], std: f64, rng: &mut impl Rng) -> Self {
-        let n = shape.iter().product();
-        let data = (0..n)
-            .map(|_| {
-                let z: f64 = StandardNormal.sample(rng);
-                T::of(z * std)
-            })
-            .collect();
+    ///
+    /// One seed is taken from `rng`; each block of the tensor then draws from its own ChaCha
+    /// stream of that seed, so blocks fill in parallel and the values do not depend on the
+    /// thread count.
+    pub fn randn(shape: &[usize], std: f64, rng: &mut crate::Rng) -> Self {
+        const BLOCK: usize = 1 << 13;
+        let seed: u64 = rng.random();
+        let std = T::of(std);
+        let mut data = vec![T::zero(); shape.iter().product()];
+        data.par_chunks_mut(BLOCK)
+            .enumerate()
+            .for_each(|(i, block)| {
+                let mut r = crate::rng(seed, i as u64);
+                block
+                    .iter_mut()
+                    .for_each(|v| *v = T::standard_normal(&mut r) * std);
+            });
         Self {
             shape: shape.to_vec(),
             data,

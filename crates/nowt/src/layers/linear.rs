@@ -50,7 +50,10 @@ impl<T: Real> Layer<T> for Linear<T> {
         rule: &dyn Rule<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        self.p.grad_w = self.weight_grad(x, delta);
+        // Written into the existing buffer: no allocation (and no page faults) per step.
+        let mut g = std::mem::take(&mut self.p.grad_w);
+        self.weight_grad(x, delta, &mut g);
+        self.p.grad_w = g;
         if self.p.bias.is_some() {
             self.p.grad_bias = Some(delta.sum_rows());
         }
@@ -82,9 +85,12 @@ impl<T: Real> WeightLayer<T> for Linear<T> {
         // [N, in] · [out, in]ᵀ → [N, out]
         matmul(x, false, &self.p.w, true)
     }
-    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>) -> Tensor<T> {
+    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>) {
         // [N, out]ᵀ · [N, in] → [out, in]
-        matmul(delta, true, x, false)
+        if out.shape() != self.p.w.shape() {
+            *out = Tensor::zeros(self.p.w.shape());
+        }
+        matmul_into(out, false, delta, true, x, false);
     }
     fn input_shape(&self, n: usize) -> Vec<usize> {
         vec![n, self.p.w.cols()]

@@ -100,8 +100,8 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// The linear part alone, `y = x Wᵀ` (no bias): what the weight mirror drives with noise.
     fn linear(&self, x: &Tensor<T>) -> Tensor<T>;
     /// `grad_W` for input `x` and output error `delta` (linear: `δᵀ x`), the same under every
-    /// rule and in the mirror.
-    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>) -> Tensor<T>;
+    /// rule and in the mirror, written into `out` (reshaped to `W`'s shape if it is not).
+    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>);
     /// The shape of a batch of `n` inputs to this layer (for mirror noise).
     fn input_shape(&self, n: usize) -> Vec<usize>;
 }

@@ -71,7 +71,8 @@ pub fn mirror_step<T: Real>(
     let n = cfg.batch_size.max(1);
     let xi = Tensor::<T>::randn(&layer.input_shape(n), cfg.sigma, rng);
     let eta = layer.linear(&xi);
-    let g = layer.weight_grad(&xi, &eta);
+    let mut g = Tensor::default();
+    layer.weight_grad(&xi, &eta, &mut g);
     let keep = T::of(1.0 - cfg.lr * cfg.decay);
     let step = T::of(cfg.lr / n as f64);
     layer

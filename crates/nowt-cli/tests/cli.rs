@@ -1,0 +1,386 @@
+//! End to end: the `nowt` binary on the embedded data, and on broken input.
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn nowt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_nowt"))
+        .args(args)
+        .output()
+        .expect("run nowt")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn metrics(dir: &Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// The records with their timing fields removed.
+fn untimed(mut records: Vec<Value>) -> Vec<Value> {
+    for r in records.iter_mut() {
+        let o = r.as_object_mut().unwrap();
+        o.remove("seconds");
+        o.remove("images_per_s");
+    }
+    records
+}
+
+#[test]
+fn train_on_embedded_digits_writes_a_complete_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("final test"), "{stdout}");
+    let cfg: toml::Table = fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(cfg["seed"].as_integer(), Some(0));
+    assert_eq!(cfg["epochs"].as_integer(), Some(3));
+    let m = metrics(&run);
+    assert_eq!(m.len(), 3);
+    for (i, r) in m.iter().enumerate() {
+        assert_eq!(r["epoch"].as_u64(), Some(i as u64 + 1));
+        assert!(r["train"]["loss"].as_f64().unwrap().is_finite());
+        assert!(r["test"]["top1_err"].as_f64().unwrap() < 0.5);
+        assert!(r["test"]["top5_err"].is_number());
+        let layers = r["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2);
+        assert!(layers[0]["delta_angle_deg"].is_null());
+        assert_eq!(layers[1]["delta_angle_deg"].as_f64(), Some(0.0));
+    }
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["epochs"].as_u64(), Some(3));
+    assert!(run.join("summary.txt").is_file());
+}
+
+#[test]
+fn every_rule_trains_and_reports_its_angles() {
+    let tmp = tempfile::tempdir().unwrap();
+    for rule in ["backprop", "fa", "sign-symmetry", "wm", "kolen-pollack"] {
+        let run = tmp.path().join(rule);
+        let o = nowt(&[
+            "train",
+            "--rule",
+            rule,
+            "--epochs",
+            "2",
+            "--out",
+            run.to_str().unwrap(),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{rule}: {}", stderr(&o));
+        let last = metrics(&run).pop().unwrap();
+        assert!(
+            last["test"]["top1_err"].as_f64().unwrap() < 0.2,
+            "{rule}: {last}"
+        );
+        let angle = last["layers"][1]["weight_angle_deg"].as_f64().unwrap();
+        match rule {
+            "backprop" => assert_eq!(angle, 0.0),
+            "sign-symmetry" => assert!(angle > 20.0 && angle < 60.0, "{angle}"),
+            _ => assert!(angle > 0.0, "{rule}: {angle}"),
+        }
+    }
+}
+
+#[test]
+fn same_seed_and_threads_give_identical_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let runs: Vec<_> = ["a", "b"]
+        .iter()
+        .map(|n| {
+            let run = tmp.path().join(n);
+            let o = nowt(&[
+                "train",
+                "--rule",
+                "wm",
+                "--epochs",
+                "2",
+                "--threads",
+                "2",
+                "--seed",
+                "7",
+                "--out",
+                run.to_str().unwrap(),
+                "-q",
+            ]);
+            assert!(o.status.success(), "{}", stderr(&o));
+            untimed(metrics(&run))
+        })
+        .collect();
+    assert_eq!(runs[0], runs[1]);
+    let other = tmp.path().join("c");
+    nowt(&[
+        "train",
+        "--rule",
+        "wm",
+        "--epochs",
+        "2",
+        "--threads",
+        "2",
+        "--seed",
+        "8",
+        "--out",
+        other.to_str().unwrap(),
+        "-q",
+    ]);
+    assert_ne!(runs[0], untimed(metrics(&other)), "the seed must matter");
+}
+
+#[test]
+fn flags_override_the_config_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    fs::write(
+        &cfg,
+        "rule = \"kp\"\nepochs = 1\nhidden = [16]\n[rules]\nkp_decay = 0.01\n",
+    )
+    .unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--rule",
+        "fa",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resolved: toml::Table = fs::read_to_string(run.join("config.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(resolved["rule"].as_str(), Some("feedback-alignment"));
+    assert_eq!(resolved["epochs"].as_integer(), Some(1));
+    assert_eq!(resolved["hidden"].as_array().unwrap().len(), 1);
+    assert_eq!(resolved["rules"]["kp_decay"].as_float(), Some(0.01));
+}
+
+#[test]
+fn rules_lists_all_five() {
+    let o = nowt(&["rules"]);
+    let s = String::from_utf8_lossy(&o.stdout);
+    for name in [
+        "backprop",
+        "feedback-alignment",
+        "sign-symmetry",
+        "weight-mirror",
+        "kolen-pollack",
+    ] {
+        assert!(s.contains(name), "{s}");
+    }
+}
+
+/// Runs `nowt train` with `args` that must fail: non-zero exit, a one-line error containing
+/// `expect`, no panic, and no run directory.
+fn fails(args: &[&str], expect: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut all = vec!["train", "--out", run.to_str().unwrap(), "-q"];
+    all.extend_from_slice(args);
+    let o = nowt(&all);
+    let err = stderr(&o);
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert!(
+        err.contains(expect),
+        "{args:?}: expected '{expect}' in: {err}"
+    );
+    let first = err.lines().next().unwrap_or("");
+    assert!(
+        first.contains(expect) || err.lines().filter(|l| !l.trim().is_empty()).count() <= 3,
+        "{err}"
+    );
+    assert!(
+        !run.join("summary.json").exists(),
+        "{args:?} left a complete-looking run"
+    );
+    assert!(
+        !run.exists() || !run.join("metrics.jsonl").exists() || args.contains(&"1e30"),
+        "{args:?} created a run dir"
+    );
+}
+
+#[test]
+fn bad_flags_and_config_are_one_line_errors() {
+    fails(&["--rule", "magic"], "unknown rule 'magic'");
+    fails(&["--dataset", "imagenet7"], "unknown variant `imagenet7`");
+    fails(&["--model", "transformer"], "unknown variant `transformer`");
+    fails(&["--batch-size", "0"], "batch_size");
+    fails(&["--lr", "0"], "invalid lr");
+    fails(&["--lr", "-0.1"], "invalid lr");
+    fails(&["--epochs", "0"], "epochs");
+    fails(&["--wm-lr", "-1"], "rules.wm.lr");
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("bad.toml");
+    fs::write(&cfg, "epochs = 2\nlearning_rate = 0.1\n").unwrap();
+    fails(
+        &["-c", cfg.to_str().unwrap()],
+        "line 2: unknown field `learning_rate`",
+    );
+    fs::write(&cfg, "[rules.wm]\nsigmaa = 1\n").unwrap();
+    fails(&["-c", cfg.to_str().unwrap()], "unknown field `sigmaa`");
+    fails(&["-c", "/nonexistent/c.toml"], "/nonexistent/c.toml");
+}
+
+#[test]
+fn a_diverging_run_stops_naming_epoch_and_step() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--lr",
+        "1e30",
+        "--momentum",
+        "0",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(err.contains("non-finite loss at epoch 1, step"), "{err}");
+    assert!(!run.join("summary.json").exists());
+}
+
+/// Writes an MNIST-style directory with `n` images of 28×28 and `m` labels.
+fn fake_mnist(dir: &Path, n: usize, m: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for (stem, count) in [("train", n), ("t10k", n)] {
+        fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            nowt::data::idx::encode_idx(&[count, 28, 28], &vec![7; count * 784]),
+        )
+        .unwrap();
+        fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            nowt::data::idx::encode_idx(&[m], &vec![3; m]),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn broken_idx_files_are_named_in_the_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path().join("mnist");
+    let dir = d.to_str().unwrap();
+    let images = d.join("train-images-idx3-ubyte");
+    let labels = d.join("train-labels-idx1-ubyte");
+
+    fails(
+        &["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"],
+        "/nonexistent/mnist",
+    );
+
+    fake_mnist(&d, 20, 20);
+    fs::remove_file(&labels).unwrap();
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "train-labels-idx1-ubyte: missing",
+    );
+
+    fake_mnist(&d, 20, 19);
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "19 labels for 20 images",
+    );
+
+    fake_mnist(&d, 20, 20);
+    let full = fs::read(&images).unwrap();
+    fs::write(&images, &full[..full.len() - 100]).unwrap();
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "train-images-idx3-ubyte: truncated",
+    );
+
+    fs::write(&images, b"GIF89a....").unwrap();
+    fails(&["--dataset", "mnist", "--data-dir", dir], "bad magic");
+
+    fs::write(
+        &images,
+        nowt::data::idx::encode_idx(&[4_000_000_000, 4_000_000_000, 28], &[1, 2, 3]),
+    )
+    .unwrap();
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "absurd dimensions [4000000000, 4000000000, 28]",
+    );
+
+    fs::write(
+        &images,
+        nowt::data::idx::encode_idx(&[4_000_000_000, 28, 28], &[1, 2, 3]),
+    )
+    .unwrap();
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "need 3136000000000 data bytes, file has 3",
+    );
+
+    fs::write(
+        &images,
+        nowt::data::idx::encode_idx(&[u32::MAX as usize; 4], &[]),
+    )
+    .unwrap();
+    fails(&["--dataset", "mnist", "--data-dir", dir], "absurd");
+
+    fake_mnist(&d, 20, 20);
+    fs::write(&labels, nowt::data::idx::encode_idx(&[20], &[11; 20])).unwrap();
+    fails(
+        &["--dataset", "mnist", "--data-dir", dir],
+        "label 11 out of range",
+    );
+
+    // and the same directory, repaired, trains
+    fake_mnist(&d, 20, 20);
+    let run = tmp.path().join("ok");
+    let o = nowt(&[
+        "train",
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        dir,
+        "--epochs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn an_existing_run_directory_is_not_overwritten() {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("keep.txt"), "precious").unwrap();
+    let o = nowt(&["train", "--out", tmp.path().to_str().unwrap(), "-q"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("already exists"));
+    assert_eq!(
+        fs::read_to_string(tmp.path().join("keep.txt")).unwrap(),
+        "precious"
+    );
+}

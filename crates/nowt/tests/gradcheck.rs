@@ -1,0 +1,165 @@
+//! Finite-difference oracles in f64 (DESIGN.md §6): every layer's backward under backprop
+//! matches central differences for its input and every parameter; under feedback alignment
+//! with random `B` the input error must *fail* the check while `grad_W` still passes.
+
+use nowt::layers::{softmax_cross_entropy, Activation, ActivationKind, Layer, Linear};
+use nowt::models::mlp;
+use nowt::rules::{Backprop, FeedbackAlignment, Rule};
+use nowt::Tensor;
+
+const H: f64 = 1e-6;
+const TOL: f64 = 1e-6;
+
+fn rng(stream: u64) -> nowt::Rng {
+    nowt::rng(42, stream)
+}
+
+/// max |a − b| / max(1, max |b|): relative to the gradient's scale.
+fn rel_err(a: &Tensor<f64>, b: &Tensor<f64>) -> f64 {
+    assert_eq!(a.shape(), b.shape());
+    let scale = b.data().iter().fold(1f64, |m, v| m.max(v.abs()));
+    a.data()
+        .iter()
+        .zip(b.data())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// Central differences of `f` with respect to every entry of `t` (restored afterwards).
+fn numeric(t: &mut Tensor<f64>, mut f: impl FnMut(&Tensor<f64>) -> f64) -> Tensor<f64> {
+    let mut g = Tensor::zeros(t.shape());
+    for i in 0..t.len() {
+        let v = t.data()[i];
+        t.data_mut()[i] = v + H;
+        let up = f(t);
+        t.data_mut()[i] = v - H;
+        let down = f(t);
+        t.data_mut()[i] = v;
+        g.data_mut()[i] = (up - down) / (2.0 * H);
+    }
+    g
+}
+
+/// The scalar `L = Σ y ⊙ R` for a fixed random `R`, so `∂L/∂y = R`.
+fn probe_loss(y: &Tensor<f64>, r: &Tensor<f64>) -> f64 {
+    y.data().iter().zip(r.data()).map(|(a, b)| a * b).sum()
+}
+
+/// Checks one layer: analytic δ_in against central differences on x. Returns the error.
+fn input_error(layer: &mut dyn Layer<f64>, x: &Tensor<f64>, rule: &dyn Rule<f64>) -> f64 {
+    let y = layer.forward(x, true);
+    let r = Tensor::randn(y.shape(), 1.0, &mut rng(7));
+    let analytic = layer
+        .backward(x, &y, &r, rule, true)
+        .expect("δ_in requested");
+    let mut xv = x.clone();
+    let numeric = numeric(&mut xv, |xv| probe_loss(&layer.forward(xv, true), &r));
+    rel_err(&analytic, &numeric)
+}
+
+/// Checks `grad_W` and `grad_b` of a linear layer under `rule`. Returns the two errors.
+fn param_errors(layer: &mut Linear<f64>, x: &Tensor<f64>, rule: &dyn Rule<f64>) -> (f64, f64) {
+    let y = layer.forward(x, true);
+    let r = Tensor::randn(y.shape(), 1.0, &mut rng(8));
+    layer.backward(x, &y, &r, rule, false);
+    let (gw, gb) = (layer.p.grad_w.clone(), layer.p.grad_bias.clone().unwrap());
+    let mut w = layer.p.w.clone();
+    let nw = numeric(&mut w, |w| {
+        let mut l = layer.clone();
+        l.p.w = w.clone();
+        probe_loss(&l.forward(x, true), &r)
+    });
+    let mut b = layer.p.bias.clone().unwrap();
+    let nb = numeric(&mut b, |b| {
+        let mut l = layer.clone();
+        l.p.bias = Some(b.clone());
+        probe_loss(&l.forward(x, true), &r)
+    });
+    (rel_err(&gw, &nw), rel_err(&gb, &nb))
+}
+
+fn linear() -> Linear<f64> {
+    let mut l = Linear::new("fc", 6, 4, 0.5, &mut rng(1), &mut rng(2));
+    l.p.bias = Some(Tensor::randn(&[4], 0.3, &mut rng(3)));
+    l
+}
+
+#[test]
+fn linear_backward_matches_finite_differences() {
+    let x = Tensor::randn(&[5, 6], 1.0, &mut rng(4));
+    let mut l = linear();
+    let e_in = input_error(&mut l, &x, &Backprop);
+    let (e_w, e_b) = param_errors(&mut l, &x, &Backprop);
+    assert!(
+        e_in < TOL && e_w < TOL && e_b < TOL,
+        "δ_in {e_in:e}, W {e_w:e}, b {e_b:e}"
+    );
+}
+
+#[test]
+fn activations_match_finite_differences() {
+    for kind in ActivationKind::ALL {
+        // Keep ReLU inputs away from its kink so the difference quotient is defined.
+        let mut x: Tensor<f64> = Tensor::randn(&[4, 7], 1.0, &mut rng(5));
+        x.apply(|v| if v.abs() < 0.05 { v + 0.1 } else { v });
+        let e = input_error(&mut Activation { kind }, &x, &Backprop);
+        assert!(e < TOL, "{kind:?}: {e:e}");
+    }
+}
+
+#[test]
+fn softmax_cross_entropy_matches_finite_differences() {
+    let labels = [0u32, 3, 2, 2, 1];
+    let mut z = Tensor::randn(&[5, 4], 2.0, &mut rng(6));
+    let (_, analytic) = softmax_cross_entropy(&z, &labels);
+    let numeric = numeric(&mut z, |z| softmax_cross_entropy(z, &labels).0);
+    assert!(rel_err(&analytic, &numeric) < TOL);
+    // Large logits stay finite (max-shifted log-sum-exp).
+    let big = Tensor::from_vec(&[1, 3], vec![1000.0f64, -1000.0, 0.0]);
+    let (loss, d) = softmax_cross_entropy(&big, &[1]);
+    assert!((loss - 2000.0).abs() < 1e-9 && d.all_finite());
+}
+
+#[test]
+fn whole_mlp_backward_matches_finite_differences() {
+    for act in ActivationKind::ALL {
+        let mut net = mlp::<f64>(5, &[7, 6], 3, act, &mut rng(10), &mut rng(11));
+        let x = Tensor::randn(&[4, 5], 1.0, &mut rng(12));
+        let labels = [0u32, 2, 1, 2];
+        let loss = |net: &mut nowt::models::Network<f64>| {
+            softmax_cross_entropy(&net.predict(&x, true), &labels).0
+        };
+        let outs = net.forward(&x, true);
+        let (_, delta) = softmax_cross_entropy(outs.last().unwrap(), &labels);
+        net.backward(&x, &outs, delta, &Backprop, None);
+        let n_layers = net.weight_layers().len();
+        for i in 0..n_layers {
+            let analytic = net.weight_layers()[i].params().grad_w.clone();
+            let mut w = net.weight_layers()[i].params().w.clone();
+            let numeric = numeric(&mut w, |w| {
+                net.weight_layers_mut()[i].params_mut().w = w.clone();
+                loss(&mut net)
+            });
+            net.weight_layers_mut()[i].params_mut().w = w;
+            let e = rel_err(&analytic, &numeric);
+            assert!(e < TOL, "{act:?} layer {i}: {e:e}");
+        }
+    }
+}
+
+/// The negative control: with random `B`, feedback alignment's `δ_in` is not the gradient and
+/// must fail the check, while `grad_W` (the same under every rule) still passes.
+#[test]
+fn feedback_alignment_fails_the_input_check_but_not_the_weight_check() {
+    let x = Tensor::randn(&[5, 6], 1.0, &mut rng(4));
+    let fa = FeedbackAlignment { init_scale: 1.0 };
+    let mut l = linear();
+    let e_in = input_error(&mut l, &x, &fa);
+    let (e_w, e_b) = param_errors(&mut l, &x, &fa);
+    assert!(
+        e_in > 0.1,
+        "FA δ_in passed the gradient check ({e_in:e}): B is not being used"
+    );
+    assert!(e_w < TOL && e_b < TOL, "W {e_w:e}, b {e_b:e}");
+}
