@@ -162,11 +162,39 @@ impl<T: Real> Tensor<T> {
         }
     }
 
-    /// A new tensor of `f(v)` for every element.
+    /// A new tensor of `f(v)` for every element (one pass, no copy first).
     pub fn map(&self, f: impl Fn(T) -> T + Sync) -> Self {
-        let mut out = self.clone();
-        out.apply(f);
-        out
+        let data = if self.data.len() >= PAR_MIN {
+            self.data.par_iter().map(|&v| f(v)).collect()
+        } else {
+            self.data.iter().map(|&v| f(v)).collect()
+        };
+        Self {
+            shape: self.shape.clone(),
+            data,
+        }
+    }
+
+    /// A new tensor of `f(v, o)` for every element and the matching element `o` of `other`.
+    pub fn zip_map(&self, other: &Self, f: impl Fn(T, T) -> T + Sync) -> Self {
+        assert_eq!(self.shape, other.shape, "zip_map shapes");
+        let data = if self.data.len() >= PAR_MIN {
+            self.data
+                .par_iter()
+                .zip(other.data.par_iter())
+                .map(|(&a, &b)| f(a, b))
+                .collect()
+        } else {
+            self.data
+                .iter()
+                .zip(&other.data)
+                .map(|(&a, &b)| f(a, b))
+                .collect()
+        };
+        Self {
+            shape: self.shape.clone(),
+            data,
+        }
     }
 
     /// `v ← f(v)` for every element.
@@ -229,19 +257,24 @@ pub fn matmul<T: Real>(a: &Tensor<T>, ta: bool, b: &Tensor<T>, tb: bool) -> Tens
     let m = if ta { a.cols() } else { a.rows() };
     let n = if tb { b.rows() } else { b.cols() };
     let mut c = Tensor::zeros(&[m, n]);
-    matmul_into(&mut c, false, a, ta, b, tb);
+    gemm_into(&mut c, T::zero(), a, ta, b, tb, T::one());
     c
 }
 
-/// `C ← op(A) · op(B)`, or `C ← C + op(A) · op(B)` when `accumulate` (used to fuse a bias).
-pub fn matmul_into<T: Real>(
+/// `C ← keep · C + scale · op(A) · op(B)`; with `keep = 0` the old `C` is not read at all.
+///
+/// `keep = 1` fuses a bias already in `C`; the weight mirror uses `keep = 1 − η_B λ_WM` to
+/// decay `B` and add its update in the same pass.
+pub fn gemm_into<T: Real>(
     c: &mut Tensor<T>,
-    accumulate: bool,
+    keep: T,
     a: &Tensor<T>,
     ta: bool,
     b: &Tensor<T>,
     tb: bool,
+    scale: T,
 ) {
+    let accumulate = keep != T::zero();
     let (ar, ac) = (a.rows(), a.cols());
     let (br, bc) = (b.rows(), b.cols());
     let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
@@ -276,9 +309,7 @@ pub fn matmul_into<T: Real>(
         return;
     }
     if k == 0 {
-        if !accumulate {
-            c.data.fill(T::zero());
-        }
+        c.apply(|v| if accumulate { keep * v } else { T::zero() });
         return;
     }
     // SAFETY: the strides above describe exactly the buffers of `a`, `b` and `c`, whose sizes
@@ -298,8 +329,8 @@ pub fn matmul_into<T: Real>(
             b.data.as_ptr(),
             b_cs,
             b_rs,
-            T::one(),
-            T::one(),
+            keep,
+            scale,
             false,
             false,
             false,

@@ -70,14 +70,12 @@ impl<T: Real> Layer<T> for Activation {
             return None;
         }
         // δ_in = δ ⊙ φ'(a), with φ' written through y = φ(a)
-        let mut d = delta.clone();
-        match self.kind {
+        Some(match self.kind {
             ActivationKind::Relu => {
-                d.zip_apply(y, |d, y| if y > T::zero() { d } else { T::zero() })
+                delta.zip_map(y, |d, y| if y > T::zero() { d } else { T::zero() })
             }
-            ActivationKind::Tanh => d.zip_apply(y, |d, y| d * (T::one() - y * y)),
-            ActivationKind::Sigmoid => d.zip_apply(y, |d, y| d * y * (T::one() - y)),
-        }
-        Some(d)
+            ActivationKind::Tanh => delta.zip_map(y, |d, y| d * (T::one() - y * y)),
+            ActivationKind::Sigmoid => delta.zip_map(y, |d, y| d * y * (T::one() - y)),
+        })
     }
 }

@@ -2,7 +2,7 @@
 
 use super::{Layer, WeightLayer, WeightParams};
 use crate::rules::Rule;
-use crate::tensor::{matmul, matmul_into, Real, Tensor};
+use crate::tensor::{gemm_into, matmul, Real, Tensor};
 
 /// `y = x Wᵀ + b` with `x: [N, in]`, `W: [out, in]`, `b: [out]`, `y: [N, out]`.
 ///
@@ -38,7 +38,7 @@ impl<T: Real> Layer<T> for Linear<T> {
             Some(b) => Tensor::from_vec(&[n, out], b.data().repeat(n)),
             None => Tensor::zeros(&[n, out]),
         };
-        matmul_into(&mut y, true, x, false, &self.p.w, true);
+        gemm_into(&mut y, T::one(), x, false, &self.p.w, true, T::one());
         y
     }
 
@@ -52,7 +52,7 @@ impl<T: Real> Layer<T> for Linear<T> {
     ) -> Option<Tensor<T>> {
         // Written into the existing buffer: no allocation (and no page faults) per step.
         let mut g = std::mem::take(&mut self.p.grad_w);
-        self.weight_grad(x, delta, &mut g);
+        self.weight_grad(x, delta, &mut g, T::zero(), T::one());
         self.p.grad_w = g;
         if self.p.bias.is_some() {
             self.p.grad_bias = Some(delta.sum_rows());
@@ -85,12 +85,19 @@ impl<T: Real> WeightLayer<T> for Linear<T> {
         // [N, in] · [out, in]ᵀ → [N, out]
         matmul(x, false, &self.p.w, true)
     }
-    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>) {
+    fn weight_grad(
+        &self,
+        x: &Tensor<T>,
+        delta: &Tensor<T>,
+        out: &mut Tensor<T>,
+        keep: T,
+        scale: T,
+    ) {
         // [N, out]ᵀ · [N, in] → [out, in]
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
-        matmul_into(out, false, delta, true, x, false);
+        gemm_into(out, keep, delta, true, x, false, scale);
     }
     fn input_shape(&self, n: usize) -> Vec<usize> {
         vec![n, self.p.w.cols()]

@@ -99,9 +99,10 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     fn params_mut(&mut self) -> &mut WeightParams<T>;
     /// The linear part alone, `y = x Wᵀ` (no bias): what the weight mirror drives with noise.
     fn linear(&self, x: &Tensor<T>) -> Tensor<T>;
-    /// `grad_W` for input `x` and output error `delta` (linear: `δᵀ x`), the same under every
-    /// rule and in the mirror, written into `out` (reshaped to `W`'s shape if it is not).
-    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>);
+    /// The weight gradient for input `x` and output error `delta` (linear: `δᵀ x`), the same
+    /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
+    /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).
+    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
     /// The shape of a batch of `n` inputs to this layer (for mirror noise).
     fn input_shape(&self, n: usize) -> Vec<usize>;
 }

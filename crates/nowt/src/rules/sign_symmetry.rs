@@ -43,14 +43,11 @@ impl<T: Real> Rule<T> for SignSymmetry {
     }
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         let s = self.scale_for(p);
+        // Written as a difference of two selects (no branches) so that it vectorises.
         Cow::Owned(p.w.map(|w| {
-            if w > T::zero() {
-                s
-            } else if w < T::zero() {
-                -s
-            } else {
-                T::zero()
-            }
+            let pos = if w > T::zero() { s } else { T::zero() };
+            let neg = if w < T::zero() { s } else { T::zero() };
+            pos - neg
         }))
     }
 }

@@ -34,7 +34,8 @@ pub enum MirrorInit {
 pub struct MirrorConfig {
     /// Noise standard deviation `σ`. Default 1.
     pub sigma: f64,
-    /// Mirror learning rate `η_B`. Default 0.05.
+    /// Mirror learning rate `η_B`; `B` averages over about `2 N_m / (η_B λ_WM)` noise samples.
+    /// Default 0.01.
     pub lr: f64,
     /// Mirror decay `λ_WM`; with `σ = 1` and `λ_WM = 1`, `B → W` in expectation. Default 1.
     pub decay: f64,
@@ -42,7 +43,7 @@ pub struct MirrorConfig {
     pub batch_size: usize,
     /// Mirror batches after every training step. Default 1.
     pub batches_per_step: usize,
-    /// Mirror-only batches before training starts. Default 200.
+    /// Mirror-only batches before training starts. Default 500.
     pub warmup_batches: usize,
     /// How `B` starts. Default `random`.
     pub init: MirrorInit,
@@ -52,11 +53,11 @@ impl Default for MirrorConfig {
     fn default() -> Self {
         Self {
             sigma: 1.0,
-            lr: 0.05,
+            lr: 0.01,
             decay: 1.0,
             batch_size: 0,
             batches_per_step: 1,
-            warmup_batches: 200,
+            warmup_batches: 500,
             init: MirrorInit::Random,
         }
     }
@@ -71,14 +72,12 @@ pub fn mirror_step<T: Real>(
     let n = cfg.batch_size.max(1);
     let xi = Tensor::<T>::randn(&layer.input_shape(n), cfg.sigma, rng);
     let eta = layer.linear(&xi);
-    let mut g = Tensor::default();
-    layer.weight_grad(&xi, &eta, &mut g);
+    // B ← (1 − η_B λ_WM) B + (η_B / N_m) ηᵀξ, in one GEMM pass over B.
     let keep = T::of(1.0 - cfg.lr * cfg.decay);
     let step = T::of(cfg.lr / n as f64);
-    layer
-        .params_mut()
-        .feedback
-        .zip_apply(&g, |b, g| keep * b + step * g);
+    let mut b = std::mem::take(&mut layer.params_mut().feedback);
+    layer.weight_grad(&xi, &eta, &mut b, keep, step);
+    layer.params_mut().feedback = b;
 }
 
 /// `M = B`, with `B` learned in mirror mode.
