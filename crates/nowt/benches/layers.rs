@@ -2,6 +2,10 @@
 //! `linear/<N>x<in>x<out>/{forward,delta_in,grad_w}` and `step/mlp-784-1000-1000-10/b128/<rule>`.
 
 use criterion::{criterion_group, criterion_main, Criterion};
+
+/// The allocator the `nowt` binary uses (see crates/nowt-cli/src/main.rs).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use nowt::config::TrainConfig;
 use nowt::layers::{Layer, Linear, WeightLayer};
 use nowt::optim::Sgd;
