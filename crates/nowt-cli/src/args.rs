@@ -25,6 +25,23 @@ pub enum Command {
     Rules,
     /// Time full training steps on random data (ms/step, images/s, peak memory).
     Bench(BenchArgs),
+    /// Report a checkpoint's test error.
+    Eval(EvalArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// A checkpoint file (`<run>/checkpoints/ckpt-*.safetensors`).
+    pub checkpoint: PathBuf,
+    /// Dataset to evaluate on (default: the one the checkpoint was trained on).
+    #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
+    pub dataset: Option<nowt::data::DatasetKind>,
+    /// Directory holding the dataset's files (default: the checkpoint's).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Parses a rule by full name or alias.
@@ -38,8 +55,18 @@ pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| e.to_string())
 }
 
-#[derive(Args, Debug, Default)]
+#[derive(Args, Clone, Debug, Default, PartialEq)]
 pub struct TrainArgs {
+    /// Continue the run in this directory from its newest valid checkpoint (its own config is
+    /// used; other training flags are refused).
+    #[arg(long)]
+    pub resume: Option<PathBuf>,
+    /// Also checkpoint every N steps (0: only at the end of each epoch and on Ctrl-C).
+    #[arg(long, default_value_t = 0)]
+    pub checkpoint_every: usize,
+    /// Checkpoints to keep (the newest).
+    #[arg(long, default_value_t = 3)]
+    pub keep_checkpoints: usize,
     /// TOML config file; flags override its values.
     #[arg(long, short)]
     pub config: Option<PathBuf>,

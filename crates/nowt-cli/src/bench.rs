@@ -57,14 +57,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         let mut times = Vec::with_capacity(a.steps);
         for i in 0..a.warmup + a.steps {
             let t = Instant::now();
-            train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng);
+            train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng).map_err(
+                |origin| anyhow::anyhow!("bench diverged: non-finite values in {origin}"),
+            )?;
             if i >= a.warmup {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
         times.sort_by(f64::total_cmp);
-        times[times.len() / 2]
-    });
+        Ok::<f64, anyhow::Error>(times[times.len() / 2])
+    })?;
     println!(
         "NOWT model={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}",
         a.model.name(),

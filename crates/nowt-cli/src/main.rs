@@ -23,9 +23,11 @@ fn main() -> ExitCode {
             Ok(())
         }
         args::Command::Bench(a) => bench::bench(a),
+        args::Command::Eval(a) => run::eval(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<run::Interrupted>() => ExitCode::from(130),
         Err(e) => {
             // One line: the context chain, outermost first.
             eprintln!("nowt: error: {e:#}");

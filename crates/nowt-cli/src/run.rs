@@ -1,7 +1,7 @@
 //! `nowt train`: resolve the config, check everything, then create the run directory, train,
 //! and record.
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -10,7 +10,8 @@ use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nowt::config::TrainConfig;
 use nowt::rules::RuleKind;
-use nowt::train::{Event, Summary};
+use nowt::train::{ControlFlow, Event, Outcome, Summary, TrainState};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::args::TrainArgs;
 
@@ -133,7 +134,25 @@ fn run_dir(c: &TrainConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
+/// Ctrl-C: the run stopped cleanly after checkpointing (exit code 130).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Set by Ctrl-C; the training loop checkpoints and stops at the next step.
+static STOP: AtomicBool = AtomicBool::new(false);
+
 pub fn train(a: Box<TrainArgs>) -> Result<()> {
+    if let Some(dir) = &a.resume {
+        return resume(dir, &a);
+    }
     let mut cfg = resolve(&a)?;
     let data = nowt::data::load(
         cfg.dataset,
@@ -147,11 +166,121 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
     fs::write(dir.join("config.toml"), toml_text)
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
+    let state = TrainState::new(&cfg, data.train.dim, data.train.classes);
+    drive(&cfg, &data, &dir, state, &a)
+}
+
+/// Continues the run in `dir` from its newest checkpoint that loads.
+fn resume(dir: &Path, a: &TrainArgs) -> Result<()> {
+    let plain = TrainArgs {
+        resume: None,
+        quiet: false,
+        checkpoint_every: 0,
+        keep_checkpoints: 0,
+        ..a.clone()
+    };
+    if plain != TrainArgs::default() {
+        bail!(
+            "--resume {}: the run's own configuration is used; drop the other training flags",
+            dir.display()
+        );
+    }
+    let ckpt_dir = dir.join("checkpoints");
+    let mut found = None;
+    for path in nowt::checkpoint::list(&ckpt_dir) {
+        match nowt::checkpoint::load(&path) {
+            Ok(c) => {
+                found = Some((path, c));
+                break;
+            }
+            Err(e) => eprintln!("nowt: warning: skipping checkpoint: {e}"),
+        }
+    }
+    let Some((path, (cfg, state, inputs, classes))) = found else {
+        bail!(
+            "--resume {}: no valid checkpoint in {}",
+            dir.display(),
+            ckpt_dir.display()
+        );
+    };
+    let run_cfg = read_config(&dir.join("config.toml"))?;
+    if run_cfg != cfg {
+        bail!(
+            "{}: its config differs from {}/config.toml: a checkpoint of another run",
+            path.display(),
+            dir.display()
+        );
+    }
+    let data = nowt::data::load(
+        cfg.dataset,
+        cfg.data_dir.as_deref(),
+        cfg.val_fraction,
+        cfg.seed,
+    )
+    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    if (data.train.dim, data.train.classes) != (inputs, classes) {
+        bail!(
+            "{}: the model takes {inputs} inputs and {classes} classes, the dataset has {} and {}",
+            path.display(),
+            data.train.dim,
+            data.train.classes
+        );
+    }
+    // Epoch records written after the checkpoint are written again.
+    let metrics = dir.join("metrics.jsonl");
+    let kept: String = fs::read_to_string(&metrics)
+        .unwrap_or_default()
+        .lines()
+        .take(state.epoch)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    nowt::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
+    if !a.quiet {
+        eprintln!("nowt: resuming {} from {}", dir.display(), path.display());
+    }
+    drive(&cfg, &data, dir, state, a)
+}
+
+/// Writes a checkpoint of `st` under `<dir>/checkpoints/` and keeps only the newest `keep`.
+fn checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    st: &TrainState,
+    inputs: usize,
+    classes: usize,
+    keep: usize,
+) -> Result<()> {
+    let ckpt_dir = dir.join("checkpoints");
+    fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
+    let path = ckpt_dir.join(nowt::checkpoint::file_name(st.epoch, st.step));
+    nowt::checkpoint::save(&path, cfg, st, inputs, classes).context("cannot write checkpoint")?;
+    for old in nowt::checkpoint::list(&ckpt_dir)
+        .into_iter()
+        .skip(keep.max(1))
+    {
+        let _ = fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// Trains from `state`, appending to `metrics.jsonl` and checkpointing as asked.
+fn drive(
+    cfg: &TrainConfig,
+    data: &nowt::data::Split,
+    dir: &Path,
+    mut state: TrainState,
+    a: &TrainArgs,
+) -> Result<()> {
+    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+    let (inputs, classes) = (data.train.dim, data.train.classes);
     let metrics_path = dir.join("metrics.jsonl");
-    let mut metrics = BufWriter::new(
-        File::create(&metrics_path)
-            .with_context(|| format!("cannot create {}", metrics_path.display()))?,
-    );
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&metrics_path)
+        .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+    let mut metrics = BufWriter::new(file);
 
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -164,40 +293,87 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         )
         .expect("static template"),
     );
-    let mut write_err: Option<anyhow::Error> = None;
-    let result = nowt::train::train(&cfg, &data, &mut |ev| match ev {
-        Event::Started {
-            epochs,
-            steps_per_epoch,
-        } => bar.set_length((epochs * steps_per_epoch) as u64),
-        Event::Step {
-            epoch,
-            step: _,
-            loss,
-            images_per_s,
-        } => {
-            bar.inc(1);
-            bar.set_message(format!(
-                "epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s"
-            ));
-        }
-        Event::Epoch(r) => {
-            let line = serde_json::to_string(r).expect("records serialise");
-            if let Err(e) = writeln!(metrics, "{line}").and_then(|_| metrics.flush()) {
-                write_err.get_or_insert(
-                    anyhow::Error::new(e)
-                        .context(format!("cannot write {}", metrics_path.display())),
-                );
+    let mut failure: Option<anyhow::Error> = None;
+    let mut steps_per_epoch = 1usize;
+    let result = nowt::train::train_from(cfg, data, &mut state, &mut |ev| {
+        let mut save =
+            |st: &TrainState| match checkpoint(dir, cfg, st, inputs, classes, a.keep_checkpoints) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    failure = Some(e);
+                    ControlFlow::Break(())
+                }
+            };
+        match ev {
+            Event::Started {
+                epochs,
+                steps_per_epoch: per_epoch,
+                state,
+            } => {
+                bar.set_length((epochs * per_epoch) as u64);
+                bar.set_position((state.epoch * per_epoch + state.step) as u64);
+                steps_per_epoch = per_epoch;
+                ControlFlow::Continue(())
             }
-            bar.println(epoch_line(r, cfg.epochs));
+            Event::Step {
+                epoch,
+                step: _,
+                loss,
+                images_per_s,
+                state,
+            } => {
+                bar.inc(1);
+                bar.set_message(format!(
+                    "epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s"
+                ));
+                if STOP.load(Ordering::SeqCst) {
+                    let _ = save(state);
+                    return ControlFlow::Break(());
+                }
+                let global_step = state.epoch * steps_per_epoch + state.step;
+                if a.checkpoint_every > 0 && global_step.is_multiple_of(a.checkpoint_every) {
+                    return save(state);
+                }
+                ControlFlow::Continue(())
+            }
+            Event::Epoch { record, state } => {
+                let line = serde_json::to_string(record).expect("records serialise");
+                if let Err(e) = writeln!(metrics, "{line}").and_then(|_| metrics.flush()) {
+                    failure = Some(
+                        anyhow::Error::new(e)
+                            .context(format!("cannot write {}", metrics_path.display())),
+                    );
+                    return ControlFlow::Break(());
+                }
+                bar.println(epoch_line(record, cfg.epochs));
+                save(state)
+            }
         }
     });
     bar.finish_and_clear();
-    if let Some(e) = write_err {
-        return Err(e);
+    if let Some(e) = failure {
+        return Err(e.context(format!(
+            "run {} stopped; its last good checkpoint is kept",
+            dir.display()
+        )));
     }
-    let summary = result.with_context(|| format!("run {} stopped", dir.display()))?;
-    let text = summary_text(&cfg, &summary, &dir);
+    let outcome = result.with_context(|| {
+        format!(
+            "run {} stopped; its last good checkpoint is kept",
+            dir.display()
+        )
+    })?;
+    let summary = match outcome {
+        Outcome::Finished(s) => s,
+        Outcome::Stopped => {
+            eprintln!(
+                "nowt: interrupted; checkpoint saved. Continue with: nowt train --resume {}",
+                dir.display()
+            );
+            return Err(Interrupted.into());
+        }
+    };
+    let text = summary_text(cfg, &summary, dir);
     fs::write(
         dir.join("summary.json"),
         serde_json::to_string_pretty(&summary)?,
@@ -206,6 +382,51 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     fs::write(dir.join("summary.txt"), &text)
         .with_context(|| format!("cannot write {}/summary.txt", dir.display()))?;
     print!("{text}");
+    Ok(())
+}
+
+/// `nowt eval`: a checkpoint's loss and error on a dataset's test split.
+pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
+    let (mut cfg, mut state, inputs, classes) = nowt::checkpoint::load(&a.checkpoint)?;
+    if let Some(d) = a.dataset {
+        cfg.dataset = d;
+    }
+    if a.data_dir.is_some() {
+        cfg.data_dir = a.data_dir.clone();
+    }
+    let data = nowt::data::load(
+        cfg.dataset,
+        cfg.data_dir.as_deref(),
+        cfg.val_fraction,
+        cfg.seed,
+    )
+    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    if (data.test.dim, data.test.classes) != (inputs, classes) {
+        bail!(
+            "{}: the model takes {inputs} inputs and {classes} classes, dataset {} has {} and {}",
+            a.checkpoint.display(),
+            cfg.dataset.name(),
+            data.test.dim,
+            data.test.classes
+        );
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("--threads")?;
+    let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test));
+    println!(
+        "{}: {} test, {} samples: top-1 err {}{}  loss {:.4}  (trained {} epochs + {} steps under {})",
+        a.checkpoint.display(),
+        cfg.dataset.name(),
+        data.test.len(),
+        pct(ev.top1_err),
+        ev.top5_err.map(|e| format!("  top-5 err {}", pct(e))).unwrap_or_default(),
+        ev.loss,
+        state.epoch,
+        state.step,
+        cfg.rule.name()
+    );
     Ok(())
 }
 

@@ -56,7 +56,12 @@ fn steps(c: &mut Criterion) {
         let y: Vec<u32> = (0..128).map(|i| i % 10).collect();
         c.bench_function(
             &format!("step/mlp-784-1000-1000-10/b128/{}", kind.alias()),
-            |b| b.iter(|| train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng)),
+            |b| {
+                b.iter(|| {
+                    train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng)
+                        .expect("finite")
+                })
+            },
         );
     }
 }

@@ -25,8 +25,17 @@ pub enum Error {
         choices: String,
     },
     /// Training produced a non-finite loss.
-    #[error("training diverged: non-finite loss at epoch {epoch}, step {step} (try a smaller learning rate)")]
-    NonFinite { epoch: usize, step: usize },
+    #[error(
+        "training diverged: non-finite loss at epoch {epoch}, step {step}; non-finite values first appeared in {origin} (try a smaller learning rate)"
+    )]
+    NonFinite {
+        epoch: usize,
+        step: usize,
+        origin: String,
+    },
+    /// A checkpoint could not be used.
+    #[error("{}: {msg}", path.display())]
+    Checkpoint { path: PathBuf, msg: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

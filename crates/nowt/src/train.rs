@@ -50,22 +50,28 @@ pub struct EpochRecord {
     pub images_per_s: f64,
 }
 
-/// What the loop reports while it runs.
+/// What the loop reports while it runs. Each event carries the state as it is after the
+/// event, consistent for a checkpoint.
 pub enum Event<'a> {
-    /// Training is about to start.
+    /// Training is about to start (or resume).
     Started {
         epochs: usize,
         steps_per_epoch: usize,
+        state: &'a TrainState,
     },
-    /// A training step finished.
+    /// A training step finished (`epoch` and `step` 1-based).
     Step {
         epoch: usize,
         step: usize,
         loss: f64,
         images_per_s: f64,
+        state: &'a TrainState,
     },
     /// An epoch finished and was measured.
-    Epoch(&'a EpochRecord),
+    Epoch {
+        record: &'a EpochRecord,
+        state: &'a TrainState,
+    },
 }
 
 /// The end of a run.
@@ -105,7 +111,8 @@ pub fn build_model<T: Real>(
 }
 
 /// One training step on a batch: forward, loss, backward under `rule`, SGD update, and the
-/// rule's after-step work. Returns the mean loss and the logits.
+/// rule's after-step work. Returns the mean loss and the logits, or — if the loss is not
+/// finite — where non-finite values first appeared, with nothing updated.
 pub fn train_step<T: Real>(
     net: &mut Network<T>,
     rule: &dyn Rule<T>,
@@ -114,16 +121,21 @@ pub fn train_step<T: Real>(
     labels: &[u32],
     lr: f64,
     rng_mirror: &mut crate::Rng,
-) -> (f64, Tensor<T>) {
+) -> std::result::Result<(f64, Tensor<T>), String> {
     let mut outs = net.forward(x, true);
     let logits = outs.pop().expect("a network has layers");
     let (loss, delta) = softmax_cross_entropy(&logits, labels);
     outs.push(logits);
+    if !loss.is_finite() {
+        return Err(net
+            .first_non_finite(&outs)
+            .unwrap_or_else(|| "the loss".to_string()));
+    }
     net.backward(x, &outs, delta, rule, None);
     let mut layers = net.weight_layers_mut();
     sgd.step(&mut layers, rule, lr);
     rule.after_step(&mut layers, rng_mirror);
-    (loss.f64(), outs.pop().expect("logits"))
+    Ok((loss.f64(), outs.pop().expect("logits")))
 }
 
 /// Loss and top-1/top-5 error over `data`, in evaluation mode.
@@ -178,30 +190,117 @@ pub fn layer_records<T: Real>(
         .collect()
 }
 
-/// Trains `cfg` on `data`, reporting progress through `on_event`.
-///
-/// Deterministic for a given seed and thread count. Stops with [`Error::NonFinite`] at the
-/// first non-finite loss.
+/// Running sums over the steps of the epoch in progress.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EpochSums {
+    pub loss: f64,
+    pub top1: usize,
+    pub top5: usize,
+    pub seen: usize,
+}
+
+/// Everything about a run that changes as it trains: what a checkpoint holds besides the
+/// config. Resuming from it continues bit for bit as if never stopped.
+pub struct TrainState {
+    pub net: Network<f32>,
+    /// The epoch in progress, 0-based (`== epochs` when training is over).
+    pub epoch: usize,
+    /// Steps done in that epoch.
+    pub step: usize,
+    /// The weight mirror's noise generator (the only generator with state across steps;
+    /// each epoch's shuffle is drawn from a generator of its own, see [`epoch_order`]).
+    pub rng_mirror: crate::Rng,
+    pub sums: EpochSums,
+    /// Whether the rule's before-training work (the mirror warm-up) is done.
+    pub warmed_up: bool,
+    /// Lowest test top-1 error so far and its (1-based) epoch.
+    pub best: Option<(f64, usize)>,
+    /// The record of the last finished epoch.
+    pub last: Option<EpochRecord>,
+    /// Training seconds before this process (from a resumed checkpoint).
+    pub seconds_before: f64,
+}
+
+impl TrainState {
+    /// The state before the first step of a run with `cfg`.
+    pub fn new(cfg: &TrainConfig, inputs: usize, classes: usize) -> Self {
+        let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
+        Self {
+            net: build_model(cfg, inputs, classes, rule.as_ref()),
+            epoch: 0,
+            step: 0,
+            rng_mirror: crate::rng(cfg.seed, STREAM_MIRROR),
+            sums: EpochSums::default(),
+            warmed_up: false,
+            best: None,
+            last: None,
+            seconds_before: 0.0,
+        }
+    }
+}
+
+/// The order of the training samples in `epoch` (0-based): a permutation drawn from a
+/// generator of its own, so that any epoch can be replayed without replaying the others.
+pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut crate::rng(
+        seed,
+        STREAM_SHUFFLE + ((epoch as u64) << 8),
+    ));
+    order
+}
+
+/// Whether to go on after an event.
+pub use std::ops::ControlFlow;
+
+/// How [`train`] ended.
+pub enum Outcome {
+    /// Every epoch ran.
+    Finished(Summary),
+    /// The event handler asked to stop (the state is consistent and can be checkpointed).
+    Stopped,
+}
+
+/// Trains `cfg` on `data` from a fresh state, reporting through `on_event`.
+/// See [`train_from`].
 pub fn train(
     cfg: &TrainConfig,
     data: &Split,
-    on_event: &mut (dyn FnMut(Event) + Send),
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Summary> {
+    let mut state = TrainState::new(cfg, data.train.dim, data.train.classes);
+    match train_from(cfg, data, &mut state, on_event)? {
+        Outcome::Finished(s) => Ok(s),
+        Outcome::Stopped => Err(Error::config("training", "stopped by its event handler")),
+    }
+}
+
+/// Trains `cfg` on `data` from `state` (fresh or restored from a checkpoint) to the last epoch.
+///
+/// Deterministic for a given seed and thread count, and a run resumed from any step's state
+/// continues exactly as the uninterrupted run. Stops with [`Error::NonFinite`] at the first
+/// non-finite loss, before that step changes anything.
+pub fn train_from(
+    cfg: &TrainConfig,
+    data: &Split,
+    state: &mut TrainState,
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+) -> Result<Outcome> {
     cfg.validate()?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.resolved_threads())
         .build()
         .map_err(|e| Error::config("threads", e.to_string()))?;
-    pool.install(|| run(cfg, data, on_event))
+    pool.install(|| run(cfg, data, state, on_event))
 }
 
 fn run(
     cfg: &TrainConfig,
     data: &Split,
-    on_event: &mut (dyn FnMut(Event) + Send),
-) -> Result<Summary> {
+    st: &mut TrainState,
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+) -> Result<Outcome> {
     let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
-    let mut net = build_model(cfg, data.train.dim, data.train.classes, rule.as_ref());
     let sgd = Sgd {
         momentum: cfg.momentum,
         nesterov: cfg.nesterov,
@@ -216,58 +315,77 @@ fn run(
         warmup_epochs: cfg.warmup_epochs,
         epochs: cfg.epochs,
     };
-    let mut rng_shuffle = crate::rng(cfg.seed, STREAM_SHUFFLE);
-    let mut rng_mirror = crate::rng(cfg.seed, STREAM_MIRROR);
     let probe_idx: Vec<usize> = (0..cfg.probe_size.min(data.train.len())).collect();
     let (probe_x, probe_y) = data.train.batch(&probe_idx);
 
-    rule.before_training(&mut net.weight_layers_mut(), &mut rng_mirror);
-    on_event(Event::Started {
+    if !st.warmed_up {
+        rule.before_training(&mut st.net.weight_layers_mut(), &mut st.rng_mirror);
+        st.warmed_up = true;
+    }
+    if on_event(Event::Started {
         epochs: cfg.epochs,
         steps_per_epoch: steps,
-    });
+        state: st,
+    })
+    .is_break()
+    {
+        return Ok(Outcome::Stopped);
+    }
 
     let start = Instant::now();
-    let mut order: Vec<usize> = (0..data.train.len()).collect();
-    let mut best: Option<(f64, usize)> = None;
-    let mut last = None;
-    for epoch in 0..cfg.epochs {
+    while st.epoch < cfg.epochs {
+        let epoch = st.epoch;
         let t0 = Instant::now();
-        order.shuffle(&mut rng_shuffle);
-        let (mut loss_sum, mut top1, mut top5, mut seen) = (0f64, 0usize, 0usize, 0usize);
-        let mut lr = cfg.lr;
-        for (step, idx) in order.chunks(cfg.batch_size).enumerate() {
+        let order = epoch_order(cfg.seed, epoch, data.train.len());
+        let mut lr = schedule.lr(epoch, steps.saturating_sub(1), steps);
+        let seen_before = st.sums.seen;
+        while st.step < steps {
+            let step = st.step;
+            let idx = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())];
             lr = schedule.lr(epoch, step, steps);
             let (x, y) = data.train.batch(idx);
-            let (loss, logits) =
-                train_step(&mut net, rule.as_ref(), &sgd, &x, &y, lr, &mut rng_mirror);
-            if !loss.is_finite() {
-                return Err(Error::NonFinite {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                });
-            }
-            loss_sum += loss * idx.len() as f64;
-            top1 += top_k_correct(&logits, &y, 1);
-            top5 += top_k_correct(&logits, &y, 5);
-            seen += idx.len();
-            on_event(Event::Step {
+            let (loss, logits) = train_step(
+                &mut st.net,
+                rule.as_ref(),
+                &sgd,
+                &x,
+                &y,
+                lr,
+                &mut st.rng_mirror,
+            )
+            .map_err(|origin| Error::NonFinite {
+                epoch: epoch + 1,
+                step: step + 1,
+                origin,
+            })?;
+            st.sums.loss += loss * idx.len() as f64;
+            st.sums.top1 += top_k_correct(&logits, &y, 1);
+            st.sums.top5 += top_k_correct(&logits, &y, 5);
+            st.sums.seen += idx.len();
+            st.step += 1;
+            let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
+            if on_event(Event::Step {
                 epoch: epoch + 1,
                 step: step + 1,
                 loss,
-                images_per_s: seen as f64 / t0.elapsed().as_secs_f64(),
-            });
+                images_per_s,
+                state: st,
+            })
+            .is_break()
+            {
+                return Ok(Outcome::Stopped);
+            }
         }
         let train_seconds = t0.elapsed().as_secs_f64();
-        let n = seen.max(1) as f64;
+        let n = st.sums.seen.max(1) as f64;
         let train_eval = Evaluation {
-            loss: loss_sum / n,
-            top1_err: 1.0 - top1 as f64 / n,
-            top5_err: (data.train.classes >= 10).then(|| 1.0 - top5 as f64 / n),
+            loss: st.sums.loss / n,
+            top1_err: 1.0 - st.sums.top1 as f64 / n,
+            top5_err: (data.train.classes >= 10).then(|| 1.0 - st.sums.top5 as f64 / n),
         };
-        let test = evaluate(&mut net, &data.test);
-        let val = data.val.as_ref().map(|v| evaluate(&mut net, v));
-        let layers = layer_records(&mut net, rule.as_ref(), &probe_x, &probe_y);
+        let test = evaluate(&mut st.net, &data.test);
+        let val = data.val.as_ref().map(|v| evaluate(&mut st.net, v));
+        let layers = layer_records(&mut st.net, rule.as_ref(), &probe_x, &probe_y);
         let record = EpochRecord {
             epoch: epoch + 1,
             lr,
@@ -276,20 +394,26 @@ fn run(
             test,
             layers,
             seconds: t0.elapsed().as_secs_f64(),
-            images_per_s: seen as f64 / train_seconds,
+            images_per_s: (st.sums.seen - seen_before) as f64 / train_seconds,
         };
-        if best.is_none_or(|(e, _)| record.test.top1_err < e) {
-            best = Some((record.test.top1_err, epoch + 1));
+        if st.best.is_none_or(|(e, _)| record.test.top1_err < e) {
+            st.best = Some((record.test.top1_err, epoch + 1));
         }
-        on_event(Event::Epoch(&record));
-        last = Some(record);
+        st.epoch += 1;
+        st.step = 0;
+        st.sums = EpochSums::default();
+        st.last = Some(record);
+        let record = st.last.as_ref().expect("just set");
+        if on_event(Event::Epoch { record, state: st }).is_break() {
+            return Ok(Outcome::Stopped);
+        }
     }
-    let (best_err, best_epoch) = best.expect("at least one epoch");
-    Ok(Summary {
+    let (best_err, best_epoch) = st.best.expect("at least one epoch");
+    Ok(Outcome::Finished(Summary {
         epochs: cfg.epochs,
         best_test_top1_err: best_err,
         best_epoch,
-        total_seconds: start.elapsed().as_secs_f64(),
-        last: last.expect("at least one epoch"),
-    })
+        total_seconds: st.seconds_before + start.elapsed().as_secs_f64(),
+        last: st.last.clone().expect("at least one epoch"),
+    }))
 }

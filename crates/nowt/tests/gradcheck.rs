@@ -103,7 +103,7 @@ fn activations_match_finite_differences() {
         // Keep ReLU inputs away from its kink so the difference quotient is defined.
         let mut x: Tensor<f64> = Tensor::randn(&[4, 7], 1.0, &mut rng(5));
         x.apply(|v| if v.abs() < 0.05 { v + 0.1 } else { v });
-        let e = input_error(&mut Activation { kind }, &x, &Backprop);
+        let e = input_error(&mut Activation::new("act", kind), &x, &Backprop);
         assert!(e < TOL, "{kind:?}: {e:e}");
     }
 }

@@ -44,12 +44,26 @@ impl ActivationKind {
 }
 
 /// An element-wise nonlinearity layer.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Activation {
+    pub name: String,
     pub kind: ActivationKind,
 }
 
+impl Activation {
+    pub fn new(name: &str, kind: ActivationKind) -> Self {
+        Self {
+            name: name.to_string(),
+            kind,
+        }
+    }
+}
+
 impl<T: Real> Layer<T> for Activation {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
     fn forward(&mut self, x: &Tensor<T>, _train: bool) -> Tensor<T> {
         match self.kind {
             ActivationKind::Relu => x.map(|a| a.max(T::zero())),

@@ -30,6 +30,10 @@ impl<T: Real> Linear<T> {
 }
 
 impl<T: Real> Layer<T> for Linear<T> {
+    fn name(&self) -> &str {
+        &self.p.name
+    }
+
     fn forward(&mut self, x: &Tensor<T>, _train: bool) -> Tensor<T> {
         let n = x.rows();
         let out = self.p.w.rows();

@@ -18,6 +18,9 @@ use crate::tensor::{Real, Tensor};
 
 /// One stage of a network.
 pub trait Layer<T: Real>: Send + Sync {
+    /// A readable name, unique within a model (`fc1`, `relu1`, …).
+    fn name(&self) -> &str;
+
     /// `y = f(x)`. `train` selects training behaviour where a layer has two.
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T>;
 

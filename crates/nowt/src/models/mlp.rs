@@ -30,7 +30,10 @@ pub fn mlp<T: Real>(
             rng_b,
         )));
         if i + 2 < sizes.len() {
-            layers.push(Box::new(Activation { kind: act }));
+            layers.push(Box::new(Activation::new(
+                &format!("{}{}", act.name(), i + 1),
+                act,
+            )));
         }
     }
     Network { layers }

@@ -81,6 +81,21 @@ impl<T: Real> Network<T> {
         }
     }
 
+    /// Where non-finite values first appear: the first layer whose output in `outs` (from
+    /// [`Network::forward`]) has one, else the first weight layer whose parameters do.
+    pub fn first_non_finite(&self, outs: &[Tensor<T>]) -> Option<String> {
+        if let Some(i) = outs.iter().position(|o| !o.all_finite()) {
+            return Some(format!("the output of layer {}", self.layers[i].name()));
+        }
+        self.weight_layers().iter().find_map(|l| {
+            let p = l.params();
+            let bad = !p.w.all_finite()
+                || !p.feedback.all_finite()
+                || p.bias.as_ref().is_some_and(|b| !b.all_finite());
+            bad.then(|| format!("the parameters of layer {}", p.name))
+        })
+    }
+
     /// The weight layers, bottom to top.
     pub fn weight_layers(&self) -> Vec<&dyn WeightLayer<T>> {
         self.layers

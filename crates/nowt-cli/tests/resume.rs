@@ -1,0 +1,348 @@
+//! Runs that survive: SIGKILL and Ctrl-C at random moments, resumed, end exactly like a run
+//! that was never interrupted; broken checkpoints and run directories give clear errors.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn nowt_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nowt"));
+    c.args(args);
+    c
+}
+
+fn nowt(args: &[&str]) -> Output {
+    nowt_cmd(args).output().expect("run nowt")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Long enough (a few seconds) to be interrupted at many moments; the weight mirror exercises
+/// every piece of state (momentum, mirror noise generator).
+const TRAIN: &[&str] = &[
+    "train",
+    "--rule",
+    "wm",
+    "--hidden",
+    "384,384",
+    "--lr",
+    "0.01",
+    "--wm-warmup-batches",
+    "100",
+    "--epochs",
+    "12",
+    "--batch-size",
+    "16",
+    "--checkpoint-every",
+    "40",
+    "--seed",
+    "5",
+    "--threads",
+    "2",
+    "-q",
+];
+
+fn untimed_metrics(dir: &Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: Value = serde_json::from_str(l).unwrap();
+            let o = v.as_object_mut().unwrap();
+            o.remove("seconds");
+            o.remove("images_per_s");
+            v
+        })
+        .collect()
+}
+
+/// Every parameter and optimiser buffer of the newest checkpoint, as bits.
+fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
+        .into_iter()
+        .next()
+        .expect("a checkpoint");
+    let (_, st, _, _) = nowt::checkpoint::load(&newest).unwrap();
+    assert_eq!(
+        st.step, 0,
+        "the newest checkpoint is the end of the last epoch"
+    );
+    let mut out = Vec::new();
+    for l in st.net.weight_layers() {
+        let p = l.params();
+        let bits = |t: &nowt::Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        out.push((format!("{}.w", p.name), bits(&p.w)));
+        out.push((format!("{}.b", p.name), bits(&p.feedback)));
+        out.push((format!("{}.bias", p.name), bits(p.bias.as_ref().unwrap())));
+        out.push((
+            format!("{}.mw", p.name),
+            bits(p.momentum.w.as_ref().unwrap()),
+        ));
+    }
+    out
+}
+
+fn run_dir_arg(d: &Path) -> &str {
+    d.to_str().unwrap()
+}
+
+/// Starts a fresh run (or resumes one), waits until it has written a checkpoint newer than
+/// any before, then lets it run `extra` longer and stops it with `signal` (wherever it is:
+/// mid-step, mid-evaluation, mid-write). Returns whether the run finished first.
+fn interrupt(run: &Path, extra: Duration, signal: &str) -> bool {
+    let newest = || {
+        nowt::checkpoint::list(&run.join("checkpoints"))
+            .into_iter()
+            .next()
+    };
+    let before = newest();
+    let mut cmd = if before.is_some() {
+        nowt_cmd(&["train", "--resume", run_dir_arg(run), "-q"])
+    } else {
+        let mut args = TRAIN.to_vec();
+        args.extend(["--out", run_dir_arg(run)]);
+        nowt_cmd(&args)
+    };
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "run failed before the {signal}");
+            return true;
+        }
+        if newest() != before {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no checkpoint within a minute"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(extra);
+    Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    if signal == "-INT" {
+        // Ctrl-C: a checkpoint and a clean exit with 130 (or it had just finished).
+        assert!(
+            out.status.code() == Some(130) || out.status.success(),
+            "{:?}: {err}",
+            out.status
+        );
+    }
+    out.status.success()
+}
+
+#[test]
+fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let mut args = TRAIN.to_vec();
+    args.extend(["--out", run_dir_arg(&reference)]);
+    let o = nowt(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let run = tmp.path().join("interrupted");
+    // Deterministic pseudo-random extra delays of 0–150 ms after each new checkpoint.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut interruptions = 0;
+    let mut finished = false;
+    for i in 0..6 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let signal = if i == 2 { "-INT" } else { "-KILL" };
+        if interrupt(&run, Duration::from_millis(x % 150), signal) {
+            finished = true;
+            break;
+        }
+        interruptions += 1;
+    }
+    assert!(
+        interruptions >= 4,
+        "only {interruptions} interruptions before the run finished"
+    );
+    if !finished {
+        let o = nowt(&["train", "--resume", run_dir_arg(&run), "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert_eq!(untimed_metrics(&run), untimed_metrics(&reference));
+    assert_eq!(final_state(&run), final_state(&reference));
+    assert!(run.join("summary.json").is_file());
+}
+
+#[test]
+fn resume_refuses_what_it_cannot_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&["train", "--epochs", "2", "--out", run_dir_arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    // Other training flags with --resume.
+    let o = nowt(&["train", "--resume", run_dir_arg(&run), "--lr", "0.1"]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("drop the other training flags"),
+        "{}",
+        stderr(&o)
+    );
+
+    // No checkpoints at all.
+    let empty = tmp.path().join("empty");
+    fs::create_dir_all(&empty).unwrap();
+    let o = nowt(&["train", "--resume", run_dir_arg(&empty)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("no valid checkpoint"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A corrupt newest checkpoint is skipped with a warning; the one before it is used.
+    let ckpts: Vec<PathBuf> = nowt::checkpoint::list(&run.join("checkpoints"));
+    assert_eq!(ckpts.len(), 2);
+    let good_before = fs::read(&ckpts[1]).unwrap();
+    let newest = fs::read(&ckpts[0]).unwrap();
+    fs::write(&ckpts[0], &newest[..newest.len() / 2]).unwrap();
+    let o = nowt(&["train", "--resume", run_dir_arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("skipping checkpoint") && stderr(&o).contains("truncated"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(fs::read(&ckpts[1]).unwrap(), good_before);
+
+    // A checkpoint of another run (different model) in this run's directory.
+    let other = tmp.path().join("other");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "--hidden",
+        "32",
+        "--out",
+        run_dir_arg(&other),
+        "-q",
+    ]);
+    assert!(o.status.success());
+    let foreign = nowt::checkpoint::list(&other.join("checkpoints")).remove(0);
+    for c in nowt::checkpoint::list(&run.join("checkpoints")) {
+        fs::remove_file(c).unwrap();
+    }
+    fs::copy(
+        &foreign,
+        run.join("checkpoints").join(foreign.file_name().unwrap()),
+    )
+    .unwrap();
+    let o = nowt(&["train", "--resume", run_dir_arg(&run)]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("a checkpoint of another run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn eval_reports_a_checkpoint_and_rejects_garbage() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&["train", "--epochs", "3", "--out", run_dir_arg(&run), "-q"]);
+    assert!(o.status.success());
+    let summary: Value =
+        serde_json::from_str(&fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let ckpt = nowt::checkpoint::list(&run.join("checkpoints")).remove(0);
+    let o = nowt(&["eval", ckpt.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let err = summary["last"]["test"]["top1_err"].as_f64().unwrap();
+    assert!(
+        out.contains(&format!("top-1 err {:.2}%", 100.0 * err)),
+        "{out}"
+    );
+
+    let bad = tmp.path().join("bad.safetensors");
+    fs::write(&bad, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").unwrap();
+    let o = nowt(&["eval", bad.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("bad.safetensors") && !stderr(&o).contains("panicked"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nowt(&["eval", "/nonexistent.safetensors"]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent.safetensors"));
+    // A checkpoint evaluated on a dataset of another shape.
+    let o = nowt(&[
+        "eval",
+        ckpt.to_str().unwrap(),
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "/nonexistent",
+    ]);
+    assert!(!o.status.success() && stderr(&o).contains("/nonexistent"));
+}
+
+#[test]
+fn an_unwritable_run_directory_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("a-file");
+    fs::write(&file, "x").unwrap();
+    let o = nowt(&["train", "--out", file.join("run").to_str().unwrap(), "-q"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("cannot create run directory") && stderr(&o).contains("a-file/run"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn divergence_names_where_non_finite_values_began_and_keeps_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--lr",
+        "1e30",
+        "--momentum",
+        "0",
+        "--checkpoint-every",
+        "1",
+        "--out",
+        run_dir_arg(&run),
+        "-q",
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("non-finite values first appeared in the") && err.contains("fc"),
+        "{err}"
+    );
+    assert!(err.contains("last good checkpoint is kept"), "{err}");
+    // Every checkpoint that was written holds finite numbers.
+    for c in nowt::checkpoint::list(&run.join("checkpoints")) {
+        let (_, st, _, _) = nowt::checkpoint::load(&c).unwrap();
+        assert!(
+            st.net
+                .weight_layers()
+                .iter()
+                .all(|l| l.params().w.all_finite()),
+            "{}",
+            c.display()
+        );
+    }
+}

@@ -1,0 +1,488 @@
+//! Checkpoints: a run's whole [`TrainState`] and its config in one safetensors file, written
+//! atomically.
+//!
+//! Tensors (all `F32`, row-major, shapes as in the model; `<layer>` is e.g. `fc1`):
+//!
+//! | name | shape | what |
+//! |---|---|---|
+//! | `<layer>.weight` | `[out, in]` | forward weights `W` |
+//! | `<layer>.feedback` | `[out, in]` | feedback weights `B` |
+//! | `<layer>.bias` | `[out]` | bias |
+//! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum buffers, once created (`feedback` only under Kolen-Pollack) |
+//!
+//! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
+//! `inputs`, `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
+//! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
+//! `warmed_up`, `best` and `last` (JSON), `seconds`.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use rand::SeedableRng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::config::TrainConfig;
+use crate::tensor::Tensor;
+use crate::train::{EpochRecord, EpochSums, TrainState};
+use crate::{Error, Result};
+
+pub const FORMAT: &str = "nowt-checkpoint-1";
+
+fn err(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        msg: msg.into(),
+    }
+}
+
+/// Every tensor of the state with its checkpoint name.
+fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
+    let mut out = Vec::new();
+    for l in st.net.weight_layers() {
+        let p = l.params();
+        let n = &p.name;
+        out.push((format!("{n}.weight"), &p.w));
+        out.push((format!("{n}.feedback"), &p.feedback));
+        if let Some(b) = &p.bias {
+            out.push((format!("{n}.bias"), b));
+        }
+        for (suffix, m) in [
+            ("weight", &p.momentum.w),
+            ("feedback", &p.momentum.feedback),
+            ("bias", &p.momentum.bias),
+        ] {
+            if let Some(m) = m {
+                out.push((format!("{n}.{suffix}.momentum"), m));
+            }
+        }
+    }
+    out
+}
+
+/// Serialises `cfg` and `st` into safetensors bytes.
+pub fn to_bytes(
+    cfg: &TrainConfig,
+    st: &TrainState,
+    inputs: usize,
+    classes: usize,
+) -> Result<Vec<u8>> {
+    let tensors = named_tensors(st);
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, t)| t.data().iter().flat_map(|v| v.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((name, t), b)| {
+            Ok((
+                name.clone(),
+                TensorView::new(Dtype::F32, t.shape().to_vec(), b)
+                    .map_err(|e| err(Path::new(name), e.to_string()))?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let r = &st.rng_mirror;
+    let seed: String = r.get_seed().iter().map(|b| format!("{b:02x}")).collect();
+    let json = |v: &dyn erased::Json| v.json();
+    let meta: HashMap<String, String> = [
+        ("format", FORMAT.to_string()),
+        (
+            "config",
+            toml::to_string(cfg).map_err(|e| Error::config("config", e.to_string()))?,
+        ),
+        ("inputs", inputs.to_string()),
+        ("classes", classes.to_string()),
+        ("epoch", st.epoch.to_string()),
+        ("step", st.step.to_string()),
+        (
+            "rng_mirror",
+            format!("{seed}/{}/{}", r.get_stream(), r.get_word_pos()),
+        ),
+        (
+            "sums",
+            json(&(st.sums.loss, st.sums.top1, st.sums.top5, st.sums.seen)),
+        ),
+        ("warmed_up", st.warmed_up.to_string()),
+        ("best", json(&st.best)),
+        ("last", json(&st.last)),
+        ("seconds", format!("{:?}", st.seconds_before)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    safetensors::serialize(views, Some(meta)).map_err(|e| Error::Checkpoint {
+        path: PathBuf::new(),
+        msg: e.to_string(),
+    })
+}
+
+mod erased {
+    /// JSON for metadata values (serde_json writes `f64` so that it reads back exactly).
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).expect("plain data serialises")
+        }
+    }
+}
+
+/// Reads a checkpoint, checking every tensor against the model its config describes.
+/// Returns the config, the state, and the model's input and class counts.
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState, usize, usize)> {
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
+        err(
+            path,
+            format!("corrupt or truncated: not a complete safetensors file ({e})"),
+        )
+    })?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let get = |k: &str| {
+        meta.get(k).ok_or_else(|| {
+            err(
+                path,
+                format!("metadata has no '{k}': not a nowt checkpoint"),
+            )
+        })
+    };
+    if get("format")? != FORMAT {
+        return Err(err(
+            path,
+            format!("format '{}' is not {FORMAT}", get("format")?),
+        ));
+    }
+    let num = |k: &str| -> Result<usize> {
+        get(k)?
+            .parse()
+            .map_err(|_| err(path, format!("metadata '{k}' is not a count")))
+    };
+    let json = |k: &str| -> Result<serde_json::Value> {
+        serde_json::from_str(get(k)?).map_err(|e| err(path, format!("metadata '{k}': {e}")))
+    };
+    let cfg: TrainConfig = toml::from_str(get("config")?)
+        .map_err(|e| err(path, format!("embedded config: {}", e.message())))?;
+    cfg.validate()
+        .map_err(|e| err(path, format!("embedded config: {e}")))?;
+    let (inputs, classes) = (num("inputs")?, num("classes")?);
+    if inputs == 0 || classes == 0 || inputs > 1 << 28 || classes > 1 << 20 {
+        return Err(err(
+            path,
+            format!("implausible model size: {inputs} inputs, {classes} classes"),
+        ));
+    }
+    let tensors = SafeTensors::deserialize(bytes)
+        .map_err(|e| err(path, format!("corrupt or truncated ({e})")))?;
+
+    let mut st = TrainState::new(&cfg, inputs, classes);
+    st.epoch = num("epoch")?;
+    st.step = num("step")?;
+    if st.epoch > cfg.epochs {
+        return Err(err(
+            path,
+            format!(
+                "epoch {} is past the config's {} epochs",
+                st.epoch, cfg.epochs
+            ),
+        ));
+    }
+    st.rng_mirror = parse_rng(get("rng_mirror")?)
+        .ok_or_else(|| err(path, "metadata 'rng_mirror' is malformed"))?;
+    let (loss, top1, top5, seen): (f64, usize, usize, usize) =
+        serde_json::from_value(json("sums")?)
+            .map_err(|e| err(path, format!("metadata 'sums': {e}")))?;
+    st.sums = EpochSums {
+        loss,
+        top1,
+        top5,
+        seen,
+    };
+    st.warmed_up = get("warmed_up")? == "true";
+    st.best = serde_json::from_value(json("best")?)
+        .map_err(|e| err(path, format!("metadata 'best': {e}")))?;
+    st.last = serde_json::from_value::<Option<EpochRecord>>(json("last")?)
+        .map_err(|e| err(path, format!("metadata 'last': {e}")))?;
+    st.seconds_before = get("seconds")?
+        .parse()
+        .map_err(|_| err(path, "metadata 'seconds' is not a number"))?;
+
+    let read = |name: &str, shape: &[usize]| -> Result<Option<Tensor<f32>>> {
+        let v = match tensors.tensor(name) {
+            Ok(v) => v,
+            Err(_) => return Ok(None),
+        };
+        if v.dtype() != Dtype::F32 {
+            return Err(err(
+                path,
+                format!("tensor {name} is {:?}, expected F32", v.dtype()),
+            ));
+        }
+        if v.shape() != shape {
+            return Err(err(path, format!("tensor {name} has shape {:?} but the model needs {shape:?}: a checkpoint of another model", v.shape())));
+        }
+        Ok(Some(Tensor::from_vec(
+            shape,
+            v.data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+        )))
+    };
+    let mut expected = 0;
+    for layer in st.net.weight_layers_mut() {
+        let p = layer.params_mut();
+        let n = p.name.clone();
+        let need = |t: Option<Tensor<f32>>, what: &str| {
+            t.ok_or_else(|| {
+                err(
+                    path,
+                    format!("tensor {n}.{what} is missing: a checkpoint of another model"),
+                )
+            })
+        };
+        let (ws, bs) = (
+            p.w.shape().to_vec(),
+            p.bias.as_ref().map(|b| b.shape().to_vec()),
+        );
+        p.w = need(read(&format!("{n}.weight"), &ws)?, "weight")?;
+        p.feedback = need(read(&format!("{n}.feedback"), &ws)?, "feedback")?;
+        expected += 2;
+        if let Some(bs) = &bs {
+            p.bias = Some(need(read(&format!("{n}.bias"), bs)?, "bias")?);
+            expected += 1;
+        }
+        p.momentum.w = read(&format!("{n}.weight.momentum"), &ws)?;
+        p.momentum.feedback = read(&format!("{n}.feedback.momentum"), &ws)?;
+        p.momentum.bias = match &bs {
+            Some(bs) => read(&format!("{n}.bias.momentum"), bs)?,
+            None => None,
+        };
+        expected += [
+            p.momentum.w.is_some(),
+            p.momentum.feedback.is_some(),
+            p.momentum.bias.is_some(),
+        ]
+        .iter()
+        .filter(|&&b| b)
+        .count();
+    }
+    if tensors.len() != expected {
+        let mut names: Vec<&str> = tensors.names();
+        names.sort();
+        return Err(err(
+            path,
+            format!(
+                "{} tensors, the model has {expected}: a checkpoint of another model ({names:?})",
+                tensors.len()
+            ),
+        ));
+    }
+    Ok((cfg, st, inputs, classes))
+}
+
+fn parse_rng(s: &str) -> Option<crate::Rng> {
+    let mut parts = s.split('/');
+    let hex = parts.next()?;
+    let stream: u64 = parts.next()?.parse().ok()?;
+    let pos: u128 = parts.next()?.parse().ok()?;
+    if hex.len() != 64 || parts.next().is_some() {
+        return None;
+    }
+    let mut seed = [0u8; 32];
+    for (i, b) in seed.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    let mut r = crate::Rng::from_seed(seed);
+    r.set_stream(stream);
+    r.set_word_pos(pos);
+    Some(r)
+}
+
+/// Reads a checkpoint file (see [`from_bytes`]).
+pub fn load(path: &Path) -> Result<(TrainConfig, TrainState, usize, usize)> {
+    let bytes = fs::read(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    from_bytes(&bytes, path)
+}
+
+/// Writes `path` atomically: `write` fills a temporary file beside it, which is flushed to
+/// disk and renamed over `path` only if every byte was written. On any failure the temporary
+/// file is removed and whatever was at `path` before is untouched.
+pub fn write_atomic(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let result = (|| {
+        let mut f = File::create(&tmp)?;
+        write(&mut f)?;
+        f.flush()?;
+        f.sync_all()?;
+        drop(f);
+        fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        File::open(dir)?.sync_all()
+    })();
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    })
+}
+
+/// Writes a checkpoint of `st` to `path` atomically.
+pub fn save(
+    path: &Path,
+    cfg: &TrainConfig,
+    st: &TrainState,
+    inputs: usize,
+    classes: usize,
+) -> Result<()> {
+    let bytes = to_bytes(cfg, st, inputs, classes)?;
+    write_atomic(path, |w| w.write_all(&bytes))
+}
+
+/// The file name of the checkpoint taken after `step` steps of epoch `epoch` (0-based); names
+/// sort in training order.
+pub fn file_name(epoch: usize, step: usize) -> String {
+    format!("ckpt-e{epoch:05}-s{step:07}.safetensors")
+}
+
+/// The checkpoint files in `dir`, newest first.
+pub fn list(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(dir)
+        .map(|r| {
+            r.filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".safetensors"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    found.sort();
+    found.reverse();
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state() -> (TrainConfig, TrainState) {
+        let cfg = TrainConfig {
+            hidden: vec![5],
+            ..Default::default()
+        };
+        let mut st = TrainState::new(&cfg, 4, 3);
+        st.epoch = 2;
+        st.step = 7;
+        st.sums = EpochSums {
+            loss: 0.1 + 0.2,
+            top1: 3,
+            top5: 9,
+            seen: 11,
+        };
+        st.best = Some((0.25, 2));
+        st.warmed_up = true;
+        for l in st.net.weight_layers_mut() {
+            let p = l.params_mut();
+            p.momentum.w = Some(p.w.map(|v| v * 0.5));
+        }
+        use rand::Rng;
+        let _: u64 = st.rng_mirror.random();
+        (cfg, st)
+    }
+
+    #[test]
+    fn round_trips_every_piece_of_state() {
+        let (cfg, st) = state();
+        let bytes = to_bytes(&cfg, &st, 4, 3).unwrap();
+        let (cfg2, st2, i, c) = from_bytes(&bytes, Path::new("x")).unwrap();
+        assert_eq!((cfg2, i, c), (cfg, 4, 3));
+        assert_eq!(
+            (st2.epoch, st2.step, st2.sums, st2.best, st2.warmed_up),
+            (st.epoch, st.step, st.sums, st.best, st.warmed_up)
+        );
+        assert_eq!(st2.rng_mirror, st.rng_mirror);
+        for (a, b) in named_tensors(&st).iter().zip(named_tensors(&st2)) {
+            assert_eq!(a.0, b.0);
+            assert_eq!(a.1, b.1);
+        }
+        assert_eq!(named_tensors(&st).len(), named_tensors(&st2).len());
+    }
+
+    #[test]
+    fn rejects_truncated_garbage_and_foreign_checkpoints() {
+        let (cfg, st) = state();
+        let bytes = to_bytes(&cfg, &st, 4, 3).unwrap();
+        let msg = |b: &[u8]| {
+            from_bytes(b, Path::new("c.safetensors"))
+                .err()
+                .expect("must fail")
+                .to_string()
+        };
+        assert!(msg(&bytes[..bytes.len() - 10]).contains("corrupt or truncated"));
+        assert!(msg(&bytes[..20]).contains("c.safetensors"));
+        assert!(msg(b"not a checkpoint at all").contains("not a complete safetensors file"));
+        assert!(msg(&[0xff; 64]).contains("c.safetensors"));
+        // Another model's checkpoint: a wider hidden layer.
+        let other_cfg = TrainConfig {
+            hidden: vec![6],
+            ..Default::default()
+        };
+        let other = TrainState::new(&other_cfg, 4, 3);
+        let mut foreign = to_bytes(&other_cfg, &other, 4, 3).unwrap();
+        // Swap in our config text so only the tensors disagree.
+        // (as it appears in the JSON header: escaped)
+        let ours = serde_json::to_string(&toml::to_string(&cfg).unwrap()).unwrap();
+        let theirs = serde_json::to_string(&toml::to_string(&other_cfg).unwrap()).unwrap();
+        assert_eq!(ours.len(), theirs.len());
+        let at = foreign
+            .windows(theirs.len())
+            .position(|w| w == theirs.as_bytes())
+            .expect("config text in the header");
+        foreign[at..at + ours.len()].copy_from_slice(ours.as_bytes());
+        assert!(msg(&foreign).contains("another model"), "{}", msg(&foreign));
+    }
+
+    #[test]
+    fn a_write_that_fails_half_way_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ckpt.safetensors");
+        write_atomic(&path, |w| w.write_all(b"good")).unwrap();
+        let e = write_atomic(&path, |w| {
+            w.write_all(b"half")?;
+            Err(std::io::Error::new(
+                std::io::ErrorKind::StorageFull,
+                "No space left on device",
+            ))
+        })
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("ckpt.safetensors") && e.to_string().contains("No space left")
+        );
+        assert_eq!(fs::read(&path).unwrap(), b"good");
+        assert_eq!(
+            fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the temporary file was left behind"
+        );
+    }
+}
