@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::config::TrainConfig;
+use crate::config::{ModelKind, TrainConfig, MAX_WIDTH};
 use crate::tensor::Tensor;
 use crate::train::{EpochRecord, EpochSums, TrainState};
 use crate::{Error, Result};
@@ -168,7 +168,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
     cfg.validate()
         .map_err(|e| err(path, format!("embedded config: {e}")))?;
     let (inputs, classes) = (num("inputs")?, num("classes")?);
-    if inputs == 0 || classes == 0 || inputs > 1 << 28 || classes > 1 << 20 {
+    if inputs == 0 || classes == 0 || inputs > MAX_WIDTH || classes > MAX_WIDTH {
         return Err(err(
             path,
             format!("implausible model size: {inputs} inputs, {classes} classes"),
@@ -176,6 +176,27 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
     }
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|e| err(path, format!("corrupt or truncated ({e})")))?;
+    // Every weight the config implies must be in the file with its shape before the model is
+    // built, so a header cannot make nowt allocate more than the file holds.
+    let shapes = match cfg.model {
+        ModelKind::Mlp => crate::models::mlp_shapes(inputs, &cfg.hidden, classes),
+    };
+    for (name, shape) in &shapes {
+        let t = format!("{name}.weight");
+        match tensors.tensor(&t) {
+            Ok(v) if v.shape() == shape => {}
+            Ok(v) => {
+                let got = v.shape().to_vec();
+                return Err(err(path, format!("tensor {t} has shape {got:?} but the model needs {shape:?}: a checkpoint of another model")));
+            }
+            Err(_) => {
+                return Err(err(
+                    path,
+                    format!("tensor {t} is missing: a checkpoint of another model"),
+                ))
+            }
+        }
+    }
 
     let mut st = TrainState::new(&cfg, inputs, classes);
     st.epoch = num("epoch")?;

@@ -28,6 +28,9 @@ impl ModelKind {
     }
 }
 
+/// The widest layer a config may ask for (larger requests are mistakes, not models).
+pub const MAX_WIDTH: usize = 1 << 20;
+
 /// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

@@ -22,9 +22,14 @@ pub fn read_idx(path: &Path) -> Result<Idx> {
         path: path.to_path_buf(),
         source,
     })?;
+    decode_idx(&raw, path)
+}
+
+/// Parses the bytes of an IDX file, raw or gzip (`path` is only for messages).
+pub fn decode_idx(raw: &[u8], path: &Path) -> Result<Idx> {
     if raw.starts_with(&[0x1f, 0x8b]) {
         let mut bytes = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .take(MAX_DECOMPRESSED + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| Error::data(path, format!("corrupt gzip data: {e}")))?;
@@ -36,7 +41,7 @@ pub fn read_idx(path: &Path) -> Result<Idx> {
         }
         parse_idx(&bytes, path)
     } else {
-        parse_idx(&raw, path)
+        parse_idx(raw, path)
     }
 }
 

@@ -2,7 +2,7 @@
 
 mod mlp;
 
-pub use mlp::mlp;
+pub use mlp::{mlp, mlp_shapes};
 
 use crate::layers::{Layer, WeightLayer};
 use crate::rules::Rule;
