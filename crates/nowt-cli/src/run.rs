@@ -154,13 +154,7 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         return resume(dir, &a);
     }
     let mut cfg = resolve(&a)?;
-    let data = nowt::data::load(
-        cfg.dataset,
-        cfg.data_dir.as_deref(),
-        cfg.val_fraction,
-        cfg.seed,
-    )
-    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    let data = load_data(&cfg)?;
     let dir = run_dir(&cfg)?;
     cfg.out = Some(dir.clone());
     let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
@@ -168,6 +162,37 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
     let state = TrainState::new(&cfg, data.train.dim, data.train.classes);
     drive(&cfg, &data, &dir, state, &a)
+}
+
+/// The dataset `cfg` names.
+fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
+    nowt::data::load(
+        cfg.dataset,
+        cfg.data_dir.as_deref(),
+        cfg.val_fraction,
+        cfg.seed,
+    )
+    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))
+}
+
+/// The dataset `cfg` names, which must fit the model of checkpoint `path`.
+fn load_data_for(
+    cfg: &TrainConfig,
+    path: &Path,
+    inputs: usize,
+    classes: usize,
+) -> Result<nowt::data::Split> {
+    let data = load_data(cfg)?;
+    if (data.train.dim, data.train.classes) != (inputs, classes) {
+        bail!(
+            "{}: the model takes {inputs} inputs and {classes} classes, dataset {} has {} and {}",
+            path.display(),
+            cfg.dataset.name(),
+            data.train.dim,
+            data.train.classes
+        );
+    }
+    Ok(data)
 }
 
 /// Continues the run in `dir` from its newest checkpoint that loads.
@@ -211,21 +236,7 @@ fn resume(dir: &Path, a: &TrainArgs) -> Result<()> {
             dir.display()
         );
     }
-    let data = nowt::data::load(
-        cfg.dataset,
-        cfg.data_dir.as_deref(),
-        cfg.val_fraction,
-        cfg.seed,
-    )
-    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
-    if (data.train.dim, data.train.classes) != (inputs, classes) {
-        bail!(
-            "{}: the model takes {inputs} inputs and {classes} classes, the dataset has {} and {}",
-            path.display(),
-            data.train.dim,
-            data.train.classes
-        );
-    }
+    let data = load_data_for(&cfg, &path, inputs, classes)?;
     // Epoch records written after the checkpoint are written again.
     let metrics = dir.join("metrics.jsonl");
     let kept: String = fs::read_to_string(&metrics)
@@ -394,22 +405,7 @@ pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }
-    let data = nowt::data::load(
-        cfg.dataset,
-        cfg.data_dir.as_deref(),
-        cfg.val_fraction,
-        cfg.seed,
-    )
-    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
-    if (data.test.dim, data.test.classes) != (inputs, classes) {
-        bail!(
-            "{}: the model takes {inputs} inputs and {classes} classes, dataset {} has {} and {}",
-            a.checkpoint.display(),
-            cfg.dataset.name(),
-            data.test.dim,
-            data.test.classes
-        );
-    }
+    let data = load_data_for(&cfg, &a.checkpoint, inputs, classes)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()

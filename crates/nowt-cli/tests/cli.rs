@@ -1,39 +1,12 @@
 //! End to end: the `nowt` binary on the embedded data, and on broken input.
 
+mod common;
+
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{metrics, nowt, stderr, untimed};
 use serde_json::Value;
-
-fn nowt(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_nowt"))
-        .args(args)
-        .output()
-        .expect("run nowt")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn metrics(dir: &Path) -> Vec<Value> {
-    fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect()
-}
-
-/// The records with their timing fields removed.
-fn untimed(mut records: Vec<Value>) -> Vec<Value> {
-    for r in records.iter_mut() {
-        let o = r.as_object_mut().unwrap();
-        o.remove("seconds");
-        o.remove("images_per_s");
-    }
-    records
-}
 
 #[test]
 fn train_on_embedded_digits_writes_a_complete_run() {
@@ -317,35 +290,24 @@ fn broken_idx_files_are_named_in_the_error() {
         "train-images-idx3-ubyte: truncated",
     );
 
-    fs::write(&images, b"GIF89a....").unwrap();
-    fails(&["--dataset", "mnist", "--data-dir", dir], "bad magic");
-
-    fs::write(
-        &images,
-        nowt::data::idx::encode_idx(&[4_000_000_000, 4_000_000_000, 28], &[1, 2, 3]),
-    )
-    .unwrap();
-    fails(
-        &["--dataset", "mnist", "--data-dir", dir],
-        "absurd dimensions [4000000000, 4000000000, 28]",
-    );
-
-    fs::write(
-        &images,
-        nowt::data::idx::encode_idx(&[4_000_000_000, 28, 28], &[1, 2, 3]),
-    )
-    .unwrap();
-    fails(
-        &["--dataset", "mnist", "--data-dir", dir],
-        "need 3136000000000 data bytes, file has 3",
-    );
-
-    fs::write(
-        &images,
-        nowt::data::idx::encode_idx(&[u32::MAX as usize; 4], &[]),
-    )
-    .unwrap();
-    fails(&["--dataset", "mnist", "--data-dir", dir], "absurd");
+    // (file contents, what the error must say): nothing here may be allocated at its claimed size.
+    let idx = nowt::data::idx::encode_idx;
+    let cases: [(Vec<u8>, &str); 4] = [
+        (b"GIF89a....".to_vec(), "bad magic"),
+        (
+            idx(&[4_000_000_000, 4_000_000_000, 28], &[1, 2, 3]),
+            "absurd dimensions [4000000000, 4000000000, 28]",
+        ),
+        (
+            idx(&[4_000_000_000, 28, 28], &[1, 2, 3]),
+            "need 3136000000000 data bytes, file has 3",
+        ),
+        (idx(&[u32::MAX as usize; 4], &[]), "absurd"),
+    ];
+    for (bytes, expect) in cases {
+        fs::write(&images, bytes).unwrap();
+        fails(&["--dataset", "mnist", "--data-dir", dir], expect);
+    }
 
     fake_mnist(&d, 20, 20);
     fs::write(&labels, nowt::data::idx::encode_idx(&[20], &[11; 20])).unwrap();

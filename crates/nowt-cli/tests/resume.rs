@@ -1,26 +1,15 @@
 //! Runs that survive: SIGKILL and Ctrl-C at random moments, resumed, end exactly like a run
 //! that was never interrupted; broken checkpoints and run directories give clear errors.
 
+mod common;
+
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Duration;
 
+use common::{metrics, nowt, nowt_cmd, stderr, untimed};
 use serde_json::Value;
-
-fn nowt_cmd(args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_nowt"));
-    c.args(args);
-    c
-}
-
-fn nowt(args: &[&str]) -> Output {
-    nowt_cmd(args).output().expect("run nowt")
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
 
 /// Long enough (a few seconds) to be interrupted at many moments; the weight mirror exercises
 /// every piece of state (momentum, mirror noise generator).
@@ -48,17 +37,7 @@ const TRAIN: &[&str] = &[
 ];
 
 fn untimed_metrics(dir: &Path) -> Vec<Value> {
-    fs::read_to_string(dir.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| {
-            let mut v: Value = serde_json::from_str(l).unwrap();
-            let o = v.as_object_mut().unwrap();
-            o.remove("seconds");
-            o.remove("images_per_s");
-            v
-        })
-        .collect()
+    untimed(metrics(dir))
 }
 
 /// Every parameter and optimiser buffer of the newest checkpoint, as bits.

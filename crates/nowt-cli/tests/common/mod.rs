@@ -1,0 +1,43 @@
+//! Helpers shared by the end-to-end tests: running the binary and reading run directories.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `nowt` binary with `args`, not yet run.
+pub fn nowt_cmd(args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_nowt"));
+    c.args(args);
+    c
+}
+
+/// Runs `nowt` with `args` to completion.
+pub fn nowt(args: &[&str]) -> Output {
+    nowt_cmd(args).output().expect("run nowt")
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The records of `<dir>/metrics.jsonl`.
+pub fn metrics(dir: &Path) -> Vec<Value> {
+    fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
+        .collect()
+}
+
+/// The records with their timing fields removed.
+pub fn untimed(mut records: Vec<Value>) -> Vec<Value> {
+    for r in records.iter_mut() {
+        let o = r.as_object_mut().unwrap();
+        o.remove("seconds");
+        o.remove("images_per_s");
+    }
+    records
+}
