@@ -7,7 +7,7 @@ use criterion::{criterion_group, criterion_main, Criterion};
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use nowt::config::TrainConfig;
-use nowt::layers::{Layer, Linear, WeightLayer};
+use nowt::layers::{Backward, Layer, Linear, WeightLayer};
 use nowt::optim::Sgd;
 use nowt::rules::{self, Backprop, RuleKind};
 use nowt::tensor::{matmul, Tensor};
@@ -32,7 +32,7 @@ fn linear(c: &mut Criterion) {
         });
         let y = l.forward(&x, true);
         c.bench_function(&format!("{name}/backward_bp"), |b| {
-            b.iter(|| l.backward(&x, &y, &d, &Backprop, true))
+            b.iter(|| l.backward(&x, &y, &d, &mut Backward::new(&Backprop), true))
         });
     }
 }

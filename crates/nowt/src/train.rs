@@ -170,17 +170,21 @@ pub fn layer_records<T: Real>(
     let (mut d_rule, mut d_bp) = (Vec::new(), Vec::new());
     net.backward(x, &outs, delta.clone(), rule, Some(&mut d_rule));
     net.backward(x, &outs, delta, &Backprop, Some(&mut d_bp));
+    let find = |recs: &[(String, Option<Tensor<T>>)], name: &str| {
+        recs.iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, d)| d.clone())
+    };
     net.weight_layers()
         .iter()
-        .zip(d_rule.iter().zip(&d_bp))
-        .map(|(layer, (dr, db))| {
+        .map(|layer| {
             let p = layer.params();
             let m = rule.backward_matrix(p);
             LayerRecord {
                 layer: p.name.clone(),
                 weight_angle_deg: angle_deg(&p.w, &m),
-                delta_angle_deg: match (dr, db) {
-                    (Some(a), Some(b)) => angle_deg(a, b),
+                delta_angle_deg: match (find(&d_rule, &p.name), find(&d_bp, &p.name)) {
+                    (Some(a), Some(b)) => angle_deg(&a, &b),
                     _ => None,
                 },
                 norm_ratio: m.norm() / p.w.norm().max(f64::MIN_POSITIVE),

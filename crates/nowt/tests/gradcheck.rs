@@ -2,7 +2,7 @@
 //! matches central differences for its input and every parameter; under feedback alignment
 //! with random `B` the input error must *fail* the check while `grad_W` still passes.
 
-use nowt::layers::{softmax_cross_entropy, Activation, ActivationKind, Layer, Linear};
+use nowt::layers::{softmax_cross_entropy, Activation, ActivationKind, Backward, Layer, Linear};
 use nowt::models::mlp;
 use nowt::rules::{Backprop, FeedbackAlignment, Rule};
 use nowt::Tensor;
@@ -51,7 +51,7 @@ fn input_error(layer: &mut dyn Layer<f64>, x: &Tensor<f64>, rule: &dyn Rule<f64>
     let y = layer.forward(x, true);
     let r = Tensor::randn(y.shape(), 1.0, &mut rng(7));
     let analytic = layer
-        .backward(x, &y, &r, rule, true)
+        .backward(x, &y, &r, &mut Backward::new(rule), true)
         .expect("δ_in requested");
     let mut xv = x.clone();
     let numeric = numeric(&mut xv, |xv| probe_loss(&layer.forward(xv, true), &r));
@@ -62,7 +62,7 @@ fn input_error(layer: &mut dyn Layer<f64>, x: &Tensor<f64>, rule: &dyn Rule<f64>
 fn param_errors(layer: &mut Linear<f64>, x: &Tensor<f64>, rule: &dyn Rule<f64>) -> (f64, f64) {
     let y = layer.forward(x, true);
     let r = Tensor::randn(y.shape(), 1.0, &mut rng(8));
-    layer.backward(x, &y, &r, rule, false);
+    layer.backward(x, &y, &r, &mut Backward::new(rule), false);
     let (gw, gb) = (layer.p.grad_w.clone(), layer.p.grad_bias.clone().unwrap());
     let mut w = layer.p.w.clone();
     let nw = numeric(&mut w, |w| {

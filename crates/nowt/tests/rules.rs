@@ -323,9 +323,12 @@ fn first_layer_skips_its_input_error() {
     let delta = Tensor::randn(outs.last().unwrap().shape(), 1.0, &mut nowt::rng(0, 6));
     let mut rec = Vec::new();
     net.backward(&x, &outs, delta, &Backprop, Some(&mut rec));
+    // top to bottom: fc2 sends an error into the hidden layer, fc1 computes none
     assert_eq!(rec.len(), 2);
-    assert!(rec[0].is_none());
-    assert_eq!(rec[1].as_ref().unwrap().shape(), &[4, 6]);
+    assert_eq!(rec[0].0, "fc2");
+    assert_eq!(rec[0].1.as_ref().unwrap().shape(), &[4, 6]);
+    assert_eq!(rec[1].0, "fc1");
+    assert!(rec[1].1.is_none());
 }
 
 /// Every listed rule parses by name and alias and builds.

@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::Layer;
-use crate::rules::Rule;
+use super::{Backward, Layer};
 use crate::tensor::{Real, Tensor};
 
 /// Which nonlinearity.
@@ -77,7 +76,7 @@ impl<T: Real> Layer<T> for Activation {
         _x: &Tensor<T>,
         y: &Tensor<T>,
         delta: &Tensor<T>,
-        _rule: &dyn Rule<T>,
+        _ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
         if !need_delta_in {

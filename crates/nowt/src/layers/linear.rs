@@ -1,7 +1,6 @@
 //! Fully connected layer, `y = x Wᵀ + b`.
 
-use super::{Layer, WeightLayer, WeightParams};
-use crate::rules::Rule;
+use super::{Backward, Layer, WeightLayer, WeightParams};
 use crate::tensor::{gemm_into, matmul, Real, Tensor};
 
 /// `y = x Wᵀ + b` with `x: [N, in]`, `W: [out, in]`, `b: [out]`, `y: [N, out]`.
@@ -51,7 +50,7 @@ impl<T: Real> Layer<T> for Linear<T> {
         x: &Tensor<T>,
         _y: &Tensor<T>,
         delta: &Tensor<T>,
-        rule: &dyn Rule<T>,
+        ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
         // Written into the existing buffer: no allocation (and no page faults) per step.
@@ -62,19 +61,21 @@ impl<T: Real> Layer<T> for Linear<T> {
             self.p.grad_bias = Some(delta.sum_rows());
         }
         // δ_in = δ_out · M: [N, out] · [out, in] → [N, in]
-        need_delta_in.then(|| {
-            let m = rule.backward_matrix(&self.p);
+        let d = need_delta_in.then(|| {
+            let m = ctx.rule.backward_matrix(&self.p);
             let mut d = matmul(delta, false, &m, false);
             d.reshape(x.shape());
             d
-        })
+        });
+        ctx.record(&self.p.name, &d);
+        d
     }
 
-    fn weight_layer(&self) -> Option<&dyn WeightLayer<T>> {
-        Some(self)
+    fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {
+        out.push(self);
     }
-    fn weight_layer_mut(&mut self) -> Option<&mut dyn WeightLayer<T>> {
-        Some(self)
+    fn collect_weights_mut<'a>(&'a mut self, out: &mut Vec<&'a mut dyn WeightLayer<T>>) {
+        out.push(self);
     }
 }
 

@@ -16,6 +16,33 @@ pub use loss::softmax_cross_entropy;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
+/// The errors weight layers sent to their inputs during one backward pass, by layer name, top
+/// to bottom (`None` where a layer computed none).
+pub type DeltaRecord<T> = Vec<(String, Option<Tensor<T>>)>;
+
+/// What a layer's backward pass needs besides its own tensors.
+pub struct Backward<'a, T: Real> {
+    /// Chooses how error crosses each weight layer.
+    pub rule: &'a dyn Rule<T>,
+    /// When set, every weight layer appends `(name, δ_in)` — `None` if it computes no `δ_in` —
+    /// in the order backward visits them (top to bottom).
+    pub record: Option<&'a mut DeltaRecord<T>>,
+}
+
+impl<'a, T: Real> Backward<'a, T> {
+    /// A backward pass under `rule` that records nothing.
+    pub fn new(rule: &'a dyn Rule<T>) -> Self {
+        Self { rule, record: None }
+    }
+
+    /// Records a weight layer's `δ_in` if recording.
+    pub fn record(&mut self, name: &str, delta_in: &Option<Tensor<T>>) {
+        if let Some(r) = self.record.as_deref_mut() {
+            r.push((name.to_string(), delta_in.clone()));
+        }
+    }
+}
+
 /// One stage of a network.
 pub trait Layer<T: Real>: Send + Sync {
     /// A readable name, unique within a model (`fc1`, `relu1`, …).
@@ -31,16 +58,19 @@ pub trait Layer<T: Real>: Send + Sync {
         x: &Tensor<T>,
         y: &Tensor<T>,
         delta: &Tensor<T>,
-        rule: &dyn Rule<T>,
+        ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>>;
 
-    /// The layer's weights and feedback weights, if it has any.
-    fn weight_layer(&self) -> Option<&dyn WeightLayer<T>> {
-        None
-    }
-    fn weight_layer_mut(&mut self) -> Option<&mut dyn WeightLayer<T>> {
-        None
+    /// Appends the layer's weight layers (itself, or those inside it), bottom to top.
+    fn collect_weights<'a>(&'a self, _out: &mut Vec<&'a dyn WeightLayer<T>>) {}
+    fn collect_weights_mut<'a>(&'a mut self, _out: &mut Vec<&'a mut dyn WeightLayer<T>>) {}
+
+    /// Whether the layer holds any weights.
+    fn has_weights(&self) -> bool {
+        let mut v = Vec::new();
+        self.collect_weights(&mut v);
+        !v.is_empty()
     }
 }
 

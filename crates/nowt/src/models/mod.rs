@@ -4,7 +4,7 @@ mod mlp;
 
 pub use mlp::{mlp, mlp_shapes};
 
-use crate::layers::{Layer, WeightLayer};
+use crate::layers::{Backward, DeltaRecord, Layer, WeightLayer};
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
@@ -32,49 +32,29 @@ impl<T: Real> Network<T> {
     /// Backward through every layer from `delta = ∂loss/∂logits`, with `rule` choosing how the
     /// error crosses each weight layer. Parameter gradients are stored in the layers.
     ///
-    /// If `record` is given, it receives `δ_in` for each weight layer (in order, `None` for the
-    /// first, which computes no `δ_in`).
+    /// If `record` is given, it receives `(name, δ_in)` for each weight layer, top to bottom
+    /// (`None` for the first, which computes no `δ_in`: nothing below it needs an error).
     pub fn backward(
         &mut self,
         x: &Tensor<T>,
         outs: &[Tensor<T>],
         delta: Tensor<T>,
         rule: &dyn Rule<T>,
-        mut record: Option<&mut Vec<Option<Tensor<T>>>>,
+        record: Option<&mut DeltaRecord<T>>,
     ) {
-        // Nothing below the first weight layer needs an error signal.
         let first = self
             .layers
             .iter()
-            .position(|l| l.weight_layer().is_some())
+            .position(|l| l.has_weights())
             .unwrap_or(0);
-        if let Some(r) = record.as_deref_mut() {
+        let mut ctx = Backward { rule, record };
+        if let Some(r) = ctx.record.as_deref_mut() {
             r.clear();
-            r.resize(
-                self.layers
-                    .iter()
-                    .filter(|l| l.weight_layer().is_some())
-                    .count(),
-                None,
-            );
         }
-        let mut slot = self
-            .layers
-            .iter()
-            .filter(|l| l.weight_layer().is_some())
-            .count();
         let mut delta = delta;
         for i in (first..self.layers.len()).rev() {
             let input = if i == 0 { x } else { &outs[i - 1] };
-            let is_weight = self.layers[i].weight_layer().is_some();
-            let d = self.layers[i].backward(input, &outs[i], &delta, rule, i > first);
-            if is_weight {
-                slot -= 1;
-                if let Some(r) = record.as_deref_mut() {
-                    r[slot] = d.clone();
-                }
-            }
-            match d {
+            match self.layers[i].backward(input, &outs[i], &delta, &mut ctx, i > first) {
                 Some(d) => delta = d,
                 None => break,
             }
@@ -98,16 +78,18 @@ impl<T: Real> Network<T> {
 
     /// The weight layers, bottom to top.
     pub fn weight_layers(&self) -> Vec<&dyn WeightLayer<T>> {
-        self.layers
-            .iter()
-            .filter_map(|l| l.weight_layer())
-            .collect()
+        let mut out = Vec::new();
+        for l in &self.layers {
+            l.collect_weights(&mut out);
+        }
+        out
     }
 
     pub fn weight_layers_mut(&mut self) -> Vec<&mut dyn WeightLayer<T>> {
-        self.layers
-            .iter_mut()
-            .filter_map(|l| l.weight_layer_mut())
-            .collect()
+        let mut out = Vec::new();
+        for l in self.layers.iter_mut() {
+            l.collect_weights_mut(&mut out);
+        }
+        out
     }
 }
