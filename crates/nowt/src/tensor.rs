@@ -368,6 +368,80 @@ pub fn matmul_naive<T: Real>(a: &Tensor<T>, ta: bool, b: &Tensor<T>, tb: bool) -
     c
 }
 
+/// The geometry of a 2-D convolution over one image: `C` input channels of `H × W`, a `k × k`
+/// kernel, `stride`, zero `pad`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub c: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+}
+
+impl ConvGeom {
+    /// Output height and width: `(H + 2p − k) / s + 1`.
+    pub fn out_hw(&self) -> (usize, usize) {
+        (
+            (self.h + 2 * self.pad - self.k) / self.stride + 1,
+            (self.w + 2 * self.pad - self.k) / self.stride + 1,
+        )
+    }
+    /// Rows of the column matrix: `C·k·k`.
+    pub fn col_rows(&self) -> usize {
+        self.c * self.k * self.k
+    }
+    /// Whether the column matrix is the image itself (1×1, stride 1, no padding).
+    pub fn is_identity(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+
+    /// For each column-matrix row `(c, ki, kj)` and output position, the input element it
+    /// reads, or `None` in the padding: `f(row, out_index, Option<in_index>)`.
+    fn for_each_tap(&self, mut f: impl FnMut(usize, usize, Option<usize>)) {
+        let (ho, wo) = self.out_hw();
+        for c in 0..self.c {
+            for ki in 0..self.k {
+                for kj in 0..self.k {
+                    let row = (c * self.k + ki) * self.k + kj;
+                    for oy in 0..ho {
+                        let iy = (oy * self.stride + ki) as isize - self.pad as isize;
+                        for ox in 0..wo {
+                            let ix = (ox * self.stride + kj) as isize - self.pad as isize;
+                            let inside = iy >= 0
+                                && ix >= 0
+                                && (iy as usize) < self.h
+                                && (ix as usize) < self.w;
+                            let src =
+                                inside.then(|| (c * self.h + iy as usize) * self.w + ix as usize);
+                            f(row, oy * wo + ox, src);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// `col[(c,ki,kj), (oy,ox)] = x[c, oy·s + ki − p, ox·s + kj − p]` (0 in the padding);
+    /// `img: [C, H, W]`, `col: [C·k·k, Ho·Wo]`.
+    pub fn im2col<T: Real>(&self, img: &[T], col: &mut [T]) {
+        let n = self.out_hw().0 * self.out_hw().1;
+        self.for_each_tap(|row, o, src| col[row * n + o] = src.map_or(T::zero(), |i| img[i]));
+    }
+
+    /// The adjoint of [`ConvGeom::im2col`]: adds every column entry back onto the pixel it was
+    /// read from (`img` is accumulated into, not cleared).
+    pub fn col2im<T: Real>(&self, col: &[T], img: &mut [T]) {
+        let n = self.out_hw().0 * self.out_hw().1;
+        self.for_each_tap(|row, o, src| {
+            if let Some(i) = src {
+                img[i] += col[row * n + o];
+            }
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

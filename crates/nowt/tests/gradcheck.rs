@@ -2,7 +2,10 @@
 //! matches central differences for its input and every parameter; under feedback alignment
 //! with random `B` the input error must *fail* the check while `grad_W` still passes.
 
-use nowt::layers::{softmax_cross_entropy, Activation, ActivationKind, Backward, Layer, Linear};
+use nowt::layers::{
+    conv2d_naive, softmax_cross_entropy, Activation, ActivationKind, Backward, Conv2d, Layer,
+    Linear,
+};
 use nowt::models::mlp;
 use nowt::rules::{Backprop, FeedbackAlignment, Rule};
 use nowt::Tensor;
@@ -162,4 +165,81 @@ fn feedback_alignment_fails_the_input_check_but_not_the_weight_check() {
         "FA δ_in passed the gradient check ({e_in:e}): B is not being used"
     );
     assert!(e_w < TOL && e_b < TOL, "W {e_w:e}, b {e_b:e}");
+}
+
+fn conv(k: usize, stride: usize, pad: usize, bias: bool) -> Conv2d<f64> {
+    let mut c = Conv2d::new(
+        "conv",
+        3,
+        4,
+        k,
+        stride,
+        pad,
+        bias,
+        (7, 6),
+        0.4,
+        &mut rng(20),
+        &mut rng(21),
+    );
+    if bias {
+        c.p.bias = Some(Tensor::randn(&[4], 0.3, &mut rng(22)));
+    }
+    c
+}
+
+/// The fast convolution equals the loop nest for every stride/padding/kernel variant.
+#[test]
+fn fast_conv_equals_the_loop_nest() {
+    for (k, s, p) in [
+        (3, 1, 1),
+        (3, 2, 1),
+        (1, 1, 0),
+        (1, 2, 0),
+        (3, 1, 0),
+        (2, 2, 1),
+    ] {
+        let mut c = conv(k, s, p, false);
+        let x = Tensor::randn(&[2, 3, 7, 6], 1.0, &mut rng(23));
+        let fast = c.forward(&x, true);
+        let slow = conv2d_naive(&x, &c.p.w, s, p);
+        assert_eq!(fast.shape(), slow.shape());
+        assert!(rel_err(&fast, &slow) < 1e-12, "k={k} s={s} p={p}");
+    }
+}
+
+/// Conv2d's δ_in, grad_W and grad_b match central differences (stride and padding variants).
+#[test]
+fn conv_backward_matches_finite_differences() {
+    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (2, 2, 1)] {
+        let x = Tensor::randn(&[2, 3, 7, 6], 1.0, &mut rng(24));
+        let mut c = conv(k, s, p, true);
+        let e_in = input_error(&mut c, &x, &Backprop);
+        let y = c.forward(&x, true);
+        let r = Tensor::randn(y.shape(), 1.0, &mut rng(8));
+        c.backward(&x, &y, &r, &mut Backward::new(&Backprop), false);
+        let (gw, gb) = (c.p.grad_w.clone(), c.p.grad_bias.clone().unwrap());
+        let mut w = c.p.w.clone();
+        let nw = numeric(&mut w, |w| {
+            let mut l = c.clone();
+            l.p.w = w.clone();
+            probe_loss(&l.forward(&x, true), &r)
+        });
+        let mut b = c.p.bias.clone().unwrap();
+        let nb = numeric(&mut b, |b| {
+            let mut l = c.clone();
+            l.p.bias = Some(b.clone());
+            probe_loss(&l.forward(&x, true), &r)
+        });
+        let (e_w, e_b) = (rel_err(&gw, &nw), rel_err(&gb, &nb));
+        assert!(
+            e_in < TOL && e_w < TOL && e_b < TOL,
+            "k={k} s={s} p={p}: δ_in {e_in:e}, W {e_w:e}, b {e_b:e}"
+        );
+        // Feedback alignment: the input error goes through B and must fail the check.
+        let fa = FeedbackAlignment { init_scale: 1.0 };
+        assert!(
+            input_error(&mut c, &x, &fa) > 0.1,
+            "k={k} s={s} p={p}: FA δ_in passed"
+        );
+    }
 }

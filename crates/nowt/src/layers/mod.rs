@@ -6,10 +6,12 @@
 //! [`Rule`]. Non-weight layers use their ordinary local derivative under every rule.
 
 mod activation;
+mod conv;
 mod linear;
 mod loss;
 
 pub use activation::{Activation, ActivationKind};
+pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
 

@@ -1,0 +1,271 @@
+//! 2-D convolution on the rule seam, by im2col + GEMM, with a loop-nest oracle beside it.
+
+use rayon::prelude::*;
+
+use super::{Backward, Layer, WeightLayer, WeightParams};
+use crate::tensor::{gemm_into, matmul, ConvGeom, Real, Tensor};
+
+/// Images per group when summing the weight gradient over a batch: groups are summed in a
+/// fixed order, so the result does not depend on the thread count.
+const GROUP: usize = 4;
+
+/// `y[n, o] = Σ_c W[o, c] ⋆ x[n, c] (+ b[o])` with `x: [N, C_in, H, W]`,
+/// `W: [C_out, C_in, k, k]`, `y: [N, C_out, H_o, W_o]`, stride `s`, zero padding `p`.
+///
+/// Backward (DESIGN.md §3): `grad_W = Σ_n δ_n · col(x_n)ᵀ` under every rule, and
+/// `δ_in = col2im(Mᵀ · δ_n)` with `M = rule.backward_matrix(..)` viewed as `[C_out, C_in·k·k]`.
+#[derive(Clone, Debug)]
+pub struct Conv2d<T> {
+    pub p: WeightParams<T>,
+    pub stride: usize,
+    pub pad: usize,
+    /// The input resolution `(H, W)` (the weight mirror drives the layer with noise of it).
+    pub in_hw: (usize, usize),
+}
+
+impl<T: Real> Conv2d<T> {
+    /// A `k × k` convolution for inputs of `in_hw`, `W ~ N(0, init_std²)`, independent `B`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+        bias: bool,
+        in_hw: (usize, usize),
+        init_std: f64,
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Self {
+        Self {
+            p: WeightParams::new(name, &[c_out, c_in, k, k], init_std, bias, rng_w, rng_b),
+            stride,
+            pad,
+            in_hw,
+        }
+    }
+
+    fn geom(&self, x: &Tensor<T>) -> ConvGeom {
+        let s = x.shape();
+        assert_eq!(
+            s.len(),
+            4,
+            "{}: input must be [N, C, H, W], got {s:?}",
+            self.p.name
+        );
+        assert_eq!(s[1], self.p.w.shape()[1], "{}: input channels", self.p.name);
+        ConvGeom {
+            c: s[1],
+            h: s[2],
+            w: s[3],
+            k: self.p.w.shape()[2],
+            stride: self.stride,
+            pad: self.pad,
+        }
+    }
+
+    /// The column matrix of one image (the image itself for 1×1, stride-1 kernels).
+    fn col(g: &ConvGeom, img: &[T]) -> Tensor<T> {
+        let (ho, wo) = g.out_hw();
+        if g.is_identity() {
+            return Tensor::from_vec(&[g.c, ho * wo], img.to_vec());
+        }
+        let mut col = Tensor::zeros(&[g.col_rows(), ho * wo]);
+        g.im2col(img, col.data_mut());
+        col
+    }
+
+    /// `W` (or any tensor of its shape) applied to `x`: `[N, C_out, H_o, W_o]`, bias excluded.
+    fn conv(&self, x: &Tensor<T>, w: &Tensor<T>) -> Tensor<T> {
+        let g = self.geom(x);
+        let (ho, wo) = g.out_hw();
+        let (n, c_out) = (x.rows(), w.rows());
+        let mut y = Tensor::zeros(&[n, c_out, ho, wo]);
+        let in_len = g.c * g.h * g.w;
+        y.data_mut()
+            .par_chunks_mut(c_out * ho * wo)
+            .enumerate()
+            .for_each(|(i, out)| {
+                let col = Self::col(&g, &x.data()[i * in_len..(i + 1) * in_len]);
+                let mut yi = Tensor::zeros(&[c_out, ho * wo]);
+                // [C_out, C_in·k·k] · [C_in·k·k, H_o·W_o]
+                gemm_into(&mut yi, T::zero(), w, false, &col, false, T::one());
+                out.copy_from_slice(yi.data());
+            });
+        y
+    }
+}
+
+impl<T: Real> Layer<T> for Conv2d<T> {
+    fn name(&self) -> &str {
+        &self.p.name
+    }
+
+    fn forward(&mut self, x: &Tensor<T>, _train: bool) -> Tensor<T> {
+        self.in_hw = (x.shape()[2], x.shape()[3]);
+        let mut y = self.conv(x, &self.p.w);
+        if let Some(b) = &self.p.bias {
+            let hw = y.shape()[2] * y.shape()[3];
+            let c_out = b.len();
+            for (i, v) in y.data_mut().iter_mut().enumerate() {
+                *v += b.data()[(i / hw) % c_out];
+            }
+        }
+        y
+    }
+
+    fn backward(
+        &mut self,
+        x: &Tensor<T>,
+        _y: &Tensor<T>,
+        delta: &Tensor<T>,
+        ctx: &mut Backward<T>,
+        need_delta_in: bool,
+    ) -> Option<Tensor<T>> {
+        let mut g = std::mem::take(&mut self.p.grad_w);
+        self.weight_grad(x, delta, &mut g, T::zero(), T::one());
+        self.p.grad_w = g;
+        if let Some(b) = &self.p.bias {
+            let (c_out, hw) = (b.len(), delta.shape()[2] * delta.shape()[3]);
+            let mut gb = vec![T::zero(); c_out];
+            for (i, v) in delta.data().iter().enumerate() {
+                gb[(i / hw) % c_out] += *v;
+            }
+            self.p.grad_bias = Some(Tensor::from_vec(&[c_out], gb));
+        }
+        let d = need_delta_in.then(|| {
+            let m = ctx.rule.backward_matrix(&self.p);
+            let geom = self.geom(x);
+            let (ho, wo) = geom.out_hw();
+            let c_out = m.rows();
+            let in_len = geom.c * geom.h * geom.w;
+            let mut dx = Tensor::zeros(x.shape());
+            dx.data_mut()
+                .par_chunks_mut(in_len)
+                .enumerate()
+                .for_each(|(i, dxi)| {
+                    let di = Tensor::from_vec(
+                        &[c_out, ho * wo],
+                        delta.data()[i * c_out * ho * wo..(i + 1) * c_out * ho * wo].to_vec(),
+                    );
+                    // [C_out, C_in·k·k]ᵀ · [C_out, H_o·W_o] → [C_in·k·k, H_o·W_o]
+                    let col = matmul(&m, true, &di, false);
+                    if geom.is_identity() {
+                        dxi.copy_from_slice(col.data());
+                    } else {
+                        geom.col2im(col.data(), dxi);
+                    }
+                });
+            dx
+        });
+        ctx.record(&self.p.name, &d);
+        d
+    }
+
+    fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {
+        out.push(self);
+    }
+    fn collect_weights_mut<'a>(&'a mut self, out: &mut Vec<&'a mut dyn WeightLayer<T>>) {
+        out.push(self);
+    }
+}
+
+impl<T: Real> WeightLayer<T> for Conv2d<T> {
+    fn params(&self) -> &WeightParams<T> {
+        &self.p
+    }
+    fn params_mut(&mut self) -> &mut WeightParams<T> {
+        &mut self.p
+    }
+    fn linear(&self, x: &Tensor<T>) -> Tensor<T> {
+        self.conv(x, &self.p.w)
+    }
+    fn weight_grad(
+        &self,
+        x: &Tensor<T>,
+        delta: &Tensor<T>,
+        out: &mut Tensor<T>,
+        keep: T,
+        scale: T,
+    ) {
+        let g = self.geom(x);
+        let (ho, wo) = g.out_hw();
+        let (n, c_out) = (x.rows(), self.p.w.rows());
+        let (in_len, out_len) = (g.c * g.h * g.w, c_out * ho * wo);
+        let w2 = [c_out, g.col_rows()];
+        // Σ over fixed groups of images, each group summed in order, then the groups in order.
+        let partials: Vec<Tensor<T>> = (0..n.div_ceil(GROUP))
+            .into_par_iter()
+            .map(|grp| {
+                let mut acc = Tensor::zeros(&w2);
+                for i in grp * GROUP..((grp + 1) * GROUP).min(n) {
+                    let col = Self::col(&g, &x.data()[i * in_len..(i + 1) * in_len]);
+                    let di = Tensor::from_vec(
+                        &[c_out, ho * wo],
+                        delta.data()[i * out_len..(i + 1) * out_len].to_vec(),
+                    );
+                    // [C_out, H_o·W_o] · [C_in·k·k, H_o·W_o]ᵀ
+                    gemm_into(&mut acc, T::one(), &di, false, &col, true, T::one());
+                }
+                acc
+            })
+            .collect();
+        if out.shape() != self.p.w.shape() {
+            *out = Tensor::zeros(self.p.w.shape());
+        }
+        let mut sum = partials.into_iter().reduce(|mut a, b| {
+            a.zip_apply(&b, |a, b| a + b);
+            a
+        });
+        if let Some(s) = sum.as_mut() {
+            s.reshape(self.p.w.shape());
+            out.zip_apply(s, |o, g| {
+                if keep == T::zero() {
+                    scale * g
+                } else {
+                    keep * o + scale * g
+                }
+            });
+        }
+    }
+    fn input_shape(&self, n: usize) -> Vec<usize> {
+        vec![n, self.p.w.shape()[1], self.in_hw.0, self.in_hw.1]
+    }
+}
+
+/// The loop-nest oracle: `y[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] · x[n,c,i·s+a−p, j·s+b−p]`.
+pub fn conv2d_naive<T: Real>(x: &Tensor<T>, w: &Tensor<T>, stride: usize, pad: usize) -> Tensor<T> {
+    let (n, c, h, wd) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (o, k) = (w.shape()[0], w.shape()[2]);
+    let ho = (h + 2 * pad - k) / stride + 1;
+    let wo = (wd + 2 * pad - k) / stride + 1;
+    let mut y = Tensor::zeros(&[n, o, ho, wo]);
+    for ni in 0..n {
+        for oi in 0..o {
+            for i in 0..ho {
+                for j in 0..wo {
+                    let mut s = 0f64;
+                    for ci in 0..c {
+                        for a in 0..k {
+                            for b in 0..k {
+                                let (iy, ix) = (
+                                    (i * stride + a) as isize - pad as isize,
+                                    (j * stride + b) as isize - pad as isize,
+                                );
+                                if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < wd {
+                                    let xv = x.data()
+                                        [((ni * c + ci) * h + iy as usize) * wd + ix as usize];
+                                    s += w.data()[((oi * c + ci) * k + a) * k + b].f64() * xv.f64();
+                                }
+                            }
+                        }
+                    }
+                    y.data_mut()[((ni * o + oi) * ho + i) * wo + j] = T::of(s);
+                }
+            }
+        }
+    }
+    y
+}
