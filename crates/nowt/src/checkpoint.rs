@@ -9,6 +9,8 @@
 //! | `<layer>.feedback` | `[out, in]` | feedback weights `B` |
 //! | `<layer>.bias` | `[out]` | bias |
 //! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum buffers, once created (`feedback` only under Kolen-Pollack) |
+//! | `<bn>.gamma`, `<bn>.beta` (+ `.momentum`) | `[C]` | batch-norm scale and shift |
+//! | `<bn>.running_mean`, `<bn>.running_var` | `[C]` | batch-norm running statistics |
 //!
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `inputs`, `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
@@ -58,6 +60,13 @@ fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
             }
         }
     }
+    for p in st.net.params() {
+        out.push((p.name.clone(), &p.value));
+        if let Some(m) = &p.momentum {
+            out.push((format!("{}.momentum", p.name), m));
+        }
+    }
+    out.extend(st.net.buffers());
     out
 }
 
@@ -289,6 +298,30 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         .iter()
         .filter(|&&b| b)
         .count();
+    }
+    for p in st.net.params_mut() {
+        let shape = p.value.shape().to_vec();
+        p.value = read(&p.name, &shape)?.ok_or_else(|| {
+            err(
+                path,
+                format!(
+                    "tensor {} is missing: a checkpoint of another model",
+                    p.name
+                ),
+            )
+        })?;
+        p.momentum = read(&format!("{}.momentum", p.name), &shape)?;
+        expected += 1 + p.momentum.is_some() as usize;
+    }
+    for (name, t) in st.net.buffers_mut() {
+        let shape = t.shape().to_vec();
+        *t = read(&name, &shape)?.ok_or_else(|| {
+            err(
+                path,
+                format!("tensor {name} is missing: a checkpoint of another model"),
+            )
+        })?;
+        expected += 1;
     }
     if tensors.len() != expected {
         let mut names: Vec<&str> = tensors.names();

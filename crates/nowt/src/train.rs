@@ -132,6 +132,9 @@ pub fn train_step<T: Real>(
             .unwrap_or_else(|| "the loss".to_string()));
     }
     net.backward(x, &outs, delta, rule, None);
+    for p in net.params_mut() {
+        sgd.update(&mut p.value, &p.grad, &mut p.momentum, lr, 0.0);
+    }
     let mut layers = net.weight_layers_mut();
     sgd.step(&mut layers, rule, lr);
     rule.after_step(&mut layers, rng_mirror);

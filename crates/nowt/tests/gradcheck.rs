@@ -3,8 +3,8 @@
 //! with random `B` the input error must *fail* the check while `grad_W` still passes.
 
 use nowt::layers::{
-    conv2d_naive, softmax_cross_entropy, Activation, ActivationKind, Backward, Conv2d, Layer,
-    Linear,
+    conv2d_naive, softmax_cross_entropy, Activation, ActivationKind, Backward, BatchNorm, Conv2d,
+    Layer, Linear,
 };
 use nowt::models::mlp;
 use nowt::rules::{Backprop, FeedbackAlignment, Rule};
@@ -241,5 +241,53 @@ fn conv_backward_matches_finite_differences() {
             input_error(&mut c, &x, &fa) > 0.1,
             "k={k} s={s} p={p}: FA δ_in passed"
         );
+    }
+}
+
+/// Batch norm (2d and 1d; batch statistics in training, running statistics in evaluation)
+/// matches central differences for its input, γ and β.
+#[test]
+fn batch_norm_matches_finite_differences() {
+    for shape in [vec![3, 4, 5, 2], vec![6, 5]] {
+        for train in [true, false] {
+            let c = shape[1];
+            let mut bn = BatchNorm::<f64>::new("bn", c);
+            bn.gamma.value = Tensor::randn(&[c], 1.0, &mut rng(30));
+            bn.beta.value = Tensor::randn(&[c], 1.0, &mut rng(31));
+            bn.running_mean = Tensor::randn(&[c], 0.5, &mut rng(32));
+            bn.running_var = Tensor::randn(&[c], 0.5, &mut rng(33)).map(|v: f64| v.abs() + 0.5);
+            let x = Tensor::randn(&shape, 2.0, &mut rng(34)).map(|v: f64| v + 1.0);
+            // Evaluation-mode checks must not move the running statistics between evaluations.
+            let fwd = |bn: &BatchNorm<f64>, x: &Tensor<f64>| bn.clone().forward(x, train);
+            let y = fwd(&bn, &x);
+            let r = Tensor::randn(y.shape(), 1.0, &mut rng(35));
+            let mut b = bn.clone();
+            b.forward(&x, train);
+            let analytic = b
+                .backward(&x, &y, &r, &mut Backward::new(&Backprop), true)
+                .unwrap();
+            let mut xv = x.clone();
+            let e_in = rel_err(
+                &analytic,
+                &numeric(&mut xv, |xv| probe_loss(&fwd(&bn, xv), &r)),
+            );
+            let mut g = bn.gamma.value.clone();
+            let ng = numeric(&mut g, |g| {
+                let mut l = bn.clone();
+                l.gamma.value = g.clone();
+                probe_loss(&fwd(&l, &x), &r)
+            });
+            let mut be = bn.beta.value.clone();
+            let nb = numeric(&mut be, |be| {
+                let mut l = bn.clone();
+                l.beta.value = be.clone();
+                probe_loss(&fwd(&l, &x), &r)
+            });
+            let (e_g, e_b) = (rel_err(&b.gamma.grad, &ng), rel_err(&b.beta.grad, &nb));
+            assert!(
+                e_in < TOL && e_g < TOL && e_b < TOL,
+                "{shape:?} train={train}: x {e_in:e} γ {e_g:e} β {e_b:e}"
+            );
+        }
     }
 }

@@ -6,11 +6,13 @@
 //! [`Rule`]. Non-weight layers use their ordinary local derivative under every rule.
 
 mod activation;
+mod batch_norm;
 mod conv;
 mod linear;
 mod loss;
 
 pub use activation::{Activation, ActivationKind};
+pub use batch_norm::BatchNorm;
 pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
@@ -68,11 +70,42 @@ pub trait Layer<T: Real>: Send + Sync {
     fn collect_weights<'a>(&'a self, _out: &mut Vec<&'a dyn WeightLayer<T>>) {}
     fn collect_weights_mut<'a>(&'a mut self, _out: &mut Vec<&'a mut dyn WeightLayer<T>>) {}
 
+    /// Appends the layer's plain trained parameters (no feedback weights: batch norm's γ, β).
+    fn collect_params<'a>(&'a self, _out: &mut Vec<&'a Param<T>>) {}
+    fn collect_params_mut<'a>(&'a mut self, _out: &mut Vec<&'a mut Param<T>>) {}
+
+    /// Appends state that is not trained but must be checkpointed (running statistics).
+    fn collect_buffers<'a>(&'a self, _out: &mut Vec<(String, &'a Tensor<T>)>) {}
+    fn collect_buffers_mut<'a>(&'a mut self, _out: &mut Vec<(String, &'a mut Tensor<T>)>) {}
+
     /// Whether the layer holds any weights.
     fn has_weights(&self) -> bool {
         let mut v = Vec::new();
         self.collect_weights(&mut v);
         !v.is_empty()
+    }
+}
+
+/// A trained parameter outside the rule seam (batch norm's scale and shift): its value,
+/// gradient and momentum buffer.
+#[derive(Clone, Debug)]
+pub struct Param<T> {
+    /// Unique within a model, e.g. `bn1.gamma`.
+    pub name: String,
+    pub value: Tensor<T>,
+    pub grad: Tensor<T>,
+    pub momentum: Option<Tensor<T>>,
+}
+
+impl<T: Real> Param<T> {
+    pub fn new(name: &str, value: Tensor<T>) -> Self {
+        let grad = Tensor::zeros(value.shape());
+        Self {
+            name: name.to_string(),
+            value,
+            grad,
+            momentum: None,
+        }
     }
 }
 

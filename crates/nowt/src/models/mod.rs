@@ -4,7 +4,7 @@ mod mlp;
 
 pub use mlp::{mlp, mlp_shapes};
 
-use crate::layers::{Backward, DeltaRecord, Layer, WeightLayer};
+use crate::layers::{Backward, DeltaRecord, Layer, Param, WeightLayer};
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
@@ -81,6 +81,40 @@ impl<T: Real> Network<T> {
         let mut out = Vec::new();
         for l in &self.layers {
             l.collect_weights(&mut out);
+        }
+        out
+    }
+
+    /// Trained parameters outside the rule seam (batch norm's γ and β), bottom to top.
+    pub fn params(&self) -> Vec<&Param<T>> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            l.collect_params(&mut out);
+        }
+        out
+    }
+
+    pub fn params_mut(&mut self) -> Vec<&mut Param<T>> {
+        let mut out = Vec::new();
+        for l in self.layers.iter_mut() {
+            l.collect_params_mut(&mut out);
+        }
+        out
+    }
+
+    /// Untrained state to checkpoint (running statistics), by name.
+    pub fn buffers(&self) -> Vec<(String, &Tensor<T>)> {
+        let mut out = Vec::new();
+        for l in &self.layers {
+            l.collect_buffers(&mut out);
+        }
+        out
+    }
+
+    pub fn buffers_mut(&mut self) -> Vec<(String, &mut Tensor<T>)> {
+        let mut out = Vec::new();
+        for l in self.layers.iter_mut() {
+            l.collect_buffers_mut(&mut out);
         }
         out
     }
