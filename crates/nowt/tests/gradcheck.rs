@@ -291,3 +291,46 @@ fn batch_norm_matches_finite_differences() {
         }
     }
 }
+
+/// A residual block with a projection shortcut (stride 2, widening), in training mode:
+/// its input error and every convolution's weight gradient match central differences.
+/// (Batch norm over only a few values per channel is strongly curved; 4 images of 6×6 keep the
+/// difference quotient's own error well under the tolerance.)
+#[test]
+fn residual_block_matches_finite_differences() {
+    use nowt::layers::BasicBlock;
+    let x = Tensor::randn(&[4, 2, 6, 6], 1.0, &mut rng(40));
+    let mut block = BasicBlock::<f64>::new("blk", 2, 3, 2, (6, 6), &mut rng(41), &mut rng(42));
+    let e_in = input_error(&mut block, &x, &Backprop);
+    assert!(e_in < TOL, "δ_in {e_in:e}");
+    let y = block.forward(&x, true);
+    let r = Tensor::randn(y.shape(), 1.0, &mut rng(43));
+    block.backward(&x, &y, &r, &mut Backward::new(&Backprop), true);
+    let n_weights = {
+        let mut v = Vec::new();
+        block.collect_weights(&mut v);
+        v.len()
+    };
+    assert_eq!(n_weights, 3, "conv1, conv2 and the projection");
+    for i in 0..n_weights {
+        let analytic = {
+            let mut v = Vec::new();
+            block.collect_weights(&mut v);
+            v[i].params().grad_w.clone()
+        };
+        let mut w = {
+            let mut v = Vec::new();
+            block.collect_weights(&mut v);
+            v[i].params().w.clone()
+        };
+        let numeric = numeric(&mut w, |w| {
+            let mut v = Vec::new();
+            block.collect_weights_mut(&mut v);
+            v[i].params_mut().w = w.clone();
+            drop(v);
+            probe_loss(&block.forward(&x, true), &r)
+        });
+        let e = rel_err(&analytic, &numeric);
+        assert!(e < TOL, "weight layer {i}: {e:e}");
+    }
+}

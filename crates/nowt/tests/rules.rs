@@ -384,3 +384,84 @@ fn weight_mirror_aligns_a_convolution() {
     }
     assert!(last < 10.0, "∠(W, B) = {last}° after 320 noise images");
 }
+
+fn small_resnet(seed: u64) -> Network<f32> {
+    nowt::models::resnet_cifar(
+        8,
+        [3, 8, 8],
+        10,
+        &mut nowt::rng(seed, 0),
+        &mut nowt::rng(seed, 1),
+    )
+}
+
+fn image_batches(count: usize) -> Vec<(Tensor<f32>, Vec<u32>)> {
+    let mut rng = nowt::rng(77, 0);
+    (0..count)
+        .map(|i| {
+            (
+                Tensor::randn(&[8, 192], 1.0, &mut rng),
+                (0..8).map(|j| ((i + j) % 10) as u32).collect(),
+            )
+        })
+        .collect()
+}
+
+fn all_bits(net: &Network<f32>) -> Vec<Vec<u32>> {
+    let mut out: Vec<Vec<u32>> = net
+        .weight_layers()
+        .iter()
+        .map(|l| l.params().w.data().iter().map(|v| v.to_bits()).collect())
+        .collect();
+    out.extend(
+        net.params()
+            .iter()
+            .map(|p| p.value.data().iter().map(|v| v.to_bits()).collect()),
+    );
+    out
+}
+
+/// On a small ResNet (convolutions, batch norm, projection shortcuts): Kolen-Pollack from
+/// `B₀ = W₀` is backprop bit for bit for many steps, and so is one step of feedback alignment
+/// with `B := W`; with its random `B` it is not.
+#[test]
+fn rule_oracles_hold_on_a_small_resnet() {
+    let batches = image_batches(22);
+    let lambda = 1e-3;
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: lambda,
+    };
+    let kp = KolenPollack { decay: lambda };
+    let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 8);
+    let (mut bp_net, mut kp_net, mut fa_net, mut fa_rand) = (
+        small_resnet(1),
+        small_resnet(1),
+        small_resnet(1),
+        small_resnet(1),
+    );
+    for net in [&mut kp_net, &mut fa_net] {
+        for l in net.weight_layers_mut() {
+            let p = l.params_mut();
+            p.feedback = p.w.clone();
+        }
+    }
+    assert!(bp_net.weight_layers().len() >= 8);
+    let mut rng = nowt::rng(0, 3);
+    for (step, (x, y)) in batches.iter().enumerate() {
+        train_step(&mut bp_net, &Backprop, &sgd, x, y, 0.05, &mut rng).unwrap();
+        train_step(&mut kp_net, &kp, &sgd, x, y, 0.05, &mut rng).unwrap();
+        assert_eq!(
+            all_bits(&bp_net),
+            all_bits(&kp_net),
+            "KP left backprop at step {step}"
+        );
+        if step == 0 {
+            train_step(&mut fa_net, fa.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+            assert_eq!(all_bits(&bp_net), all_bits(&fa_net), "FA with B = W");
+            train_step(&mut fa_rand, fa.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+            assert_ne!(all_bits(&bp_net), all_bits(&fa_rand), "FA with random B");
+        }
+    }
+}

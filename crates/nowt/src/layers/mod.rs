@@ -10,12 +10,16 @@ mod batch_norm;
 mod conv;
 mod linear;
 mod loss;
+mod residual;
+mod shape;
 
 pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm;
 pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
+pub use residual::BasicBlock;
+pub use shape::{GlobalAvgPool, Reshape};
 
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};

@@ -1,8 +1,10 @@
 //! Models: compositions of layers into a [`Network`]. No derivative code lives here.
 
 mod mlp;
+mod resnet;
 
 pub use mlp::{mlp, mlp_shapes};
+pub use resnet::resnet_cifar;
 
 use crate::layers::{Backward, DeltaRecord, Layer, Param, WeightLayer};
 use crate::rules::Rule;
