@@ -19,7 +19,7 @@ pub fn resnet_cifar<T: Real>(
     rng_b: &mut crate::Rng,
 ) -> Network<T> {
     assert!(
-        depth >= 8 && (depth - 2) % 6 == 0,
+        depth >= 8 && (depth - 2).is_multiple_of(6),
         "CIFAR ResNet depth must be 6n + 2, got {depth}"
     );
     let n = (depth - 2) / 6;
