@@ -44,7 +44,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     let classes = 10;
     let ms = pool.install(|| {
         let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
-        let mut net = build_model(&cfg, a.inputs, classes, rule.as_ref());
+        // The peer's inputs: flat MNIST-sized vectors for the MLP, CIFAR images for the ResNets.
+        let input = match a.model {
+            nowt::config::ModelKind::Mlp => [1, 1, a.inputs],
+            _ => [3, 32, 32],
+        };
+        let mut net = build_model(&cfg, input, classes, rule.as_ref());
         // The peer's optimiser: lr 0.05, momentum 0.9, weight decay 1e-4.
         let sgd = Sgd {
             momentum: 0.9,
@@ -52,7 +57,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_decay: 1e-4,
         };
         let mut rng = nowt::rng(0, 7);
-        let x = Tensor::<f32>::randn(&[a.batch, a.inputs], 1.0, &mut rng);
+        let x = Tensor::<f32>::randn(&[a.batch, input.iter().product()], 1.0, &mut rng);
         let y: Vec<u32> = (0..a.batch).map(|i| (i % classes) as u32).collect();
         let mut times = Vec::with_capacity(a.steps);
         for i in 0..a.warmup + a.steps {

@@ -160,7 +160,7 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
     fs::write(dir.join("config.toml"), toml_text)
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
-    let state = TrainState::new(&cfg, data.train.dim, data.train.classes);
+    let state = TrainState::new(&cfg, data.train.shape, data.train.classes);
     drive(&cfg, &data, &dir, state, &a)
 }
 
@@ -179,16 +179,16 @@ fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
 fn load_data_for(
     cfg: &TrainConfig,
     path: &Path,
-    inputs: usize,
+    input: nowt::data::Image,
     classes: usize,
 ) -> Result<nowt::data::Split> {
     let data = load_data(cfg)?;
-    if (data.train.dim, data.train.classes) != (inputs, classes) {
+    if (data.train.shape, data.train.classes) != (input, classes) {
         bail!(
-            "{}: the model takes {inputs} inputs and {classes} classes, dataset {} has {} and {}",
+            "{}: the model takes inputs of {input:?} and {classes} classes, dataset {} has {:?} and {}",
             path.display(),
             cfg.dataset.name(),
-            data.train.dim,
+            data.train.shape,
             data.train.classes
         );
     }
@@ -221,7 +221,7 @@ fn resume(dir: &Path, a: &TrainArgs) -> Result<()> {
             Err(e) => eprintln!("nowt: warning: skipping checkpoint: {e}"),
         }
     }
-    let Some((path, (cfg, state, inputs, classes))) = found else {
+    let Some((path, (cfg, state, input, classes))) = found else {
         bail!(
             "--resume {}: no valid checkpoint in {}",
             dir.display(),
@@ -236,7 +236,7 @@ fn resume(dir: &Path, a: &TrainArgs) -> Result<()> {
             dir.display()
         );
     }
-    let data = load_data_for(&cfg, &path, inputs, classes)?;
+    let data = load_data_for(&cfg, &path, input, classes)?;
     // Epoch records written after the checkpoint are written again.
     let metrics = dir.join("metrics.jsonl");
     let kept: String = fs::read_to_string(&metrics)
@@ -257,7 +257,7 @@ fn checkpoint(
     dir: &Path,
     cfg: &TrainConfig,
     st: &TrainState,
-    inputs: usize,
+    input: nowt::data::Image,
     classes: usize,
     keep: usize,
 ) -> Result<()> {
@@ -265,7 +265,7 @@ fn checkpoint(
     fs::create_dir_all(&ckpt_dir)
         .with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
     let path = ckpt_dir.join(nowt::checkpoint::file_name(st.epoch, st.step));
-    nowt::checkpoint::save(&path, cfg, st, inputs, classes).context("cannot write checkpoint")?;
+    nowt::checkpoint::save(&path, cfg, st, input, classes).context("cannot write checkpoint")?;
     for old in nowt::checkpoint::list(&ckpt_dir)
         .into_iter()
         .skip(keep.max(1))
@@ -284,7 +284,7 @@ fn drive(
     a: &TrainArgs,
 ) -> Result<()> {
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
-    let (inputs, classes) = (data.train.dim, data.train.classes);
+    let (input, classes) = (data.train.shape, data.train.classes);
     let metrics_path = dir.join("metrics.jsonl");
     let file = fs::OpenOptions::new()
         .create(true)
@@ -308,7 +308,7 @@ fn drive(
     let mut steps_per_epoch = 1usize;
     let result = nowt::train::train_from(cfg, data, &mut state, &mut |ev| {
         let mut save =
-            |st: &TrainState| match checkpoint(dir, cfg, st, inputs, classes, a.keep_checkpoints) {
+            |st: &TrainState| match checkpoint(dir, cfg, st, input, classes, a.keep_checkpoints) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(e) => {
                     failure = Some(e);
@@ -398,14 +398,14 @@ fn drive(
 
 /// `nowt eval`: a checkpoint's loss and error on a dataset's test split.
 pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
-    let (mut cfg, mut state, inputs, classes) = nowt::checkpoint::load(&a.checkpoint)?;
+    let (mut cfg, mut state, input, classes) = nowt::checkpoint::load(&a.checkpoint)?;
     if let Some(d) = a.dataset {
         cfg.dataset = d;
     }
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }
-    let data = load_data_for(&cfg, &a.checkpoint, inputs, classes)?;
+    let data = load_data_for(&cfg, &a.checkpoint, input, classes)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()
@@ -454,6 +454,7 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
     let mut t = String::new();
     let arch = match cfg.model {
         nowt::config::ModelKind::Mlp => format!("mlp {:?} {}", cfg.hidden, cfg.activation.name()),
+        other => other.name().to_string(),
     };
     t += &format!("nowt run {}\n", dir.display());
     t += &format!(

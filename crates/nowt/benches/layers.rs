@@ -45,7 +45,7 @@ fn steps(c: &mut Criterion) {
             ..Default::default()
         };
         let rule = rules::build::<f32>(kind, &cfg.rules, 128);
-        let mut net = build_model(&cfg, 784, 10, rule.as_ref());
+        let mut net = build_model(&cfg, [1, 28, 28], 10, rule.as_ref());
         let sgd = Sgd {
             momentum: 0.9,
             nesterov: false,

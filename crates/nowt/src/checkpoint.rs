@@ -13,7 +13,7 @@
 //! | `<bn>.running_mean`, `<bn>.running_var` | `[C]` | batch-norm running statistics |
 //!
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
-//! `inputs`, `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
+//! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
 //! `warmed_up`, `best` and `last` (JSON), `seconds`.
 
@@ -26,6 +26,7 @@ use rand::SeedableRng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
 use crate::config::{ModelKind, TrainConfig, MAX_WIDTH};
+use crate::data::Image;
 use crate::tensor::Tensor;
 use crate::train::{EpochRecord, EpochSums, TrainState};
 use crate::{Error, Result};
@@ -74,7 +75,7 @@ fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
 pub fn to_bytes(
     cfg: &TrainConfig,
     st: &TrainState,
-    inputs: usize,
+    input: Image,
     classes: usize,
 ) -> Result<Vec<u8>> {
     let tensors = named_tensors(st);
@@ -102,7 +103,7 @@ pub fn to_bytes(
             "config",
             toml::to_string(cfg).map_err(|e| Error::config("config", e.to_string()))?,
         ),
-        ("inputs", inputs.to_string()),
+        ("input_shape", input.map(|d| d.to_string()).join(",")),
         ("classes", classes.to_string()),
         ("epoch", st.epoch.to_string()),
         ("step", st.step.to_string()),
@@ -142,7 +143,7 @@ mod erased {
 
 /// Reads a checkpoint, checking every tensor against the model its config describes.
 /// Returns the config, the state, and the model's input and class counts.
-pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState, usize, usize)> {
+pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState, Image, usize)> {
     let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| {
         err(
             path,
@@ -176,19 +177,36 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         .map_err(|e| err(path, format!("embedded config: {}", e.message())))?;
     cfg.validate()
         .map_err(|e| err(path, format!("embedded config: {e}")))?;
-    let (inputs, classes) = (num("inputs")?, num("classes")?);
-    if inputs == 0 || classes == 0 || inputs > MAX_WIDTH || classes > MAX_WIDTH {
-        return Err(err(
-            path,
-            format!("implausible model size: {inputs} inputs, {classes} classes"),
-        ));
-    }
+    let classes = num("classes")?;
+    let dims: Vec<usize> = get("input_shape")?
+        .split(',')
+        .map(|d| d.parse().unwrap_or(0))
+        .collect();
+    let input: Image = match dims[..] {
+        [c, h, w]
+            if c * h * w > 0
+                && c <= 4
+                && h * w <= MAX_WIDTH
+                && classes > 0
+                && classes <= MAX_WIDTH =>
+        {
+            [c, h, w]
+        }
+        _ => {
+            return Err(err(
+                path,
+                format!("implausible model size: input {dims:?}, {classes} classes"),
+            ))
+        }
+    };
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|e| err(path, format!("corrupt or truncated ({e})")))?;
     // Every weight the config implies must be in the file with its shape before the model is
     // built, so a header cannot make nowt allocate more than the file holds.
+    // (The ResNets' weights do not depend on the input size: nothing to check before building.)
     let shapes = match cfg.model {
-        ModelKind::Mlp => crate::models::mlp_shapes(inputs, &cfg.hidden, classes),
+        ModelKind::Mlp => crate::models::mlp_shapes(input.iter().product(), &cfg.hidden, classes),
+        _ => Vec::new(),
     };
     for (name, shape) in &shapes {
         let t = format!("{name}.weight");
@@ -207,7 +225,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         }
     }
 
-    let mut st = TrainState::new(&cfg, inputs, classes);
+    let mut st = TrainState::new(&cfg, input, classes);
     st.epoch = num("epoch")?;
     st.step = num("step")?;
     if st.epoch > cfg.epochs {
@@ -334,7 +352,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             ),
         ));
     }
-    Ok((cfg, st, inputs, classes))
+    Ok((cfg, st, input, classes))
 }
 
 fn parse_rng(s: &str) -> Option<crate::Rng> {
@@ -356,7 +374,7 @@ fn parse_rng(s: &str) -> Option<crate::Rng> {
 }
 
 /// Reads a checkpoint file (see [`from_bytes`]).
-pub fn load(path: &Path) -> Result<(TrainConfig, TrainState, usize, usize)> {
+pub fn load(path: &Path) -> Result<(TrainConfig, TrainState, Image, usize)> {
     let bytes = fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -404,10 +422,10 @@ pub fn save(
     path: &Path,
     cfg: &TrainConfig,
     st: &TrainState,
-    inputs: usize,
+    input: Image,
     classes: usize,
 ) -> Result<()> {
-    let bytes = to_bytes(cfg, st, inputs, classes)?;
+    let bytes = to_bytes(cfg, st, input, classes)?;
     write_atomic(path, |w| w.write_all(&bytes))
 }
 
@@ -444,7 +462,7 @@ mod tests {
             hidden: vec![5],
             ..Default::default()
         };
-        let mut st = TrainState::new(&cfg, 4, 3);
+        let mut st = TrainState::new(&cfg, [1, 2, 2], 3);
         st.epoch = 2;
         st.step = 7;
         st.sums = EpochSums {
@@ -467,9 +485,9 @@ mod tests {
     #[test]
     fn round_trips_every_piece_of_state() {
         let (cfg, st) = state();
-        let bytes = to_bytes(&cfg, &st, 4, 3).unwrap();
+        let bytes = to_bytes(&cfg, &st, [1, 2, 2], 3).unwrap();
         let (cfg2, st2, i, c) = from_bytes(&bytes, Path::new("x")).unwrap();
-        assert_eq!((cfg2, i, c), (cfg, 4, 3));
+        assert_eq!((cfg2, i, c), (cfg, [1, 2, 2], 3));
         assert_eq!(
             (st2.epoch, st2.step, st2.sums, st2.best, st2.warmed_up),
             (st.epoch, st.step, st.sums, st.best, st.warmed_up)
@@ -485,7 +503,7 @@ mod tests {
     #[test]
     fn rejects_truncated_garbage_and_foreign_checkpoints() {
         let (cfg, st) = state();
-        let bytes = to_bytes(&cfg, &st, 4, 3).unwrap();
+        let bytes = to_bytes(&cfg, &st, [1, 2, 2], 3).unwrap();
         let msg = |b: &[u8]| {
             from_bytes(b, Path::new("c.safetensors"))
                 .err()
@@ -501,8 +519,8 @@ mod tests {
             hidden: vec![6],
             ..Default::default()
         };
-        let other = TrainState::new(&other_cfg, 4, 3);
-        let mut foreign = to_bytes(&other_cfg, &other, 4, 3).unwrap();
+        let other = TrainState::new(&other_cfg, [1, 2, 2], 3);
+        let mut foreign = to_bytes(&other_cfg, &other, [1, 2, 2], 3).unwrap();
         // Swap in our config text so only the tensors disagree.
         // (as it appears in the JSON header: escaped)
         let ours = serde_json::to_string(&toml::to_string(&cfg).unwrap()).unwrap();

@@ -17,13 +17,36 @@ use crate::{Error, Result};
 pub enum ModelKind {
     /// Fully connected: `inputs → hidden… → classes`.
     Mlp,
+    /// CIFAR ResNet-20 (He et al. 2016 §4.2).
+    Resnet20,
+    /// CIFAR ResNet-32.
+    Resnet32,
+    /// CIFAR ResNet-56.
+    Resnet56,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 1] = [ModelKind::Mlp];
+    pub const ALL: [ModelKind; 4] = [
+        ModelKind::Mlp,
+        ModelKind::Resnet20,
+        ModelKind::Resnet32,
+        ModelKind::Resnet56,
+    ];
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mlp => "mlp",
+            ModelKind::Resnet20 => "resnet20",
+            ModelKind::Resnet32 => "resnet32",
+            ModelKind::Resnet56 => "resnet56",
+        }
+    }
+    /// The depth of a ResNet (0 for the MLP).
+    pub fn depth(self) -> usize {
+        match self {
+            ModelKind::Mlp => 0,
+            ModelKind::Resnet20 => 20,
+            ModelKind::Resnet32 => 32,
+            ModelKind::Resnet56 => 56,
         }
     }
 }

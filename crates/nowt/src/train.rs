@@ -7,10 +7,10 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelKind, TrainConfig};
-use crate::data::{Dataset, Split};
+use crate::data::{Dataset, Image, Split};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
-use crate::models::{mlp, Network};
+use crate::models::{mlp, resnet_cifar, Network};
 use crate::optim::{Schedule, Sgd};
 use crate::rules::{self, Backprop, Rule};
 use crate::tensor::{Real, Tensor};
@@ -88,7 +88,7 @@ pub struct Summary {
 /// so `W₀` is the same under every rule; the rule then initialises `B` its own way.
 pub fn build_model<T: Real>(
     cfg: &TrainConfig,
-    inputs: usize,
+    input: Image,
     classes: usize,
     rule: &dyn Rule<T>,
 ) -> Network<T> {
@@ -96,13 +96,16 @@ pub fn build_model<T: Real>(
     let mut rng_b = crate::rng(cfg.seed, STREAM_FEEDBACK);
     let mut net = match cfg.model {
         ModelKind::Mlp => mlp(
-            inputs,
+            input.iter().product(),
             &cfg.hidden,
             classes,
             cfg.activation,
             &mut rng_w,
             &mut rng_b,
         ),
+        ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => {
+            resnet_cifar(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
+        }
     };
     for layer in net.weight_layers_mut() {
         rule.init_feedback(layer.params_mut());
@@ -230,10 +233,10 @@ pub struct TrainState {
 
 impl TrainState {
     /// The state before the first step of a run with `cfg`.
-    pub fn new(cfg: &TrainConfig, inputs: usize, classes: usize) -> Self {
+    pub fn new(cfg: &TrainConfig, input: Image, classes: usize) -> Self {
         let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
         Self {
-            net: build_model(cfg, inputs, classes, rule.as_ref()),
+            net: build_model(cfg, input, classes, rule.as_ref()),
             epoch: 0,
             step: 0,
             rng_mirror: crate::rng(cfg.seed, STREAM_MIRROR),
@@ -275,7 +278,7 @@ pub fn train(
     data: &Split,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Summary> {
-    let mut state = TrainState::new(cfg, data.train.dim, data.train.classes);
+    let mut state = TrainState::new(cfg, data.train.shape, data.train.classes);
     match train_from(cfg, data, &mut state, on_event)? {
         Outcome::Finished(s) => Ok(s),
         Outcome::Stopped => Err(Error::config("training", "stopped by its event handler")),

@@ -56,8 +56,13 @@ fn feedback_alignment_with_b_equal_w_is_backprop() {
     };
     let bp = rules::build::<f32>(RuleKind::Backprop, &Default::default(), 32);
     let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 32);
-    let mut a = build_model(&cfg(RuleKind::Backprop), 64, 10, bp.as_ref());
-    let mut b = build_model(&cfg(RuleKind::FeedbackAlignment), 64, 10, fa.as_ref());
+    let mut a = build_model(&cfg(RuleKind::Backprop), [1, 8, 8], 10, bp.as_ref());
+    let mut b = build_model(
+        &cfg(RuleKind::FeedbackAlignment),
+        [1, 8, 8],
+        10,
+        fa.as_ref(),
+    );
     for l in b.weight_layers_mut() {
         let p = l.params_mut();
         p.feedback = p.w.clone();
@@ -76,7 +81,12 @@ fn feedback_alignment_with_b_equal_w_is_backprop() {
     }
     assert_eq!(bits(&a), bits(&b));
     // ... and with a random B it is not (the comparison above can fail).
-    let mut c = build_model(&cfg(RuleKind::FeedbackAlignment), 64, 10, fa.as_ref());
+    let mut c = build_model(
+        &cfg(RuleKind::FeedbackAlignment),
+        [1, 8, 8],
+        10,
+        fa.as_ref(),
+    );
     train_step(&mut c, fa.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
     assert_ne!(bits(&a), bits(&c));
 }
@@ -88,8 +98,8 @@ fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
     let batches = digits_batches(32, 30);
     let bp = rules::build::<f32>(RuleKind::Backprop, &Default::default(), 32);
     let kp = KolenPollack { decay: lambda };
-    let mut a = build_model(&cfg(RuleKind::Backprop), 64, 10, bp.as_ref());
-    let mut b = build_model(&cfg(RuleKind::KolenPollack), 64, 10, &kp);
+    let mut a = build_model(&cfg(RuleKind::Backprop), [1, 8, 8], 10, bp.as_ref());
+    let mut b = build_model(&cfg(RuleKind::KolenPollack), [1, 8, 8], 10, &kp);
     for l in b.weight_layers_mut() {
         let p = l.params_mut();
         p.feedback = p.w.clone();

@@ -41,6 +41,7 @@ pub fn load() -> Result<(Dataset, Dataset)> {
         x,
         y,
         dim: 64,
+        shape: [1, 8, 8],
         classes: 10,
     };
     let mut idx: Vec<usize> = (0..all.len()).collect();

@@ -49,14 +49,19 @@ impl DatasetKind {
     }
 }
 
+/// The shape of one sample, `[C, H, W]` (channels, height, width).
+pub type Image = [usize; 3];
+
 /// Samples as flat `f32` rows with integer labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
     /// `[len, dim]`, row-major.
     pub x: Vec<f32>,
     pub y: Vec<u32>,
-    /// Values per sample.
+    /// Values per sample (`C·H·W`).
     pub dim: usize,
+    /// The shape of one sample.
+    pub shape: Image,
     pub classes: usize,
 }
 
@@ -87,6 +92,7 @@ impl Dataset {
             x: x.into_data(),
             y,
             dim: self.dim,
+            shape: self.shape,
             classes: self.classes,
         }
     }
@@ -212,12 +218,13 @@ fn load_idx_pair(dir: &Path) -> Result<(Dataset, Dataset)> {
             x: images.data.iter().map(|&p| p as f32 / 255.0).collect(),
             y: labels.data.iter().map(|&l| l as u32).collect(),
             dim: images.dims[1] * images.dims[2],
+            shape: [1, images.dims[1], images.dims[2]],
             classes: 10,
         })
     };
     let train = part("train-images", "train-labels")?;
     let test = part("t10k-images", "t10k-labels")?;
-    if train.dim != test.dim {
+    if train.shape != test.shape {
         return Err(Error::data(
             dir,
             format!(
