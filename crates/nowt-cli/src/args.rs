@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp).
     #[arg(long, value_parser = rule)]
     pub rule: Option<RuleKind>,
-    /// Model: mlp.
+    /// Model: mlp, resnet20, resnet32, resnet56.
     #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
     pub model: Option<nowt::config::ModelKind>,
     /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000).
@@ -82,7 +82,7 @@ pub struct TrainArgs {
     /// MLP nonlinearity: relu, tanh, sigmoid.
     #[arg(long, value_parser = name::<nowt::layers::ActivationKind>)]
     pub activation: Option<nowt::layers::ActivationKind>,
-    /// Dataset: digits (embedded), mnist, fashion-mnist.
+    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, image-folder.
     #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
     pub dataset: Option<nowt::data::DatasetKind>,
     /// Directory holding the dataset's files.
@@ -100,6 +100,9 @@ pub struct TrainArgs {
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
+    /// CIFAR augmentation: random crop of the 4-padded image and horizontal flip.
+    #[arg(long)]
+    pub augment: bool,
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule: constant, multistep, cosine.
@@ -165,7 +168,7 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Model: mlp.
+    /// Model: mlp, resnet20, resnet32, resnet56.
     #[arg(long, default_value = "mlp", value_parser = name::<nowt::config::ModelKind>)]
     pub model: nowt::config::ModelKind,
     /// MLP hidden sizes (the peer's MLP is 784-1000-1000-10).

@@ -83,6 +83,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.nesterov {
         c.nesterov = true;
     }
+    if a.augment {
+        c.augment = true;
+    }
     let from = a
         .config
         .as_ref()

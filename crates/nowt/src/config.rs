@@ -98,6 +98,9 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Training samples in the fixed probe batch for δ-angles. Default 256.
     pub probe_size: usize,
+    /// CIFAR augmentation of training batches: random crop of the 4-padded image and
+    /// horizontal flip. Default false.
+    pub augment: bool,
     /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
     pub out: Option<PathBuf>,
     /// Per-rule knobs.
@@ -127,6 +130,7 @@ impl Default for TrainConfig {
             threads: 0,
             val_fraction: 0.0,
             probe_size: 256,
+            augment: false,
             out: None,
             rules: RuleConfig::default(),
         }

@@ -7,7 +7,7 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelKind, TrainConfig};
-use crate::data::{Dataset, Image, Split};
+use crate::data::{augment_crop_flip, Dataset, Image, Split};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::{mlp, resnet_cifar, Network};
@@ -21,6 +21,7 @@ pub const STREAM_WEIGHTS: u64 = 0;
 pub const STREAM_FEEDBACK: u64 = 1;
 pub const STREAM_SHUFFLE: u64 = 2;
 pub const STREAM_MIRROR: u64 = 3;
+pub const STREAM_AUGMENT: u64 = 4;
 
 /// Loss and error rates of one pass over a dataset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -353,7 +354,17 @@ fn run(
             let step = st.step;
             let idx = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())];
             lr = schedule.lr(epoch, step, steps);
-            let (x, y) = data.train.batch(idx);
+            let (mut x, y) = data.train.batch(idx);
+            if cfg.augment {
+                // A generator per step, so a resumed run augments exactly as an unbroken one.
+                let stream = STREAM_AUGMENT + ((((epoch as u64) << 24) | step as u64) << 8);
+                augment_crop_flip(
+                    &mut x,
+                    data.train.shape,
+                    4,
+                    &mut crate::rng(cfg.seed, stream),
+                );
+            }
             let (loss, logits) = train_step(
                 &mut st.net,
                 rule.as_ref(),

@@ -3,6 +3,7 @@
 
 mod digits;
 pub mod idx;
+pub mod image_folder;
 
 use std::path::{Path, PathBuf};
 
@@ -22,13 +23,19 @@ pub enum DatasetKind {
     Mnist,
     /// Fashion-MNIST IDX files in `data_dir` (Debian: `/usr/share/datasets/fashion-mnist`).
     FashionMnist,
+    /// CIFAR-10 as an image folder (`{train,test}/<class>/*.jpg`), a directory or its `.tar.gz`.
+    Cifar10,
+    /// Any image folder in the ImageNet layout (`{train,val}/<class>/*.{jpg,png}`) in `data_dir`.
+    ImageFolder,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 3] = [
+    pub const ALL: [DatasetKind; 5] = [
         DatasetKind::Digits,
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+        DatasetKind::ImageFolder,
     ];
 
     pub fn name(self) -> &'static str {
@@ -36,6 +43,8 @@ impl DatasetKind {
             DatasetKind::Digits => "digits",
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
+            DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::ImageFolder => "image-folder",
         }
     }
 
@@ -45,6 +54,8 @@ impl DatasetKind {
             DatasetKind::Digits => None,
             DatasetKind::Mnist => Some(PathBuf::from("data/mnist")),
             DatasetKind::FashionMnist => Some(PathBuf::from("/usr/share/datasets/fashion-mnist")),
+            DatasetKind::Cifar10 => Some(PathBuf::from("../shared/data/cifar10-jpeg.tar.gz")),
+            DatasetKind::ImageFolder => Some(PathBuf::from("data/images")),
         }
     }
 }
@@ -122,12 +133,24 @@ pub fn load(
     }
     let (mut train, mut test) = match kind {
         DatasetKind::Digits => digits::load()?,
-        DatasetKind::Mnist | DatasetKind::FashionMnist => {
+        DatasetKind::Mnist
+        | DatasetKind::FashionMnist
+        | DatasetKind::Cifar10
+        | DatasetKind::ImageFolder => {
             let dir = data_dir
                 .map(Path::to_path_buf)
                 .or_else(|| kind.default_dir())
-                .expect("IDX datasets have a default dir");
-            load_idx_pair(&dir)?
+                .expect("file datasets have a default dir");
+            if !dir.exists() {
+                return Err(Error::data(
+                    &dir,
+                    "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
+                ));
+            }
+            match kind {
+                DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&dir)?,
+                _ => image_folder::load(&dir)?,
+            }
         }
     };
     let mut val = None;
@@ -138,14 +161,68 @@ pub fn load(
         val = Some(train.subset(&idx[..n_val]));
         train = train.subset(&idx[n_val..]);
     }
-    let (mean, std) = moments(&train.x);
+    // Per channel, from the training set.
+    let (c, plane) = (train.shape[0], train.shape[1] * train.shape[2]);
+    let stats: Vec<(f32, f32)> = (0..c)
+        .map(|ch| {
+            let values: Vec<f32> = train
+                .x
+                .chunks_exact(plane)
+                .skip(ch)
+                .step_by(c)
+                .flatten()
+                .copied()
+                .collect();
+            moments(&values)
+        })
+        .collect();
     for d in [Some(&mut train), val.as_mut(), Some(&mut test)]
         .into_iter()
         .flatten()
     {
-        d.x.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        for (i, p) in d.x.chunks_exact_mut(plane).enumerate() {
+            let (mean, std) = stats[i % c];
+            p.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        }
     }
     Ok(Split { train, val, test })
+}
+
+/// CIFAR-style augmentation of a batch `[N, C·H·W]` of images `shape`, in place: each image is
+/// shifted by a random offset in `[−pad, pad]²` (the uncovered border is 0, the normalised
+/// mean) — a random crop of the zero-padded image — and flipped left-right with probability ½.
+pub fn augment_crop_flip(x: &mut Tensor<f32>, shape: Image, pad: usize, rng: &mut crate::Rng) {
+    use rand::Rng;
+    let [c, h, w] = shape;
+    let p = pad as isize;
+    for img in x.data_mut().chunks_exact_mut(c * h * w) {
+        let (dy, dx) = (
+            rng.random_range(-p as i64..=p as i64) as isize,
+            rng.random_range(-p as i64..=p as i64) as isize,
+        );
+        let flip = rng.random_bool(0.5);
+        let src = img.to_vec();
+        for ch in 0..c {
+            for i in 0..h {
+                for j in 0..w {
+                    let (si, sj) = (
+                        i as isize + dy,
+                        if flip {
+                            (w - 1 - j) as isize
+                        } else {
+                            j as isize
+                        } + dx,
+                    );
+                    let inside = si >= 0 && sj >= 0 && (si as usize) < h && (sj as usize) < w;
+                    img[(ch * h + i) * w + j] = if inside {
+                        src[(ch * h + si as usize) * w + sj as usize]
+                    } else {
+                        0.0
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// Mean and standard deviation of all values (accumulated in `f64`).
@@ -160,10 +237,7 @@ fn moments(x: &[f32]) -> (f32, f32) {
 /// (`train-images-idx3-ubyte` or `train-images.idx3-ubyte`).
 fn load_idx_pair(dir: &Path) -> Result<(Dataset, Dataset)> {
     if !dir.is_dir() {
-        return Err(Error::data(
-            dir,
-            "data directory not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist)",
-        ));
+        return Err(Error::data(dir, "not a directory of IDX files"));
     }
     let find = |stem: &str, kind: &str| -> Result<PathBuf> {
         let names = [

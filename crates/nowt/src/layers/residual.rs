@@ -160,11 +160,13 @@ impl<T: Real> Layer<T> for BasicBlock<T> {
         ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        let sum = self.main_outs.pop().expect("forward ran");
+        // The forward caches are lent out and put back: backward may run more than once per
+        // forward (the δ-angle probe runs the rule and backprop on one forward pass).
+        let mut main_outs = std::mem::take(&mut self.main_outs);
+        let short_outs = std::mem::take(&mut self.short_outs);
+        let sum = main_outs.pop().expect("forward ran");
         let d_sum =
             Layer::<T>::backward(&mut self.relu, &sum, y, delta, ctx, true).expect("relu error");
-        let main_outs = std::mem::take(&mut self.main_outs);
-        let short_outs = std::mem::take(&mut self.short_outs);
         let d_main = chain_backward(
             &mut self.main,
             x,
@@ -185,6 +187,9 @@ impl<T: Real> Layer<T> for BasicBlock<T> {
                 need_delta_in,
             )
         };
+        main_outs.push(sum);
+        self.main_outs = main_outs;
+        self.short_outs = short_outs;
         match (d_main, d_short) {
             (Some(mut a), Some(b)) => {
                 a.zip_apply(&b, |a, b| a + b);
