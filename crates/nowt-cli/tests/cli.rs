@@ -347,34 +347,13 @@ fn an_existing_run_directory_is_not_overwritten() {
     );
 }
 
-/// Writes an image folder `root/{train,test}/<class>/<i>.png` of `size`×`size` RGB images whose
-/// colour depends on the class, `per_class` per class and split.
-fn fake_image_folder(root: &Path, classes: &[&str], per_class: usize, size: u32) {
-    for split in ["train", "test"] {
-        for (k, class) in classes.iter().enumerate() {
-            let dir = root.join(split).join(class);
-            fs::create_dir_all(&dir).unwrap();
-            for i in 0..per_class {
-                let img = image::RgbImage::from_fn(size, size, |x, y| {
-                    image::Rgb([
-                        (k * 90) as u8,
-                        ((x + y) * 9 + i as u32) as u8,
-                        (255 - k * 90) as u8,
-                    ])
-                });
-                img.save(dir.join(format!("{i}.png"))).unwrap();
-            }
-        }
-    }
-}
-
 /// ResNet-20 on a small image folder trains under every rule, with CIFAR augmentation:
 /// the loss is finite and the records complete.
 #[test]
 fn resnet20_trains_on_an_image_folder_under_every_rule() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("images");
-    fake_image_folder(&data, &["cat", "dog", "eel"], 6, 8);
+    common::fake_image_folder(&data, &["cat", "dog", "eel"], 6, 8);
     for rule in ["bp", "fa", "ss", "wm", "kp"] {
         let run = tmp.path().join(rule);
         let o = nowt(&[
@@ -428,19 +407,19 @@ fn broken_image_folders_are_named_in_the_error() {
         "resnet20",
     ];
 
-    fake_image_folder(&data, &["a", "b"], 2, 8);
+    common::fake_image_folder(&data, &["a", "b"], 2, 8);
     fs::create_dir_all(data.join("train").join("empty")).unwrap();
     fails(&args, "train/empty: empty class folder");
 
     fs::remove_dir_all(&data).unwrap();
-    fake_image_folder(&data, &["a", "b"], 2, 8);
+    common::fake_image_folder(&data, &["a", "b"], 2, 8);
     image::RgbImage::new(9, 8)
         .save(data.join("test").join("b").join("odd.png"))
         .unwrap();
     fails(&args, "odd.png: image is 9×8, the others 8×8");
 
     fs::remove_dir_all(&data).unwrap();
-    fake_image_folder(&data, &["a", "b"], 2, 8);
+    common::fake_image_folder(&data, &["a", "b"], 2, 8);
     fs::write(
         data.join("train").join("a").join("0.png"),
         b"\x89PNG\r\n\x1a\n garbage",
@@ -449,7 +428,7 @@ fn broken_image_folders_are_named_in_the_error() {
     fails(&args, "0.png: cannot decode image");
 
     fs::remove_dir_all(&data).unwrap();
-    fake_image_folder(&data, &["a", "b"], 2, 8);
+    common::fake_image_folder(&data, &["a", "b"], 2, 8);
     fs::remove_dir_all(data.join("test")).unwrap();
     fails(&args, "no test/ or val/ split");
 }

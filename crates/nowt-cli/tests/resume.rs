@@ -40,7 +40,8 @@ fn untimed_metrics(dir: &Path) -> Vec<Value> {
     untimed(metrics(dir))
 }
 
-/// Every parameter and optimiser buffer of the newest checkpoint, as bits.
+/// Every tensor of the newest checkpoint (parameters, feedback weights, optimiser buffers,
+/// batch-norm statistics), as bits.
 fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
     let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
         .into_iter()
@@ -51,19 +52,10 @@ fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
         st.step, 0,
         "the newest checkpoint is the end of the last epoch"
     );
-    let mut out = Vec::new();
-    for l in st.net.weight_layers() {
-        let p = l.params();
-        let bits = |t: &nowt::Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        out.push((format!("{}.w", p.name), bits(&p.w)));
-        out.push((format!("{}.b", p.name), bits(&p.feedback)));
-        out.push((format!("{}.bias", p.name), bits(p.bias.as_ref().unwrap())));
-        out.push((
-            format!("{}.mw", p.name),
-            bits(p.momentum.w.as_ref().unwrap()),
-        ));
-    }
-    out
+    nowt::checkpoint::named_tensors(&st)
+        .into_iter()
+        .map(|(n, t)| (n, t.data().iter().map(|v| v.to_bits()).collect()))
+        .collect()
 }
 
 fn run_dir_arg(d: &Path) -> &str {
@@ -73,7 +65,7 @@ fn run_dir_arg(d: &Path) -> &str {
 /// Starts a fresh run (or resumes one), waits until it has written a checkpoint newer than
 /// any before, then lets it run `extra` longer and stops it with `signal` (wherever it is:
 /// mid-step, mid-evaluation, mid-write). Returns whether the run finished first.
-fn interrupt(run: &Path, extra: Duration, signal: &str) -> bool {
+fn interrupt(run: &Path, train: &[&str], extra: Duration, signal: &str) -> bool {
     let newest = || {
         nowt::checkpoint::list(&run.join("checkpoints"))
             .into_iter()
@@ -83,7 +75,7 @@ fn interrupt(run: &Path, extra: Duration, signal: &str) -> bool {
     let mut cmd = if before.is_some() {
         nowt_cmd(&["train", "--resume", run_dir_arg(run), "-q"])
     } else {
-        let mut args = TRAIN.to_vec();
+        let mut args = train.to_vec();
         args.extend(["--out", run_dir_arg(run)]);
         nowt_cmd(&args)
     };
@@ -126,11 +118,12 @@ fn interrupt(run: &Path, extra: Duration, signal: &str) -> bool {
     out.status.success()
 }
 
-#[test]
-fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run() {
+/// Runs `train` uninterrupted, and again with SIGKILL and Ctrl-C at pseudo-random moments
+/// each followed by `--resume`; both must end with identical metrics and tensors.
+fn interrupted_run_matches_uninterrupted(train: &[&str], min_interruptions: usize) {
     let tmp = tempfile::tempdir().unwrap();
     let reference = tmp.path().join("reference");
-    let mut args = TRAIN.to_vec();
+    let mut args = train.to_vec();
     args.extend(["--out", run_dir_arg(&reference)]);
     let o = nowt(&args);
     assert!(o.status.success(), "{}", stderr(&o));
@@ -145,14 +138,14 @@ fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run()
         x ^= x >> 7;
         x ^= x << 17;
         let signal = if i == 2 { "-INT" } else { "-KILL" };
-        if interrupt(&run, Duration::from_millis(x % 150), signal) {
+        if interrupt(&run, train, Duration::from_millis(x % 150), signal) {
             finished = true;
             break;
         }
         interruptions += 1;
     }
     assert!(
-        interruptions >= 4,
+        interruptions >= min_interruptions,
         "only {interruptions} interruptions before the run finished"
     );
     if !finished {
@@ -162,6 +155,44 @@ fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run()
     assert_eq!(untimed_metrics(&run), untimed_metrics(&reference));
     assert_eq!(final_state(&run), final_state(&reference));
     assert!(run.join("summary.json").is_file());
+}
+
+#[test]
+fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run() {
+    interrupted_run_matches_uninterrupted(TRAIN, 4);
+}
+
+/// The same for a ResNet: convolutions, batch norm (γ, β, running statistics), Kolen-Pollack's
+/// momentum for B, and per-step augmentation all resume exactly.
+#[test]
+fn a_resnet_run_resumes_exactly() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("images");
+    common::fake_image_folder(&data, &["a", "b", "c"], 8, 8);
+    let train = [
+        "train",
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        "resnet20",
+        "--rule",
+        "kp",
+        "--augment",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--seed",
+        "3",
+        "--threads",
+        "2",
+        "-q",
+    ];
+    interrupted_run_matches_uninterrupted(&train, 2);
 }
 
 #[test]

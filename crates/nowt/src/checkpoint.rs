@@ -41,7 +41,7 @@ fn err(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 /// Every tensor of the state with its checkpoint name.
-fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
+pub fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
     let mut out = Vec::new();
     for l in st.net.weight_layers() {
         let p = l.params();

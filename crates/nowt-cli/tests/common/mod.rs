@@ -41,3 +41,24 @@ pub fn untimed(mut records: Vec<Value>) -> Vec<Value> {
     }
     records
 }
+
+/// Writes an image folder `root/{train,test}/<class>/<i>.png` of `size`×`size` RGB images whose
+/// colour depends on the class, `per_class` per class and split.
+pub fn fake_image_folder(root: &Path, classes: &[&str], per_class: usize, size: u32) {
+    for split in ["train", "test"] {
+        for (k, class) in classes.iter().enumerate() {
+            let dir = root.join(split).join(class);
+            fs::create_dir_all(&dir).unwrap();
+            for i in 0..per_class {
+                let img = image::RgbImage::from_fn(size, size, |x, y| {
+                    image::Rgb([
+                        (k * 90) as u8,
+                        ((x + y) * 9 + i as u32) as u8,
+                        (255 - k * 90) as u8,
+                    ])
+                });
+                img.save(dir.join(format!("{i}.png"))).unwrap();
+            }
+        }
+    }
+}
