@@ -426,6 +426,51 @@ impl ConvGeom {
     /// `col[(c,ki,kj), (oy,ox)] = x[c, oy·s + ki − p, ox·s + kj − p]` (0 in the padding);
     /// `img: [C, H, W]`, `col: [C·k·k, Ho·Wo]`.
     pub fn im2col<T: Real>(&self, img: &[T], col: &mut [T]) {
+        let (ho, wo) = self.out_hw();
+        self.im2col_into(img, col, ho * wo, 0);
+    }
+
+    /// [`ConvGeom::im2col`] into columns `offset..offset + Ho·Wo` of a wider matrix whose
+    /// rows are `ld` long (several images side by side).
+    pub fn im2col_into<T: Real>(&self, img: &[T], col: &mut [T], ld: usize, offset: usize) {
+        let (ho, wo) = self.out_hw();
+        let (s, p) = (self.stride, self.pad as isize);
+        for (row, line) in col.chunks_exact_mut(ld).enumerate() {
+            let out = &mut line[offset..offset + ho * wo];
+            let (c, ki, kj) = (
+                row / (self.k * self.k),
+                (row / self.k) % self.k,
+                row % self.k,
+            );
+            // Output columns whose input column lies inside the image: ox in [lo, hi).
+            let first = |ox: usize| (ox * s + kj) as isize - p;
+            let lo = (0..wo).find(|&ox| first(ox) >= 0).unwrap_or(wo);
+            let hi = (lo..wo)
+                .find(|&ox| first(ox) >= self.w as isize)
+                .unwrap_or(wo);
+            for (oy, seg) in out.chunks_exact_mut(wo).enumerate() {
+                let iy = (oy * s + ki) as isize - p;
+                if iy < 0 || iy >= self.h as isize || lo >= hi {
+                    seg.fill(T::zero());
+                    continue;
+                }
+                let src = &img[(c * self.h + iy as usize) * self.w..][..self.w];
+                seg[..lo].fill(T::zero());
+                seg[hi..].fill(T::zero());
+                let ix0 = first(lo) as usize;
+                if s == 1 {
+                    seg[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
+                } else {
+                    for (o, v) in seg[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(s)) {
+                        *o = *v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The loop-by-tap reference for [`ConvGeom::im2col`] (its test oracle).
+    pub fn im2col_reference<T: Real>(&self, img: &[T], col: &mut [T]) {
         let n = self.out_hw().0 * self.out_hw().1;
         self.for_each_tap(|row, o, src| col[row * n + o] = src.map_or(T::zero(), |i| img[i]));
     }
@@ -434,9 +479,14 @@ impl ConvGeom {
     /// read from (`img` is accumulated into, not cleared).
     pub fn col2im<T: Real>(&self, col: &[T], img: &mut [T]) {
         let n = self.out_hw().0 * self.out_hw().1;
+        self.col2im_from(col, img, n, 0);
+    }
+
+    /// [`ConvGeom::col2im`] from columns `offset..offset + Ho·Wo` of rows `ld` long.
+    pub fn col2im_from<T: Real>(&self, col: &[T], img: &mut [T], ld: usize, offset: usize) {
         self.for_each_tap(|row, o, src| {
             if let Some(i) = src {
-                img[i] += col[row * n + o];
+                img[i] += col[row * ld + offset + o];
             }
         });
     }
@@ -446,6 +496,34 @@ impl ConvGeom {
 mod tests {
     use super::*;
     use rand::SeedableRng;
+
+    #[test]
+    fn im2col_matches_its_reference() {
+        let mut rng = crate::rng(3, 0);
+        for (k, stride, pad, h, w) in [
+            (3, 1, 1, 7, 6),
+            (3, 2, 1, 7, 6),
+            (1, 2, 0, 5, 5),
+            (2, 2, 1, 5, 4),
+            (3, 1, 0, 4, 4),
+            (3, 3, 2, 5, 7),
+        ] {
+            let g = ConvGeom {
+                c: 2,
+                h,
+                w,
+                k,
+                stride,
+                pad,
+            };
+            let img: Tensor<f64> = Tensor::randn(&[2, h, w], 1.0, &mut rng);
+            let n = g.col_rows() * g.out_hw().0 * g.out_hw().1;
+            let (mut fast, mut slow) = (vec![f64::NAN; n], vec![f64::NAN; n]);
+            g.im2col(img.data(), &mut fast);
+            g.im2col_reference(img.data(), &mut slow);
+            assert_eq!(fast, slow, "k={k} s={stride} p={pad} {h}x{w}");
+        }
+    }
 
     #[test]
     fn gemm_matches_naive_in_every_transpose() {

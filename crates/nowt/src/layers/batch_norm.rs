@@ -1,6 +1,8 @@
 //! Batch normalisation (Ioffe & Szegedy 2015) over `[N, C]` (1d) or `[N, C, H, W]` (2d).
 //! Not a weight layer: its backward is the ordinary local derivative under every rule.
 
+use rayon::prelude::*;
+
 use super::{Backward, Layer, Param};
 use crate::tensor::{Real, Tensor};
 
@@ -54,45 +56,69 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
         let (n, c, hw) = dims(x);
         let m = (n * hw) as f64;
-        let at = |i: usize, ch: usize, j: usize| (i * c + ch) * hw + j;
-        let (mut mean, mut inv_std) = (vec![T::zero(); c], vec![T::zero(); c]);
-        for ch in 0..c {
-            let (mu, var) = if train {
-                let mut s = 0f64;
-                for i in 0..n {
-                    s += (0..hw).map(|j| x.data()[at(i, ch, j)].f64()).sum::<f64>();
+        let plane = |i: usize, ch: usize| &x.data()[(i * c + ch) * hw..(i * c + ch + 1) * hw];
+        // Per channel (in parallel; each channel's sums in a fixed order): mean and variance.
+        let stats: Vec<(f64, f64)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                if !train {
+                    return (
+                        self.running_mean.data()[ch].f64(),
+                        self.running_var.data()[ch].f64(),
+                    );
                 }
-                let mu = s / m;
-                let mut v = 0f64;
-                for i in 0..n {
-                    v += (0..hw)
-                        .map(|j| (x.data()[at(i, ch, j)].f64() - mu).powi(2))
-                        .sum::<f64>();
-                }
-                let var = v / m;
-                let unbiased = if m > 1.0 { v / (m - 1.0) } else { var };
-                let k = self.momentum;
+                let mu = (0..n)
+                    .map(|i| plane(i, ch).iter().copied().sum::<T>().f64())
+                    .sum::<f64>()
+                    / m;
+                let mu_t = T::of(mu);
+                let ss = (0..n)
+                    .map(|i| {
+                        plane(i, ch)
+                            .iter()
+                            .map(|&v| (v - mu_t) * (v - mu_t))
+                            .sum::<T>()
+                            .f64()
+                    })
+                    .sum::<f64>();
+                (mu, ss / m)
+            })
+            .collect();
+        if train {
+            let k = self.momentum;
+            for (ch, &(mu, var)) in stats.iter().enumerate() {
+                let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { var };
                 self.running_mean.data_mut()[ch] =
                     T::of((1.0 - k) * self.running_mean.data()[ch].f64() + k * mu);
                 self.running_var.data_mut()[ch] =
                     T::of((1.0 - k) * self.running_var.data()[ch].f64() + k * unbiased);
-                (mu, var)
-            } else {
-                (
-                    self.running_mean.data()[ch].f64(),
-                    self.running_var.data()[ch].f64(),
-                )
-            };
-            mean[ch] = T::of(mu);
-            inv_std[ch] = T::of(1.0 / (var + self.eps).sqrt());
+            }
         }
-        let mut x_hat = x.clone();
-        let mut y = x.clone();
-        for (idx, (xh, yv)) in x_hat.data_mut().iter_mut().zip(y.data_mut()).enumerate() {
-            let ch = (idx / hw) % c;
-            *xh = (*xh - mean[ch]) * inv_std[ch];
-            *yv = self.gamma.value.data()[ch] * *xh + self.beta.value.data()[ch];
-        }
+        let mean: Vec<T> = stats.iter().map(|s| T::of(s.0)).collect();
+        let inv_std: Vec<T> = stats
+            .iter()
+            .map(|s| T::of(1.0 / (s.1 + self.eps).sqrt()))
+            .collect();
+        let mut x_hat = Tensor::zeros(x.shape());
+        let mut y = Tensor::zeros(x.shape());
+        let (gamma, beta) = (self.gamma.value.data(), self.beta.value.data());
+        x_hat
+            .data_mut()
+            .par_chunks_mut(hw)
+            .zip(y.data_mut().par_chunks_mut(hw))
+            .enumerate()
+            .for_each(|(p, (xh, yv))| {
+                let ch = p % c;
+                let (mu, is, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+                for ((xh, yv), &v) in xh
+                    .iter_mut()
+                    .zip(yv.iter_mut())
+                    .zip(&x.data()[p * hw..(p + 1) * hw])
+                {
+                    *xh = (v - mu) * is;
+                    *yv = g * *xh + b;
+                }
+            });
         self.x_hat = x_hat;
         self.inv_std = inv_std;
         self.batch_stats = train;
@@ -110,34 +136,47 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         _ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        let (_, c, hw) = dims(delta);
-        let m = T::of((delta.rows() * hw) as f64);
-        let (mut sum_d, mut sum_dx) = (vec![T::zero(); c], vec![T::zero(); c]);
-        for (idx, (&d, &xh)) in delta.data().iter().zip(self.x_hat.data()).enumerate() {
-            let ch = (idx / hw) % c;
-            sum_d[ch] += d;
-            sum_dx[ch] += d * xh;
-        }
-        self.beta.grad = Tensor::from_vec(&[c], sum_d.clone());
-        self.gamma.grad = Tensor::from_vec(&[c], sum_dx.clone());
+        let (n, c, hw) = dims(delta);
+        let m = T::of((n * hw) as f64);
+        let at = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+        let sums: Vec<(T, T)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mut sd, mut sdx) = (T::zero(), T::zero());
+                for i in 0..n {
+                    let (d, xh) = (&delta.data()[at(i, ch)], &self.x_hat.data()[at(i, ch)]);
+                    sd += d.iter().copied().sum::<T>();
+                    sdx += d.iter().zip(xh).map(|(&d, &x)| d * x).sum::<T>();
+                }
+                (sd, sdx)
+            })
+            .collect();
+        self.beta.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
+        self.gamma.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
         if !need_delta_in {
             return None;
         }
-        let mut d_in = delta.clone();
-        for (idx, (d, &xh)) in d_in
-            .data_mut()
-            .iter_mut()
-            .zip(self.x_hat.data())
+        let mut d_in = Tensor::zeros(delta.shape());
+        let (gamma, inv_std, batch) = (self.gamma.value.data(), &self.inv_std, self.batch_stats);
+        d_in.data_mut()
+            .par_chunks_mut(hw)
             .enumerate()
-        {
-            let ch = (idx / hw) % c;
-            let g = self.gamma.value.data()[ch] * self.inv_std[ch];
-            *d = if self.batch_stats {
-                g / m * (m * *d - sum_d[ch] - xh * sum_dx[ch])
-            } else {
-                g * *d
-            };
-        }
+            .for_each(|(p, out)| {
+                let ch = p % c;
+                let g = gamma[ch] * inv_std[ch];
+                let (sd, sdx) = sums[ch];
+                let (d, xh) = (
+                    &delta.data()[p * hw..(p + 1) * hw],
+                    &self.x_hat.data()[p * hw..(p + 1) * hw],
+                );
+                for ((o, &d), &xh) in out.iter_mut().zip(d).zip(xh) {
+                    *o = if batch {
+                        g / m * (m * d - sd - xh * sdx)
+                    } else {
+                        g * d
+                    };
+                }
+            });
         Some(d_in)
     }
 
