@@ -431,4 +431,45 @@ fn broken_image_folders_are_named_in_the_error() {
     common::fake_image_folder(&data, &["a", "b"], 2, 8);
     fs::remove_dir_all(data.join("test")).unwrap();
     fails(&args, "no test/ or val/ split");
+
+    // The same folder as a .tar.gz: it loads whole, and a truncated archive is an error.
+    fs::remove_dir_all(&data).unwrap();
+    common::fake_image_folder(&data, &["a", "b"], 2, 8);
+    let archive = tmp.path().join("images.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .args([
+            "czf",
+            archive.to_str().unwrap(),
+            "-C",
+            tmp.path().to_str().unwrap(),
+            "images",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run = tmp.path().join("from-archive");
+    let o = nowt(&[
+        "train",
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        archive.to_str().unwrap(),
+        "--epochs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = fs::read(&archive).unwrap();
+    fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &[
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            archive.to_str().unwrap(),
+        ],
+        "corrupt or truncated archive",
+    );
 }
