@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{Backward, Layer, WeightLayer, WeightParams};
+use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
 use crate::tensor::{matmul, ConvGeom, Real, Tensor};
 
 /// Images per GEMM: each chunk's images sit side by side in one column matrix, so one GEMM
@@ -153,9 +153,6 @@ impl<T: Real> Layer<T> for Conv2d<T> {
         ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        let mut g = std::mem::take(&mut self.p.grad_w);
-        self.weight_grad(x, delta, &mut g, T::zero(), T::one());
-        self.p.grad_w = g;
         if let Some(b) = &self.p.bias {
             let (c_out, hw) = (b.len(), delta.shape()[2] * delta.shape()[3]);
             let mut gb = vec![T::zero(); c_out];
@@ -164,9 +161,8 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             }
             self.p.grad_bias = Some(Tensor::from_vec(&[c_out], gb));
         }
-        let d = need_delta_in.then(|| {
-            let m = ctx.rule.backward_matrix(&self.p);
-            let geom = self.geom(x);
+        seam_backward(self, x, delta, ctx, need_delta_in, |layer, m| {
+            let geom = layer.geom(x);
             let (ho, wo) = geom.out_hw();
             let c_out = m.rows();
             let in_len = geom.c * geom.h * geom.w;
@@ -177,7 +173,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
                 .for_each(|(dxc, dc)| {
                     let l = dc.len() / (c_out * ho * wo);
                     // [C_out, C_in·k·k]ᵀ · [C_out, L·H_o·W_o] → [C_in·k·k, L·H_o·W_o]
-                    let col = matmul(&m, true, &channel_major(dc, c_out, ho * wo), false);
+                    let col = matmul(m, true, &channel_major(dc, c_out, ho * wo), false);
                     if geom.is_identity() {
                         image_major(col.data(), geom.c, ho * wo, dxc);
                     } else {
@@ -187,9 +183,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
                     }
                 });
             dx
-        });
-        ctx.record(&self.p.name, &d);
-        d
+        })
     }
 
     fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {

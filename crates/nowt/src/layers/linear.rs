@@ -1,6 +1,6 @@
 //! Fully connected layer, `y = x Wᵀ + b`.
 
-use super::{Backward, Layer, WeightLayer, WeightParams};
+use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
 use crate::tensor::{gemm_into, matmul, Real, Tensor};
 
 /// `y = x Wᵀ + b` with `x: [N, in]`, `W: [out, in]`, `b: [out]`, `y: [N, out]`.
@@ -53,22 +53,15 @@ impl<T: Real> Layer<T> for Linear<T> {
         ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        // Written into the existing buffer: no allocation (and no page faults) per step.
-        let mut g = std::mem::take(&mut self.p.grad_w);
-        self.weight_grad(x, delta, &mut g, T::zero(), T::one());
-        self.p.grad_w = g;
         if self.p.bias.is_some() {
             self.p.grad_bias = Some(delta.sum_rows());
         }
-        // δ_in = δ_out · M: [N, out] · [out, in] → [N, in]
-        let d = need_delta_in.then(|| {
-            let m = ctx.rule.backward_matrix(&self.p);
-            let mut d = matmul(delta, false, &m, false);
+        seam_backward(self, x, delta, ctx, need_delta_in, |_, m| {
+            // δ_in = δ_out · M: [N, out] · [out, in] → [N, in]
+            let mut d = matmul(delta, false, m, false);
             d.reshape(x.shape());
             d
-        });
-        ctx.record(&self.p.name, &d);
-        d
+        })
     }
 
     fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {

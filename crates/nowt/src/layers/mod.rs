@@ -165,6 +165,29 @@ impl<T: Real> WeightParams<T> {
     }
 }
 
+/// The seam (DESIGN.md §3), the same for every weight layer: `grad_W` from `x` and `δ_out`
+/// under every rule (written into its buffer, no allocation), then — when asked — the error for
+/// the layer below through the rule's matrix, `δ_in = input_error(M)`, recorded by name.
+/// (Bias gradients, which differ in shape per layer, are the layer's own.)
+pub fn seam_backward<T: Real, L: WeightLayer<T>>(
+    layer: &mut L,
+    x: &Tensor<T>,
+    delta: &Tensor<T>,
+    ctx: &mut Backward<T>,
+    need_delta_in: bool,
+    input_error: impl FnOnce(&L, &Tensor<T>) -> Tensor<T>,
+) -> Option<Tensor<T>> {
+    let mut g = std::mem::take(&mut layer.params_mut().grad_w);
+    layer.weight_grad(x, delta, &mut g, T::zero(), T::one());
+    layer.params_mut().grad_w = g;
+    let d = need_delta_in.then(|| {
+        let m = ctx.rule.backward_matrix(layer.params());
+        input_error(layer, &m)
+    });
+    ctx.record(&layer.params().name, &d);
+    d
+}
+
 /// A layer with weights: what the rules, the optimiser and the metrics need from it.
 pub trait WeightLayer<T: Real>: Send + Sync {
     fn params(&self) -> &WeightParams<T>;
