@@ -493,13 +493,20 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         r.train.loss,
         pct(r.train.top1_err)
     );
+    let w = r
+        .layers
+        .iter()
+        .map(|l| l.layer.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     t += &format!(
-        "  {:<8} {:>10} {:>10} {:>10} {:>10}\n",
+        "  {:<w$} {:>10} {:>10} {:>10} {:>10}\n",
         "layer", "∠(W,M)", "∠(δ,δbp)", "‖M‖/‖W‖", "sign agr"
     );
     for l in &r.layers {
         t += &format!(
-            "  {:<8} {:>10} {:>10} {:>10.3} {:>10}\n",
+            "  {:<w$} {:>10} {:>10} {:>10.3} {:>10}\n",
             l.layer,
             deg(l.weight_angle_deg),
             deg(l.delta_angle_deg),

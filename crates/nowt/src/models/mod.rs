@@ -26,9 +26,14 @@ impl<T: Real> Network<T> {
         outs
     }
 
-    /// The logits alone.
+    /// The logits alone, keeping only one activation at a time (evaluation of large batches).
     pub fn predict(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
-        self.forward(x, train).pop().expect("a network has layers")
+        let mut h: Option<Tensor<T>> = None;
+        for layer in self.layers.iter_mut() {
+            let y = layer.forward(h.as_ref().unwrap_or(x), train);
+            h = Some(y);
+        }
+        h.expect("a network has layers")
     }
 
     /// Backward through every layer from `delta = ∂loss/∂logits`, with `rule` choosing how the
