@@ -338,11 +338,16 @@ fn divergence_names_where_non_finite_values_began_and_keeps_the_checkpoint() {
     ]);
     assert!(!o.status.success());
     let err = stderr(&o);
+    assert!(err.contains("non-finite loss at epoch 1, step"), "{err}");
     assert!(
         err.contains("non-finite values first appeared in the") && err.contains("fc"),
         "{err}"
     );
     assert!(err.contains("last good checkpoint is kept"), "{err}");
+    assert!(
+        !run.join("summary.json").exists(),
+        "a diverged run must not look complete"
+    );
     // Every checkpoint that was written holds finite numbers.
     for c in nowt::checkpoint::list(&run.join("checkpoints")) {
         let (_, st, _, _) = nowt::checkpoint::load(&c).unwrap();

@@ -90,6 +90,44 @@ pub trait Layer<T: Real>: Send + Sync {
     }
 }
 
+/// Runs `layers` in order from `x`, returning every output (what backward needs).
+pub fn forward_chain<T: Real>(
+    layers: &mut [Box<dyn Layer<T>>],
+    x: &Tensor<T>,
+    train: bool,
+) -> Vec<Tensor<T>> {
+    let mut outs: Vec<Tensor<T>> = Vec::with_capacity(layers.len());
+    for l in layers.iter_mut() {
+        let y = l.forward(outs.last().unwrap_or(x), train);
+        outs.push(y);
+    }
+    outs
+}
+
+/// Backward through `layers`, run forward from `x` into `outs`, from `delta = ∂loss/∂(last
+/// output)`. Returns the error for `x` when `need_delta_in`; otherwise stops at the first layer
+/// with weights, which computes no `δ_in` (nothing below it needs an error).
+pub fn backward_chain<T: Real>(
+    layers: &mut [Box<dyn Layer<T>>],
+    x: &Tensor<T>,
+    outs: &[Tensor<T>],
+    delta: Tensor<T>,
+    ctx: &mut Backward<T>,
+    need_delta_in: bool,
+) -> Option<Tensor<T>> {
+    let stop = if need_delta_in {
+        0
+    } else {
+        layers.iter().position(|l| l.has_weights()).unwrap_or(0)
+    };
+    let mut delta = delta;
+    for i in (stop..layers.len()).rev() {
+        let input = if i == 0 { x } else { &outs[i - 1] };
+        delta = layers[i].backward(input, &outs[i], &delta, ctx, i > stop || need_delta_in)?;
+    }
+    Some(delta)
+}
+
 /// A trained parameter outside the rule seam (batch norm's scale and shift): its value,
 /// gradient and momentum buffer.
 #[derive(Clone, Debug)]

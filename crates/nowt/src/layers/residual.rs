@@ -1,7 +1,10 @@
 //! The residual BasicBlock of He et al. (2016): two 3×3 convolutions with batch norm, and an
 //! identity or 1×1 projection shortcut. A composition: every derivative is its parts'.
 
-use super::{Activation, ActivationKind, Backward, BatchNorm, Conv2d, Layer, Param, WeightLayer};
+use super::{
+    backward_chain, forward_chain, Activation, ActivationKind, Backward, BatchNorm, Conv2d, Layer,
+    Param, WeightLayer,
+};
 use crate::tensor::{Real, Tensor};
 
 /// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, shortcut = `x` or
@@ -106,45 +109,14 @@ impl<T: Real> BasicBlock<T> {
     }
 }
 
-/// Runs `layers` in order from `x`, returning every output.
-fn chain_forward<T: Real>(
-    layers: &mut [Box<dyn Layer<T>>],
-    x: &Tensor<T>,
-    train: bool,
-) -> Vec<Tensor<T>> {
-    let mut outs: Vec<Tensor<T>> = Vec::with_capacity(layers.len());
-    for l in layers.iter_mut() {
-        let y = l.forward(outs.last().unwrap_or(x), train);
-        outs.push(y);
-    }
-    outs
-}
-
-/// Backward through `layers` (run forward from `x` into `outs`); the error for `x` if asked.
-fn chain_backward<T: Real>(
-    layers: &mut [Box<dyn Layer<T>>],
-    x: &Tensor<T>,
-    outs: &[Tensor<T>],
-    delta: Tensor<T>,
-    ctx: &mut Backward<T>,
-    need_delta_in: bool,
-) -> Option<Tensor<T>> {
-    let mut delta = delta;
-    for i in (0..layers.len()).rev() {
-        let input = if i == 0 { x } else { &outs[i - 1] };
-        delta = layers[i].backward(input, &outs[i], &delta, ctx, i > 0 || need_delta_in)?;
-    }
-    Some(delta)
-}
-
 impl<T: Real> Layer<T> for BasicBlock<T> {
     fn name(&self) -> &str {
         &self.name
     }
 
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
-        self.main_outs = chain_forward(&mut self.main, x, train);
-        self.short_outs = chain_forward(&mut self.shortcut, x, train);
+        self.main_outs = forward_chain(&mut self.main, x, train);
+        self.short_outs = forward_chain(&mut self.shortcut, x, train);
         let mut sum = self.main_outs.last().expect("main path").clone();
         sum.zip_apply(self.short_outs.last().unwrap_or(x), |a, b| a + b);
         let y = Layer::<T>::forward(&mut self.relu, &sum, train);
@@ -167,7 +139,7 @@ impl<T: Real> Layer<T> for BasicBlock<T> {
         let sum = main_outs.pop().expect("forward ran");
         let d_sum =
             Layer::<T>::backward(&mut self.relu, &sum, y, delta, ctx, true).expect("relu error");
-        let d_main = chain_backward(
+        let d_main = backward_chain(
             &mut self.main,
             x,
             &main_outs,
@@ -178,7 +150,7 @@ impl<T: Real> Layer<T> for BasicBlock<T> {
         let d_short = if self.shortcut.is_empty() {
             need_delta_in.then_some(d_sum)
         } else {
-            chain_backward(
+            backward_chain(
                 &mut self.shortcut,
                 x,
                 &short_outs,

@@ -6,7 +6,9 @@ mod resnet;
 pub use mlp::{mlp, mlp_shapes};
 pub use resnet::resnet_cifar;
 
-use crate::layers::{Backward, DeltaRecord, Layer, Param, WeightLayer};
+use crate::layers::{
+    backward_chain, forward_chain, Backward, DeltaRecord, Layer, Param, WeightLayer,
+};
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
@@ -18,12 +20,7 @@ pub struct Network<T: Real> {
 impl<T: Real> Network<T> {
     /// Runs every layer; returns each layer's output (the last is the logits).
     pub fn forward(&mut self, x: &Tensor<T>, train: bool) -> Vec<Tensor<T>> {
-        let mut outs: Vec<Tensor<T>> = Vec::with_capacity(self.layers.len());
-        for layer in self.layers.iter_mut() {
-            let y = layer.forward(outs.last().unwrap_or(x), train);
-            outs.push(y);
-        }
-        outs
+        forward_chain(&mut self.layers, x, train)
     }
 
     /// The logits alone, keeping only one activation at a time (evaluation of large batches).
@@ -49,23 +46,11 @@ impl<T: Real> Network<T> {
         rule: &dyn Rule<T>,
         record: Option<&mut DeltaRecord<T>>,
     ) {
-        let first = self
-            .layers
-            .iter()
-            .position(|l| l.has_weights())
-            .unwrap_or(0);
         let mut ctx = Backward { rule, record };
         if let Some(r) = ctx.record.as_deref_mut() {
             r.clear();
         }
-        let mut delta = delta;
-        for i in (first..self.layers.len()).rev() {
-            let input = if i == 0 { x } else { &outs[i - 1] };
-            match self.layers[i].backward(input, &outs[i], &delta, &mut ctx, i > first) {
-                Some(d) => delta = d,
-                None => break,
-            }
-        }
+        backward_chain(&mut self.layers, x, outs, delta, &mut ctx, false);
     }
 
     /// Where non-finite values first appear: the first layer whose output in `outs` (from
