@@ -20,11 +20,24 @@ const MAX_IMAGE_BYTES: u64 = 64 << 20;
 
 /// Loads the train and test (or val) splits. All images must share one size (no resizing yet).
 pub fn load(root: &Path) -> Result<(Dataset, Dataset)> {
-    let mut splits = if root.is_file() {
-        read_tar_gz(root)?
+    let splits = if root.is_file() {
+        let file = fs::File::open(root).map_err(|source| Error::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
+        read_tar_gz(file, root)?
     } else {
         read_dir(root)?
     };
+    from_splits(root, splits)
+}
+
+/// Loads an image folder from the bytes of its `.tar.gz` (`path` only names it in messages).
+pub fn from_tar_gz_bytes(bytes: &[u8], path: &Path) -> Result<(Dataset, Dataset)> {
+    from_splits(path, read_tar_gz(bytes, path)?)
+}
+
+fn from_splits(root: &Path, mut splits: BTreeMap<String, Files>) -> Result<(Dataset, Dataset)> {
     let train = splits.remove("train").ok_or_else(|| {
         Error::data(
             root,
@@ -73,13 +86,9 @@ fn split_class(path: &Path) -> Option<(String, String, String)> {
     matches!(ext.as_str(), "jpg" | "jpeg" | "png").then_some((split, class, file))
 }
 
-fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Files>> {
+fn read_tar_gz(reader: impl Read, path: &Path) -> Result<BTreeMap<String, Files>> {
     let io = |e: std::io::Error| Error::data(path, format!("corrupt or truncated archive: {e}"));
-    let file = fs::File::open(path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
     let mut out: BTreeMap<String, Files> = BTreeMap::new();
     for entry in archive.entries().map_err(io)? {
         let mut entry = entry.map_err(io)?;
@@ -97,8 +106,11 @@ fn read_tar_gz(path: &Path) -> Result<BTreeMap<String, Files>> {
                 ),
             ));
         }
-        let mut bytes = Vec::with_capacity(entry.size() as usize);
-        entry.read_to_end(&mut bytes).map_err(io)?;
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(MAX_IMAGE_BYTES)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
         out.entry(split).or_default().push((
             class,
             format!("{}:{}", path.display(), name.display()),
