@@ -131,28 +131,34 @@ pub fn load(
             format!("must be in [0, 1), got {val_fraction}"),
         ));
     }
+    // Where the data comes from (also what a mismatch between the splits is reported against).
+    let source = match kind {
+        DatasetKind::Digits => PathBuf::from("<embedded digits.csv.gz>"),
+        _ => data_dir
+            .map(Path::to_path_buf)
+            .or_else(|| kind.default_dir())
+            .expect("file datasets have a default dir"),
+    };
     let (mut train, mut test) = match kind {
         DatasetKind::Digits => digits::load()?,
-        DatasetKind::Mnist
-        | DatasetKind::FashionMnist
-        | DatasetKind::Cifar10
-        | DatasetKind::ImageFolder => {
-            let dir = data_dir
-                .map(Path::to_path_buf)
-                .or_else(|| kind.default_dir())
-                .expect("file datasets have a default dir");
-            if !dir.exists() {
-                return Err(Error::data(
-                    &dir,
-                    "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
-                ));
-            }
-            match kind {
-                DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&dir)?,
-                _ => image_folder::load(&dir)?,
-            }
+        _ if !source.exists() => {
+            return Err(Error::data(
+                &source,
+                "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
+            ));
         }
+        DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&source)?,
+        DatasetKind::Cifar10 | DatasetKind::ImageFolder => image_folder::load(&source)?,
     };
+    if train.shape != test.shape {
+        return Err(Error::data(
+            &source,
+            format!(
+                "train samples are {:?}, test samples {:?}",
+                train.shape, test.shape
+            ),
+        ));
+    }
     let mut val = None;
     if val_fraction > 0.0 {
         let mut idx: Vec<usize> = (0..train.len()).collect();
@@ -298,15 +304,6 @@ fn load_idx_pair(dir: &Path) -> Result<(Dataset, Dataset)> {
     };
     let train = part("train-images", "train-labels")?;
     let test = part("t10k-images", "t10k-labels")?;
-    if train.shape != test.shape {
-        return Err(Error::data(
-            dir,
-            format!(
-                "train images have {} pixels, test images {}",
-                train.dim, test.dim
-            ),
-        ));
-    }
     Ok((train, test))
 }
 
