@@ -73,7 +73,7 @@ pub struct TrainArgs {
     /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp).
     #[arg(long, value_parser = rule)]
     pub rule: Option<RuleKind>,
-    /// Model: mlp, resnet20, resnet32, resnet56.
+    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).
     #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
     pub model: Option<nowt::config::ModelKind>,
     /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000).
@@ -168,7 +168,7 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Model: mlp, resnet20, resnet32, resnet56.
+    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).
     #[arg(long, default_value = "mlp", value_parser = name::<nowt::config::ModelKind>)]
     pub model: nowt::config::ModelKind,
     /// MLP hidden sizes (the peer's MLP is 784-1000-1000-10).

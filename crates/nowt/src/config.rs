@@ -17,36 +17,68 @@ use crate::{Error, Result};
 pub enum ModelKind {
     /// Fully connected: `inputs → hidden… → classes`.
     Mlp,
+    /// LeNet-5-style CNN (two 5×5 convolutions with max pooling, three linear layers).
+    Lenet5,
     /// CIFAR ResNet-20 (He et al. 2016 §4.2).
     Resnet20,
     /// CIFAR ResNet-32.
     Resnet32,
     /// CIFAR ResNet-56.
     Resnet56,
+    /// ImageNet ResNet-18 (He et al. 2016 Table 1).
+    Resnet18,
+    /// ImageNet ResNet-34.
+    Resnet34,
+    /// ImageNet ResNet-50 (Bottleneck blocks).
+    Resnet50,
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 4] = [
+    pub const ALL: [ModelKind; 8] = [
         ModelKind::Mlp,
+        ModelKind::Lenet5,
         ModelKind::Resnet20,
         ModelKind::Resnet32,
         ModelKind::Resnet56,
+        ModelKind::Resnet18,
+        ModelKind::Resnet34,
+        ModelKind::Resnet50,
     ];
     pub fn name(self) -> &'static str {
         match self {
             ModelKind::Mlp => "mlp",
+            ModelKind::Lenet5 => "lenet5",
             ModelKind::Resnet20 => "resnet20",
             ModelKind::Resnet32 => "resnet32",
             ModelKind::Resnet56 => "resnet56",
+            ModelKind::Resnet18 => "resnet18",
+            ModelKind::Resnet34 => "resnet34",
+            ModelKind::Resnet50 => "resnet50",
         }
     }
-    /// The depth of a ResNet (0 for the MLP).
+    /// The depth of a ResNet (0 for the others).
     pub fn depth(self) -> usize {
         match self {
-            ModelKind::Mlp => 0,
+            ModelKind::Mlp | ModelKind::Lenet5 => 0,
             ModelKind::Resnet20 => 20,
             ModelKind::Resnet32 => 32,
             ModelKind::Resnet56 => 56,
+            ModelKind::Resnet18 => 18,
+            ModelKind::Resnet34 => 34,
+            ModelKind::Resnet50 => 50,
+        }
+    }
+    /// Whether the model can take images of `[C, H, W]`.
+    pub fn check_input(self, image: [usize; 3]) -> Result<()> {
+        match self {
+            ModelKind::Lenet5 if image[1] < 12 || image[2] < 12 => Err(Error::config(
+                "model",
+                format!(
+                    "lenet5 needs images of at least 12×12, the dataset's are {}×{}",
+                    image[1], image[2]
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }

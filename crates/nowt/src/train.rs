@@ -10,7 +10,7 @@ use crate::config::{ModelKind, TrainConfig};
 use crate::data::{augment_crop_flip, Dataset, Image, Split};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
-use crate::models::{mlp, resnet_cifar, Network};
+use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
 use crate::optim::{Schedule, Sgd};
 use crate::rules::{self, Backprop, Rule};
 use crate::tensor::{Real, Tensor};
@@ -107,6 +107,10 @@ pub fn build_model<T: Real>(
         ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => {
             resnet_cifar(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
         }
+        ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => {
+            resnet_imagenet(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
+        }
+        ModelKind::Lenet5 => lenet5(input, classes, &mut rng_w, &mut rng_b),
     };
     for layer in net.weight_layers_mut() {
         rule.init_feedback(layer.params_mut());

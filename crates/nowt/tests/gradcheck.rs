@@ -292,45 +292,88 @@ fn batch_norm_matches_finite_differences() {
     }
 }
 
-/// A residual block with a projection shortcut (stride 2, widening), in training mode:
-/// its input error and every convolution's weight gradient match central differences.
-/// (Batch norm over only a few values per channel is strongly curved; 4 images of 6×6 keep the
-/// difference quotient's own error well under the tolerance.)
+/// Max and average pooling, with and without overlap and padding: δ_in matches central
+/// differences (random inputs have no ties, so max pooling is differentiable there).
+#[test]
+fn pooling_matches_finite_differences() {
+    use nowt::layers::{Pool2d, PoolKind};
+    let x = Tensor::randn(&[2, 3, 7, 7], 1.0, &mut rng(50));
+    for kind in [PoolKind::Max, PoolKind::Avg] {
+        for (k, s, p) in [(2, 2, 0), (3, 2, 1), (3, 1, 1), (2, 1, 0)] {
+            let mut pool = Pool2d::new("pool", kind, k, s, p);
+            let e = input_error(&mut pool, &x, &Backprop);
+            assert!(e < TOL, "{kind:?} k{k} s{s} p{p}: {e:e}");
+        }
+    }
+}
+
+/// Max pooling takes the window's largest value (padding never wins), average pooling the
+/// window's sum over k² (padding counted as zeros), on a hand-made plane.
+#[test]
+fn pooling_values_by_hand() {
+    use nowt::layers::{Pool2d, PoolKind};
+    let x = Tensor::from_vec(&[1, 1, 2, 2], vec![-4.0, -3.0, -2.0, -1.0f64]);
+    let mut max = Pool2d::new("max", PoolKind::Max, 2, 1, 1);
+    let y = max.forward(&x, false);
+    assert_eq!(y.shape(), &[1, 1, 3, 3]);
+    assert_eq!(
+        y.data(),
+        &[-4.0, -3.0, -3.0, -2.0, -1.0, -1.0, -2.0, -1.0, -1.0]
+    );
+    let mut avg = Pool2d::new("avg", PoolKind::Avg, 2, 1, 1);
+    let y = avg.forward(&x, false);
+    assert_eq!(y.data()[0], -1.0);
+    assert_eq!(y.data()[4], -2.5);
+}
+
+/// Residual blocks (BasicBlock and Bottleneck) with a projection shortcut (stride 2, widening),
+/// in training mode: the input error and every convolution's weight gradient match central
+/// differences. (Batch norm over only a few values per channel is strongly curved; 4 images of
+/// 8×8 keep the difference quotient's own error well under the tolerance.)
 #[test]
 fn residual_block_matches_finite_differences() {
-    use nowt::layers::BasicBlock;
-    let x = Tensor::randn(&[4, 2, 6, 6], 1.0, &mut rng(40));
-    let mut block = BasicBlock::<f64>::new("blk", 2, 3, 2, (6, 6), &mut rng(41), &mut rng(42));
-    let e_in = input_error(&mut block, &x, &Backprop);
-    assert!(e_in < TOL, "δ_in {e_in:e}");
-    let y = block.forward(&x, true);
-    let r = Tensor::randn(y.shape(), 1.0, &mut rng(43));
-    block.backward(&x, &y, &r, &mut Backward::new(&Backprop), true);
-    let n_weights = {
-        let mut v = Vec::new();
-        block.collect_weights(&mut v);
-        v.len()
-    };
-    assert_eq!(n_weights, 3, "conv1, conv2 and the projection");
-    for i in 0..n_weights {
-        let analytic = {
+    use nowt::layers::Residual;
+    let x = Tensor::randn(&[4, 2, 8, 8], 1.0, &mut rng(40));
+    let blocks = [
+        Residual::<f64>::basic("basic", 2, 3, 2, (8, 8), &mut rng(41), &mut rng(42)),
+        Residual::<f64>::bottleneck("bottleneck", 2, 2, 2, (8, 8), &mut rng(44), &mut rng(45)),
+    ];
+    for (mut block, convs) in blocks.into_iter().zip([3, 4]) {
+        let e_in = input_error(&mut block, &x, &Backprop);
+        assert!(e_in < TOL, "{}: δ_in {e_in:e}", block.name);
+        let y = block.forward(&x, true);
+        let r = Tensor::randn(y.shape(), 1.0, &mut rng(43));
+        block.backward(&x, &y, &r, &mut Backward::new(&Backprop), true);
+        let n_weights = {
             let mut v = Vec::new();
             block.collect_weights(&mut v);
-            v[i].params().grad_w.clone()
+            v.len()
         };
-        let mut w = {
-            let mut v = Vec::new();
-            block.collect_weights(&mut v);
-            v[i].params().w.clone()
-        };
-        let numeric = numeric(&mut w, |w| {
-            let mut v = Vec::new();
-            block.collect_weights_mut(&mut v);
-            v[i].params_mut().w = w.clone();
-            drop(v);
-            probe_loss(&block.forward(&x, true), &r)
-        });
-        let e = rel_err(&analytic, &numeric);
-        assert!(e < TOL, "weight layer {i}: {e:e}");
+        assert_eq!(
+            n_weights, convs,
+            "{}: the convolutions and the projection",
+            block.name
+        );
+        for i in 0..n_weights {
+            let analytic = {
+                let mut v = Vec::new();
+                block.collect_weights(&mut v);
+                v[i].params().grad_w.clone()
+            };
+            let mut w = {
+                let mut v = Vec::new();
+                block.collect_weights(&mut v);
+                v[i].params().w.clone()
+            };
+            let numeric = numeric(&mut w, |w| {
+                let mut v = Vec::new();
+                block.collect_weights_mut(&mut v);
+                v[i].params_mut().w = w.clone();
+                drop(v);
+                probe_loss(&block.forward(&x, true), &r)
+            });
+            let e = rel_err(&analytic, &numeric);
+            assert!(e < TOL, "{} weight layer {i}: {e:e}", block.name);
+        }
     }
 }

@@ -405,13 +405,13 @@ fn small_resnet(seed: u64) -> Network<f32> {
     )
 }
 
-fn image_batches(count: usize) -> Vec<(Tensor<f32>, Vec<u32>)> {
+fn image_batches(count: usize, batch: usize, dim: usize) -> Vec<(Tensor<f32>, Vec<u32>)> {
     let mut rng = nowt::rng(77, 0);
     (0..count)
         .map(|i| {
             (
-                Tensor::randn(&[8, 192], 1.0, &mut rng),
-                (0..8).map(|j| ((i + j) % 10) as u32).collect(),
+                Tensor::randn(&[batch, dim], 1.0, &mut rng),
+                (0..batch).map(|j| ((i + j) % 10) as u32).collect(),
             )
         })
         .collect()
@@ -431,12 +431,9 @@ fn all_bits(net: &Network<f32>) -> Vec<Vec<u32>> {
     out
 }
 
-/// On a small ResNet (convolutions, batch norm, projection shortcuts): Kolen-Pollack from
-/// `B₀ = W₀` is backprop bit for bit for many steps, and so is one step of feedback alignment
-/// with `B := W`; with its random `B` it is not.
-#[test]
-fn rule_oracles_hold_on_a_small_resnet() {
-    let batches = image_batches(22);
+/// Kolen-Pollack from `B₀ = W₀` is backprop bit for bit for every step of `batches`, and so is
+/// one step of feedback alignment with `B := W`; with its random `B` it is not.
+fn rule_oracles(make: impl Fn() -> Network<f32>, batches: &[(Tensor<f32>, Vec<u32>)]) {
     let lambda = 1e-3;
     let sgd = Sgd {
         momentum: 0.9,
@@ -445,19 +442,13 @@ fn rule_oracles_hold_on_a_small_resnet() {
     };
     let kp = KolenPollack { decay: lambda };
     let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 8);
-    let (mut bp_net, mut kp_net, mut fa_net, mut fa_rand) = (
-        small_resnet(1),
-        small_resnet(1),
-        small_resnet(1),
-        small_resnet(1),
-    );
+    let (mut bp_net, mut kp_net, mut fa_net, mut fa_rand) = (make(), make(), make(), make());
     for net in [&mut kp_net, &mut fa_net] {
         for l in net.weight_layers_mut() {
             let p = l.params_mut();
             p.feedback = p.w.clone();
         }
     }
-    assert!(bp_net.weight_layers().len() >= 8);
     let mut rng = nowt::rng(0, 3);
     for (step, (x, y)) in batches.iter().enumerate() {
         train_step(&mut bp_net, &Backprop, &sgd, x, y, 0.05, &mut rng).unwrap();
@@ -473,5 +464,35 @@ fn rule_oracles_hold_on_a_small_resnet() {
             train_step(&mut fa_rand, fa.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
             assert_ne!(all_bits(&bp_net), all_bits(&fa_rand), "FA with random B");
         }
+    }
+}
+
+/// On a small CIFAR ResNet (convolutions, batch norm, projection shortcuts), for many steps.
+#[test]
+fn rule_oracles_hold_on_a_small_resnet() {
+    assert!(small_resnet(1).weight_layers().len() >= 8);
+    rule_oracles(|| small_resnet(1), &image_batches(22, 8, 192));
+}
+
+/// On LeNet-5 (pooling, flatten, biases) and on an ImageNet ResNet-18 and ResNet-50
+/// (7×7 stem, max pooling, Bottlenecks) at 32×32.
+#[test]
+fn rule_oracles_hold_on_lenet_and_imagenet_resnets() {
+    let seeds = || (nowt::rng(1, 0), nowt::rng(1, 1));
+    rule_oracles(
+        || {
+            let (mut w, mut b) = seeds();
+            nowt::models::lenet5([1, 28, 28], 10, &mut w, &mut b)
+        },
+        &image_batches(5, 8, 784),
+    );
+    for depth in [18, 50] {
+        rule_oracles(
+            || {
+                let (mut w, mut b) = seeds();
+                nowt::models::resnet_imagenet(depth, [3, 32, 32], 10, &mut w, &mut b)
+            },
+            &image_batches(2, 4, 3072),
+        );
     }
 }

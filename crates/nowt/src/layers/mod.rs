@@ -10,6 +10,7 @@ mod batch_norm;
 mod conv;
 mod linear;
 mod loss;
+mod pool;
 mod residual;
 mod shape;
 
@@ -18,7 +19,8 @@ pub use batch_norm::BatchNorm;
 pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
-pub use residual::BasicBlock;
+pub use pool::{Pool2d, PoolKind};
+pub use residual::{conv_bn, same_out, Residual};
 pub use shape::{GlobalAvgPool, Reshape};
 
 use crate::rules::Rule;

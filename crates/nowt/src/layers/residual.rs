@@ -1,5 +1,6 @@
-//! The residual BasicBlock of He et al. (2016): two 3×3 convolutions with batch norm, and an
-//! identity or 1×1 projection shortcut. A composition: every derivative is its parts'.
+//! The residual blocks of He et al. (2016): BasicBlock (two 3×3 convolutions) and Bottleneck
+//! (1×1 reduce, 3×3, 1×1 expand ×4), each with batch norm and an identity or 1×1 projection
+//! shortcut. One composition: every derivative is its parts'.
 
 use super::{
     backward_chain, forward_chain, Activation, ActivationKind, Backward, BatchNorm, Conv2d, Layer,
@@ -7,11 +8,11 @@ use super::{
 };
 use crate::tensor::{Real, Tensor};
 
-/// `y = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))`, shortcut = `x` or
-/// `bn(conv1×1(x))` when the stride or the width changes.
-pub struct BasicBlock<T> {
+/// `y = relu(main(x) + shortcut(x))`: `main` is a chain of conv → bn (→ relu) stages ending in
+/// a batch norm, shortcut = `x`, or `bn(conv1×1(x))` when the stride or the width changes.
+pub struct Residual<T> {
     pub name: String,
-    /// conv1, bn1, relu, conv2, bn2, in order.
+    /// The main path, in order (BasicBlock: conv1, conv1_bn, relu1, conv2, conv2_bn).
     main: Vec<Box<dyn Layer<T>>>,
     /// 1×1 projection and its batch norm, if any.
     shortcut: Vec<Box<dyn Layer<T>>>,
@@ -21,9 +22,47 @@ pub struct BasicBlock<T> {
     short_outs: Vec<Tensor<T>>,
 }
 
-impl<T: Real> BasicBlock<T> {
-    /// A block from `c_in` to `c_out` channels at input resolution `in_hw`; He-normal weights.
-    pub fn new(
+/// The output size of a `k × k` convolution with stride `s` and padding `(k − 1)/2`.
+pub fn same_out(hw: (usize, usize), k: usize, s: usize) -> (usize, usize) {
+    let p = (k - 1) / 2;
+    ((hw.0 + 2 * p - k) / s + 1, (hw.1 + 2 * p - k) / s + 1)
+}
+
+/// Conv (`k × k`, stride `s`, padding `(k − 1)/2`, no bias, He-normal) then batch norm.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_bn<T: Real>(
+    name: &str,
+    c_in: usize,
+    c_out: usize,
+    k: usize,
+    s: usize,
+    in_hw: (usize, usize),
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> [Box<dyn Layer<T>>; 2] {
+    let std = (2.0 / (k * k * c_in) as f64).sqrt();
+    [
+        Box::new(Conv2d::new(
+            name,
+            c_in,
+            c_out,
+            k,
+            s,
+            (k - 1) / 2,
+            false,
+            in_hw,
+            std,
+            rng_w,
+            rng_b,
+        )),
+        Box::new(BatchNorm::new(&format!("{name}_bn"), c_out)),
+    ]
+}
+
+impl<T: Real> Residual<T> {
+    /// The BasicBlock from `c_in` to `c_out` channels at input resolution `in_hw`: conv3×3
+    /// (stride) → bn → relu → conv3×3 → bn. Layers `{name}.conv1`, `{name}.conv1_bn`, ….
+    pub fn basic(
         name: &str,
         c_in: usize,
         c_out: usize,
@@ -32,62 +71,104 @@ impl<T: Real> BasicBlock<T> {
         rng_w: &mut crate::Rng,
         rng_b: &mut crate::Rng,
     ) -> Self {
-        let std = |fan_in: usize| (2.0 / fan_in as f64).sqrt();
-        let out_hw = (
-            (in_hw.0 + 2 - 3) / stride + 1,
-            (in_hw.1 + 2 - 3) / stride + 1,
-        );
-        let main: Vec<Box<dyn Layer<T>>> = vec![
-            Box::new(Conv2d::new(
-                &format!("{name}.conv1"),
+        let mid_hw = same_out(in_hw, 3, stride);
+        let mut main: Vec<Box<dyn Layer<T>>> = Vec::new();
+        main.extend(conv_bn(
+            &format!("{name}.conv1"),
+            c_in,
+            c_out,
+            3,
+            stride,
+            in_hw,
+            rng_w,
+            rng_b,
+        ));
+        main.push(relu(&format!("{name}.relu1")));
+        main.extend(conv_bn(
+            &format!("{name}.conv2"),
+            c_out,
+            c_out,
+            3,
+            1,
+            mid_hw,
+            rng_w,
+            rng_b,
+        ));
+        Self::new(name, main, c_in, c_out, stride, in_hw, rng_w, rng_b)
+    }
+
+    /// The Bottleneck from `c_in` to `4·width` channels: conv1×1 to `width` → bn → relu →
+    /// conv3×3 (stride) → bn → relu → conv1×1 to `4·width` → bn (the stride on the 3×3, as in
+    /// torchvision's ResNet v1.5).
+    pub fn bottleneck(
+        name: &str,
+        c_in: usize,
+        width: usize,
+        stride: usize,
+        in_hw: (usize, usize),
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Self {
+        let out_hw = same_out(in_hw, 3, stride);
+        let mut main: Vec<Box<dyn Layer<T>>> = Vec::new();
+        main.extend(conv_bn(
+            &format!("{name}.conv1"),
+            c_in,
+            width,
+            1,
+            1,
+            in_hw,
+            rng_w,
+            rng_b,
+        ));
+        main.push(relu(&format!("{name}.relu1")));
+        main.extend(conv_bn(
+            &format!("{name}.conv2"),
+            width,
+            width,
+            3,
+            stride,
+            in_hw,
+            rng_w,
+            rng_b,
+        ));
+        main.push(relu(&format!("{name}.relu2")));
+        main.extend(conv_bn(
+            &format!("{name}.conv3"),
+            width,
+            4 * width,
+            1,
+            1,
+            out_hw,
+            rng_w,
+            rng_b,
+        ));
+        Self::new(name, main, c_in, 4 * width, stride, in_hw, rng_w, rng_b)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        name: &str,
+        main: Vec<Box<dyn Layer<T>>>,
+        c_in: usize,
+        c_out: usize,
+        stride: usize,
+        in_hw: (usize, usize),
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Self {
+        let shortcut: Vec<Box<dyn Layer<T>>> = if stride != 1 || c_in != c_out {
+            conv_bn(
+                &format!("{name}.short"),
                 c_in,
                 c_out,
-                3,
+                1,
                 stride,
-                1,
-                false,
                 in_hw,
-                std(9 * c_in),
                 rng_w,
                 rng_b,
-            )),
-            Box::new(BatchNorm::new(&format!("{name}.bn1"), c_out)),
-            Box::new(Activation::new(
-                &format!("{name}.relu1"),
-                ActivationKind::Relu,
-            )),
-            Box::new(Conv2d::new(
-                &format!("{name}.conv2"),
-                c_out,
-                c_out,
-                3,
-                1,
-                1,
-                false,
-                out_hw,
-                std(9 * c_out),
-                rng_w,
-                rng_b,
-            )),
-            Box::new(BatchNorm::new(&format!("{name}.bn2"), c_out)),
-        ];
-        let shortcut: Vec<Box<dyn Layer<T>>> = if stride != 1 || c_in != c_out {
-            vec![
-                Box::new(Conv2d::new(
-                    &format!("{name}.short"),
-                    c_in,
-                    c_out,
-                    1,
-                    stride,
-                    0,
-                    false,
-                    in_hw,
-                    std(c_in),
-                    rng_w,
-                    rng_b,
-                )),
-                Box::new(BatchNorm::new(&format!("{name}.short_bn"), c_out)),
-            ]
+            )
+            .into()
         } else {
             Vec::new()
         };
@@ -95,7 +176,7 @@ impl<T: Real> BasicBlock<T> {
             name: name.to_string(),
             main,
             shortcut,
-            relu: Activation::new(&format!("{name}.relu2"), ActivationKind::Relu),
+            relu: Activation::new(&format!("{name}.relu"), ActivationKind::Relu),
             main_outs: Vec::new(),
             short_outs: Vec::new(),
         }
@@ -109,7 +190,7 @@ impl<T: Real> BasicBlock<T> {
     }
 }
 
-impl<T: Real> Layer<T> for BasicBlock<T> {
+impl<T: Real> Layer<T> for Residual<T> {
     fn name(&self) -> &str {
         &self.name
     }
@@ -189,4 +270,8 @@ impl<T: Real> Layer<T> for BasicBlock<T> {
     fn collect_buffers_mut<'a>(&'a mut self, out: &mut Vec<(String, &'a mut Tensor<T>)>) {
         self.parts_mut().for_each(|l| l.collect_buffers_mut(out));
     }
+}
+
+fn relu<T: Real>(name: &str) -> Box<dyn Layer<T>> {
+    Box::new(Activation::new(name, ActivationKind::Relu))
 }

@@ -1,10 +1,12 @@
 //! Models: compositions of layers into a [`Network`]. No derivative code lives here.
 
+mod lenet;
 mod mlp;
 mod resnet;
 
+pub use lenet::lenet5;
 pub use mlp::{mlp, mlp_shapes};
-pub use resnet::resnet_cifar;
+pub use resnet::{resnet_cifar, resnet_imagenet};
 
 use crate::layers::{
     backward_chain, forward_chain, Backward, DeltaRecord, Layer, Param, WeightLayer,

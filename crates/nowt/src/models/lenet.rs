@@ -1,0 +1,81 @@
+//! A LeNet-5-style CNN (LeCun et al. 1998, with ReLU and max pooling as usually run today):
+//! conv5×5 (6, padding 2) → relu → maxpool 2 → conv5×5 (16) → relu → maxpool 2 → fc 120 →
+//! relu → fc 84 → relu → fc classes. 28×28 inputs (MNIST) give the classic 16×5×5 features.
+
+use super::Network;
+use crate::layers::{Activation, ActivationKind, Conv2d, Layer, Linear, Pool2d, PoolKind, Reshape};
+use crate::tensor::Real;
+
+/// LeNet-5 for flat inputs holding images of `[C, H, W]` (H, W ≥ 12).
+pub fn lenet5<T: Real>(
+    image: [usize; 3],
+    classes: usize,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let [c, h, w] = image;
+    assert!(
+        h >= 12 && w >= 12,
+        "LeNet-5 needs images of at least 12×12, got {h}×{w}"
+    );
+    let he = |fan_in: usize| (2.0 / fan_in as f64).sqrt();
+    let relu =
+        |name: &str| -> Box<dyn Layer<T>> { Box::new(Activation::new(name, ActivationKind::Relu)) };
+    let pool = |name: &str| Pool2d::new(name, PoolKind::Max, 2, 2, 0);
+    let (h1, w1) = (h / 2, w / 2);
+    let (h2, w2) = ((h1 - 4) / 2, (w1 - 4) / 2);
+    let features = 16 * h2 * w2;
+    let layers: Vec<Box<dyn Layer<T>>> = vec![
+        Box::new(Reshape {
+            name: "image".into(),
+            shape: image.to_vec(),
+        }),
+        Box::new(Conv2d::new(
+            "conv1",
+            c,
+            6,
+            5,
+            1,
+            2,
+            true,
+            (h, w),
+            he(25 * c),
+            rng_w,
+            rng_b,
+        )),
+        relu("relu1"),
+        Box::new(pool("pool1")),
+        Box::new(Conv2d::new(
+            "conv2",
+            6,
+            16,
+            5,
+            1,
+            0,
+            true,
+            (h1, w1),
+            he(150),
+            rng_w,
+            rng_b,
+        )),
+        relu("relu2"),
+        Box::new(pool("pool2")),
+        Box::new(Reshape {
+            name: "flatten".into(),
+            shape: vec![features],
+        }),
+        Box::new(Linear::new(
+            "fc1",
+            features,
+            120,
+            he(features),
+            rng_w,
+            rng_b,
+        )),
+        relu("relu3"),
+        Box::new(Linear::new("fc2", 120, 84, he(120), rng_w, rng_b)),
+        relu("relu4"),
+        Box::new(Linear::new("fc3", 84, classes, he(84), rng_w, rng_b)),
+    ];
+    Network { layers }
+}
