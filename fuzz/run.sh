@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 secs=${1:-20}
 export RUSTC_BOOTSTRAP=1
-for target in idx checkpoint config image_archive; do
+for target in idx checkpoint config image_archive cifar_bin; do
   mkdir -p "corpus/$target"
   log="corpus/$target.log"
   if ! cargo fuzz run --sanitizer none -O "$target" "corpus/$target" "seeds/$target" -- \

@@ -82,7 +82,7 @@ pub struct TrainArgs {
     /// MLP nonlinearity: relu, tanh, sigmoid.
     #[arg(long, value_parser = name::<nowt::layers::ActivationKind>)]
     pub activation: Option<nowt::layers::ActivationKind>,
-    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, image-folder.
+    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, cifar100, image-folder.
     #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
     pub dataset: Option<nowt::data::DatasetKind>,
     /// Directory holding the dataset's files.
@@ -100,9 +100,22 @@ pub struct TrainArgs {
     /// Use Nesterov momentum.
     #[arg(long)]
     pub nesterov: bool,
-    /// CIFAR augmentation: random crop of the 4-padded image and horizontal flip.
+    /// Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the
+    /// ImageNet random-resized crop and flip.
     #[arg(long)]
     pub augment: bool,
+    /// Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop).
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Train on a seeded random subset of N training samples (0: all).
+    #[arg(long)]
+    pub train_limit: Option<usize>,
+    /// Evaluate on a seeded random subset of N test samples (0: all).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Threads that decode and augment batches in the background.
+    #[arg(long)]
+    pub data_threads: Option<usize>,
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule: constant, multistep, cosine.
@@ -177,6 +190,12 @@ pub struct BenchArgs {
     /// Input size (MNIST: 784).
     #[arg(long, default_value_t = 784)]
     pub inputs: usize,
+    /// Convnets: input images of S×S (CIFAR: 32, ImageNet: 224).
+    #[arg(long, default_value_t = 32)]
+    pub image_size: usize,
+    /// Classes of the classifier.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
     #[arg(long, value_parser = rule, default_value = "backprop")]
     pub rule: RuleKind,
     #[arg(long, default_value_t = 128)]

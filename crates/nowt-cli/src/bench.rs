@@ -41,14 +41,17 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         .num_threads(a.threads.max(1))
         .build()
         .context("--threads")?;
-    let classes = 10;
+    let classes = a.classes.max(1);
     let ms = pool.install(|| {
         let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
-        // The peer's inputs: flat MNIST-sized vectors for the MLP, CIFAR images for the ResNets.
+        // The peer's inputs: flat MNIST-sized vectors for the MLP, CIFAR images for the
+        // convnets (LeNet-5: one channel), or `--image-size`.
         let input = match a.model {
             nowt::config::ModelKind::Mlp => [1, 1, a.inputs],
-            _ => [3, 32, 32],
+            nowt::config::ModelKind::Lenet5 => [1, a.image_size, a.image_size],
+            _ => [3, a.image_size, a.image_size],
         };
+        cfg.model.check_input(input)?;
         let mut net = build_model(&cfg, input, classes, rule.as_ref());
         // The peer's optimiser: lr 0.05, momentum 0.9, weight decay 1e-4.
         let sgd = Sgd {
@@ -73,8 +76,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         Ok::<f64, anyhow::Error>(times[times.len() / 2])
     })?;
     println!(
-        "NOWT model={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}",
+        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}",
         a.model.name(),
+        a.image_size,
         a.rule.alias(),
         a.batch,
         a.threads,

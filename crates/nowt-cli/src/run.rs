@@ -64,6 +64,10 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(threads = a.threads);
     set!(val_fraction = a.val_fraction);
     set!(probe_size = a.probe_size);
+    set!(image_size = a.image_size);
+    set!(train_limit = a.train_limit);
+    set!(test_limit = a.test_limit);
+    set!(data_threads = a.data_threads);
     set!(rules.fa_init_scale = a.fa_init_scale);
     set!(rules.ss_scale = a.ss_scale);
     set!(rules.wm.sigma = a.wm_sigma);
@@ -169,13 +173,8 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
 
 /// The dataset `cfg` names.
 fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
-    nowt::data::load(
-        cfg.dataset,
-        cfg.data_dir.as_deref(),
-        cfg.val_fraction,
-        cfg.seed,
-    )
-    .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))
+    nowt::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
+        .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))
 }
 
 /// The dataset `cfg` names, which must fit the model of checkpoint `path`.
@@ -413,7 +412,7 @@ pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
         .num_threads(a.threads)
         .build()
         .context("--threads")?;
-    let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test));
+    let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test))?;
     println!(
         "{}: {} test, {} samples: top-1 err {}{}  loss {:.4}  (trained {} epochs + {} steps under {})",
         a.checkpoint.display(),
@@ -440,14 +439,15 @@ fn deg(x: Option<f64>) -> String {
 fn epoch_line(r: &nowt::train::EpochRecord, epochs: usize) -> String {
     let top = r.layers.last();
     format!(
-        "epoch {:>3}/{epochs}  loss {:.4}  train err {}  test err {}  out ∠(W,M) {}  {:.0} img/s  {:.1}s",
+        "epoch {:>3}/{epochs}  loss {:.4}  train err {}  test err {}  out ∠(W,M) {}  {:.0} img/s  {:.1}s (data wait {:.1}s)",
         r.epoch,
         r.train.loss,
         pct(r.train.top1_err),
         pct(r.test.top1_err),
         deg(top.and_then(|l| l.weight_angle_deg)),
         r.images_per_s,
-        r.seconds
+        r.seconds,
+        r.data_wait_s
     )
 }
 
@@ -515,8 +515,8 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         );
     }
     t += &format!(
-        "  {:.1} s in all, {:.0} train images/s in the last epoch\n",
-        s.total_seconds, r.images_per_s
+        "  {:.1} s in all, {:.0} train images/s in the last epoch ({:.1} s of it waiting for data)\n",
+        s.total_seconds, r.images_per_s, r.data_wait_s
     );
     t
 }

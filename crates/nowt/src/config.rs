@@ -130,9 +130,20 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Training samples in the fixed probe batch for δ-angles. Default 256.
     pub probe_size: usize,
-    /// CIFAR augmentation of training batches: random crop of the 4-padded image and
-    /// horizontal flip. Default false.
+    /// Augmentation of training batches: for decoded images (CIFAR, MNIST) a random crop of
+    /// the 4-padded image and a horizontal flip; for image folders with `image_size`, the
+    /// ImageNet random-resized crop and flip. Default false.
     pub augment: bool,
+    /// Image folders: crop size `S` of the ImageNet transforms (training: random-resized crop
+    /// with `augment`; evaluation: resize to `S·256/224`, centre crop `S`). 0 keeps the images'
+    /// own size. Default 0.
+    pub image_size: usize,
+    /// Train on a seeded random subset of this many training samples; 0: all. Default 0.
+    pub train_limit: usize,
+    /// Evaluate on a seeded random subset of this many test samples; 0: all. Default 0.
+    pub test_limit: usize,
+    /// Threads that decode and augment batches in the background. Default 1.
+    pub data_threads: usize,
     /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
     pub out: Option<PathBuf>,
     /// Per-rule knobs.
@@ -163,6 +174,10 @@ impl Default for TrainConfig {
             val_fraction: 0.0,
             probe_size: 256,
             augment: false,
+            image_size: 0,
+            train_limit: 0,
+            test_limit: 0,
+            data_threads: 1,
             out: None,
             rules: RuleConfig::default(),
         }
@@ -221,10 +236,30 @@ impl TrainConfig {
                 format!("layer sizes must be positive, got {:?}", self.hidden),
             );
         }
+        if self.data_threads == 0 {
+            return bad("data_threads", "must be a positive integer, got 0".into());
+        }
+        if self.image_size > 4096 {
+            return bad(
+                "image_size",
+                format!("must be at most 4096, got {}", self.image_size),
+            );
+        }
         if self.probe_size == 0 {
             return bad("probe_size", "must be a positive integer, got 0".into());
         }
         self.rules.validate()
+    }
+
+    /// How the dataset is loaded.
+    pub fn load_options(&self) -> crate::data::LoadOptions {
+        crate::data::LoadOptions {
+            val_fraction: self.val_fraction,
+            seed: self.seed,
+            image_size: self.image_size,
+            train_limit: self.train_limit,
+            test_limit: self.test_limit,
+        }
     }
 
     /// The thread count actually used.

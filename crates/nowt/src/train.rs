@@ -7,7 +7,8 @@ use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ModelKind, TrainConfig};
-use crate::data::{augment_crop_flip, Dataset, Image, Split};
+use crate::data::prefetch::Prefetch;
+use crate::data::{Dataset, Image, Split};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
@@ -45,10 +46,12 @@ pub struct EpochRecord {
     pub test: Evaluation,
     /// Weight layers, bottom to top.
     pub layers: Vec<LayerRecord>,
-    /// Timing (varies run to run): wall seconds of the epoch including evaluation, and training
-    /// images per second.
+    /// Timing (varies run to run): wall seconds of the epoch including evaluation, training
+    /// images per second, and seconds training waited for batches from the data thread.
     pub seconds: f64,
     pub images_per_s: f64,
+    #[serde(default)]
+    pub data_wait_s: f64,
 }
 
 /// What the loop reports while it runs. Each event carries the state as it is after the
@@ -149,23 +152,28 @@ pub fn train_step<T: Real>(
     Ok((loss.f64(), outs.pop().expect("logits")))
 }
 
+/// Values of input per evaluation chunk (1,000 CIFAR images; 27 at 224×224), which bounds
+/// the memory of the largest activation.
+const EVAL_CHUNK_VALUES: usize = 1 << 22;
+
 /// Loss and top-1/top-5 error over `data`, in evaluation mode.
-pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Evaluation {
+pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {
     let (mut loss, mut top1, mut top5) = (0f64, 0usize, 0usize);
     let idx: Vec<usize> = (0..data.len()).collect();
-    for chunk in idx.chunks(1000) {
-        let (x, y) = data.batch(chunk);
+    let chunk_len = (EVAL_CHUNK_VALUES / data.dim.max(1)).clamp(1, 1000);
+    for chunk in idx.chunks(chunk_len) {
+        let (x, y) = data.batch(chunk)?;
         let logits = net.predict(&x, false);
         loss += softmax_cross_entropy(&logits, &y).0 as f64 * chunk.len() as f64;
         top1 += top_k_correct(&logits, &y, 1);
         top5 += top_k_correct(&logits, &y, 5);
     }
     let n = data.len().max(1) as f64;
-    Evaluation {
+    Ok(Evaluation {
         loss: loss / n,
         top1_err: 1.0 - top1 as f64 / n,
         top5_err: (data.classes >= 10).then(|| 1.0 - top5 as f64 / n),
-    }
+    })
 }
 
 /// Per weight layer: `∠(W, M)`, `‖M‖/‖W‖`, sign concordance, and the angle between the rule's
@@ -306,13 +314,18 @@ pub fn train_from(
         .num_threads(cfg.resolved_threads())
         .build()
         .map_err(|e| Error::config("threads", e.to_string()))?;
-    pool.install(|| run(cfg, data, state, on_event))
+    let data_pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(cfg.data_threads)
+        .build()
+        .map_err(|e| Error::config("data_threads", e.to_string()))?;
+    pool.install(|| run(cfg, data, state, &data_pool, on_event))
 }
 
 fn run(
     cfg: &TrainConfig,
     data: &Split,
     st: &mut TrainState,
+    data_pool: &rayon::ThreadPool,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
     let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
@@ -331,7 +344,7 @@ fn run(
         epochs: cfg.epochs,
     };
     let probe_idx: Vec<usize> = (0..cfg.probe_size.min(data.train.len())).collect();
-    let (probe_x, probe_y) = data.train.batch(&probe_idx);
+    let (probe_x, probe_y) = data.train.batch(&probe_idx)?;
 
     if !st.warmed_up {
         rule.before_training(&mut st.net.weight_layers_mut(), &mut st.rng_mirror);
@@ -354,53 +367,63 @@ fn run(
         let order = epoch_order(cfg.seed, epoch, data.train.len());
         let mut lr = schedule.lr(epoch, steps.saturating_sub(1), steps);
         let seen_before = st.sums.seen;
-        while st.step < steps {
-            let step = st.step;
-            let idx = &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())];
-            lr = schedule.lr(epoch, step, steps);
-            let (mut x, y) = data.train.batch(idx);
-            if cfg.augment {
+        let batch_idx = |step: usize| {
+            &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())]
+        };
+        // Batches are made (gathered, decoded, augmented) on a background thread, ahead of use.
+        let waited = std::thread::scope(|scope| -> Result<Option<f64>> {
+            let mut batches = Prefetch::spawn(scope, st.step..steps, |step| {
                 // A generator per step, so a resumed run augments exactly as an unbroken one.
                 let stream = STREAM_AUGMENT + ((((epoch as u64) << 24) | step as u64) << 8);
-                augment_crop_flip(
-                    &mut x,
-                    data.train.shape,
-                    4,
-                    &mut crate::rng(cfg.seed, stream),
-                );
+                let mut rng = crate::rng(cfg.seed, stream);
+                data_pool.install(|| {
+                    data.train
+                        .train_batch(batch_idx(step), cfg.augment, &mut rng)
+                })
+            });
+            while st.step < steps {
+                let step = st.step;
+                lr = schedule.lr(epoch, step, steps);
+                let (x, y) = batches
+                    .next()
+                    .ok_or_else(|| Error::config("data_threads", "the data thread stopped"))??;
+                let (loss, logits) = train_step(
+                    &mut st.net,
+                    rule.as_ref(),
+                    &sgd,
+                    &x,
+                    &y,
+                    lr,
+                    &mut st.rng_mirror,
+                )
+                .map_err(|origin| Error::NonFinite {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    origin,
+                })?;
+                st.sums.loss += loss * y.len() as f64;
+                st.sums.top1 += top_k_correct(&logits, &y, 1);
+                st.sums.top5 += top_k_correct(&logits, &y, 5);
+                st.sums.seen += y.len();
+                st.step += 1;
+                let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
+                if on_event(Event::Step {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    loss,
+                    images_per_s,
+                    state: st,
+                })
+                .is_break()
+                {
+                    return Ok(None);
+                }
             }
-            let (loss, logits) = train_step(
-                &mut st.net,
-                rule.as_ref(),
-                &sgd,
-                &x,
-                &y,
-                lr,
-                &mut st.rng_mirror,
-            )
-            .map_err(|origin| Error::NonFinite {
-                epoch: epoch + 1,
-                step: step + 1,
-                origin,
-            })?;
-            st.sums.loss += loss * idx.len() as f64;
-            st.sums.top1 += top_k_correct(&logits, &y, 1);
-            st.sums.top5 += top_k_correct(&logits, &y, 5);
-            st.sums.seen += idx.len();
-            st.step += 1;
-            let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
-            if on_event(Event::Step {
-                epoch: epoch + 1,
-                step: step + 1,
-                loss,
-                images_per_s,
-                state: st,
-            })
-            .is_break()
-            {
-                return Ok(Outcome::Stopped);
-            }
-        }
+            Ok(Some(batches.waited.as_secs_f64()))
+        })?;
+        let Some(data_wait_s) = waited else {
+            return Ok(Outcome::Stopped);
+        };
         let train_seconds = t0.elapsed().as_secs_f64();
         let n = st.sums.seen.max(1) as f64;
         let train_eval = Evaluation {
@@ -408,8 +431,11 @@ fn run(
             top1_err: 1.0 - st.sums.top1 as f64 / n,
             top5_err: (data.train.classes >= 10).then(|| 1.0 - st.sums.top5 as f64 / n),
         };
-        let test = evaluate(&mut st.net, &data.test);
-        let val = data.val.as_ref().map(|v| evaluate(&mut st.net, v));
+        let test = evaluate(&mut st.net, &data.test)?;
+        let val = match &data.val {
+            Some(v) => Some(evaluate(&mut st.net, v)?),
+            None => None,
+        };
         let layers = layer_records(&mut st.net, rule.as_ref(), &probe_x, &probe_y);
         let record = EpochRecord {
             epoch: epoch + 1,
@@ -420,6 +446,7 @@ fn run(
             layers,
             seconds: t0.elapsed().as_secs_f64(),
             images_per_s: (st.sums.seen - seen_before) as f64 / train_seconds,
+            data_wait_s,
         };
         if st.best.is_none_or(|(e, _)| record.test.top1_err < e) {
             st.best = Some((record.test.top1_err, epoch + 1));

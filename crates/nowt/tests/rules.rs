@@ -14,13 +14,13 @@ use nowt::tensor::{Real, Tensor};
 use nowt::train::{build_model, train_step};
 
 fn digits_batches(batch: usize, count: usize) -> Vec<(Tensor<f32>, Vec<u32>)> {
-    let split = data::load(DatasetKind::Digits, None, 0.0, 0).unwrap();
+    let split = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
     (0..count)
         .map(|i| {
             let idx: Vec<usize> = (0..batch)
                 .map(|j| (i * batch + j) % split.train.len())
                 .collect();
-            split.train.batch(&idx)
+            split.train.batch(&idx).unwrap()
         })
         .collect()
 }
@@ -125,7 +125,7 @@ fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
 #[test]
 fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
     let (eta, steps) = (0.05, 25);
-    let split = data::load(DatasetKind::Digits, None, 0.0, 0).unwrap();
+    let split = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
     for lambda in [0.0, 0.01, 0.2] {
         let kp = KolenPollack { decay: lambda };
         let mut net = mlp::<f64>(
@@ -155,7 +155,7 @@ fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
         let mut rng = nowt::rng(0, 3);
         for t in 1..=steps {
             let idx: Vec<usize> = (t * 16..t * 16 + 16).collect();
-            let (x, y) = split.train.batch(&idx);
+            let (x, y) = split.train.batch(&idx).unwrap();
             train_step(&mut net, &kp, &sgd, &x.cast::<f64>(), &y, eta, &mut rng).unwrap();
             let factor = (1.0 - eta * lambda).powi(t as i32);
             for (d, d0) in diff(&net).iter().zip(&d0) {

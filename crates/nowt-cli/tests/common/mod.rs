@@ -38,6 +38,7 @@ pub fn untimed(mut records: Vec<Value>) -> Vec<Value> {
         let o = r.as_object_mut().unwrap();
         o.remove("seconds");
         o.remove("images_per_s");
+        o.remove("data_wait_s");
     }
     records
 }

@@ -37,13 +37,7 @@ pub fn load() -> Result<(Dataset, Dataset)> {
         x.extend(vals[..64].iter().map(|v| v / 16.0));
         y.push(vals[64] as u32);
     }
-    let all = Dataset {
-        x,
-        y,
-        dim: 64,
-        shape: [1, 8, 8],
-        classes: 10,
-    };
+    let all = Dataset::dense(x, y, [1, 8, 8], 10);
     let mut idx: Vec<usize> = (0..all.len()).collect();
     idx.shuffle(&mut crate::rng(0x5eed_d161, 0));
     Ok((all.subset(&idx[TEST..]), all.subset(&idx[..TEST])))

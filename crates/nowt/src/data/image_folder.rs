@@ -9,18 +9,17 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
+use super::transform::{Source, MAX_IMAGE_BYTES};
 use super::Dataset;
 use crate::{Error, Result};
 
-/// Encoded images of one split: (class name, file name for messages, bytes).
-type Files = Vec<(String, String, Vec<u8>)>;
+/// Encoded images of one split: (class name, image).
+type Files = Vec<(String, Source)>;
 
-/// Refuse single images larger than this (no dataset here comes near it).
-const MAX_IMAGE_BYTES: u64 = 64 << 20;
-
-/// Loads the train and test (or val) splits. All images of a split must share one size (no
-/// resizing yet); [`super::load`] checks that the splits agree.
-pub fn load(root: &Path) -> Result<(Dataset, Dataset)> {
+/// Loads the train and test (or val) splits. With `image_size` 0 all images are decoded now
+/// and must share one size; otherwise they stay encoded and are cropped to `image_size` when
+/// a batch is made. [`super::load`] checks that the splits agree.
+pub fn load(root: &Path, image_size: usize) -> Result<(Dataset, Dataset)> {
     let splits = if root.is_file() {
         let file = fs::File::open(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
@@ -30,15 +29,23 @@ pub fn load(root: &Path) -> Result<(Dataset, Dataset)> {
     } else {
         read_dir(root)?
     };
-    from_splits(root, splits)
+    from_splits(root, splits, image_size)
 }
 
 /// Loads an image folder from the bytes of its `.tar.gz` (`path` only names it in messages).
-pub fn from_tar_gz_bytes(bytes: &[u8], path: &Path) -> Result<(Dataset, Dataset)> {
-    from_splits(path, read_tar_gz(bytes, path)?)
+pub fn from_tar_gz_bytes(
+    bytes: &[u8],
+    path: &Path,
+    image_size: usize,
+) -> Result<(Dataset, Dataset)> {
+    from_splits(path, read_tar_gz(bytes, path)?, image_size)
 }
 
-fn from_splits(root: &Path, mut splits: BTreeMap<String, Files>) -> Result<(Dataset, Dataset)> {
+fn from_splits(
+    root: &Path,
+    mut splits: BTreeMap<String, Files>,
+    image_size: usize,
+) -> Result<(Dataset, Dataset)> {
     let train = splits.remove("train").ok_or_else(|| {
         Error::data(
             root,
@@ -55,11 +62,17 @@ fn from_splits(root: &Path, mut splits: BTreeMap<String, Files>) -> Result<(Data
             )
         })?;
     let classes: Vec<String> = {
-        let mut c: Vec<String> = train.iter().map(|(c, _, _)| c.clone()).collect();
+        let mut c: Vec<String> = train.iter().map(|(c, _)| c.clone()).collect();
         c.sort();
         c.dedup();
         c
     };
+    if image_size > 0 {
+        return Ok((
+            encoded(train, &classes, image_size)?,
+            encoded(test, &classes, image_size)?,
+        ));
+    }
     let train = decode(root, train, &classes)?;
     let test = decode(root, test, &classes)?;
     Ok((train, test))
@@ -103,11 +116,11 @@ fn read_tar_gz(reader: impl Read, path: &Path) -> Result<BTreeMap<String, Files>
             .take(MAX_IMAGE_BYTES)
             .read_to_end(&mut bytes)
             .map_err(io)?;
-        out.entry(split).or_default().push((
-            class,
-            format!("{}:{}", path.display(), name.display()),
-            bytes,
-        ));
+        let source = Source::Bytes {
+            name: format!("{}:{}", path.display(), name.display()).into(),
+            bytes: bytes.into(),
+        };
+        out.entry(split).or_default().push((class, source));
     }
     Ok(out)
 }
@@ -148,67 +161,67 @@ fn read_dir(root: &Path) -> Result<BTreeMap<String, Files>> {
                 ));
             }
             for f in files {
-                let bytes = fs::read(&f).map_err(|source| Error::Io {
-                    path: f.clone(),
-                    source,
-                })?;
-                out.entry(split.clone()).or_default().push((
-                    class.clone(),
-                    f.display().to_string(),
-                    bytes,
-                ));
+                out.entry(split.clone())
+                    .or_default()
+                    .push((class.clone(), Source::File(f.into())));
             }
         }
     }
     Ok(out)
 }
 
-/// Decodes every image (in parallel) to `[C, H, W]` values in `[0, 1]`, RGB.
-fn decode(root: &Path, files: Files, classes: &[String]) -> Result<Dataset> {
-    let decoded: Vec<(u32, u32, u32, Vec<f32>)> = files
-        .par_iter()
-        .map(|(class, name, bytes)| {
-            let label = classes.binary_search(class).map_err(|_| {
+/// The label of every image, by its class's place in the sorted training classes.
+fn labels(files: &Files, classes: &[String]) -> Result<Vec<u32>> {
+    files
+        .iter()
+        .map(|(class, source)| {
+            classes.binary_search(class).map(|l| l as u32).map_err(|_| {
                 Error::data(
-                    name.as_str(),
+                    source.name(),
                     format!("class '{class}' does not appear in the training split"),
                 )
-            })?;
-            let img = image::load_from_memory(bytes)
-                .map_err(|e| Error::data(name.as_str(), format!("cannot decode image: {e}")))?;
-            let rgb = img.to_rgb8();
+            })
+        })
+        .collect()
+}
+
+/// The images kept encoded, to be decoded per batch at `size × size`.
+fn encoded(files: Files, classes: &[String], size: usize) -> Result<Dataset> {
+    let y = labels(&files, classes)?;
+    let sources = files.into_iter().map(|(_, s)| s).collect();
+    Ok(Dataset::encoded(sources, y, size, classes.len()))
+}
+
+/// Decodes every image (in parallel) to `[C, H, W]` values in `[0, 1]`, RGB.
+fn decode(root: &Path, files: Files, classes: &[String]) -> Result<Dataset> {
+    let y = labels(&files, classes)?;
+    let decoded: Vec<(u32, u32, Vec<f32>)> = files
+        .par_iter()
+        .map(|(_, source)| {
+            let rgb = source.decode()?;
             let (w, h) = rgb.dimensions();
-            let plane = (w * h) as usize;
-            let mut chw = vec![0f32; 3 * plane];
-            for (i, p) in rgb.pixels().enumerate() {
-                for c in 0..3 {
-                    chw[c * plane + i] = p[c] as f32 / 255.0;
-                }
-            }
-            Ok((label as u32, h, w, chw))
+            let mut chw = vec![0f32; 3 * (w * h) as usize];
+            super::transform::to_chw(&rgb, &[], &mut chw);
+            Ok((h, w, chw))
         })
         .collect::<Result<_>>()?;
-    let Some(&(_, h, w, _)) = decoded.first() else {
+    let Some(&(h, w, _)) = decoded.first() else {
         return Err(Error::data(root, "no images"));
     };
     let mut x = Vec::with_capacity(decoded.len() * 3 * (h * w) as usize);
-    let mut y = Vec::with_capacity(decoded.len());
-    for ((label, hi, wi, chw), (_, name, _)) in decoded.into_iter().zip(&files) {
+    for ((hi, wi, chw), (_, source)) in decoded.into_iter().zip(&files) {
         if (hi, wi) != (h, w) {
             return Err(Error::data(
-                name.as_str(),
-                format!("image is {wi}×{hi}, the others {w}×{h} (nowt does not resize yet)"),
+                source.name(),
+                format!("image is {wi}×{hi}, the others {w}×{h} (pass --image-size to resize)"),
             ));
         }
         x.extend_from_slice(&chw);
-        y.push(label);
     }
-    let shape = [3, h as usize, w as usize];
-    Ok(Dataset {
+    Ok(Dataset::dense(
         x,
         y,
-        dim: shape.iter().product(),
-        shape,
-        classes: classes.len(),
-    })
+        [3, h as usize, w as usize],
+        classes.len(),
+    ))
 }

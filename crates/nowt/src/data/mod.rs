@@ -1,14 +1,22 @@
-//! Datasets: the embedded 8×8 digits, MNIST and Fashion-MNIST (IDX), with seeded shuffling,
-//! an optional validation split and per-dataset normalisation.
+//! Datasets: the embedded 8×8 digits, MNIST and Fashion-MNIST (IDX), CIFAR-10/100 (binary or
+//! image folders) and ImageNet-layout image folders, with seeded shuffling, an optional
+//! validation split, per-channel normalisation and augmentation.
 
+pub mod cifar_bin;
 mod digits;
 pub mod idx;
 pub mod image_folder;
+pub mod prefetch;
+pub mod transform;
 
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
+use rand::RngCore;
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+
+pub use transform::Source;
 
 use crate::tensor::Tensor;
 use crate::{Error, Result};
@@ -23,18 +31,22 @@ pub enum DatasetKind {
     Mnist,
     /// Fashion-MNIST IDX files in `data_dir` (Debian: `/usr/share/datasets/fashion-mnist`).
     FashionMnist,
-    /// CIFAR-10 as an image folder (`{train,test}/<class>/*.jpg`), a directory or its `.tar.gz`.
+    /// CIFAR-10: the official binary files (`data_batch_*.bin`, a directory or the official
+    /// `.tar.gz`) or an image folder (`{train,test}/<class>/*.jpg`, a directory or its `.tar.gz`).
     Cifar10,
+    /// CIFAR-100 (fine labels): the official binary files (`train.bin`, `test.bin`).
+    Cifar100,
     /// Any image folder in the ImageNet layout (`{train,val}/<class>/*.{jpg,png}`) in `data_dir`.
     ImageFolder,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 5] = [
+    pub const ALL: [DatasetKind; 6] = [
         DatasetKind::Digits,
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::Cifar10,
+        DatasetKind::Cifar100,
         DatasetKind::ImageFolder,
     ];
 
@@ -44,6 +56,7 @@ impl DatasetKind {
             DatasetKind::Mnist => "mnist",
             DatasetKind::FashionMnist => "fashion-mnist",
             DatasetKind::Cifar10 => "cifar10",
+            DatasetKind::Cifar100 => "cifar100",
             DatasetKind::ImageFolder => "image-folder",
         }
     }
@@ -55,6 +68,7 @@ impl DatasetKind {
             DatasetKind::Mnist => Some(PathBuf::from("data/mnist")),
             DatasetKind::FashionMnist => Some(PathBuf::from("/usr/share/datasets/fashion-mnist")),
             DatasetKind::Cifar10 => Some(PathBuf::from("../shared/data/cifar10-jpeg.tar.gz")),
+            DatasetKind::Cifar100 => Some(PathBuf::from("data/cifar-100-binary")),
             DatasetKind::ImageFolder => Some(PathBuf::from("data/images")),
         }
     }
@@ -63,45 +77,140 @@ impl DatasetKind {
 /// The shape of one sample, `[C, H, W]` (channels, height, width).
 pub type Image = [usize; 3];
 
-/// Samples as flat `f32` rows with integer labels.
+/// Samples with integer labels: decoded flat `f32` rows, or encoded images decoded (and
+/// resized) per batch.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Dataset {
-    /// `[len, dim]`, row-major.
+    /// `[len, dim]`, row-major, normalised (empty when the samples are `encoded`).
     pub x: Vec<f32>,
     pub y: Vec<u32>,
     /// Values per sample (`C·H·W`).
     pub dim: usize,
-    /// The shape of one sample.
+    /// The shape of one sample (for encoded images: the size they are cropped to).
     pub shape: Image,
     pub classes: usize,
+    /// Encoded images, decoded per batch with the ImageNet transforms (empty for `x`).
+    pub encoded: Vec<Source>,
+    /// Per-channel `(mean, std)` that decoded images are normalised by.
+    pub norm: Vec<(f32, f32)>,
 }
 
 impl Dataset {
+    /// Decoded samples `x: [len, C·H·W]` (not yet normalised).
+    pub fn dense(x: Vec<f32>, y: Vec<u32>, shape: Image, classes: usize) -> Self {
+        Self {
+            x,
+            y,
+            dim: shape.iter().product(),
+            shape,
+            classes,
+            encoded: Vec::new(),
+            norm: Vec::new(),
+        }
+    }
+
+    /// Encoded images, cropped to `size × size` when decoded.
+    pub fn encoded(encoded: Vec<Source>, y: Vec<u32>, size: usize, classes: usize) -> Self {
+        let shape = [3, size, size];
+        Self {
+            x: Vec::new(),
+            y,
+            dim: shape.iter().product(),
+            shape,
+            classes,
+            encoded,
+            norm: Vec::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.y.len()
     }
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
+    pub fn is_encoded(&self) -> bool {
+        !self.encoded.is_empty()
+    }
 
-    /// Gathers the samples at `idx` into a batch `[idx.len(), dim]`.
-    pub fn batch(&self, idx: &[usize]) -> (Tensor<f32>, Vec<u32>) {
-        let mut x = Vec::with_capacity(idx.len() * self.dim);
-        for &i in idx {
-            x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+    /// The samples at `idx` as an evaluation batch `[idx.len(), dim]` (encoded images: resized
+    /// and centre-cropped).
+    pub fn batch(&self, idx: &[usize]) -> Result<(Tensor<f32>, Vec<u32>)> {
+        self.make_batch(idx, None)
+    }
+
+    /// The samples at `idx` as a training batch: with `augment`, CIFAR-style crop and flip of
+    /// decoded images, or random-resized crop and flip of encoded ones, drawn from `rng`.
+    pub fn train_batch(
+        &self,
+        idx: &[usize],
+        augment: bool,
+        rng: &mut crate::Rng,
+    ) -> Result<(Tensor<f32>, Vec<u32>)> {
+        self.make_batch(idx, augment.then_some(rng))
+    }
+
+    fn make_batch(
+        &self,
+        idx: &[usize],
+        rng: Option<&mut crate::Rng>,
+    ) -> Result<(Tensor<f32>, Vec<u32>)> {
+        let y = idx.iter().map(|&i| self.y[i]).collect();
+        if !self.is_encoded() {
+            let mut x = Vec::with_capacity(idx.len() * self.dim);
+            for &i in idx {
+                x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+            }
+            let mut x = Tensor::from_vec(&[idx.len(), self.dim], x);
+            if let Some(rng) = rng {
+                augment_crop_flip(&mut x, self.shape, 4, rng);
+            }
+            return Ok((x, y));
         }
-        (
-            Tensor::from_vec(&[idx.len(), self.dim], x),
-            idx.iter().map(|&i| self.y[i]).collect(),
-        )
+        // One seed per image, drawn in order, so the result does not depend on the threads.
+        let seeds: Option<Vec<u64>> = rng.map(|r| idx.iter().map(|_| r.next_u64()).collect());
+        let size = self.shape[1] as u32;
+        let mut x = vec![0f32; idx.len() * self.dim];
+        x.par_chunks_mut(self.dim)
+            .zip(idx.par_iter())
+            .enumerate()
+            .try_for_each(|(k, (out, &i))| -> Result<()> {
+                let img = self.encoded[i].decode()?;
+                let img = match &seeds {
+                    Some(s) => {
+                        use rand::SeedableRng;
+                        transform::random_resized_crop(
+                            &img,
+                            size,
+                            &mut crate::Rng::seed_from_u64(s[k]),
+                        )
+                    }
+                    None => transform::resize_centre_crop(&img, size),
+                };
+                transform::to_chw(&img, &self.norm, out);
+                Ok(())
+            })?;
+        Ok((Tensor::from_vec(&[idx.len(), self.dim], x), y))
     }
 
     /// The samples at `idx` as a new dataset.
     pub fn subset(&self, idx: &[usize]) -> Dataset {
-        let (x, y) = self.batch(idx);
+        let mut x = Vec::new();
+        if !self.is_encoded() {
+            x.reserve(idx.len() * self.dim);
+            for &i in idx {
+                x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+            }
+        }
         Dataset {
-            x: x.into_data(),
-            y,
+            x,
+            y: idx.iter().map(|&i| self.y[i]).collect(),
+            encoded: if self.is_encoded() {
+                idx.iter().map(|&i| self.encoded[i].clone()).collect()
+            } else {
+                Vec::new()
+            },
+            norm: self.norm.clone(),
             dim: self.dim,
             shape: self.shape,
             classes: self.classes,
@@ -117,14 +226,35 @@ pub struct Split {
     pub test: Dataset,
 }
 
-/// Loads a dataset, holds out `val_fraction` of the training set (seeded by `seed`) and
-/// normalises every split by the training set's mean and standard deviation.
-pub fn load(
-    kind: DatasetKind,
-    data_dir: Option<&Path>,
-    val_fraction: f64,
-    seed: u64,
-) -> Result<Split> {
+/// How to load a dataset beyond which one and where.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Fraction of the training set held out for validation (seeded by `seed`), in `[0, 1)`.
+    pub val_fraction: f64,
+    pub seed: u64,
+    /// Image folders: 0 keeps the images' own size (all must share it); `S > 0` keeps them
+    /// encoded and decodes per batch with the ImageNet transforms to `S × S`.
+    pub image_size: usize,
+    /// Use only this many training samples (a seeded random subset); 0: all.
+    pub train_limit: usize,
+    /// Use only this many test samples (a seeded random subset); 0: all.
+    pub test_limit: usize,
+}
+
+/// Training images the normalisation of encoded datasets is estimated from.
+const NORM_SAMPLE: usize = 500;
+
+/// Loads a dataset, holds out `val_fraction` of the training set (seeded by `seed`), keeps the
+/// requested subsets and normalises every split per channel by the training set's mean and
+/// standard deviation (encoded images: estimated on up to 500 of them).
+pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> Result<Split> {
+    let LoadOptions {
+        val_fraction,
+        seed,
+        image_size,
+        train_limit,
+        test_limit,
+    } = *opts;
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(Error::config(
             "val_fraction",
@@ -139,6 +269,7 @@ pub fn load(
             .or_else(|| kind.default_dir())
             .expect("file datasets have a default dir"),
     };
+    let binary = |v| image_size == 0 && cifar_bin::is_binary(&source, v);
     let (mut train, mut test) = match kind {
         DatasetKind::Digits => digits::load()?,
         _ if !source.exists() => {
@@ -148,8 +279,22 @@ pub fn load(
             ));
         }
         DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&source)?,
-        DatasetKind::Cifar10 | DatasetKind::ImageFolder => image_folder::load(&source)?,
+        DatasetKind::Cifar10 if binary(cifar_bin::Variant::Cifar10) => {
+            cifar_bin::load(&source, cifar_bin::Variant::Cifar10)?
+        }
+        DatasetKind::Cifar100 => cifar_bin::load(&source, cifar_bin::Variant::Cifar100)?,
+        DatasetKind::Cifar10 | DatasetKind::ImageFolder => image_folder::load(&source, image_size)?,
     };
+    if image_size > 0 && !train.is_encoded() {
+        return Err(Error::config(
+            "image_size",
+            format!(
+                "only image folders are resized; {} comes decoded at {:?}",
+                kind.name(),
+                train.shape
+            ),
+        ));
+    }
     if train.shape != test.shape {
         return Err(Error::data(
             &source,
@@ -167,12 +312,45 @@ pub fn load(
         val = Some(train.subset(&idx[..n_val]));
         train = train.subset(&idx[n_val..]);
     }
-    // Per channel, from the training set.
-    let (c, plane) = (train.shape[0], train.shape[1] * train.shape[2]);
-    let stats: Vec<(f32, f32)> = (0..c)
+    for (d, limit, stream) in [(&mut train, train_limit, 10), (&mut test, test_limit, 11)] {
+        if limit > 0 && limit < d.len() {
+            let mut idx: Vec<usize> = (0..d.len()).collect();
+            idx.shuffle(&mut crate::rng(seed, stream));
+            idx.truncate(limit);
+            idx.sort_unstable();
+            *d = d.subset(&idx);
+        }
+    }
+    let stats = if train.is_encoded() {
+        let n = train.len().min(NORM_SAMPLE);
+        let (x, _) = train.batch(&(0..n).collect::<Vec<_>>())?;
+        channel_moments(x.data(), train.shape)
+    } else {
+        channel_moments(&train.x, train.shape)
+    };
+    for d in [Some(&mut train), val.as_mut(), Some(&mut test)]
+        .into_iter()
+        .flatten()
+    {
+        if d.is_encoded() {
+            d.norm = stats.clone();
+            continue;
+        }
+        let plane = d.shape[1] * d.shape[2];
+        for (i, p) in d.x.chunks_exact_mut(plane).enumerate() {
+            let (mean, std) = stats[i % d.shape[0]];
+            p.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        }
+    }
+    Ok(Split { train, val, test })
+}
+
+/// Per-channel mean and standard deviation of samples `x` of `shape`.
+fn channel_moments(x: &[f32], shape: Image) -> Vec<(f32, f32)> {
+    let (c, plane) = (shape[0], shape[1] * shape[2]);
+    (0..c)
         .map(|ch| {
-            let values: Vec<f32> = train
-                .x
+            let values: Vec<f32> = x
                 .chunks_exact(plane)
                 .skip(ch)
                 .step_by(c)
@@ -181,17 +359,7 @@ pub fn load(
                 .collect();
             moments(&values)
         })
-        .collect();
-    for d in [Some(&mut train), val.as_mut(), Some(&mut test)]
-        .into_iter()
-        .flatten()
-    {
-        for (i, p) in d.x.chunks_exact_mut(plane).enumerate() {
-            let (mean, std) = stats[i % c];
-            p.iter_mut().for_each(|v| *v = (*v - mean) / std);
-        }
-    }
-    Ok(Split { train, val, test })
+        .collect()
 }
 
 /// CIFAR-style augmentation of a batch `[N, C·H·W]` of images `shape`, in place: each image is
@@ -294,13 +462,12 @@ fn load_idx_pair(dir: &Path) -> Result<(Dataset, Dataset)> {
         if let Some(bad) = labels.data.iter().find(|&&l| l >= 10) {
             return Err(Error::data(&pl, format!("label {bad} out of range 0..10")));
         }
-        Ok(Dataset {
-            x: images.data.iter().map(|&p| p as f32 / 255.0).collect(),
-            y: labels.data.iter().map(|&l| l as u32).collect(),
-            dim: images.dims[1] * images.dims[2],
-            shape: [1, images.dims[1], images.dims[2]],
-            classes: 10,
-        })
+        Ok(Dataset::dense(
+            images.data.iter().map(|&p| p as f32 / 255.0).collect(),
+            labels.data.iter().map(|&l| l as u32).collect(),
+            [1, images.dims[1], images.dims[2]],
+            10,
+        ))
     };
     let train = part("train-images", "train-labels")?;
     let test = part("t10k-images", "t10k-labels")?;
@@ -313,7 +480,11 @@ mod tests {
 
     #[test]
     fn digits_are_embedded_and_normalised() {
-        let s = load(DatasetKind::Digits, None, 0.1, 0).unwrap();
+        let opts = LoadOptions {
+            val_fraction: 0.1,
+            ..Default::default()
+        };
+        let s = load(DatasetKind::Digits, None, &opts).unwrap();
         assert_eq!(
             s.train.len() + s.val.as_ref().unwrap().len() + s.test.len(),
             1797
