@@ -173,8 +173,10 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
 
 /// The dataset `cfg` names.
 fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
-    nowt::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
-        .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))
+    let data = nowt::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
+        .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    cfg.model.check_input(data.train.shape)?;
+    Ok(data)
 }
 
 /// The dataset `cfg` names, which must fit the model of checkpoint `path`.

@@ -453,3 +453,165 @@ fn broken_image_folders_are_named_in_the_error() {
         "corrupt or truncated archive",
     );
 }
+
+/// Writes CIFAR-10 binary files (`n` train records per batch file, `n` test records) into
+/// `dir/cifar-10-batches-bin/`, labels `i % 10`, pixels a function of the label.
+fn fake_cifar10_bin(dir: &std::path::Path, n: usize) -> std::path::PathBuf {
+    let root = dir.join("cifar-10-batches-bin");
+    fs::create_dir_all(&root).unwrap();
+    let records = |seed: usize| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                let label = ((i + seed) % 10) as u8;
+                std::iter::once(label).chain(
+                    (0..3072).map(move |p| (p as u8).wrapping_mul(label).wrapping_add(i as u8)),
+                )
+            })
+            .collect()
+    };
+    for b in 1..=5 {
+        fs::write(root.join(format!("data_batch_{b}.bin")), records(b)).unwrap();
+    }
+    fs::write(root.join("test_batch.bin"), records(0)).unwrap();
+    root
+}
+
+/// The official CIFAR binary format trains (directory and .tar.gz); broken files are named.
+#[test]
+fn cifar_binary_files_load_and_broken_ones_are_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = fake_cifar10_bin(tmp.path(), 20);
+    let run = tmp.path().join("run");
+    let data = tmp.path().to_str().unwrap();
+    let o = nowt(&[
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        data,
+        "--model",
+        "lenet5",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "25",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg_model = fs::read_to_string(run.join("summary.txt")).unwrap();
+    assert!(cfg_model.contains("lenet5"), "{cfg_model}");
+
+    // The official archive layout, read without unpacking.
+    let archive = tmp.path().join("cifar-10-binary.tar.gz");
+    let ok = std::process::Command::new("tar")
+        .args([
+            "czf",
+            archive.to_str().unwrap(),
+            "-C",
+            data,
+            "cifar-10-batches-bin",
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success());
+    let run2 = tmp.path().join("run2");
+    let o = nowt(&[
+        "train",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+        archive.to_str().unwrap(),
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--out",
+        run2.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let args = ["--dataset", "cifar10", "--data-dir", data];
+    let batch = root.join("data_batch_3.bin");
+    let good = fs::read(&batch).unwrap();
+    fs::write(&batch, &good[..good.len() - 100]).unwrap();
+    fails(
+        &args,
+        "data_batch_3.bin: 61360 bytes is not a whole number of 3073-byte CIFAR records",
+    );
+    let mut bad = good.clone();
+    bad[3073 * 2] = 12;
+    fs::write(&batch, &bad).unwrap();
+    fails(
+        &args,
+        "data_batch_3.bin: record 2: label 12 (coarse 12) out of range 0..10",
+    );
+    fs::remove_file(&batch).unwrap();
+    fails(&args, "data_batch_3.bin is missing");
+    fs::write(&batch, &good).unwrap();
+    fails(&["--dataset", "cifar100", "--data-dir", data], "test.bin");
+    // A corrupt archive.
+    let bytes = fs::read(&archive).unwrap();
+    fs::write(&archive, &bytes[..bytes.len() / 2]).unwrap();
+    fails(
+        &[
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            archive.to_str().unwrap(),
+        ],
+        "corrupt or truncated archive",
+    );
+}
+
+/// Image folders of mixed sizes train through the ImageNet transforms (`--image-size`), with
+/// the background data thread's wait recorded; sizes that a model cannot take are refused.
+#[test]
+fn image_folders_of_any_size_train_at_an_image_size() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("images");
+    common::fake_image_folder(&data, &["a", "b", "c"], 4, 40);
+    image::RgbImage::from_fn(57, 23, |x, _| image::Rgb([x as u8, 3, 9]))
+        .save(data.join("train").join("b").join("wide.png"))
+        .unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--model",
+        "resnet18",
+        "--image-size",
+        "32",
+        "--augment",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&run);
+    assert!(m[0]["data_wait_s"].as_f64().unwrap() >= 0.0);
+    assert!(m[0]["train"]["loss"].as_f64().unwrap().is_finite());
+    let args = [
+        "--dataset",
+        "image-folder",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    fails(
+        &[&args[..], &["--model", "lenet5", "--image-size", "8"]].concat(),
+        "lenet5 needs images of at least 12×12",
+    );
+    fails(
+        &["--dataset", "digits", "--image-size", "32"],
+        "invalid image_size: only image folders are resized",
+    );
+}

@@ -385,7 +385,7 @@ fn run(
                 let step = st.step;
                 lr = schedule.lr(epoch, step, steps);
                 let (x, y) = batches
-                    .next()
+                    .recv()
                     .ok_or_else(|| Error::config("data_threads", "the data thread stopped"))??;
                 let (loss, logits) = train_step(
                     &mut st.net,

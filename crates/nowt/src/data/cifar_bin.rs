@@ -142,7 +142,7 @@ fn read_capped(mut r: impl Read, len: u64, path: &Path) -> Result<Vec<u8>> {
     (&mut r)
         .take(MAX_FILE_BYTES)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
+        .map_err(|e| Error::data(path, format!("corrupt or truncated archive or file: {e}")))?;
     Ok(bytes)
 }
 

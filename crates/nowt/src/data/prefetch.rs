@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Batches made ahead of use: at most this many wait in the queue.
 pub const DEPTH: usize = 3;
 
-/// The consuming end: batches in step order, and how long [`Prefetch::next`] has waited.
+/// The consuming end: batches in step order, and how long [`Prefetch::recv`] has waited.
 pub struct Prefetch<B> {
     rx: Receiver<B>,
     /// Time spent blocked waiting for a batch (the data-wait of DESIGN.md's metrics).
@@ -42,7 +42,7 @@ impl<B: Send> Prefetch<B> {
     }
 
     /// The next batch, or `None` once every step's batch was taken (or the maker panicked).
-    pub fn next(&mut self) -> Option<B> {
+    pub fn recv(&mut self) -> Option<B> {
         let t = Instant::now();
         let b = self.rx.recv().ok();
         self.waited += t.elapsed();
@@ -58,11 +58,11 @@ mod tests {
     fn batches_arrive_in_order_and_a_dropped_consumer_stops_the_maker() {
         std::thread::scope(|s| {
             let mut p = Prefetch::spawn(s, 3..7, |step| step * 10);
-            let got: Vec<usize> = std::iter::from_fn(|| p.next()).collect();
+            let got: Vec<usize> = std::iter::from_fn(|| p.recv()).collect();
             assert_eq!(got, vec![30, 40, 50, 60]);
             // Dropping early must not hang the scope.
             let mut q = Prefetch::spawn(s, 0..1_000_000, |step| step);
-            assert_eq!(q.next(), Some(0));
+            assert_eq!(q.recv(), Some(0));
         });
     }
 }
