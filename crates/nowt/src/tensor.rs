@@ -430,13 +430,14 @@ impl ConvGeom {
         self.im2col_into(img, col, ho * wo, 0);
     }
 
-    /// [`ConvGeom::im2col`] into columns `offset..offset + Ho·Wo` of a wider matrix whose
-    /// rows are `ld` long (several images side by side).
-    pub fn im2col_into<T: Real>(&self, img: &[T], col: &mut [T], ld: usize, offset: usize) {
+    /// For each column-matrix row `(c, ki, kj)` and output row `oy`: the output columns
+    /// `[lo, hi)` whose input lies inside the image and the input index the first of them
+    /// reads (consecutive outputs read every `stride`-th input), or `None` when the whole
+    /// output row reads padding. `f(row, oy, Option<(lo, hi, src)>)`.
+    fn for_each_run(&self, mut f: impl FnMut(usize, usize, Option<(usize, usize, usize)>)) {
         let (ho, wo) = self.out_hw();
         let (s, p) = (self.stride, self.pad as isize);
-        for (row, line) in col.chunks_exact_mut(ld).enumerate() {
-            let out = &mut line[offset..offset + ho * wo];
+        for row in 0..self.col_rows() {
             let (c, ki, kj) = (
                 row / (self.k * self.k),
                 (row / self.k) % self.k,
@@ -448,25 +449,38 @@ impl ConvGeom {
             let hi = (lo..wo)
                 .find(|&ox| first(ox) >= self.w as isize)
                 .unwrap_or(wo);
-            for (oy, seg) in out.chunks_exact_mut(wo).enumerate() {
+            for oy in 0..ho {
                 let iy = (oy * s + ki) as isize - p;
-                if iy < 0 || iy >= self.h as isize || lo >= hi {
-                    seg.fill(T::zero());
-                    continue;
-                }
-                let src = &img[(c * self.h + iy as usize) * self.w..][..self.w];
-                seg[..lo].fill(T::zero());
-                seg[hi..].fill(T::zero());
-                let ix0 = first(lo) as usize;
-                if s == 1 {
-                    seg[lo..hi].copy_from_slice(&src[ix0..ix0 + (hi - lo)]);
-                } else {
-                    for (o, v) in seg[lo..hi].iter_mut().zip(src[ix0..].iter().step_by(s)) {
-                        *o = *v;
-                    }
-                }
+                let run = (iy >= 0 && iy < self.h as isize && lo < hi).then(|| {
+                    let src = (c * self.h + iy as usize) * self.w + first(lo) as usize;
+                    (lo, hi, src)
+                });
+                f(row, oy, run);
             }
         }
+    }
+
+    /// [`ConvGeom::im2col`] into columns `offset..offset + Ho·Wo` of a wider matrix whose
+    /// rows are `ld` long (several images side by side).
+    pub fn im2col_into<T: Real>(&self, img: &[T], col: &mut [T], ld: usize, offset: usize) {
+        let wo = self.out_hw().1;
+        let s = self.stride;
+        self.for_each_run(|row, oy, run| {
+            let seg = &mut col[row * ld + offset + oy * wo..][..wo];
+            let Some((lo, hi, src)) = run else {
+                seg.fill(T::zero());
+                return;
+            };
+            seg[..lo].fill(T::zero());
+            seg[hi..].fill(T::zero());
+            if s == 1 {
+                seg[lo..hi].copy_from_slice(&img[src..src + (hi - lo)]);
+            } else {
+                for (o, v) in seg[lo..hi].iter_mut().zip(img[src..].iter().step_by(s)) {
+                    *o = *v;
+                }
+            }
+        });
     }
 
     /// The loop-by-tap reference for [`ConvGeom::im2col`] (its test oracle).
@@ -484,9 +498,29 @@ impl ConvGeom {
 
     /// [`ConvGeom::col2im`] from columns `offset..offset + Ho·Wo` of rows `ld` long.
     pub fn col2im_from<T: Real>(&self, col: &[T], img: &mut [T], ld: usize, offset: usize) {
+        let wo = self.out_hw().1;
+        let s = self.stride;
+        self.for_each_run(|row, oy, run| {
+            let Some((lo, hi, src)) = run else { return };
+            let seg = &col[row * ld + offset + oy * wo..][..wo];
+            if s == 1 {
+                for (d, v) in img[src..src + (hi - lo)].iter_mut().zip(&seg[lo..hi]) {
+                    *d += *v;
+                }
+            } else {
+                for (d, v) in img[src..].iter_mut().step_by(s).zip(&seg[lo..hi]) {
+                    *d += *v;
+                }
+            }
+        });
+    }
+
+    /// The loop-by-tap reference for [`ConvGeom::col2im`] (its test oracle).
+    pub fn col2im_reference<T: Real>(&self, col: &[T], img: &mut [T]) {
+        let n = self.out_hw().0 * self.out_hw().1;
         self.for_each_tap(|row, o, src| {
             if let Some(i) = src {
-                img[i] += col[row * ld + offset + o];
+                img[i] += col[row * n + o];
             }
         });
     }
@@ -498,7 +532,7 @@ mod tests {
     use rand::SeedableRng;
 
     #[test]
-    fn im2col_matches_its_reference() {
+    fn im2col_and_col2im_match_their_references() {
         let mut rng = crate::rng(3, 0);
         for (k, stride, pad, h, w) in [
             (3, 1, 1, 7, 6),
@@ -522,6 +556,12 @@ mod tests {
             g.im2col(img.data(), &mut fast);
             g.im2col_reference(img.data(), &mut slow);
             assert_eq!(fast, slow, "k={k} s={stride} p={pad} {h}x{w}");
+            // The adjoint, accumulating onto the same start.
+            let col: Tensor<f64> = Tensor::randn(&[n], 1.0, &mut rng);
+            let (mut fast, mut slow) = (img.data().to_vec(), img.data().to_vec());
+            g.col2im(col.data(), &mut fast);
+            g.col2im_reference(col.data(), &mut slow);
+            assert_eq!(fast, slow, "col2im k={k} s={stride} p={pad} {h}x{w}");
         }
     }
 
