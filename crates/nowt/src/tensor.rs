@@ -274,32 +274,78 @@ pub fn gemm_into<T: Real>(
     tb: bool,
     scale: T,
 ) {
+    let (a, b) = (View::of(a, ta), View::of(b, tb));
+    let (m, n) = (a.op_rows(), b.op_cols());
+    assert_eq!((c.rows(), c.cols()), (m, n), "matmul output shape");
+    gemm_slice(&mut c.data, keep, a, b, scale);
+}
+
+/// A row-major `[rows, cols]` matrix in a slice, used as itself or (`t`) its transpose.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a, T> {
+    pub data: &'a [T],
+    pub rows: usize,
+    pub cols: usize,
+    pub t: bool,
+}
+
+impl<'a, T: Real> View<'a, T> {
+    /// A tensor as its 2-D matrix (`[rows, cols]`), transposed if `t`.
+    pub fn of(x: &'a Tensor<T>, t: bool) -> Self {
+        Self {
+            data: &x.data,
+            rows: x.rows(),
+            cols: x.cols(),
+            t,
+        }
+    }
+}
+
+impl<T> View<'_, T> {
+    fn op_rows(&self) -> usize {
+        if self.t {
+            self.cols
+        } else {
+            self.rows
+        }
+    }
+    fn op_cols(&self) -> usize {
+        if self.t {
+            self.rows
+        } else {
+            self.cols
+        }
+    }
+    /// Strides of element `(i, p)` of the operator (`i·rs + p·cs`).
+    fn strides(&self) -> (isize, isize) {
+        if self.t {
+            (1, self.cols as isize)
+        } else {
+            (self.cols as isize, 1)
+        }
+    }
+}
+
+/// [`gemm_into`] on slices: `c: [m, n]` row-major `← keep · c + scale · op(A) · op(B)`.
+pub fn gemm_slice<T: Real>(c: &mut [T], keep: T, a: View<T>, b: View<T>, scale: T) {
     let accumulate = keep != T::zero();
-    let (ar, ac) = (a.rows(), a.cols());
-    let (br, bc) = (b.rows(), b.cols());
-    let (m, k) = if ta { (ac, ar) } else { (ar, ac) };
-    let (k2, n) = if tb { (bc, br) } else { (br, bc) };
+    let (m, k) = (a.op_rows(), a.op_cols());
+    let (k2, n) = (b.op_rows(), b.op_cols());
     assert_eq!(
         k,
         k2,
-        "matmul inner dimensions: {:?}{} · {:?}{}",
-        a.shape,
-        if ta { "ᵀ" } else { "" },
-        b.shape,
-        if tb { "ᵀ" } else { "" }
+        "matmul inner dimensions: [{}, {}]{} · [{}, {}]{}",
+        a.rows,
+        a.cols,
+        if a.t { "ᵀ" } else { "" },
+        b.rows,
+        b.cols,
+        if b.t { "ᵀ" } else { "" }
     );
-    assert_eq!((c.rows(), c.cols()), (m, n), "matmul output shape");
-    // Row-major element (i, p) of op(A) lives at i·rs + p·cs.
-    let (a_rs, a_cs) = if ta {
-        (1, ac as isize)
-    } else {
-        (ac as isize, 1)
-    };
-    let (b_rs, b_cs) = if tb {
-        (1, bc as isize)
-    } else {
-        (bc as isize, 1)
-    };
+    assert_eq!(c.len(), m * n, "matmul output size");
+    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    let (a_rs, a_cs) = a.strides();
+    let (b_rs, b_cs) = b.strides();
     let par = if m * n * k >= GEMM_PAR_MIN && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
@@ -309,7 +355,8 @@ pub fn gemm_into<T: Real>(
         return;
     }
     if k == 0 {
-        c.apply(|v| if accumulate { keep * v } else { T::zero() });
+        c.iter_mut()
+            .for_each(|v| *v = if accumulate { keep * *v } else { T::zero() });
         return;
     }
     // SAFETY: the strides above describe exactly the buffers of `a`, `b` and `c`, whose sizes
@@ -319,7 +366,7 @@ pub fn gemm_into<T: Real>(
             m,
             n,
             k,
-            c.data.as_mut_ptr(),
+            c.as_mut_ptr(),
             1,
             n as isize,
             accumulate,

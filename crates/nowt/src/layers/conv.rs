@@ -3,14 +3,14 @@
 use rayon::prelude::*;
 
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use crate::tensor::{matmul, ConvGeom, Real, Tensor};
+use crate::tensor::{gemm_slice, ConvGeom, Real, Tensor, View};
 
-/// Images per GEMM: each chunk's images sit side by side in one column matrix, so one GEMM
-/// serves them all. Chunks run in parallel; weight-gradient partials are summed in chunk order,
-/// so results do not depend on the thread count. Measured on ResNet-20, batch 128, 2 threads
-/// (`nowt bench`, three interleaved runs): 1 image per chunk 817–847 ms/step, 4 images
-/// 846–887 ms, 16 images 1029–1081 ms; per-image GEMMs win on this machine.
-const CHUNK: usize = 1;
+/// Images whose weight-gradient terms are summed into one partial (the partials are then added
+/// in order), so results do not depend on the thread count. One GEMM per image, images in
+/// parallel, each task with its own column buffer: batching images into one GEMM measured
+/// slower on ResNet-20, batch 128, 2 threads (`nowt bench`, three interleaved runs: 1 image per
+/// GEMM 817–847 ms/step, 4 images 846–887 ms, 16 images 1029–1081 ms).
+const GROUP: usize = 8;
 
 /// `y[n, o] = Σ_c W[o, c] ⋆ x[n, c] (+ b[o])` with `x: [N, C_in, H, W]`,
 /// `W: [C_out, C_in, k, k]`, `y: [N, C_out, H_o, W_o]`, stride `s`, zero padding `p`.
@@ -69,61 +69,40 @@ impl<T: Real> Conv2d<T> {
         }
     }
 
-    /// The column matrix of `imgs` (consecutive `[C, H, W]` images), side by side:
-    /// `[C·k·k, L·H_o·W_o]` (for 1×1 stride-1 kernels, the images channel-major).
-    fn cols(g: &ConvGeom, imgs: &[T]) -> Tensor<T> {
-        let (ho, wo) = g.out_hw();
-        let in_len = g.c * g.h * g.w;
-        let l = imgs.len() / in_len;
-        if g.is_identity() {
-            return channel_major(imgs, g.c, ho * wo);
-        }
-        let mut col = Tensor::zeros(&[g.col_rows(), l * ho * wo]);
-        for (i, img) in imgs.chunks_exact(in_len).enumerate() {
-            g.im2col_into(img, col.data_mut(), l * ho * wo, i * ho * wo);
-        }
-        col
-    }
-
     /// `W` (or any tensor of its shape) applied to `x`: `[N, C_out, H_o, W_o]`, bias excluded.
     fn conv(&self, x: &Tensor<T>, w: &Tensor<T>) -> Tensor<T> {
         let g = self.geom(x);
         let (ho, wo) = g.out_hw();
         let (n, c_out) = (x.rows(), w.rows());
         let mut y = Tensor::zeros(&[n, c_out, ho, wo]);
-        let in_len = g.c * g.h * g.w;
+        let wm = View::of(w, false);
         y.data_mut()
-            .par_chunks_mut(CHUNK * c_out * ho * wo)
-            .zip(x.data().par_chunks(CHUNK * in_len))
-            .for_each(|(out, imgs)| {
-                let col = Self::cols(&g, imgs);
-                // [C_out, C_in·k·k] · [C_in·k·k, L·H_o·W_o]
-                let yc = matmul(w, false, &col, false);
-                image_major(yc.data(), c_out, ho * wo, out);
+            .par_chunks_mut(c_out * ho * wo)
+            .zip(x.data().par_chunks(g.c * g.h * g.w))
+            .for_each_init(Vec::new, |col, (out, img)| {
+                // [C_out, C_in·k·k] · [C_in·k·k, H_o·W_o], straight into the image's output.
+                gemm_slice(out, T::zero(), wm, cols(&g, img, col), T::one());
             });
         y
     }
 }
 
-/// `[L, C, P]` (L images of C planes of P values) → `[C, L·P]`.
-fn channel_major<T: Real>(imgs: &[T], c: usize, p: usize) -> Tensor<T> {
-    let l = imgs.len() / (c * p);
-    let mut out = vec![T::zero(); imgs.len()];
-    for (i, img) in imgs.chunks_exact(c * p).enumerate() {
-        for (ch, plane) in img.chunks_exact(p).enumerate() {
-            out[(ch * l + i) * p..(ch * l + i + 1) * p].copy_from_slice(plane);
-        }
-    }
-    Tensor::from_vec(&[c, l * p], out)
-}
-
-/// The inverse of [`channel_major`]: `[C, L·P]` → `[L, C, P]` into `out`.
-fn image_major<T: Real>(cm: &[T], c: usize, p: usize, out: &mut [T]) {
-    let l = cm.len() / (c * p);
-    for (i, img) in out.chunks_exact_mut(c * p).enumerate() {
-        for (ch, plane) in img.chunks_exact_mut(p).enumerate() {
-            plane.copy_from_slice(&cm[(ch * l + i) * p..(ch * l + i + 1) * p]);
-        }
+/// The column matrix `[C·k·k, H_o·W_o]` of one image: the image itself for 1×1 stride-1
+/// kernels, else written into `buf` by im2col.
+fn cols<'a, T: Real>(g: &ConvGeom, img: &'a [T], buf: &'a mut Vec<T>) -> View<'a, T> {
+    let (ho, wo) = g.out_hw();
+    let data = if g.is_identity() {
+        img
+    } else {
+        buf.resize(g.col_rows() * ho * wo, T::zero());
+        g.im2col(img, buf);
+        &buf[..]
+    };
+    View {
+        data,
+        rows: g.col_rows(),
+        cols: ho * wo,
+        t: false,
     }
 }
 
@@ -167,19 +146,24 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             let c_out = m.rows();
             let in_len = geom.c * geom.h * geom.w;
             let mut dx = Tensor::zeros(x.shape());
+            let mt = View::of(m, true);
             dx.data_mut()
-                .par_chunks_mut(CHUNK * in_len)
-                .zip(delta.data().par_chunks(CHUNK * c_out * ho * wo))
-                .for_each(|(dxc, dc)| {
-                    let l = dc.len() / (c_out * ho * wo);
-                    // [C_out, C_in·k·k]ᵀ · [C_out, L·H_o·W_o] → [C_in·k·k, L·H_o·W_o]
-                    let col = matmul(m, true, &channel_major(dc, c_out, ho * wo), false);
+                .par_chunks_mut(in_len)
+                .zip(delta.data().par_chunks(c_out * ho * wo))
+                .for_each_init(Vec::new, |col, (dxi, di)| {
+                    let d = View {
+                        data: di,
+                        rows: c_out,
+                        cols: ho * wo,
+                        t: false,
+                    };
+                    // [C_out, C_in·k·k]ᵀ · [C_out, H_o·W_o] → [C_in·k·k, H_o·W_o]
                     if geom.is_identity() {
-                        image_major(col.data(), geom.c, ho * wo, dxc);
+                        gemm_slice(dxi, T::zero(), mt, d, T::one());
                     } else {
-                        for (i, dxi) in dxc.chunks_exact_mut(in_len).enumerate() {
-                            geom.col2im_from(col.data(), dxi, l * ho * wo, i * ho * wo);
-                        }
+                        col.resize(geom.col_rows() * ho * wo, T::zero());
+                        gemm_slice(col, T::zero(), mt, d, T::one());
+                        geom.col2im(col, dxi);
                     }
                 });
             dx
@@ -216,31 +200,43 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         let (ho, wo) = g.out_hw();
         let c_out = self.p.w.rows();
         let (in_len, out_len) = (g.c * g.h * g.w, c_out * ho * wo);
-        // One partial per chunk of images, summed in chunk order.
-        let partials: Vec<Tensor<T>> = x
+        let k_len = g.col_rows();
+        // One partial per group of images, summed in group order.
+        let partials: Vec<Vec<T>> = x
             .data()
-            .par_chunks(CHUNK * in_len)
-            .zip(delta.data().par_chunks(CHUNK * out_len))
-            .map(|(imgs, dc)| {
-                let col = Self::cols(&g, imgs);
-                // [C_out, L·H_o·W_o] · [C_in·k·k, L·H_o·W_o]ᵀ
-                matmul(&channel_major(dc, c_out, ho * wo), false, &col, true)
+            .par_chunks(GROUP * in_len)
+            .zip(delta.data().par_chunks(GROUP * out_len))
+            .map_init(Vec::new, |col, (imgs, ds)| {
+                let mut acc = vec![T::zero(); c_out * k_len];
+                for (i, (img, d)) in imgs.chunks(in_len).zip(ds.chunks(out_len)).enumerate() {
+                    let d = View {
+                        data: d,
+                        rows: c_out,
+                        cols: ho * wo,
+                        t: false,
+                    };
+                    let mut c = cols(&g, img, col);
+                    c.t = true;
+                    // [C_out, H_o·W_o] · [C_in·k·k, H_o·W_o]ᵀ
+                    let keep = if i == 0 { T::zero() } else { T::one() };
+                    gemm_slice(&mut acc, keep, d, c, T::one());
+                }
+                acc
             })
             .collect();
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
         let mut sum = partials.into_iter().reduce(|mut a, b| {
-            a.zip_apply(&b, |a, b| a + b);
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
             a
         });
         if let Some(s) = sum.as_mut() {
-            s.reshape(self.p.w.shape());
-            out.zip_apply(s, |o, g| {
-                if keep == T::zero() {
-                    scale * g
+            out.data_mut().iter_mut().zip(s.iter()).for_each(|(o, g)| {
+                *o = if keep == T::zero() {
+                    scale * *g
                 } else {
-                    keep * o + scale * g
+                    keep * *o + scale * *g
                 }
             });
         }
