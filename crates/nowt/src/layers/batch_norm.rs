@@ -18,8 +18,9 @@ pub struct BatchNorm<T> {
     pub running_var: Tensor<T>,
     pub eps: f64,
     pub momentum: f64,
-    /// From the last forward: `x̂`, `1/√(σ² + ε)` per channel, and whether it used batch stats.
-    x_hat: Tensor<T>,
+    /// From the last forward: `μ` and `1/√(σ² + ε)` per channel (backward recomputes `x̂`
+    /// from its input rather than keeping a tensor of it), and whether it used batch stats.
+    mean: Vec<T>,
     inv_std: Vec<T>,
     batch_stats: bool,
 }
@@ -35,11 +36,27 @@ impl<T: Real> BatchNorm<T> {
             running_var: ones,
             eps: 1e-5,
             momentum: 0.1,
-            x_hat: Tensor::default(),
+            mean: Vec::new(),
             inv_std: Vec::new(),
             batch_stats: false,
         }
     }
+}
+
+/// `Σ f(i)` over `0..len` in eight interleaved partial sums (a fixed order the compiler can
+/// vectorise; a single running sum cannot be reordered).
+fn lane_sum<T: Real>(len: usize, f: impl Fn(usize) -> T) -> T {
+    let mut acc = [T::zero(); 8];
+    let full = len / 8 * 8;
+    for i in (0..full).step_by(8) {
+        for (l, a) in acc.iter_mut().enumerate() {
+            *a += f(i + l);
+        }
+    }
+    for (l, i) in (full..len).enumerate() {
+        acc[l] += f(i);
+    }
+    acc.iter().copied().sum()
 }
 
 /// `(N, C, positions per channel per sample)` of `[N, C, …]`.
@@ -68,17 +85,17 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                     );
                 }
                 let mu = (0..n)
-                    .map(|i| plane(i, ch).iter().copied().sum::<T>().f64())
+                    .map(|i| {
+                        let p = plane(i, ch);
+                        lane_sum(hw, |j| p[j]).f64()
+                    })
                     .sum::<f64>()
                     / m;
                 let mu_t = T::of(mu);
                 let ss = (0..n)
                     .map(|i| {
-                        plane(i, ch)
-                            .iter()
-                            .map(|&v| (v - mu_t) * (v - mu_t))
-                            .sum::<T>()
-                            .f64()
+                        let p = plane(i, ch);
+                        lane_sum(hw, |j| (p[j] - mu_t) * (p[j] - mu_t)).f64()
                     })
                     .sum::<f64>();
                 (mu, ss / m)
@@ -99,27 +116,19 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             .iter()
             .map(|s| T::of(1.0 / (s.1 + self.eps).sqrt()))
             .collect();
-        let mut x_hat = Tensor::zeros(x.shape());
         let mut y = Tensor::zeros(x.shape());
         let (gamma, beta) = (self.gamma.value.data(), self.beta.value.data());
-        x_hat
-            .data_mut()
+        y.data_mut()
             .par_chunks_mut(hw)
-            .zip(y.data_mut().par_chunks_mut(hw))
             .enumerate()
-            .for_each(|(p, (xh, yv))| {
+            .for_each(|(p, yv)| {
                 let ch = p % c;
                 let (mu, is, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                for ((xh, yv), &v) in xh
-                    .iter_mut()
-                    .zip(yv.iter_mut())
-                    .zip(&x.data()[p * hw..(p + 1) * hw])
-                {
-                    *xh = (v - mu) * is;
-                    *yv = g * *xh + b;
+                for (yv, &v) in yv.iter_mut().zip(&x.data()[p * hw..(p + 1) * hw]) {
+                    *yv = g * ((v - mu) * is) + b;
                 }
             });
-        self.x_hat = x_hat;
+        self.mean = mean;
         self.inv_std = inv_std;
         self.batch_stats = train;
         y
@@ -130,7 +139,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
     /// with running statistics the normalisation is a fixed affine map, `δ_in = γ δ / σ`.
     fn backward(
         &mut self,
-        _x: &Tensor<T>,
+        x: &Tensor<T>,
         _y: &Tensor<T>,
         delta: &Tensor<T>,
         _ctx: &mut Backward<T>,
@@ -139,14 +148,16 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let (n, c, hw) = dims(delta);
         let m = T::of((n * hw) as f64);
         let at = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
         let sums: Vec<(T, T)> = (0..c)
             .into_par_iter()
             .map(|ch| {
+                let (mu, is) = (mean[ch], inv_std[ch]);
                 let (mut sd, mut sdx) = (T::zero(), T::zero());
                 for i in 0..n {
-                    let (d, xh) = (&delta.data()[at(i, ch)], &self.x_hat.data()[at(i, ch)]);
-                    sd += d.iter().copied().sum::<T>();
-                    sdx += d.iter().zip(xh).map(|(&d, &x)| d * x).sum::<T>();
+                    let (d, xv) = (&delta.data()[at(i, ch)], &x.data()[at(i, ch)]);
+                    sd += lane_sum(hw, |j| d[j]);
+                    sdx += lane_sum(hw, |j| d[j] * ((xv[j] - mu) * is));
                 }
                 (sd, sdx)
             })
@@ -157,7 +168,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             return None;
         }
         let mut d_in = Tensor::zeros(delta.shape());
-        let (gamma, inv_std, batch) = (self.gamma.value.data(), &self.inv_std, self.batch_stats);
+        let (gamma, batch) = (self.gamma.value.data(), self.batch_stats);
         d_in.data_mut()
             .par_chunks_mut(hw)
             .enumerate()
@@ -165,11 +176,13 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                 let ch = p % c;
                 let g = gamma[ch] * inv_std[ch];
                 let (sd, sdx) = sums[ch];
-                let (d, xh) = (
+                let (mu, is) = (mean[ch], inv_std[ch]);
+                let (d, xv) = (
                     &delta.data()[p * hw..(p + 1) * hw],
-                    &self.x_hat.data()[p * hw..(p + 1) * hw],
+                    &x.data()[p * hw..(p + 1) * hw],
                 );
-                for ((o, &d), &xh) in out.iter_mut().zip(d).zip(xh) {
+                for ((o, &d), &xv) in out.iter_mut().zip(d).zip(xv) {
+                    let xh = (xv - mu) * is;
                     *o = if batch {
                         g / m * (m * d - sd - xh * sdx)
                     } else {
