@@ -201,25 +201,25 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         let c_out = self.p.w.rows();
         let (in_len, out_len) = (g.c * g.h * g.w, c_out * ho * wo);
         let k_len = g.col_rows();
-        // One partial per group of images, summed in group order.
+        // One partial per group of images, summed in group order. Each partial is grad_Wᵀ,
+        // `[C_in·k·k, C_out]`: with the long `H_o·W_o` axis contiguous in both operands the
+        // GEMM runs ≈ 2× faster than `δ · colᵀ` on ResNet-20's layers.
         let partials: Vec<Vec<T>> = x
             .data()
             .par_chunks(GROUP * in_len)
             .zip(delta.data().par_chunks(GROUP * out_len))
             .map_init(Vec::new, |col, (imgs, ds)| {
-                let mut acc = vec![T::zero(); c_out * k_len];
+                let mut acc = vec![T::zero(); k_len * c_out];
                 for (i, (img, d)) in imgs.chunks(in_len).zip(ds.chunks(out_len)).enumerate() {
                     let d = View {
                         data: d,
                         rows: c_out,
                         cols: ho * wo,
-                        t: false,
+                        t: true,
                     };
-                    let mut c = cols(&g, img, col);
-                    c.t = true;
-                    // [C_out, H_o·W_o] · [C_in·k·k, H_o·W_o]ᵀ
+                    // [C_in·k·k, H_o·W_o] · [C_out, H_o·W_o]ᵀ
                     let keep = if i == 0 { T::zero() } else { T::one() };
-                    gemm_slice(&mut acc, keep, d, c, T::one());
+                    gemm_slice(&mut acc, keep, cols(&g, img, col), d, T::one());
                 }
                 acc
             })
@@ -227,18 +227,21 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
-        let mut sum = partials.into_iter().reduce(|mut a, b| {
+        let sum = partials.into_iter().reduce(|mut a, b| {
             a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
             a
         });
-        if let Some(s) = sum.as_mut() {
-            out.data_mut().iter_mut().zip(s.iter()).for_each(|(o, g)| {
-                *o = if keep == T::zero() {
-                    scale * *g
-                } else {
-                    keep * *o + scale * *g
+        if let Some(s) = sum {
+            for (o, row) in out.data_mut().chunks_exact_mut(k_len).enumerate() {
+                for (j, v) in row.iter_mut().enumerate() {
+                    let g = s[j * c_out + o];
+                    *v = if keep == T::zero() {
+                        scale * g
+                    } else {
+                        keep * *v + scale * g
+                    };
                 }
-            });
+            }
         }
     }
     fn input_shape(&self, n: usize) -> Vec<usize> {
