@@ -277,26 +277,44 @@ pub fn gemm_into<T: Real>(
     let (a, b) = (View::of(a, ta), View::of(b, tb));
     let (m, n) = (a.op_rows(), b.op_cols());
     assert_eq!((c.rows(), c.cols()), (m, n), "matmul output shape");
-    gemm_slice(&mut c.data, keep, a, b, scale);
+    gemm_views(&mut c.data, n, keep, a, b, scale, true);
 }
 
-/// A row-major `[rows, cols]` matrix in a slice, used as itself or (`t`) its transpose.
+/// A row-major `[rows, cols]` matrix in a slice whose rows start `ld` apart (`ld ≥ cols`: a
+/// block of columns of a wider matrix), used as itself or (`t`) its transpose.
 #[derive(Clone, Copy, Debug)]
 pub struct View<'a, T> {
     pub data: &'a [T],
     pub rows: usize,
     pub cols: usize,
+    pub ld: usize,
     pub t: bool,
 }
 
 impl<'a, T: Real> View<'a, T> {
     /// A tensor as its 2-D matrix (`[rows, cols]`), transposed if `t`.
     pub fn of(x: &'a Tensor<T>, t: bool) -> Self {
+        Self::new(&x.data, x.rows(), x.cols(), t)
+    }
+
+    /// A dense `[rows, cols]` matrix at the start of `data`.
+    pub fn new(data: &'a [T], rows: usize, cols: usize, t: bool) -> Self {
         Self {
-            data: &x.data,
-            rows: x.rows(),
-            cols: x.cols(),
+            data,
+            rows,
+            cols,
+            ld: cols,
             t,
+        }
+    }
+
+    /// Columns `start..start + cols` of this (untransposed) matrix.
+    pub fn columns(self, start: usize, cols: usize) -> Self {
+        assert!(start + cols <= self.cols, "column block out of range");
+        Self {
+            data: &self.data[start..],
+            cols,
+            ..self
         }
     }
 }
@@ -319,15 +337,38 @@ impl<T> View<'_, T> {
     /// Strides of element `(i, p)` of the operator (`i·rs + p·cs`).
     fn strides(&self) -> (isize, isize) {
         if self.t {
-            (1, self.cols as isize)
+            (1, self.ld as isize)
         } else {
-            (self.cols as isize, 1)
+            (self.ld as isize, 1)
+        }
+    }
+    /// The slice length the view reaches into.
+    fn span(&self) -> usize {
+        if self.rows == 0 || self.cols == 0 {
+            0
+        } else {
+            (self.rows - 1) * self.ld + self.cols
         }
     }
 }
 
-/// [`gemm_into`] on slices: `c: [m, n]` row-major `← keep · c + scale · op(A) · op(B)`.
-pub fn gemm_slice<T: Real>(c: &mut [T], keep: T, a: View<T>, b: View<T>, scale: T) {
+/// [`gemm_into`] on slices: `c: [m, n]` row-major with rows `ldc` apart
+/// `← keep · c + scale · op(A) · op(B)`, on one thread (for callers that already run many
+/// GEMMs in parallel: nesting the GEMM's own threads measured 2× slower on ResNet-20's
+/// per-image products).
+pub fn gemm_slice<T: Real>(c: &mut [T], ldc: usize, keep: T, a: View<T>, b: View<T>, scale: T) {
+    gemm_views(c, ldc, keep, a, b, scale, false);
+}
+
+fn gemm_views<T: Real>(
+    c: &mut [T],
+    ldc: usize,
+    keep: T,
+    a: View<T>,
+    b: View<T>,
+    scale: T,
+    parallel: bool,
+) {
     let accumulate = keep != T::zero();
     let (m, k) = (a.op_rows(), a.op_cols());
     let (k2, n) = (b.op_rows(), b.op_cols());
@@ -342,11 +383,21 @@ pub fn gemm_slice<T: Real>(c: &mut [T], keep: T, a: View<T>, b: View<T>, scale: 
         b.cols,
         if b.t { "ᵀ" } else { "" }
     );
-    assert_eq!(c.len(), m * n, "matmul output size");
-    assert!(a.data.len() >= a.rows * a.cols && b.data.len() >= b.rows * b.cols);
+    assert!(
+        ldc >= n && (m == 0 || c.len() >= (m - 1) * ldc + n),
+        "matmul output size"
+    );
+    assert!(
+        a.ld >= a.cols && b.ld >= b.cols,
+        "row stride shorter than a row"
+    );
+    assert!(
+        a.data.len() >= a.span() && b.data.len() >= b.span(),
+        "view out of its slice"
+    );
     let (a_rs, a_cs) = a.strides();
     let (b_rs, b_cs) = b.strides();
-    let par = if m * n * k >= GEMM_PAR_MIN && rayon::current_num_threads() > 1 {
+    let par = if parallel && m * n * k >= GEMM_PAR_MIN && rayon::current_num_threads() > 1 {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
@@ -355,8 +406,11 @@ pub fn gemm_slice<T: Real>(c: &mut [T], keep: T, a: View<T>, b: View<T>, scale: 
         return;
     }
     if k == 0 {
-        c.iter_mut()
-            .for_each(|v| *v = if accumulate { keep * *v } else { T::zero() });
+        for row in c.chunks_mut(ldc).take(m) {
+            row[..n]
+                .iter_mut()
+                .for_each(|v| *v = if accumulate { keep * *v } else { T::zero() });
+        }
         return;
     }
     // SAFETY: the strides above describe exactly the buffers of `a`, `b` and `c`, whose sizes
@@ -368,7 +422,7 @@ pub fn gemm_slice<T: Real>(c: &mut [T], keep: T, a: View<T>, b: View<T>, scale: 
             k,
             c.as_mut_ptr(),
             1,
-            n as isize,
+            ldc as isize,
             accumulate,
             a.data.as_ptr(),
             a_cs,
@@ -444,6 +498,34 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
 
+    /// Whether the output has the input's size (stride 1, `2p + 1 = k`): then each row of the
+    /// column matrix is the image shifted by one offset, and im2col/col2im move whole bands.
+    fn is_same(&self) -> bool {
+        self.stride == 1 && 2 * self.pad + 1 == self.k
+    }
+
+    /// For a "same" convolution: for each column-matrix row and the output rows `rows_out`,
+    /// `f(row, shift, valid_rows, cols)` where output position `o` (row-major in the plane)
+    /// reads input position `o + shift` when its output row is in `valid_rows` and its output
+    /// column in `cols`, and padding otherwise.
+    fn for_each_shift(
+        &self,
+        rows_out: &std::ops::Range<usize>,
+        mut f: impl FnMut(usize, isize, std::ops::Range<usize>, std::ops::Range<usize>),
+    ) {
+        let (h, w, p, k) = (self.h, self.w, self.pad, self.k);
+        for row in 0..self.col_rows() {
+            let (ki, kj) = ((row / k) % k, row % k);
+            let c = row / (k * k);
+            let shift =
+                (c * h * w) as isize + (ki as isize - p as isize) * w as isize + kj as isize
+                    - p as isize;
+            let rows = rows_out.start.max(p.saturating_sub(ki))..rows_out.end.min(h + p - ki);
+            let cols = p.saturating_sub(kj)..w.min(w + p - kj);
+            f(row, shift, rows, cols);
+        }
+    }
+
     /// For each column-matrix row `(c, ki, kj)` and output position, the input element it
     /// reads, or `None` in the padding: `f(row, out_index, Option<in_index>)`.
     fn for_each_tap(&self, mut f: impl FnMut(usize, usize, Option<usize>)) {
@@ -473,16 +555,19 @@ impl ConvGeom {
     /// `col[(c,ki,kj), (oy,ox)] = x[c, oy·s + ki − p, ox·s + kj − p]` (0 in the padding);
     /// `img: [C, H, W]`, `col: [C·k·k, Ho·Wo]`.
     pub fn im2col<T: Real>(&self, img: &[T], col: &mut [T]) {
-        let (ho, wo) = self.out_hw();
-        self.im2col_into(img, col, ho * wo, 0);
+        self.im2col_rows(img, col, 0..self.out_hw().0);
     }
 
-    /// For each column-matrix row `(c, ki, kj)` and output row `oy`: the output columns
+    /// For each column-matrix row `(c, ki, kj)` and output row `oy` in `rows_out`: the output columns
     /// `[lo, hi)` whose input lies inside the image and the input index the first of them
     /// reads (consecutive outputs read every `stride`-th input), or `None` when the whole
     /// output row reads padding. `f(row, oy, Option<(lo, hi, src)>)`.
-    fn for_each_run(&self, mut f: impl FnMut(usize, usize, Option<(usize, usize, usize)>)) {
-        let (ho, wo) = self.out_hw();
+    fn for_each_run(
+        &self,
+        rows_out: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, Option<(usize, usize, usize)>),
+    ) {
+        let wo = self.out_hw().1;
         let (s, p) = (self.stride, self.pad as isize);
         for row in 0..self.col_rows() {
             let (c, ki, kj) = (
@@ -496,7 +581,7 @@ impl ConvGeom {
             let hi = (lo..wo)
                 .find(|&ox| first(ox) >= self.w as isize)
                 .unwrap_or(wo);
-            for oy in 0..ho {
+            for oy in rows_out.clone() {
                 let iy = (oy * s + ki) as isize - p;
                 let run = (iy >= 0 && iy < self.h as isize && lo < hi).then(|| {
                     let src = (c * self.h + iy as usize) * self.w + first(lo) as usize;
@@ -507,13 +592,41 @@ impl ConvGeom {
         }
     }
 
-    /// [`ConvGeom::im2col`] into columns `offset..offset + Ho·Wo` of a wider matrix whose
-    /// rows are `ld` long (several images side by side).
-    pub fn im2col_into<T: Real>(&self, img: &[T], col: &mut [T], ld: usize, offset: usize) {
+    /// [`ConvGeom::im2col`] for output rows `rows_out` only: `col: [C·k·k, |rows_out|·W_o]`.
+    pub fn im2col_rows<T: Real>(&self, img: &[T], col: &mut [T], rows_out: std::ops::Range<usize>) {
         let wo = self.out_hw().1;
-        let s = self.stride;
-        self.for_each_run(|row, oy, run| {
-            let seg = &mut col[row * ld + offset + oy * wo..][..wo];
+        let (s, oy0) = (self.stride, rows_out.start);
+        let ld = rows_out.len() * wo;
+        if self.is_same() {
+            // One copy per row of the band, then the padding zeroed.
+            self.for_each_shift(&rows_out, |row, shift, rows, cols| {
+                let line = &mut col[row * ld..][..ld];
+                if rows.is_empty() {
+                    line.fill(T::zero());
+                    return;
+                }
+                let (a, b) = ((rows.start - oy0) * wo, (rows.end - oy0) * wo);
+                line[..a].fill(T::zero());
+                line[b..].fill(T::zero());
+                let start = (rows.start * wo) as isize + shift;
+                // The first and last positions may lie outside the image (they are padding).
+                let (skip, end) = (
+                    (-start).max(0) as usize,
+                    (b - a).min((img.len() as isize - start) as usize),
+                );
+                line[a + skip..a + end].copy_from_slice(
+                    &img[(start + skip as isize) as usize..(start + end as isize) as usize],
+                );
+                for r in rows {
+                    let seg = &mut line[(r - oy0) * wo..][..wo];
+                    seg[..cols.start].fill(T::zero());
+                    seg[cols.end..].fill(T::zero());
+                }
+            });
+            return;
+        }
+        self.for_each_run(rows_out, |row, oy, run| {
+            let seg = &mut col[row * ld + (oy - oy0) * wo..][..wo];
             let Some((lo, hi, src)) = run else {
                 seg.fill(T::zero());
                 return;
@@ -539,17 +652,32 @@ impl ConvGeom {
     /// The adjoint of [`ConvGeom::im2col`]: adds every column entry back onto the pixel it was
     /// read from (`img` is accumulated into, not cleared).
     pub fn col2im<T: Real>(&self, col: &[T], img: &mut [T]) {
-        let n = self.out_hw().0 * self.out_hw().1;
-        self.col2im_from(col, img, n, 0);
+        self.col2im_rows(col, img, 0..self.out_hw().0);
     }
 
-    /// [`ConvGeom::col2im`] from columns `offset..offset + Ho·Wo` of rows `ld` long.
-    pub fn col2im_from<T: Real>(&self, col: &[T], img: &mut [T], ld: usize, offset: usize) {
+    /// [`ConvGeom::col2im`] from the columns of output rows `rows_out` only
+    /// (`col: [C·k·k, |rows_out|·W_o]`), the adjoint of [`ConvGeom::im2col_rows`].
+    pub fn col2im_rows<T: Real>(&self, col: &[T], img: &mut [T], rows_out: std::ops::Range<usize>) {
         let wo = self.out_hw().1;
-        let s = self.stride;
-        self.for_each_run(|row, oy, run| {
+        let (s, oy0) = (self.stride, rows_out.start);
+        let ld = rows_out.len() * wo;
+        if self.is_same() {
+            // One pass per row of the band, skipping the columns that read padding.
+            self.for_each_shift(&rows_out, |row, shift, rows, cols| {
+                let line = &col[row * ld..][..ld];
+                for r in rows {
+                    let start = ((r * wo + cols.start) as isize + shift) as usize;
+                    let seg = &line[(r - oy0) * wo + cols.start..(r - oy0) * wo + cols.end];
+                    for (d, v) in img[start..start + seg.len()].iter_mut().zip(seg) {
+                        *d += *v;
+                    }
+                }
+            });
+            return;
+        }
+        self.for_each_run(rows_out, |row, oy, run| {
             let Some((lo, hi, src)) = run else { return };
-            let seg = &col[row * ld + offset + oy * wo..][..wo];
+            let seg = &col[row * ld + (oy - oy0) * wo..][..wo];
             if s == 1 {
                 for (d, v) in img[src..src + (hi - lo)].iter_mut().zip(&seg[lo..hi]) {
                     *d += *v;
@@ -578,6 +706,12 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
 
+    fn slow_cols(g: &ConvGeom, img: &[f64]) -> Vec<f64> {
+        let mut c = vec![f64::NAN; g.col_rows() * g.out_hw().0 * g.out_hw().1];
+        g.im2col_reference(img, &mut c);
+        c
+    }
+
     #[test]
     fn im2col_and_col2im_match_their_references() {
         let mut rng = crate::rng(3, 0);
@@ -588,6 +722,9 @@ mod tests {
             (2, 2, 1, 5, 4),
             (3, 1, 0, 4, 4),
             (3, 3, 2, 5, 7),
+            (5, 1, 2, 6, 5),
+            (1, 1, 0, 3, 4),
+            (3, 1, 1, 1, 1),
         ] {
             let g = ConvGeom {
                 c: 2,
@@ -609,6 +746,30 @@ mod tests {
             g.col2im(col.data(), &mut fast);
             g.col2im_reference(col.data(), &mut slow);
             assert_eq!(fast, slow, "col2im k={k} s={stride} p={pad} {h}x{w}");
+            // By bands of output rows: the same columns, and the same sum.
+            let (ho, wo) = g.out_hw();
+            let full = slow_cols(&g, img.data());
+            let mut acc = img.data().to_vec();
+            for band in [0..1, 1..ho.min(3), ho.min(3)..ho] {
+                let width = band.len() * wo;
+                let mut part = vec![f64::NAN; g.col_rows() * width];
+                g.im2col_rows(img.data(), &mut part, band.clone());
+                for r in 0..g.col_rows() {
+                    let want = &full[r * ho * wo + band.start * wo..][..width];
+                    assert_eq!(
+                        &part[r * width..][..width],
+                        want,
+                        "band {band:?} k={k} s={stride}"
+                    );
+                }
+                let band_col: Vec<f64> = (0..g.col_rows())
+                    .flat_map(|r| col.data()[r * ho * wo + band.start * wo..][..width].to_vec())
+                    .collect();
+                g.col2im_rows(&band_col, &mut acc, band);
+            }
+            for (a, b) in acc.iter().zip(&slow) {
+                assert!((a - b).abs() < 1e-12, "col2im by bands k={k} s={stride}");
+            }
         }
     }
 
