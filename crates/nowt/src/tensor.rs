@@ -500,7 +500,7 @@ impl ConvGeom {
 
     /// Whether the output has the input's size (stride 1, `2p + 1 = k`): then each row of the
     /// column matrix is the image shifted by one offset, and im2col/col2im move whole bands.
-    fn is_same(&self) -> bool {
+    pub fn is_same(&self) -> bool {
         self.stride == 1 && 2 * self.pad + 1 == self.k
     }
 

@@ -210,8 +210,19 @@ fn fast_conv_equals_the_loop_nest() {
 /// Conv2d's δ_in, grad_W and grad_b match central differences (stride and padding variants).
 #[test]
 fn conv_backward_matches_finite_differences() {
-    for (k, s, p) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (1, 2, 0), (2, 2, 1)] {
-        let x = Tensor::randn(&[2, 3, 7, 6], 1.0, &mut rng(24));
+    // Small planes, and planes of ≥ 256 positions (several bands of output rows; for "same"
+    // stride-1 kernels δ_in is then computed as a convolution with the flipped kernel).
+    for (k, s, p, h, wd) in [
+        (3, 1, 1, 7, 6),
+        (3, 2, 1, 7, 6),
+        (1, 1, 0, 7, 6),
+        (1, 2, 0, 7, 6),
+        (2, 2, 1, 7, 6),
+        (3, 1, 1, 17, 16),
+        (5, 1, 2, 16, 17),
+        (3, 2, 1, 33, 32),
+    ] {
+        let x = Tensor::randn(&[2, 3, h, wd], 1.0, &mut rng(24));
         let mut c = conv(k, s, p, true);
         let e_in = input_error(&mut c, &x, &Backprop);
         let y = c.forward(&x, true);
@@ -233,7 +244,7 @@ fn conv_backward_matches_finite_differences() {
         let (e_w, e_b) = (rel_err(&gw, &nw), rel_err(&gb, &nb));
         assert!(
             e_in < TOL && e_w < TOL && e_b < TOL,
-            "k={k} s={s} p={p}: δ_in {e_in:e}, W {e_w:e}, b {e_b:e}"
+            "k={k} s={s} p={p} {h}×{wd}: δ_in {e_in:e}, W {e_w:e}, b {e_b:e}"
         );
         // Feedback alignment: the input error goes through B and must fail the check.
         let fa = FeedbackAlignment { init_scale: 1.0 };
