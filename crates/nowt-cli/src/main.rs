@@ -14,7 +14,16 @@ use clap::Parser;
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `mi_option_purge_delay` in mimalloc's `mi_option_e` (v2 and v3 headers alike).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
 fn main() -> ExitCode {
+    // Never hand freed memory back to the OS while training: a step frees and reallocates the
+    // same activations, and purging them made the kernel zero ≈ 23,000 pages per 11 ResNet-20
+    // steps (`perf stat`: 23,397 page faults vs 512; 443 → 422 ms/step). Peak memory is
+    // unchanged: it is the same activations.
+    // SAFETY: sets a process-wide allocator option before any thread is started.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Train(a) => run::train(a),
