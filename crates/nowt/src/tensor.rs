@@ -617,10 +617,12 @@ impl ConvGeom {
                 line[a + skip..a + end].copy_from_slice(
                     &img[(start + skip as isize) as usize..(start + end as isize) as usize],
                 );
-                for r in rows {
-                    let seg = &mut line[(r - oy0) * wo..][..wo];
-                    seg[..cols.start].fill(T::zero());
-                    seg[cols.end..].fill(T::zero());
+                // Column by column down the band (a handful of values per row: calling memset
+                // for each measured slower than the copy itself).
+                for j in (0..cols.start).chain(cols.end..wo) {
+                    for r in rows.clone() {
+                        line[(r - oy0) * wo + j] = T::zero();
+                    }
                 }
             });
             return;
