@@ -43,20 +43,26 @@ impl<T: Real> BatchNorm<T> {
     }
 }
 
-/// `Σ f(i)` over `0..len` in eight interleaved partial sums (a fixed order the compiler can
-/// vectorise; a single running sum cannot be reordered).
-fn lane_sum<T: Real>(len: usize, f: impl Fn(usize) -> T) -> T {
-    let mut acc = [T::zero(); 8];
+/// `Σ f(i)` over `0..len` for `K` sums at once, each in eight interleaved partial sums (a fixed
+/// order the compiler can vectorise; a single running sum cannot be reordered).
+fn lane_sums<T: Real, const K: usize>(len: usize, f: impl Fn(usize) -> [T; K]) -> [T; K] {
+    let mut acc = [[T::zero(); 8]; K];
     let full = len / 8 * 8;
     for i in (0..full).step_by(8) {
-        for (l, a) in acc.iter_mut().enumerate() {
-            *a += f(i + l);
+        for l in 0..8 {
+            let v = f(i + l);
+            for k in 0..K {
+                acc[k][l] += v[k];
+            }
         }
     }
     for (l, i) in (full..len).enumerate() {
-        acc[l] += f(i);
+        let v = f(i);
+        for k in 0..K {
+            acc[k][l] += v[k];
+        }
     }
-    acc.iter().copied().sum()
+    acc.map(|a| a.iter().copied().sum())
 }
 
 /// `(N, C, positions per channel per sample)` of `[N, C, …]`.
@@ -87,7 +93,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                 let mu = (0..n)
                     .map(|i| {
                         let p = plane(i, ch);
-                        lane_sum(hw, |j| p[j]).f64()
+                        lane_sums(hw, |j| [p[j]])[0].f64()
                     })
                     .sum::<f64>()
                     / m;
@@ -95,7 +101,7 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                 let ss = (0..n)
                     .map(|i| {
                         let p = plane(i, ch);
-                        lane_sum(hw, |j| (p[j] - mu_t) * (p[j] - mu_t)).f64()
+                        lane_sums(hw, |j| [(p[j] - mu_t) * (p[j] - mu_t)])[0].f64()
                     })
                     .sum::<f64>();
                 (mu, ss / m)
@@ -156,8 +162,9 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                 let (mut sd, mut sdx) = (T::zero(), T::zero());
                 for i in 0..n {
                     let (d, xv) = (&delta.data()[at(i, ch)], &x.data()[at(i, ch)]);
-                    sd += lane_sum(hw, |j| d[j]);
-                    sdx += lane_sum(hw, |j| d[j] * ((xv[j] - mu) * is));
+                    let [a, b] = lane_sums(hw, |j| [d[j], d[j] * ((xv[j] - mu) * is)]);
+                    sd += a;
+                    sdx += b;
                 }
                 (sd, sdx)
             })

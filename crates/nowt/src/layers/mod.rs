@@ -113,7 +113,7 @@ pub fn backward_chain<T: Real>(
     layers: &mut [Box<dyn Layer<T>>],
     x: &Tensor<T>,
     outs: &[Tensor<T>],
-    delta: Tensor<T>,
+    delta: &Tensor<T>,
     ctx: &mut Backward<T>,
     need_delta_in: bool,
 ) -> Option<Tensor<T>> {
@@ -122,12 +122,13 @@ pub fn backward_chain<T: Real>(
     } else {
         layers.iter().position(|l| l.has_weights()).unwrap_or(0)
     };
-    let mut delta = delta;
+    let mut owned: Option<Tensor<T>> = None;
     for i in (stop..layers.len()).rev() {
         let input = if i == 0 { x } else { &outs[i - 1] };
-        delta = layers[i].backward(input, &outs[i], &delta, ctx, i > stop || need_delta_in)?;
+        let d = owned.as_ref().unwrap_or(delta);
+        owned = Some(layers[i].backward(input, &outs[i], d, ctx, i > stop || need_delta_in)?);
     }
-    Some(delta)
+    owned.or_else(|| need_delta_in.then(|| delta.clone()))
 }
 
 /// A trained parameter outside the rule seam (batch norm's scale and shift): its value,

@@ -16,8 +16,8 @@ pub struct Residual<T> {
     main: Vec<Box<dyn Layer<T>>>,
     /// 1×1 projection and its batch norm, if any.
     shortcut: Vec<Box<dyn Layer<T>>>,
-    relu: Activation,
-    /// From the last forward: each main and shortcut layer's output, and the pre-activation sum.
+    /// From the last forward: each main and shortcut layer's output (the main path's last one
+    /// replaced by an empty placeholder, see `forward`).
     main_outs: Vec<Tensor<T>>,
     short_outs: Vec<Tensor<T>>,
 }
@@ -176,7 +176,6 @@ impl<T: Real> Residual<T> {
             name: name.to_string(),
             main,
             shortcut,
-            relu: Activation::new(&format!("{name}.relu"), ActivationKind::Relu),
             main_outs: Vec::new(),
             short_outs: Vec::new(),
         }
@@ -195,13 +194,17 @@ impl<T: Real> Layer<T> for Residual<T> {
         &self.name
     }
 
+    /// `y = relu(main + shortcut)` in one pass, written over the main path's last output. That
+    /// output (a batch norm's) is not kept: batch norm's backward reads only its input, so the
+    /// chain gets an empty placeholder in its place, and the ReLU's derivative is read off `y`.
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
         self.main_outs = forward_chain(&mut self.main, x, train);
         self.short_outs = forward_chain(&mut self.shortcut, x, train);
-        let mut sum = self.main_outs.last().expect("main path").clone();
-        sum.zip_apply(self.short_outs.last().unwrap_or(x), |a, b| a + b);
-        let y = Layer::<T>::forward(&mut self.relu, &sum, train);
-        self.main_outs.push(sum);
+        let mut y = self.main_outs.pop().expect("main path");
+        y.zip_apply(self.short_outs.last().unwrap_or(x), |a, b| {
+            (a + b).max(T::zero())
+        });
+        self.main_outs.push(Tensor::default());
         y
     }
 
@@ -215,19 +218,11 @@ impl<T: Real> Layer<T> for Residual<T> {
     ) -> Option<Tensor<T>> {
         // The forward caches are lent out and put back: backward may run more than once per
         // forward (the δ-angle probe runs the rule and backprop on one forward pass).
-        let mut main_outs = std::mem::take(&mut self.main_outs);
+        let main_outs = std::mem::take(&mut self.main_outs);
         let short_outs = std::mem::take(&mut self.short_outs);
-        let sum = main_outs.pop().expect("forward ran");
-        let d_sum =
-            Layer::<T>::backward(&mut self.relu, &sum, y, delta, ctx, true).expect("relu error");
-        let d_main = backward_chain(
-            &mut self.main,
-            x,
-            &main_outs,
-            d_sum.clone(),
-            ctx,
-            need_delta_in,
-        );
+        // Through the ReLU: δ_sum = δ ⊙ [y > 0].
+        let d_sum = delta.zip_map(y, |d, y| if y > T::zero() { d } else { T::zero() });
+        let d_main = backward_chain(&mut self.main, x, &main_outs, &d_sum, ctx, need_delta_in);
         let d_short = if self.shortcut.is_empty() {
             need_delta_in.then_some(d_sum)
         } else {
@@ -235,12 +230,11 @@ impl<T: Real> Layer<T> for Residual<T> {
                 &mut self.shortcut,
                 x,
                 &short_outs,
-                d_sum,
+                &d_sum,
                 ctx,
                 need_delta_in,
             )
         };
-        main_outs.push(sum);
         self.main_outs = main_outs;
         self.short_outs = short_outs;
         match (d_main, d_short) {

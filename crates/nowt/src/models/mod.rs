@@ -52,7 +52,7 @@ impl<T: Real> Network<T> {
         if let Some(r) = ctx.record.as_deref_mut() {
             r.clear();
         }
-        backward_chain(&mut self.layers, x, outs, delta, &mut ctx, false);
+        backward_chain(&mut self.layers, x, outs, &delta, &mut ctx, false);
     }
 
     /// Where non-finite values first appear: the first layer whose output in `outs` (from
