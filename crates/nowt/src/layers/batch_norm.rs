@@ -48,19 +48,18 @@ impl<T: Real> BatchNorm<T> {
 fn lane_sums<T: Real, const K: usize>(len: usize, f: impl Fn(usize) -> [T; K]) -> [T; K] {
     let mut acc = [[T::zero(); 8]; K];
     let full = len / 8 * 8;
+    let mut add = |l: usize, i: usize| {
+        for (a, v) in acc.iter_mut().zip(f(i)) {
+            a[l] += v;
+        }
+    };
     for i in (0..full).step_by(8) {
         for l in 0..8 {
-            let v = f(i + l);
-            for k in 0..K {
-                acc[k][l] += v[k];
-            }
+            add(l, i + l);
         }
     }
     for (l, i) in (full..len).enumerate() {
-        let v = f(i);
-        for k in 0..K {
-            acc[k][l] += v[k];
-        }
+        add(l, i);
     }
     acc.map(|a| a.iter().copied().sum())
 }
