@@ -255,14 +255,19 @@ fn conv_backward_matches_finite_differences() {
     }
 }
 
-/// Batch norm (2d and 1d; batch statistics in training, running statistics in evaluation)
-/// matches central differences for its input, γ and β.
+/// Batch norm (2d and 1d; batch statistics in training, running statistics in evaluation;
+/// alone and with its fused ReLU) matches central differences for its input, γ and β.
 #[test]
 fn batch_norm_matches_finite_differences() {
-    for shape in [vec![3, 4, 5, 2], vec![6, 5]] {
-        for train in [true, false] {
+    for (shape, train, relu) in [vec![3, 4, 5, 2], vec![6, 5]]
+        .into_iter()
+        .flat_map(|s| [(s.clone(), true), (s, false)])
+        .flat_map(|(s, t)| [(s.clone(), t, false), (s, t, true)])
+    {
+        {
             let c = shape[1];
             let mut bn = BatchNorm::<f64>::new("bn", c);
+            bn.relu = relu;
             bn.gamma.value = Tensor::randn(&[c], 1.0, &mut rng(30));
             bn.beta.value = Tensor::randn(&[c], 1.0, &mut rng(31));
             bn.running_mean = Tensor::randn(&[c], 0.5, &mut rng(32));
@@ -297,7 +302,7 @@ fn batch_norm_matches_finite_differences() {
             let (e_g, e_b) = (rel_err(&b.gamma.grad, &ng), rel_err(&b.beta.grad, &nb));
             assert!(
                 e_in < TOL && e_g < TOL && e_b < TOL,
-                "{shape:?} train={train}: x {e_in:e} γ {e_g:e} β {e_b:e}"
+                "{shape:?} train={train} relu={relu}: x {e_in:e} γ {e_g:e} β {e_b:e}"
             );
         }
     }

@@ -6,9 +6,10 @@ use rayon::prelude::*;
 use super::{Backward, Layer, Param};
 use crate::tensor::{Real, Tensor};
 
-/// `y = γ (x − μ_c) / √(σ²_c + ε) + β` per channel `c`. Training uses the batch statistics
-/// (over `N·H·W`) and updates running estimates (`momentum` 0.1, unbiased variance, as
-/// PyTorch); evaluation uses the running estimates.
+/// `y = γ (x − μ_c) / √(σ²_c + ε) + β` per channel `c`, followed by a ReLU when `relu` is set
+/// (the two in one pass each way: the ReLU's derivative `[y > 0]` is read off the output).
+/// Training uses the batch statistics (over `N·H·W`) and updates running estimates
+/// (`momentum` 0.1, unbiased variance, as PyTorch); evaluation uses the running estimates.
 #[derive(Clone, Debug)]
 pub struct BatchNorm<T> {
     pub name: String,
@@ -18,6 +19,8 @@ pub struct BatchNorm<T> {
     pub running_var: Tensor<T>,
     pub eps: f64,
     pub momentum: f64,
+    /// Rectify the output: `y = max(0, BN(x))`.
+    pub relu: bool,
     /// From the last forward: `μ` and `1/√(σ² + ε)` per channel (backward recomputes `x̂`
     /// from its input rather than keeping a tensor of it), and whether it used batch stats.
     mean: Vec<T>,
@@ -26,6 +29,14 @@ pub struct BatchNorm<T> {
 }
 
 impl<T: Real> BatchNorm<T> {
+    /// Batch norm followed by a ReLU, fused.
+    pub fn with_relu(name: &str, channels: usize) -> Self {
+        Self {
+            relu: true,
+            ..Self::new(name, channels)
+        }
+    }
+
     pub fn new(name: &str, channels: usize) -> Self {
         let ones = Tensor::from_vec(&[channels], vec![T::one(); channels]);
         Self {
@@ -36,10 +47,76 @@ impl<T: Real> BatchNorm<T> {
             running_var: ones,
             eps: 1e-5,
             momentum: 0.1,
+            relu: false,
             mean: Vec::new(),
             inv_std: Vec::new(),
             batch_stats: false,
         }
+    }
+    /// Backward (see `Layer::backward`), compiled once with and once without the ReLU.
+    fn grads<const RELU: bool>(
+        &mut self,
+        x: &Tensor<T>,
+        y: &Tensor<T>,
+        delta: &Tensor<T>,
+        need_delta_in: bool,
+    ) -> Option<Tensor<T>> {
+        let (n, c, hw) = dims(delta);
+        let m = T::of((n * hw) as f64);
+        let at = |p: usize| p * hw..(p + 1) * hw;
+        let (mean, inv_std) = (&self.mean, &self.inv_std);
+        // The slices of plane `p`: δ, x, and what the ReLU's mask is read from (y; without a
+        // ReLU δ itself, never read).
+        let planes = |p: usize| {
+            let d = &delta.data()[at(p)];
+            (d, &x.data()[at(p)], if RELU { &y.data()[at(p)] } else { d })
+        };
+        // δ through the ReLU, if any: the error at the normalised value.
+        let masked = |d: T, y: T| if RELU && y <= T::zero() { T::zero() } else { d };
+        let sums: Vec<(T, T)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let (mu, is) = (mean[ch], inv_std[ch]);
+                let (mut sd, mut sdx) = (T::zero(), T::zero());
+                for i in 0..n {
+                    let (d, xv, yv) = planes(i * c + ch);
+                    let [a, b] = lane_sums(hw, |j| {
+                        let d = masked(d[j], yv[j]);
+                        [d, d * ((xv[j] - mu) * is)]
+                    });
+                    sd += a;
+                    sdx += b;
+                }
+                (sd, sdx)
+            })
+            .collect();
+        self.beta.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
+        self.gamma.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
+        if !need_delta_in {
+            return None;
+        }
+        let mut d_in = Tensor::zeros(delta.shape());
+        let (gamma, batch) = (self.gamma.value.data(), self.batch_stats);
+        d_in.data_mut()
+            .par_chunks_mut(hw)
+            .enumerate()
+            .for_each(|(p, out)| {
+                let ch = p % c;
+                let g = gamma[ch] * inv_std[ch];
+                let (sd, sdx) = sums[ch];
+                let (mu, is) = (mean[ch], inv_std[ch]);
+                let (d, xv, yv) = planes(p);
+                for (((o, &d), &xv), &yv) in out.iter_mut().zip(d).zip(xv).zip(yv) {
+                    let d = masked(d, yv);
+                    let xh = (xv - mu) * is;
+                    *o = if batch {
+                        g / m * (m * d - sd - xh * sdx)
+                    } else {
+                        g * d
+                    };
+                }
+            });
+        Some(d_in)
     }
 }
 
@@ -123,14 +200,22 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             .collect();
         let mut y = Tensor::zeros(x.shape());
         let (gamma, beta) = (self.gamma.value.data(), self.beta.value.data());
+        let relu = self.relu;
         y.data_mut()
             .par_chunks_mut(hw)
             .enumerate()
             .for_each(|(p, yv)| {
                 let ch = p % c;
                 let (mu, is, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                for (yv, &v) in yv.iter_mut().zip(&x.data()[p * hw..(p + 1) * hw]) {
-                    *yv = g * ((v - mu) * is) + b;
+                let xs = &x.data()[p * hw..(p + 1) * hw];
+                if relu {
+                    for (yv, &v) in yv.iter_mut().zip(xs) {
+                        *yv = (g * ((v - mu) * is) + b).max(T::zero());
+                    }
+                } else {
+                    for (yv, &v) in yv.iter_mut().zip(xs) {
+                        *yv = g * ((v - mu) * is) + b;
+                    }
                 }
             });
         self.mean = mean;
@@ -142,61 +227,21 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
     /// With batch statistics: `∂β = Σδ`, `∂γ = Σ δ x̂`,
     /// `δ_in = γ/(M σ) · (M δ − Σδ − x̂ Σ δ x̂)` over the `M = N·H·W` values of each channel;
     /// with running statistics the normalisation is a fixed affine map, `δ_in = γ δ / σ`.
+    /// With the ReLU, `δ` is first masked by `[y > 0]` (on the fly, nothing stored).
     fn backward(
         &mut self,
         x: &Tensor<T>,
-        _y: &Tensor<T>,
+        y: &Tensor<T>,
         delta: &Tensor<T>,
         _ctx: &mut Backward<T>,
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
-        let (n, c, hw) = dims(delta);
-        let m = T::of((n * hw) as f64);
-        let at = |i: usize, ch: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
-        let (mean, inv_std) = (&self.mean, &self.inv_std);
-        let sums: Vec<(T, T)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                let (mu, is) = (mean[ch], inv_std[ch]);
-                let (mut sd, mut sdx) = (T::zero(), T::zero());
-                for i in 0..n {
-                    let (d, xv) = (&delta.data()[at(i, ch)], &x.data()[at(i, ch)]);
-                    let [a, b] = lane_sums(hw, |j| [d[j], d[j] * ((xv[j] - mu) * is)]);
-                    sd += a;
-                    sdx += b;
-                }
-                (sd, sdx)
-            })
-            .collect();
-        self.beta.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
-        self.gamma.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
-        if !need_delta_in {
-            return None;
+        if self.relu {
+            assert_eq!(y.len(), delta.len(), "{}: needs its output", self.name);
+            self.grads::<true>(x, y, delta, need_delta_in)
+        } else {
+            self.grads::<false>(x, y, delta, need_delta_in)
         }
-        let mut d_in = Tensor::zeros(delta.shape());
-        let (gamma, batch) = (self.gamma.value.data(), self.batch_stats);
-        d_in.data_mut()
-            .par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, out)| {
-                let ch = p % c;
-                let g = gamma[ch] * inv_std[ch];
-                let (sd, sdx) = sums[ch];
-                let (mu, is) = (mean[ch], inv_std[ch]);
-                let (d, xv) = (
-                    &delta.data()[p * hw..(p + 1) * hw],
-                    &x.data()[p * hw..(p + 1) * hw],
-                );
-                for ((o, &d), &xv) in out.iter_mut().zip(d).zip(xv) {
-                    let xh = (xv - mu) * is;
-                    *o = if batch {
-                        g / m * (m * d - sd - xh * sdx)
-                    } else {
-                        g * d
-                    };
-                }
-            });
-        Some(d_in)
     }
 
     fn collect_params<'a>(&'a self, out: &mut Vec<&'a Param<T>>) {

@@ -3,8 +3,7 @@
 //! shortcut. One composition: every derivative is its parts'.
 
 use super::{
-    backward_chain, forward_chain, Activation, ActivationKind, Backward, BatchNorm, Conv2d, Layer,
-    Param, WeightLayer,
+    backward_chain, forward_chain, Backward, BatchNorm, Conv2d, Layer, Param, WeightLayer,
 };
 use crate::tensor::{Real, Tensor};
 
@@ -12,7 +11,7 @@ use crate::tensor::{Real, Tensor};
 /// a batch norm, shortcut = `x`, or `bn(conv1×1(x))` when the stride or the width changes.
 pub struct Residual<T> {
     pub name: String,
-    /// The main path, in order (BasicBlock: conv1, conv1_bn, relu1, conv2, conv2_bn).
+    /// The main path, in order (BasicBlock: conv1, conv1_bn with its ReLU, conv2, conv2_bn).
     main: Vec<Box<dyn Layer<T>>>,
     /// 1×1 projection and its batch norm, if any.
     shortcut: Vec<Box<dyn Layer<T>>>,
@@ -28,7 +27,8 @@ pub fn same_out(hw: (usize, usize), k: usize, s: usize) -> (usize, usize) {
     ((hw.0 + 2 * p - k) / s + 1, (hw.1 + 2 * p - k) / s + 1)
 }
 
-/// Conv (`k × k`, stride `s`, padding `(k − 1)/2`, no bias, He-normal) then batch norm.
+/// Conv (`k × k`, stride `s`, padding `(k − 1)/2`, no bias, He-normal) then batch norm, and a
+/// ReLU fused into the batch norm when `relu` (layer `{name}_bn`).
 #[allow(clippy::too_many_arguments)]
 pub fn conv_bn<T: Real>(
     name: &str,
@@ -36,6 +36,7 @@ pub fn conv_bn<T: Real>(
     c_out: usize,
     k: usize,
     s: usize,
+    relu: bool,
     in_hw: (usize, usize),
     rng_w: &mut crate::Rng,
     rng_b: &mut crate::Rng,
@@ -55,7 +56,11 @@ pub fn conv_bn<T: Real>(
             rng_w,
             rng_b,
         )),
-        Box::new(BatchNorm::new(&format!("{name}_bn"), c_out)),
+        Box::new(if relu {
+            BatchNorm::with_relu(&format!("{name}_bn"), c_out)
+        } else {
+            BatchNorm::new(&format!("{name}_bn"), c_out)
+        }),
     ]
 }
 
@@ -79,17 +84,18 @@ impl<T: Real> Residual<T> {
             c_out,
             3,
             stride,
+            true,
             in_hw,
             rng_w,
             rng_b,
         ));
-        main.push(relu(&format!("{name}.relu1")));
         main.extend(conv_bn(
             &format!("{name}.conv2"),
             c_out,
             c_out,
             3,
             1,
+            false,
             mid_hw,
             rng_w,
             rng_b,
@@ -117,28 +123,29 @@ impl<T: Real> Residual<T> {
             width,
             1,
             1,
+            true,
             in_hw,
             rng_w,
             rng_b,
         ));
-        main.push(relu(&format!("{name}.relu1")));
         main.extend(conv_bn(
             &format!("{name}.conv2"),
             width,
             width,
             3,
             stride,
+            true,
             in_hw,
             rng_w,
             rng_b,
         ));
-        main.push(relu(&format!("{name}.relu2")));
         main.extend(conv_bn(
             &format!("{name}.conv3"),
             width,
             4 * width,
             1,
             1,
+            false,
             out_hw,
             rng_w,
             rng_b,
@@ -164,6 +171,7 @@ impl<T: Real> Residual<T> {
                 c_out,
                 1,
                 stride,
+                false,
                 in_hw,
                 rng_w,
                 rng_b,
@@ -264,8 +272,4 @@ impl<T: Real> Layer<T> for Residual<T> {
     fn collect_buffers_mut<'a>(&'a mut self, out: &mut Vec<(String, &'a mut Tensor<T>)>) {
         self.parts_mut().for_each(|l| l.collect_buffers_mut(out));
     }
-}
-
-fn relu<T: Real>(name: &str) -> Box<dyn Layer<T>> {
-    Box::new(Activation::new(name, ActivationKind::Relu))
 }

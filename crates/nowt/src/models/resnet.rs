@@ -12,8 +12,7 @@
 
 use super::Network;
 use crate::layers::{
-    conv_bn, same_out, Activation, ActivationKind, GlobalAvgPool, Layer, Linear, Pool2d, PoolKind,
-    Reshape, Residual,
+    conv_bn, same_out, GlobalAvgPool, Layer, Linear, Pool2d, PoolKind, Reshape, Residual,
 };
 use crate::tensor::Real;
 
@@ -84,7 +83,7 @@ pub fn resnet_imagenet<T: Real>(
     head(layers, ch, classes, rng_w, rng_b)
 }
 
-/// Flat input → image → conv `k × k` (stride `s`) → bn → relu.
+/// Flat input → image → conv `k × k` (stride `s`) → bn with ReLU.
 fn stem<T: Real>(
     image: [usize; 3],
     width: usize,
@@ -98,8 +97,9 @@ fn stem<T: Real>(
         shape: image.to_vec(),
     })];
     let hw = (image[1], image[2]);
-    layers.extend(conv_bn("stem", image[0], width, k, s, hw, rng_w, rng_b));
-    layers.push(Box::new(Activation::new("stem_relu", ActivationKind::Relu)));
+    layers.extend(conv_bn(
+        "stem", image[0], width, k, s, true, hw, rng_w, rng_b,
+    ));
     layers
 }
 
