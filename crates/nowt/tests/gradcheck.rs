@@ -264,47 +264,45 @@ fn batch_norm_matches_finite_differences() {
         .flat_map(|s| [(s.clone(), true), (s, false)])
         .flat_map(|(s, t)| [(s.clone(), t, false), (s, t, true)])
     {
-        {
-            let c = shape[1];
-            let mut bn = BatchNorm::<f64>::new("bn", c);
-            bn.relu = relu;
-            bn.gamma.value = Tensor::randn(&[c], 1.0, &mut rng(30));
-            bn.beta.value = Tensor::randn(&[c], 1.0, &mut rng(31));
-            bn.running_mean = Tensor::randn(&[c], 0.5, &mut rng(32));
-            bn.running_var = Tensor::randn(&[c], 0.5, &mut rng(33)).map(|v: f64| v.abs() + 0.5);
-            let x = Tensor::randn(&shape, 2.0, &mut rng(34)).map(|v: f64| v + 1.0);
-            // Evaluation-mode checks must not move the running statistics between evaluations.
-            let fwd = |bn: &BatchNorm<f64>, x: &Tensor<f64>| bn.clone().forward(x, train);
-            let y = fwd(&bn, &x);
-            let r = Tensor::randn(y.shape(), 1.0, &mut rng(35));
-            let mut b = bn.clone();
-            b.forward(&x, train);
-            let analytic = b
-                .backward(&x, &y, &r, &mut Backward::new(&Backprop), true)
-                .unwrap();
-            let mut xv = x.clone();
-            let e_in = rel_err(
-                &analytic,
-                &numeric(&mut xv, |xv| probe_loss(&fwd(&bn, xv), &r)),
-            );
-            let mut g = bn.gamma.value.clone();
-            let ng = numeric(&mut g, |g| {
-                let mut l = bn.clone();
-                l.gamma.value = g.clone();
-                probe_loss(&fwd(&l, &x), &r)
-            });
-            let mut be = bn.beta.value.clone();
-            let nb = numeric(&mut be, |be| {
-                let mut l = bn.clone();
-                l.beta.value = be.clone();
-                probe_loss(&fwd(&l, &x), &r)
-            });
-            let (e_g, e_b) = (rel_err(&b.gamma.grad, &ng), rel_err(&b.beta.grad, &nb));
-            assert!(
-                e_in < TOL && e_g < TOL && e_b < TOL,
-                "{shape:?} train={train} relu={relu}: x {e_in:e} γ {e_g:e} β {e_b:e}"
-            );
-        }
+        let c = shape[1];
+        let mut bn = BatchNorm::<f64>::new("bn", c);
+        bn.relu = relu;
+        bn.gamma.value = Tensor::randn(&[c], 1.0, &mut rng(30));
+        bn.beta.value = Tensor::randn(&[c], 1.0, &mut rng(31));
+        bn.running_mean = Tensor::randn(&[c], 0.5, &mut rng(32));
+        bn.running_var = Tensor::randn(&[c], 0.5, &mut rng(33)).map(|v: f64| v.abs() + 0.5);
+        let x = Tensor::randn(&shape, 2.0, &mut rng(34)).map(|v: f64| v + 1.0);
+        // Evaluation-mode checks must not move the running statistics between evaluations.
+        let fwd = |bn: &BatchNorm<f64>, x: &Tensor<f64>| bn.clone().forward(x, train);
+        let y = fwd(&bn, &x);
+        let r = Tensor::randn(y.shape(), 1.0, &mut rng(35));
+        let mut b = bn.clone();
+        b.forward(&x, train);
+        let analytic = b
+            .backward(&x, &y, &r, &mut Backward::new(&Backprop), true)
+            .unwrap();
+        let mut xv = x.clone();
+        let e_in = rel_err(
+            &analytic,
+            &numeric(&mut xv, |xv| probe_loss(&fwd(&bn, xv), &r)),
+        );
+        let mut g = bn.gamma.value.clone();
+        let ng = numeric(&mut g, |g| {
+            let mut l = bn.clone();
+            l.gamma.value = g.clone();
+            probe_loss(&fwd(&l, &x), &r)
+        });
+        let mut be = bn.beta.value.clone();
+        let nb = numeric(&mut be, |be| {
+            let mut l = bn.clone();
+            l.beta.value = be.clone();
+            probe_loss(&fwd(&l, &x), &r)
+        });
+        let (e_g, e_b) = (rel_err(&b.gamma.grad, &ng), rel_err(&b.beta.grad, &nb));
+        assert!(
+            e_in < TOL && e_g < TOL && e_b < TOL,
+            "{shape:?} train={train} relu={relu}: x {e_in:e} γ {e_g:e} β {e_b:e}"
+        );
     }
 }
 

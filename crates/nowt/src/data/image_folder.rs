@@ -192,32 +192,30 @@ fn encoded(files: Files, classes: &[String], size: usize) -> Result<Dataset> {
     Ok(Dataset::encoded(sources, y, size, classes.len()))
 }
 
-/// Decodes every image (in parallel) to `[C, H, W]` values in `[0, 1]`, RGB.
+/// Decodes every image (in parallel) to `[C, H, W]` values in `[0, 1]`, RGB, straight into
+/// the dataset's rows (every image must have the first one's size).
 fn decode(root: &Path, files: Files, classes: &[String]) -> Result<Dataset> {
     let y = labels(&files, classes)?;
-    let decoded: Vec<(u32, u32, Vec<f32>)> = files
-        .par_iter()
-        .map(|(_, source)| {
-            let rgb = source.decode()?;
-            let (w, h) = rgb.dimensions();
-            let mut chw = vec![0f32; 3 * (w * h) as usize];
-            super::transform::to_chw(&rgb, &[], &mut chw);
-            Ok((h, w, chw))
-        })
-        .collect::<Result<_>>()?;
-    let Some(&(h, w, _)) = decoded.first() else {
+    let Some((_, first)) = files.first() else {
         return Err(Error::data(root, "no images"));
     };
-    let mut x = Vec::with_capacity(decoded.len() * 3 * (h * w) as usize);
-    for ((hi, wi, chw), (_, source)) in decoded.into_iter().zip(&files) {
-        if (hi, wi) != (h, w) {
-            return Err(Error::data(
-                source.name(),
-                format!("image is {wi}×{hi}, the others {w}×{h} (pass --image-size to resize)"),
-            ));
-        }
-        x.extend_from_slice(&chw);
-    }
+    let (w, h) = first.decode()?.dimensions();
+    let dim = 3 * (w * h) as usize;
+    let mut x = vec![0f32; files.len() * dim];
+    x.par_chunks_mut(dim)
+        .zip(files.par_iter())
+        .try_for_each(|(row, (_, source))| {
+            let rgb = source.decode()?;
+            let (wi, hi) = rgb.dimensions();
+            if (hi, wi) != (h, w) {
+                return Err(Error::data(
+                    source.name(),
+                    format!("image is {wi}×{hi}, the others {w}×{h} (pass --image-size to resize)"),
+                ));
+            }
+            super::transform::to_chw(&rgb, &[], row);
+            Ok(())
+        })?;
     Ok(Dataset::dense(
         x,
         y,

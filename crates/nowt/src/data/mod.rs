@@ -349,16 +349,7 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
 fn channel_moments(x: &[f32], shape: Image) -> Vec<(f32, f32)> {
     let (c, plane) = (shape[0], shape[1] * shape[2]);
     (0..c)
-        .map(|ch| {
-            let values: Vec<f32> = x
-                .chunks_exact(plane)
-                .skip(ch)
-                .step_by(c)
-                .flatten()
-                .copied()
-                .collect();
-            moments(&values)
-        })
+        .map(|ch| moments(|| x.chunks_exact(plane).skip(ch).step_by(c).flatten().copied()))
         .collect()
 }
 
@@ -399,11 +390,13 @@ pub fn augment_crop_flip(x: &mut Tensor<f32>, shape: Image, pad: usize, rng: &mu
     }
 }
 
-/// Mean and standard deviation of all values (accumulated in `f64`).
-fn moments(x: &[f32]) -> (f32, f32) {
-    let n = x.len().max(1) as f64;
-    let mean = x.iter().map(|&v| v as f64).sum::<f64>() / n;
-    let var = x.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+/// Mean and standard deviation of the values `x()` yields (two passes, accumulated in `f64`,
+/// nothing collected).
+fn moments<I: Iterator<Item = f32>>(x: impl Fn() -> I) -> (f32, f32) {
+    let (n, sum) = x().fold((0usize, 0f64), |(n, s), v| (n + 1, s + v as f64));
+    let n = n.max(1) as f64;
+    let mean = sum / n;
+    let var = x().map(|v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
     (mean as f32, var.sqrt().max(1e-8) as f32)
 }
 
@@ -490,7 +483,7 @@ mod tests {
             1797
         );
         assert_eq!(s.train.dim, 64);
-        let (m, sd) = moments(&s.train.x);
+        let (m, sd) = moments(|| s.train.x.iter().copied());
         assert!(m.abs() < 1e-4 && (sd - 1.0).abs() < 1e-4, "{m} {sd}");
     }
 }

@@ -95,27 +95,25 @@ impl<T: Real> BatchNorm<T> {
         if !need_delta_in {
             return None;
         }
-        let mut d_in = Tensor::zeros(delta.shape());
         let (gamma, batch) = (self.gamma.value.data(), self.batch_stats);
-        d_in.data_mut()
-            .par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, out)| {
-                let ch = p % c;
-                let g = gamma[ch] * inv_std[ch];
-                let (sd, sdx) = sums[ch];
-                let (mu, is) = (mean[ch], inv_std[ch]);
-                let (d, xv, yv) = planes(p);
-                for (((o, &d), &xv), &yv) in out.iter_mut().zip(d).zip(xv).zip(yv) {
-                    let d = masked(d, yv);
-                    let xh = (xv - mu) * is;
-                    *o = if batch {
-                        g / m * (m * d - sd - xh * sdx)
-                    } else {
-                        g * d
-                    };
-                }
-            });
+        let fill = |_: &mut (), p: usize, out: &mut [std::mem::MaybeUninit<T>]| {
+            let ch = p % c;
+            let g = gamma[ch] * inv_std[ch];
+            let (sd, sdx) = sums[ch];
+            let (mu, is) = (mean[ch], inv_std[ch]);
+            let (d, xv, yv) = planes(p);
+            for (((o, &d), &xv), &yv) in out.iter_mut().zip(d).zip(xv).zip(yv) {
+                let d = masked(d, yv);
+                let xh = (xv - mu) * is;
+                o.write(if batch {
+                    g / m * (m * d - sd - xh * sdx)
+                } else {
+                    g * d
+                });
+            }
+        };
+        // SAFETY: each plane of `hw` errors is written from the `hw` values of its plane.
+        let d_in = unsafe { Tensor::build(delta.shape(), hw, || (), fill) };
         Some(d_in)
     }
 }
@@ -198,26 +196,24 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             .iter()
             .map(|s| T::of(1.0 / (s.1 + self.eps).sqrt()))
             .collect();
-        let mut y = Tensor::zeros(x.shape());
         let (gamma, beta) = (self.gamma.value.data(), self.beta.value.data());
         let relu = self.relu;
-        y.data_mut()
-            .par_chunks_mut(hw)
-            .enumerate()
-            .for_each(|(p, yv)| {
-                let ch = p % c;
-                let (mu, is, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
-                let xs = &x.data()[p * hw..(p + 1) * hw];
-                if relu {
-                    for (yv, &v) in yv.iter_mut().zip(xs) {
-                        *yv = (g * ((v - mu) * is) + b).max(T::zero());
-                    }
-                } else {
-                    for (yv, &v) in yv.iter_mut().zip(xs) {
-                        *yv = g * ((v - mu) * is) + b;
-                    }
+        let fill = |_: &mut (), p: usize, yv: &mut [std::mem::MaybeUninit<T>]| {
+            let ch = p % c;
+            let (mu, is, g, b) = (mean[ch], inv_std[ch], gamma[ch], beta[ch]);
+            let xs = &x.data()[p * hw..(p + 1) * hw];
+            if relu {
+                for (yv, &v) in yv.iter_mut().zip(xs) {
+                    yv.write((g * ((v - mu) * is) + b).max(T::zero()));
                 }
-            });
+            } else {
+                for (yv, &v) in yv.iter_mut().zip(xs) {
+                    yv.write(g * ((v - mu) * is) + b);
+                }
+            }
+        };
+        // SAFETY: each plane of `hw` outputs is written from the `hw` inputs of its plane.
+        let y = unsafe { Tensor::build(x.shape(), hw, || (), fill) };
         self.mean = mean;
         self.inv_std = inv_std;
         self.batch_stats = train;

@@ -1,15 +1,18 @@
-//! 2-D convolution on the rule seam, by im2col + GEMM, with a loop-nest oracle beside it.
+//! 2-D convolution on the rule seam, by im2col + GEMM over bands of output rows, with a
+//! loop-nest oracle beside it.
 
 use rayon::prelude::*;
 
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use crate::tensor::{gemm_slice, ConvGeom, Real, Tensor, View};
+use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
-/// in order), so results do not depend on the thread count. One GEMM per image, images in
-/// parallel, each task with its own column buffer: batching images into one GEMM measured
-/// slower on ResNet-20, batch 128, 2 threads (`nowt bench`, three interleaved runs: 1 image per
-/// GEMM 817–847 ms/step, 4 images 846–887 ms, 16 images 1029–1081 ms).
+/// in order), so results do not depend on the thread count.
+///
+/// Images run in parallel, one task each with its own column buffer, and each image's GEMMs on
+/// one thread: batching several images into one GEMM measured slower on ResNet-20, batch 128,
+/// 2 threads (`nowt bench`, three interleaved runs: 1 image per GEMM 817–847 ms/step, 4 images
+/// 846–887 ms, 16 images 1029–1081 ms).
 const GROUP: usize = 8;
 
 /// Output positions per column block: each image is convolved a band of output rows at a time,
@@ -17,7 +20,7 @@ const GROUP: usize = 8;
 /// GEMM's packing and the GEMM (a whole stage-1 ResNet-20 image's is 590 KB).
 const BAND_POSITIONS: usize = 256;
 
-/// The bands of output rows of one image: `(rows, first column in the output plane)`.
+/// The bands of output rows of one image, top to bottom.
 fn bands(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
     let (ho, wo) = g.out_hw();
     let step = (BAND_POSITIONS / wo.max(1)).max(1);
@@ -28,7 +31,9 @@ fn bands(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
 /// `W: [C_out, C_in, k, k]`, `y: [N, C_out, H_o, W_o]`, stride `s`, zero padding `p`.
 ///
 /// Backward (DESIGN.md §3): `grad_W = Σ_n δ_n · col(x_n)ᵀ` under every rule, and
-/// `δ_in = col2im(Mᵀ · δ_n)` with `M = rule.backward_matrix(..)` viewed as `[C_out, C_in·k·k]`.
+/// `δ_in = col2im(Mᵀ · δ_n)` with `M = rule.backward_matrix(..)` viewed as `[C_out, C_in·k·k]`
+/// (for "same" stride-1 kernels on large planes, the equal convolution of `δ` with `M`'s
+/// flipped kernel). Only which matrix `M` is depends on the rule.
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
     pub p: WeightParams<T>,
@@ -90,23 +95,19 @@ impl<T: Real> Conv2d<T> {
 /// Convolves every image of `x` (geometry `g`) with the weights `wm: [C_out, C·k·k]`:
 /// `[N, C_out, H_o, W_o]`, one image per task, band by band.
 fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
-    {
-        let (ho, wo) = g.out_hw();
-        let (n, c_out) = (x.rows(), wm.rows);
-        let mut y = Tensor::zeros(&[n, c_out, ho, wo]);
-        y.data_mut()
-            .par_chunks_mut(c_out * ho * wo)
-            .zip(x.data().par_chunks(g.c * g.h * g.w))
-            .for_each_init(Vec::new, |col, (out, img)| {
-                for band in bands(g) {
-                    let at = band.start * wo;
-                    // [C_out, C_in·k·k] · [C_in·k·k, band], into the band's output columns.
-                    let c = cols(g, img, col, band);
-                    gemm_slice(&mut out[at..], ho * wo, T::zero(), wm, c, T::one());
-                }
-            });
-        y
-    }
+    let (ho, wo) = g.out_hw();
+    let (n, c_out, in_len) = (x.rows(), wm.rows, g.c * g.h * g.w);
+    let fill = |col: &mut Vec<T>, i: usize, out: &mut [std::mem::MaybeUninit<T>]| {
+        let img = &x.data()[i * in_len..][..in_len];
+        for band in bands(g) {
+            let at = band.start * wo;
+            // [C_out, C_in·k·k] · [C_in·k·k, band], into the band's output columns.
+            let c = cols(g, img, col, band);
+            gemm_slice_uninit(&mut out[at..], ho * wo, wm, c, T::one());
+        }
+    };
+    // SAFETY: the bands cover every output row, each GEMM writes all `C_out` rows of its band.
+    unsafe { Tensor::build(&[n, c_out, ho, wo], c_out * ho * wo, Vec::new, fill) }
 }
 
 /// The column matrix `[C·k·k, |band|·W_o]` of output rows `band` of one image: columns of the
