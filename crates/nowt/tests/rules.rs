@@ -290,31 +290,56 @@ fn weight_mirror_follows_the_arctan_law() {
     }
 }
 
-/// With decay the mirror settles at `B* = σ² W / λ_WM`.
+/// With decay the mirror settles at `B* = σ² W / λ_WM`, for a linear layer and for an
+/// unpadded convolution (whose every output position is one noise vector: the scale must not
+/// grow with the number of positions).
 #[test]
 fn weight_mirror_settles_at_sigma_squared_w_over_lambda() {
-    let mut layer = Linear::<f64>::new(
-        "fc",
-        20,
-        10,
-        0.3,
-        &mut nowt::rng(4, 0),
-        &mut nowt::rng(4, 1),
-    );
-    let cfg = MirrorConfig {
-        sigma: 0.5,
-        lr: 0.02,
-        decay: 0.5,
-        batch_size: 256,
-        ..Default::default()
-    };
-    let mut rng = nowt::rng(4, 3);
-    for _ in 0..3000 {
-        mirror_step(&mut layer, &cfg, &mut rng);
+    use nowt::layers::{Conv2d, WeightLayer};
+    let layers: Vec<Box<dyn WeightLayer<f64>>> = vec![
+        Box::new(Linear::<f64>::new(
+            "fc",
+            20,
+            10,
+            0.3,
+            &mut nowt::rng(4, 0),
+            &mut nowt::rng(4, 1),
+        )),
+        Box::new(Conv2d::<f64>::new(
+            "conv",
+            3,
+            5,
+            3,
+            1,
+            0,
+            false,
+            (10, 10),
+            0.3,
+            &mut nowt::rng(4, 0),
+            &mut nowt::rng(4, 1),
+        )),
+    ];
+    for (mut layer, batch) in layers.into_iter().zip([256, 8]) {
+        let cfg = MirrorConfig {
+            sigma: 0.5,
+            lr: 0.02,
+            decay: 0.5,
+            batch_size: batch,
+            ..Default::default()
+        };
+        let mut rng = nowt::rng(4, 3);
+        for _ in 0..3000 {
+            mirror_step(layer.as_mut(), &cfg, &mut rng);
+        }
+        let p = layer.params();
+        let ratio = p.feedback.norm() / p.w.norm();
+        assert!(
+            (ratio - 0.25 / 0.5).abs() < 0.03,
+            "{}: ‖B‖/‖W‖ = {ratio}",
+            p.name
+        );
+        assert!(angle_deg(&p.w, &p.feedback).unwrap() < 3.0, "{}", p.name);
     }
-    let ratio = layer.p.feedback.norm() / layer.p.w.norm();
-    assert!((ratio - 0.25 / 0.5).abs() < 0.03, "‖B‖/‖W‖ = {ratio}");
-    assert!(angle_deg(&layer.p.w, &layer.p.feedback).unwrap() < 3.0);
 }
 
 /// The first weight layer computes no `δ_in`; the others do.

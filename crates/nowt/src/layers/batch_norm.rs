@@ -164,21 +164,19 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                         self.running_var.data()[ch].f64(),
                     );
                 }
-                let mu = (0..n)
-                    .map(|i| {
-                        let p = plane(i, ch);
-                        lane_sums(hw, |j| [p[j]])[0].f64()
-                    })
-                    .sum::<f64>()
-                    / m;
-                let mu_t = T::of(mu);
-                let ss = (0..n)
-                    .map(|i| {
-                        let p = plane(i, ch);
-                        lane_sums(hw, |j| [(p[j] - mu_t) * (p[j] - mu_t)])[0].f64()
-                    })
-                    .sum::<f64>();
-                (mu, ss / m)
+                // One pass: sums of `x − K` and `(x − K)²` with `K` one of the channel's own
+                // values (shifted, so the difference of the two moments keeps its precision).
+                let k = plane(0, ch).first().copied().unwrap_or(T::zero());
+                let (s1, s2) = (0..n).fold((0f64, 0f64), |(s1, s2), i| {
+                    let p = plane(i, ch);
+                    let [a, b] = lane_sums(hw, |j| {
+                        let d = p[j] - k;
+                        [d, d * d]
+                    });
+                    (s1 + a.f64(), s2 + b.f64())
+                });
+                let shift = s1 / m;
+                (k.f64() + shift, (s2 / m - shift * shift).max(0.0))
             })
             .collect();
         if train {

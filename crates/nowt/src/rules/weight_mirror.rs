@@ -63,7 +63,12 @@ impl Default for MirrorConfig {
     }
 }
 
-/// One mirror batch for one layer (paper eq. 7): `B ← (1 − η_B λ_WM) B + η_B · grad_W(ξ, ξWᵀ) / N_m`.
+/// One mirror batch for one layer (paper eq. 7): `B ← (1 − η_B λ_WM) B + η_B · grad_W(ξ, ξWᵀ) / N`,
+/// `N` the number of noise vectors: the `N_m` samples times, for a convolution, the output
+/// positions per sample (each position is one `(ξ patch, η)` pair, and `grad_W` sums them).
+/// With that average `B` settles at `σ² W / λ_WM` for every layer; dividing by `N_m` alone left
+/// a convolution's `B` `H_o·W_o` times too large (232× on ResNet-20's 16×16 stage), and the
+/// errors it sent down grew with depth until training diverged.
 pub fn mirror_step<T: Real>(
     layer: &mut dyn WeightLayer<T>,
     cfg: &MirrorConfig,
@@ -72,9 +77,11 @@ pub fn mirror_step<T: Real>(
     let n = cfg.batch_size.max(1);
     let xi = Tensor::<T>::randn(&layer.input_shape(n), cfg.sigma, rng);
     let eta = layer.linear(&xi);
-    // B ← (1 − η_B λ_WM) B + (η_B / N_m) ηᵀξ, in one GEMM pass over B.
+    // Noise vectors: samples × output positions per sample (1 for a linear layer).
+    let vectors = eta.len() / layer.params().w.rows().max(1);
+    // B ← (1 − η_B λ_WM) B + (η_B / N) ηᵀξ, in one GEMM pass over B.
     let keep = T::of(1.0 - cfg.lr * cfg.decay);
-    let step = T::of(cfg.lr / n as f64);
+    let step = T::of(cfg.lr / vectors.max(1) as f64);
     let mut b = std::mem::take(&mut layer.params_mut().feedback);
     layer.weight_grad(&xi, &eta, &mut b, keep, step);
     layer.params_mut().feedback = b;
