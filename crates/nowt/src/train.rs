@@ -152,9 +152,9 @@ pub fn train_step<T: Real>(
     Ok((loss.f64(), outs.pop().expect("logits")))
 }
 
-/// Values of input per evaluation chunk (1,000 CIFAR images; 27 at 224×224), which bounds
-/// the memory of the largest activation.
-const EVAL_CHUNK_VALUES: usize = 1 << 22;
+/// Values of input per evaluation chunk (341 CIFAR images; 6 at 224×224), which bounds the
+/// memory of the largest activation.
+const EVAL_CHUNK_VALUES: usize = 1 << 20;
 
 /// Loss and top-1/top-5 error over `data`, in evaluation mode.
 pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {

@@ -84,6 +84,10 @@ pub trait Layer<T: Real>: Send + Sync {
     fn collect_buffers<'a>(&'a self, _out: &mut Vec<(String, &'a Tensor<T>)>) {}
     fn collect_buffers_mut<'a>(&'a mut self, _out: &mut Vec<(String, &'a mut Tensor<T>)>) {}
 
+    /// Drops what the last forward kept for backward (a composite layer's inner activations):
+    /// called after each layer when only the output is wanted.
+    fn release(&mut self) {}
+
     /// Whether the layer holds any weights.
     fn has_weights(&self) -> bool {
         let mut v = Vec::new();

@@ -254,6 +254,11 @@ impl<T: Real> Layer<T> for Residual<T> {
         }
     }
 
+    fn release(&mut self) {
+        self.main_outs = Vec::new();
+        self.short_outs = Vec::new();
+    }
+
     fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {
         self.parts().for_each(|l| l.collect_weights(out));
     }

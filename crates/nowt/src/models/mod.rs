@@ -30,6 +30,7 @@ impl<T: Real> Network<T> {
         let mut h: Option<Tensor<T>> = None;
         for layer in self.layers.iter_mut() {
             let y = layer.forward(h.as_ref().unwrap_or(x), train);
+            layer.release();
             h = Some(y);
         }
         h.expect("a network has layers")
