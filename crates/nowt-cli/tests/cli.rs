@@ -416,17 +416,7 @@ fn broken_image_folders_are_named_in_the_error() {
     fs::remove_dir_all(&data).unwrap();
     common::fake_image_folder(&data, &["a", "b"], 2, 8);
     let archive = tmp.path().join("images.tar.gz");
-    let ok = std::process::Command::new("tar")
-        .args([
-            "czf",
-            archive.to_str().unwrap(),
-            "-C",
-            tmp.path().to_str().unwrap(),
-            "images",
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    common::tar_gz(&archive, tmp.path(), "images");
     let run = tmp.path().join("from-archive");
     let o = nowt(&[
         "train",
@@ -505,17 +495,7 @@ fn cifar_binary_files_load_and_broken_ones_are_named() {
 
     // The official archive layout, read without unpacking.
     let archive = tmp.path().join("cifar-10-binary.tar.gz");
-    let ok = std::process::Command::new("tar")
-        .args([
-            "czf",
-            archive.to_str().unwrap(),
-            "-C",
-            data,
-            "cifar-10-batches-bin",
-        ])
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    common::tar_gz(&archive, tmp.path(), "cifar-10-batches-bin");
     let run2 = tmp.path().join("run2");
     let o = nowt(&[
         "train",

@@ -63,3 +63,18 @@ pub fn fake_image_folder(root: &Path, classes: &[&str], per_class: usize, size: 
         }
     }
 }
+
+/// `tar czf archive -C dir name`: the `.tar.gz` of `dir/name`.
+pub fn tar_gz(archive: &Path, dir: &Path, name: &str) {
+    let ok = std::process::Command::new("tar")
+        .args([
+            "czf",
+            archive.to_str().unwrap(),
+            "-C",
+            dir.to_str().unwrap(),
+            name,
+        ])
+        .status()
+        .unwrap();
+    assert!(ok.success(), "tar failed");
+}

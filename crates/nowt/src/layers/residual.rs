@@ -64,6 +64,18 @@ pub fn conv_bn<T: Real>(
     ]
 }
 
+/// One conv → bn stage of a block's main path: name suffix, `C_in`, `C_out`, kernel, stride,
+/// whether a ReLU follows, input resolution.
+type Stage = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    bool,
+    (usize, usize),
+);
+
 impl<T: Real> Residual<T> {
     /// The BasicBlock from `c_in` to `c_out` channels at input resolution `in_hw`: conv3×3
     /// (stride) → bn → relu → conv3×3 → bn. Layers `{name}.conv1`, `{name}.conv1_bn`, ….
@@ -77,29 +89,11 @@ impl<T: Real> Residual<T> {
         rng_b: &mut crate::Rng,
     ) -> Self {
         let mid_hw = same_out(in_hw, 3, stride);
-        let mut main: Vec<Box<dyn Layer<T>>> = Vec::new();
-        main.extend(conv_bn(
-            &format!("{name}.conv1"),
-            c_in,
-            c_out,
-            3,
-            stride,
-            true,
-            in_hw,
-            rng_w,
-            rng_b,
-        ));
-        main.extend(conv_bn(
-            &format!("{name}.conv2"),
-            c_out,
-            c_out,
-            3,
-            1,
-            false,
-            mid_hw,
-            rng_w,
-            rng_b,
-        ));
+        let stages = [
+            ("conv1", c_in, c_out, 3, stride, true, in_hw),
+            ("conv2", c_out, c_out, 3, 1, false, mid_hw),
+        ];
+        let main = Self::main_path(name, &stages, rng_w, rng_b);
         Self::new(name, main, c_in, c_out, stride, in_hw, rng_w, rng_b)
     }
 
@@ -116,41 +110,29 @@ impl<T: Real> Residual<T> {
         rng_b: &mut crate::Rng,
     ) -> Self {
         let out_hw = same_out(in_hw, 3, stride);
-        let mut main: Vec<Box<dyn Layer<T>>> = Vec::new();
-        main.extend(conv_bn(
-            &format!("{name}.conv1"),
-            c_in,
-            width,
-            1,
-            1,
-            true,
-            in_hw,
-            rng_w,
-            rng_b,
-        ));
-        main.extend(conv_bn(
-            &format!("{name}.conv2"),
-            width,
-            width,
-            3,
-            stride,
-            true,
-            in_hw,
-            rng_w,
-            rng_b,
-        ));
-        main.extend(conv_bn(
-            &format!("{name}.conv3"),
-            width,
-            4 * width,
-            1,
-            1,
-            false,
-            out_hw,
-            rng_w,
-            rng_b,
-        ));
+        let stages = [
+            ("conv1", c_in, width, 1, 1, true, in_hw),
+            ("conv2", width, width, 3, stride, true, in_hw),
+            ("conv3", width, 4 * width, 1, 1, false, out_hw),
+        ];
+        let main = Self::main_path(name, &stages, rng_w, rng_b);
         Self::new(name, main, c_in, 4 * width, stride, in_hw, rng_w, rng_b)
+    }
+
+    /// The conv → bn (→ relu) stages of a main path, in order.
+    fn main_path(
+        name: &str,
+        stages: &[Stage],
+        rng_w: &mut crate::Rng,
+        rng_b: &mut crate::Rng,
+    ) -> Vec<Box<dyn Layer<T>>> {
+        stages
+            .iter()
+            .flat_map(|&(suffix, c_in, c_out, k, s, relu, hw)| {
+                let name = format!("{name}.{suffix}");
+                conv_bn(&name, c_in, c_out, k, s, relu, hw, rng_w, rng_b)
+            })
+            .collect()
     }
 
     #[allow(clippy::too_many_arguments)]
