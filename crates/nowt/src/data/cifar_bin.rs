@@ -142,7 +142,7 @@ fn read_capped(mut r: impl Read, len: u64, path: &Path) -> Result<Vec<u8>> {
     (&mut r)
         .take(MAX_FILE_BYTES)
         .read_to_end(&mut bytes)
-        .map_err(|e| Error::data(path, format!("corrupt or truncated archive or file: {e}")))?;
+        .map_err(|e| Error::data(path, format!("cannot read: {e}")))?;
     Ok(bytes)
 }
 
@@ -163,26 +163,22 @@ fn read_dir(root: &Path, variant: Variant) -> Result<Files> {
 
 /// Reads the CIFAR files from a `.tar.gz` (bytes or a file).
 pub fn read_tar_gz(reader: impl Read, path: &Path, variant: Variant) -> Result<Files> {
-    let io = |e: std::io::Error| Error::data(path, format!("corrupt or truncated archive: {e}"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
-    let mut out = Files::new();
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let name = entry.path().map_err(io)?.into_owned();
-        let file_name = name
-            .file_name()
+    let file_name = |name: &Path| {
+        name.file_name()
             .unwrap_or_default()
             .to_string_lossy()
-            .into_owned();
-        if !wanted(variant, &file_name) {
-            continue;
-        }
-        let shown = PathBuf::from(format!("{}:{}", path.display(), name.display()));
-        let size = entry.size();
-        let bytes = read_capped(&mut entry, size, &shown)?;
-        out.insert(file_name, (shown, bytes));
-    }
-    Ok(out)
+            .into_owned()
+    };
+    let members = super::tar_gz_members(reader, path, MAX_FILE_BYTES, "a CIFAR file", |name| {
+        wanted(variant, &file_name(name))
+    })?;
+    Ok(members
+        .into_iter()
+        .map(|(name, bytes)| {
+            let shown = PathBuf::from(format!("{}:{}", path.display(), name.display()));
+            (file_name(&name), (shown, bytes))
+        })
+        .collect())
 }
 
 /// Loads the splits from the bytes of an official `.tar.gz` (for tests and fuzzing).

@@ -92,30 +92,12 @@ fn split_class(path: &Path) -> Option<(String, String, String)> {
 }
 
 fn read_tar_gz(reader: impl Read, path: &Path) -> Result<BTreeMap<String, Files>> {
-    let io = |e: std::io::Error| Error::data(path, format!("corrupt or truncated archive: {e}"));
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let members = super::tar_gz_members(reader, path, MAX_IMAGE_BYTES, "an image", |name| {
+        split_class(name).is_some()
+    })?;
     let mut out: BTreeMap<String, Files> = BTreeMap::new();
-    for entry in archive.entries().map_err(io)? {
-        let mut entry = entry.map_err(io)?;
-        let name = entry.path().map_err(io)?.into_owned();
-        let Some((split, class, _)) = split_class(&name) else {
-            continue;
-        };
-        if entry.size() > MAX_IMAGE_BYTES {
-            return Err(Error::data(
-                path,
-                format!(
-                    "{}: {} bytes is too large for an image",
-                    name.display(),
-                    entry.size()
-                ),
-            ));
-        }
-        let mut bytes = Vec::new();
-        (&mut entry)
-            .take(MAX_IMAGE_BYTES)
-            .read_to_end(&mut bytes)
-            .map_err(io)?;
+    for (name, bytes) in members {
+        let (split, class, _) = split_class(&name).expect("kept for its split and class");
         let source = Source::Bytes {
             name: format!("{}:{}", path.display(), name.display()).into(),
             bytes: bytes.into(),

@@ -157,11 +157,7 @@ impl Dataset {
     ) -> Result<(Tensor<f32>, Vec<u32>)> {
         let y = idx.iter().map(|&i| self.y[i]).collect();
         if !self.is_encoded() {
-            let mut x = Vec::with_capacity(idx.len() * self.dim);
-            for &i in idx {
-                x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
-            }
-            let mut x = Tensor::from_vec(&[idx.len(), self.dim], x);
+            let mut x = Tensor::from_vec(&[idx.len(), self.dim], self.rows(idx));
             if let Some(rng) = rng {
                 augment_crop_flip(&mut x, self.shape, 4, rng);
             }
@@ -193,17 +189,22 @@ impl Dataset {
         Ok((Tensor::from_vec(&[idx.len(), self.dim], x), y))
     }
 
+    /// The decoded rows at `idx`, concatenated (empty for encoded samples).
+    fn rows(&self, idx: &[usize]) -> Vec<f32> {
+        if self.is_encoded() {
+            return Vec::new();
+        }
+        let mut x = Vec::with_capacity(idx.len() * self.dim);
+        for &i in idx {
+            x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
+        }
+        x
+    }
+
     /// The samples at `idx` as a new dataset.
     pub fn subset(&self, idx: &[usize]) -> Dataset {
-        let mut x = Vec::new();
-        if !self.is_encoded() {
-            x.reserve(idx.len() * self.dim);
-            for &i in idx {
-                x.extend_from_slice(&self.x[i * self.dim..(i + 1) * self.dim]);
-            }
-        }
         Dataset {
-            x,
+            x: self.rows(idx),
             y: idx.iter().map(|&i| self.y[i]).collect(),
             encoded: if self.is_encoded() {
                 idx.iter().map(|&i| self.encoded[i].clone()).collect()
@@ -388,6 +389,44 @@ pub fn augment_crop_flip(x: &mut Tensor<f32>, shape: Image, pad: usize, rng: &mu
             }
         }
     }
+}
+
+/// The members of a `.tar.gz` that `keep` accepts, in archive order: (name in the archive,
+/// bytes). A member over `max_bytes` is refused (`{member}: N bytes is too large for {what}`),
+/// and so is a corrupt or truncated archive; both name `archive`.
+pub(crate) fn tar_gz_members(
+    reader: impl std::io::Read,
+    archive: &Path,
+    max_bytes: u64,
+    what: &str,
+    mut keep: impl FnMut(&Path) -> bool,
+) -> Result<Vec<(PathBuf, Vec<u8>)>> {
+    use std::io::Read;
+    let io = |e: std::io::Error| Error::data(archive, format!("corrupt or truncated archive: {e}"));
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(reader));
+    let mut out = Vec::new();
+    for entry in tar.entries().map_err(io)? {
+        let mut entry = entry.map_err(io)?;
+        let name = entry.path().map_err(io)?.into_owned();
+        if !keep(&name) {
+            continue;
+        }
+        if entry.size() > max_bytes {
+            let msg = format!(
+                "{}: {} bytes is too large for {what}",
+                name.display(),
+                entry.size()
+            );
+            return Err(Error::data(archive, msg));
+        }
+        let mut bytes = Vec::new();
+        (&mut entry)
+            .take(max_bytes)
+            .read_to_end(&mut bytes)
+            .map_err(io)?;
+        out.push((name, bytes));
+    }
+    Ok(out)
 }
 
 /// Mean and standard deviation of the values `x()` yields (two passes, accumulated in `f64`,
