@@ -187,23 +187,27 @@ fn conv(k: usize, stride: usize, pad: usize, bias: bool) -> Conv2d<f64> {
     c
 }
 
-/// The fast convolution equals the loop nest for every stride/padding/kernel variant.
+/// The fast convolution equals the loop nest for every stride/padding/kernel variant (3×3
+/// stride 1 padding 1 by Winograd: odd and even sides, several images per block, bands of
+/// tile rows).
 #[test]
 fn fast_conv_equals_the_loop_nest() {
-    for (k, s, p) in [
-        (3, 1, 1),
-        (3, 2, 1),
-        (1, 1, 0),
-        (1, 2, 0),
-        (3, 1, 0),
-        (2, 2, 1),
+    for (k, s, p, shape) in [
+        (3, 1, 1, [2, 3, 7, 6]),
+        (3, 1, 1, [5, 3, 6, 7]),
+        (3, 1, 1, [1, 3, 37, 36]),
+        (3, 2, 1, [2, 3, 7, 6]),
+        (1, 1, 0, [2, 3, 7, 6]),
+        (1, 2, 0, [2, 3, 7, 6]),
+        (3, 1, 0, [2, 3, 7, 6]),
+        (2, 2, 1, [2, 3, 7, 6]),
     ] {
         let mut c = conv(k, s, p, false);
-        let x = Tensor::randn(&[2, 3, 7, 6], 1.0, &mut rng(23));
+        let x = Tensor::randn(&shape, 1.0, &mut rng(23));
         let fast = c.forward(&x, true);
         let slow = conv2d_naive(&x, &c.p.w, s, p);
         assert_eq!(fast.shape(), slow.shape());
-        assert!(rel_err(&fast, &slow) < 1e-12, "k={k} s={s} p={p}");
+        assert!(rel_err(&fast, &slow) < 1e-12, "k={k} s={s} p={p} {shape:?}");
     }
 }
 
@@ -211,7 +215,9 @@ fn fast_conv_equals_the_loop_nest() {
 #[test]
 fn conv_backward_matches_finite_differences() {
     // Small planes, and planes of ≥ 256 positions (several bands of output rows; for "same"
-    // stride-1 kernels δ_in is then computed as a convolution with the flipped kernel).
+    // stride-1 kernels δ_in is then computed as a convolution with the flipped kernel). 3×3
+    // stride-1 padding-1 kernels run by Winograd's F(2×2, 3×3): odd and even sides, several
+    // images per block (7×6, 17×16) and one image cut into bands of tile rows (37×36).
     for (k, s, p, h, wd) in [
         (3, 1, 1, 7, 6),
         (3, 2, 1, 7, 6),
@@ -219,6 +225,7 @@ fn conv_backward_matches_finite_differences() {
         (1, 2, 0, 7, 6),
         (2, 2, 1, 7, 6),
         (3, 1, 1, 17, 16),
+        (3, 1, 1, 37, 36),
         (5, 1, 2, 16, 17),
         (3, 2, 1, 33, 32),
     ] {

@@ -13,6 +13,7 @@ mod loss;
 mod pool;
 mod residual;
 mod shape;
+mod winograd;
 
 pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm;

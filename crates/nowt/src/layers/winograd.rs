@@ -1,0 +1,470 @@
+//! 3×3 stride-1 "same" convolutions by Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray
+//! 2016, "Fast Algorithms for Convolutional Neural Networks"): each 2×2 block of outputs from a
+//! 4×4 tile of input with 16 multiplications per input channel instead of 36.
+//!
+//! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A` per tile, summed over input channels, with
+//!
+//! ```text
+//!      ⎡1  0 −1  0⎤        ⎡ 1   0   0 ⎤
+//! Bᵀ = ⎢0  1  1  0⎥    G = ⎢1/2 1/2 1/2⎥    Aᵀ = ⎡1 1  1  0⎤
+//!      ⎢0 −1  1  0⎥        ⎢1/2 −1/2 1/2⎥        ⎣0 1 −1 −1⎦
+//!      ⎣0  1  0 −1⎦        ⎣ 0   0   1 ⎦
+//! ```
+//!
+//! The sum over channels is 16 GEMMs, one per tile position ξ:
+//! `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]: [C_out, C]` (transformed weights), `V[ξ]: [C, P]`
+//! (transformed input tiles) and `P` tiles — of several images when planes are small, so
+//! that every GEMM is wide. The transforms use only additions and halvings, and the loops run
+//! along a row of tiles (even and odd input columns kept apart), so they vectorise.
+
+use std::mem::MaybeUninit;
+
+use crate::tensor::{gemm_slice, ConvGeom, Real, View};
+
+/// Tiles per GEMM (its width `P`): images are grouped, or large planes cut into bands of tile
+/// rows, to reach about this many.
+const TILES: usize = 256;
+
+/// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1.
+pub(super) fn applies(g: &ConvGeom) -> bool {
+    g.k == 3 && g.stride == 1 && g.pad == 1
+}
+
+/// Images per task: enough that one GEMM covers about [`TILES`] tiles.
+pub(super) fn group(g: &ConvGeom) -> usize {
+    (TILES / tiles_hw(g).0 / tiles_hw(g).1).max(1)
+}
+
+/// Tile rows and columns of a plane: `⌈H/2⌉ × ⌈W/2⌉`.
+fn tiles_hw(g: &ConvGeom) -> (usize, usize) {
+    (g.h.div_ceil(2), g.w.div_ceil(2))
+}
+
+/// `U[ξ][o][c] = (G w[o, c] Gᵀ)[ξ]` for weights `w: [C_out, C·9]` (rows `ld` apart):
+/// `[16, C_out, C]`.
+pub(super) fn weights<T: Real>(w: View<T>, c: usize) -> Vec<T> {
+    let c_out = w.rows;
+    let half = T::of(0.5);
+    let mut u = vec![T::zero(); 16 * c_out * c];
+    for o in 0..c_out {
+        for ci in 0..c {
+            let g = &w.data[o * w.ld + ci * 9..][..9];
+            // G g: 4 × 3.
+            let mut t = [[T::zero(); 3]; 4];
+            for j in 0..3 {
+                let (a, b, cc) = (g[j], g[3 + j], g[6 + j]);
+                t[0][j] = a;
+                t[1][j] = half * (a + b + cc);
+                t[2][j] = half * (a - b + cc);
+                t[3][j] = cc;
+            }
+            // (G g) Gᵀ: 4 × 4.
+            for (r, t) in t.iter().enumerate() {
+                let row = [
+                    t[0],
+                    half * (t[0] + t[1] + t[2]),
+                    half * (t[0] - t[1] + t[2]),
+                    t[2],
+                ];
+                for (s, v) in row.into_iter().enumerate() {
+                    u[((4 * r + s) * c_out + o) * c + ci] = v;
+                }
+            }
+        }
+    }
+    u
+}
+
+/// Per-task scratch: the transformed tiles `V`, the products `M`, the row transforms of one
+/// input plane, the output rows of one output plane, and one deinterleaved input row.
+#[derive(Default)]
+pub(super) struct Scratch<T> {
+    v: Vec<T>,
+    m: Vec<T>,
+    rows: Vec<T>,
+    out: Vec<T>,
+    line: Vec<T>,
+}
+
+/// Convolves the images `x: [n, C, H, W]` (geometry `g`, `n` ≤ [`group`]) with the transformed
+/// weights `u` ([`weights`]) into `out: [n, C_out, H, W]`, every element written.
+///
+/// `V` is laid out `[C][16][P]` and `M` `[C_out][16][P]` (the GEMM of position ξ reads rows
+/// `16·P` apart), tiles numbered image by image, then row by row: so each transform runs
+/// along all of an image's tiles at once.
+pub(super) fn conv<T: Real>(
+    g: &ConvGeom,
+    u: &[T],
+    c_out: usize,
+    x: &[T],
+    out: &mut [MaybeUninit<T>],
+    s: &mut Scratch<T>,
+) {
+    let (c, h, w) = (g.c, g.h, g.w);
+    let tw = tiles_hw(g).1;
+    let n = x.len() / (c * h * w);
+    for band in bands(g, n) {
+        let (q, p) = s.transform_input(g, x, n, c_out, band.clone());
+        for xi in 0..16 {
+            // [C_out, C] · [C, P] → [C_out, P]
+            gemm_slice(
+                &mut s.m[xi * p..],
+                16 * p,
+                T::zero(),
+                View::new(&u[xi * c_out * c..], c_out, c, false),
+                rows_of(&s.v, xi, c, p, false),
+                T::one(),
+            );
+        }
+        for i in 0..n {
+            for o in 0..c_out {
+                let plane = &mut out[(i * c_out + o) * h * w..][..h * w];
+                let mo = &s.m[o * 16 * p..][..16 * p];
+                output_tiles(mo, i * q, band.clone(), tw, plane, (h, w), &mut s.out);
+            }
+        }
+    }
+}
+
+/// The weight gradient's 16 sums over the tiles of the images `x: [n, C, H, W]` and their
+/// errors `delta: [n, C_out, H, W]`: `S[ξ] = Σ_tiles D[ξ] · V[ξ]ᵀ`, `[16, C_out, C]`, with
+/// `D = A δ Aᵀ` the transformed 2×2 error tiles — the transpose of the forward's
+/// `Y = Aᵀ (U ⊙ V) A` in `U` — so that `grad_W[o, c] = Gᵀ S[·, o, c] G` ([`weight_grad`]).
+/// Each GEMM runs along the tiles (`K = P`).
+pub(super) fn weight_sums<T: Real>(
+    g: &ConvGeom,
+    c_out: usize,
+    x: &[T],
+    delta: &[T],
+    s: &mut Scratch<T>,
+) -> Vec<T> {
+    let (c, h, w) = (g.c, g.h, g.w);
+    let tw = tiles_hw(g).1;
+    let per = group(g);
+    let mut sums = vec![T::zero(); 16 * c_out * c];
+    let (in_len, out_len) = (c * h * w, c_out * h * w);
+    for (xs, ds) in x.chunks(per * in_len).zip(delta.chunks(per * out_len)) {
+        let n = xs.len() / in_len;
+        for band in bands(g, n) {
+            let (q, p) = s.transform_input(g, xs, n, c_out, band.clone());
+            for i in 0..n {
+                for o in 0..c_out {
+                    let plane = &ds[(i * c_out + o) * h * w..][..h * w];
+                    let mo = &mut s.m[o * 16 * p..][..16 * p];
+                    let scratch = (&mut s.rows[..], &mut s.line[..]);
+                    error_tiles(plane, (h, w), band.clone(), tw, scratch, mo, i * q);
+                }
+            }
+            for xi in 0..16 {
+                // [C_out, P] · [C, P]ᵀ → [C_out, C], added up.
+                gemm_slice(
+                    &mut sums[xi * c_out * c..][..c_out * c],
+                    c,
+                    T::one(),
+                    rows_of(&s.m, xi, c_out, p, false),
+                    rows_of(&s.v, xi, c, p, true),
+                    T::one(),
+                );
+            }
+        }
+    }
+    sums
+}
+
+/// `grad_W[o, c] = Gᵀ S[·, o, c] G` from the sums `S: [16, C_out, C]` of [`weight_sums`]:
+/// `[C_out, C·9]`.
+pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T> {
+    let half = T::of(0.5);
+    // Gᵀ applied to four values: (s0 + (s1 + s2)/2, (s1 − s2)/2, (s1 + s2)/2 + s3).
+    let gt = |v: [T; 4]| {
+        [
+            v[0] + half * (v[1] + v[2]),
+            half * (v[1] - v[2]),
+            half * (v[1] + v[2]) + v[3],
+        ]
+    };
+    let mut out = vec![T::zero(); c_out * c * 9];
+    for o in 0..c_out {
+        for ci in 0..c {
+            let at = |xi: usize| sums[(xi * c_out + o) * c + ci];
+            // Gᵀ down each column, then along each row.
+            let cols: [[T; 3]; 4] =
+                std::array::from_fn(|sc| gt(std::array::from_fn(|r| at(4 * r + sc))));
+            for a in 0..3 {
+                let row = gt(std::array::from_fn(|sc| cols[sc][a]));
+                out[(o * c + ci) * 9 + 3 * a..][..3].copy_from_slice(&row);
+            }
+        }
+    }
+    out
+}
+
+/// The bands of tile rows a block of `n` images is transformed in: all rows together when
+/// several images share a block, else bands of about [`TILES`] tiles.
+fn bands(g: &ConvGeom, n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    let (th, tw) = tiles_hw(g);
+    let step = if n == 1 {
+        (TILES / tw).clamp(1, th)
+    } else {
+        th
+    };
+    (0..th).step_by(step).map(move |i0| i0..(i0 + step).min(th))
+}
+
+/// Row ξ of `[C or C_out][16][P]` data as the `[rows, P]` matrix (or its transpose).
+fn rows_of<T: Real>(data: &[T], xi: usize, rows: usize, p: usize, t: bool) -> View<'_, T> {
+    View {
+        data: &data[xi * p..],
+        rows,
+        cols: p,
+        ld: 16 * p,
+        t,
+    }
+}
+
+impl<T: Real> Scratch<T> {
+    /// Sizes the buffers for `band` of `n` images with `c_out` output channels and fills `V`
+    /// with the input tiles: returns (tiles per image, tiles `P`).
+    fn transform_input(
+        &mut self,
+        g: &ConvGeom,
+        x: &[T],
+        n: usize,
+        c_out: usize,
+        band: std::ops::Range<usize>,
+    ) -> (usize, usize) {
+        let (c, h, w) = (g.c, g.h, g.w);
+        let tw = tiles_hw(g).1;
+        let q = band.len() * tw;
+        let p = n * q;
+        self.v.resize(16 * c * p, T::zero());
+        self.m.resize(16 * c_out * p, T::zero());
+        self.rows.resize(8 * (q + tw), T::zero());
+        self.out.resize(4 * q, T::zero());
+        self.line.resize(2 * (tw + 1), T::zero());
+        for i in 0..n {
+            for ci in 0..c {
+                let plane = &x[(i * c + ci) * h * w..][..h * w];
+                let vc = &mut self.v[ci * 16 * p..][..16 * p];
+                let rows = (&mut self.rows[..], &mut self.line[..]);
+                input_tiles(plane, (h, w), band.clone(), tw, rows, vc, i * q);
+            }
+        }
+        (q, p)
+    }
+}
+
+/// The rows `ξ = 4r + s` (`r` = 0…3) of `[16][P]` rows `v`, at tiles `p0 .. p0 + q`.
+fn column_of<T>(v: &mut [T], s: usize, p0: usize, q: usize) -> [&mut [T]; 4] {
+    let p = v.len() / 16;
+    let mut rows = v.chunks_exact_mut(p).skip(s).step_by(4);
+    std::array::from_fn(|_| &mut rows.next().expect("16 rows")[p0..p0 + q])
+}
+
+/// `(a − c, b + c, c − b, b − d)`: one row (or column) of `Bᵀ d B` from the four inputs
+/// `(a, b, c, d)` along it.
+fn b_t<T: Real>([a, b, c, d]: [T; 4]) -> [T; 4] {
+    [a - c, b + c, c - b, b - d]
+}
+
+/// `Bᵀ d B` for every tile of tile rows `band` of one channel's `plane` (`h × w`, padding 1),
+/// into `v[ξ][p0 + q]` (`v`: `[16][P]`) for tile `q = (ti − band.start)·tw + j`.
+///
+/// `d B` first, input row by input row, even and odd rows apart: then `Bᵀ (d B)` reads for
+/// all tiles at once rows `k` and `k + 1` of each (tile row `ti` is input rows `2ti − 1 …
+/// 2ti + 2`). `scratch`: `8·(q + tw)` values and a row of `2·(tw + 1)`.
+fn input_tiles<T: Real>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    band: std::ops::Range<usize>,
+    tw: usize,
+    (rows, line): (&mut [T], &mut [T]),
+    v: &mut [T],
+    p0: usize,
+) {
+    let k_len = band.len() + 1;
+    let len = k_len * tw;
+    let q = band.len() * tw;
+    // rows[(parity·4 + s)·len + k·tw + j]: `(d B)[s]` of tile column j on input row
+    // 2(band.start + k) − 1 + parity.
+    let (xe, xo) = line.split_at_mut(tw + 1);
+    for parity in 0..2 {
+        let (d0, rest) = rows[parity * 4 * len..].split_at_mut(len);
+        let (d1, rest) = rest.split_at_mut(len);
+        let (d2, d3) = rest.split_at_mut(len);
+        for k in 0..k_len {
+            let at = k * tw..(k + 1) * tw;
+            let outs = [
+                &mut d0[at.clone()],
+                &mut d1[at.clone()],
+                &mut d2[at.clone()],
+                &mut d3[at],
+            ];
+            let y = (2 * (band.start + k) + parity).wrapping_sub(1);
+            if y >= h {
+                outs.into_iter().for_each(|o| o.fill(T::zero()));
+                continue;
+            }
+            // Padded columns 2j (input column 2j − 1) and 2j + 1 (input column 2j): tile j
+            // reads xe[j], xo[j], xe[j + 1], xo[j + 1].
+            let x = &plane[y * w..][..w];
+            for ((pair, o), e) in x.chunks_exact(2).zip(xo.iter_mut()).zip(&mut xe[1..]) {
+                *o = pair[0];
+                *e = pair[1];
+            }
+            // The padding (by hand: a fill of one or two values calls memset).
+            xe[0] = T::zero();
+            xo[tw] = T::zero();
+            if w % 2 == 1 {
+                xe[tw] = T::zero();
+                xo[tw - 1] = x[w - 1];
+            }
+            lanes(tw, [&xe[..], &xo[..], &xe[1..], &xo[1..]], outs, b_t);
+        }
+    }
+    let (even, odd) = rows.split_at(4 * len);
+    for s in 0..4 {
+        let (e, o) = (&even[s * len..][..len], &odd[s * len..][..len]);
+        lanes(q, [e, o, &e[tw..], &o[tw..]], column_of(v, s, p0, q), b_t);
+    }
+}
+
+/// `(a, a + b, a − b, −b)`: one row (or column) of `A δ Aᵀ` from the two errors `(a, b)`
+/// along it.
+fn a_t<T: Real>([a, b]: [T; 2]) -> [T; 4] {
+    [a, a + b, a - b, T::zero() - b]
+}
+
+/// `A δ Aᵀ` for every 2×2 tile of errors in tile rows `band` of one output channel's `plane`
+/// (`h × w`; positions past the edge are zero), into `d[ξ][p0 + q]` (`d`: `[16][P]`) —
+/// by rows first, even and odd rows apart, as in [`input_tiles`].
+fn error_tiles<T: Real>(
+    plane: &[T],
+    (h, w): (usize, usize),
+    band: std::ops::Range<usize>,
+    tw: usize,
+    (rows, line): (&mut [T], &mut [T]),
+    d: &mut [T],
+    p0: usize,
+) {
+    let q = band.len() * tw;
+    let (de, dd) = line.split_at_mut(tw + 1);
+    for parity in 0..2 {
+        let (r0, rest) = rows[parity * 4 * q..].split_at_mut(q);
+        let (r1, rest) = rest.split_at_mut(q);
+        let (r2, r3) = rest.split_at_mut(q);
+        for (k, ti) in band.clone().enumerate() {
+            let at = k * tw..(k + 1) * tw;
+            let outs = [
+                &mut r0[at.clone()],
+                &mut r1[at.clone()],
+                &mut r2[at.clone()],
+                &mut r3[at],
+            ];
+            let y = 2 * ti + parity;
+            if y >= h {
+                outs.into_iter().for_each(|o| o.fill(T::zero()));
+                continue;
+            }
+            // Columns 2j and 2j + 1 of the row.
+            let x = &plane[y * w..][..w];
+            for ((pair, e), o) in x.chunks_exact(2).zip(de.iter_mut()).zip(dd.iter_mut()) {
+                *e = pair[0];
+                *o = pair[1];
+            }
+            if w % 2 == 1 {
+                de[tw - 1] = x[w - 1];
+                dd[tw - 1] = T::zero();
+            }
+            lanes(tw, [&de[..], &dd[..]], outs, a_t);
+        }
+    }
+    let (even, odd) = rows.split_at(4 * q);
+    for s in 0..4 {
+        let (e, o) = (&even[s * q..][..q], &odd[s * q..][..q]);
+        lanes(q, [e, o], column_of(d, s, p0, q), a_t);
+    }
+}
+
+/// `Aᵀ m A` for every tile of tile rows `band` of one output channel: `m[ξ][p0 + q]` (`m`:
+/// `[16][P]`) holds position ξ's product for tile `q`; output rows `2ti`, `2ti + 1` of `plane`
+/// (`h × w`) are written where they exist. `y` is scratch of `4·q`.
+fn output_tiles<T: Real>(
+    m: &[T],
+    p0: usize,
+    band: std::ops::Range<usize>,
+    tw: usize,
+    plane: &mut [MaybeUninit<T>],
+    (h, w): (usize, usize),
+    y: &mut [T],
+) {
+    let q = band.len() * tw;
+    let p = m.len() / 16;
+    let mr: [&[T]; 16] = std::array::from_fn(|xi| &m[xi * p + p0..][..q]);
+    let (y0, rest) = y.split_at_mut(q);
+    let (y1, rest) = rest.split_at_mut(q);
+    let (y2, y3) = rest.split_at_mut(q);
+    // y[2u + v] = (Aᵀ m A)[u][v] with (Aᵀ m)[0][s] = m0s + m1s + m2s, [1][s] = m1s − m2s − m3s,
+    // and the same along the row.
+    lanes(q, mr, [y0, y1, y2, &mut y3[..q]], |m| {
+        let a0: [T; 4] = std::array::from_fn(|s| m[s] + m[4 + s] + m[8 + s]);
+        let a1: [T; 4] = std::array::from_fn(|s| m[4 + s] - m[8 + s] - m[12 + s]);
+        [
+            a0[0] + a0[1] + a0[2],
+            a0[1] - a0[2] - a0[3],
+            a1[0] + a1[1] + a1[2],
+            a1[1] - a1[2] - a1[3],
+        ]
+    });
+    let ys = [&*y0, &*y1, &*y2, &y3[..q]];
+    for (k, ti) in band.enumerate() {
+        for u in 0..2 {
+            let row = 2 * ti + u;
+            if row >= h {
+                continue;
+            }
+            let line = &mut plane[row * w..][..w];
+            let (ye, yo) = (&ys[2 * u][k * tw..][..tw], &ys[2 * u + 1][k * tw..][..tw]);
+            for ((pair, &e), &o) in line.chunks_exact_mut(2).zip(ye).zip(yo) {
+                pair[0].write(e);
+                pair[1].write(o);
+            }
+            if w % 2 == 1 {
+                line[w - 1].write(ye[tw - 1]);
+            }
+        }
+    }
+}
+
+/// `outs[·][j] = f(ins[·][j])` for `j < len`, eight at a time with fixed-size arrays: the
+/// compiler then emits vector operations even for rows of 8–16 tiles, where a plain loop's
+/// vectorised body (unrolled to 32) would never run.
+#[inline(always)]
+fn lanes<T: Real, const I: usize, const O: usize>(
+    len: usize,
+    ins: [&[T]; I],
+    mut outs: [&mut [T]; O],
+    f: impl Fn([T; I]) -> [T; O],
+) {
+    const L: usize = 8;
+    let full = len / L * L;
+    for j0 in (0..full).step_by(L) {
+        let x: [[T; L]; I] = std::array::from_fn(|i| ins[i][j0..j0 + L].try_into().unwrap());
+        let mut y = [[T::zero(); L]; O];
+        for k in 0..L {
+            let r = f(std::array::from_fn(|i| x[i][k]));
+            for (q, v) in r.into_iter().enumerate() {
+                y[q][k] = v;
+            }
+        }
+        for (out, y) in outs.iter_mut().zip(&y) {
+            out[j0..j0 + L].copy_from_slice(y);
+        }
+    }
+    for j in full..len {
+        let r = f(std::array::from_fn(|i| ins[i][j]));
+        for (out, v) in outs.iter_mut().zip(r) {
+            out[j] = v;
+        }
+    }
+}
