@@ -516,7 +516,7 @@ fn dots<T: Real, const R: usize, const C: usize>(
         for r in 0..R {
             for c in 0..C {
                 for l in 0..L {
-                    acc[r][c][l] = acc[r][c][l] + va[r][l] * vb[c][l];
+                    acc[r][c][l] += va[r][l] * vb[c][l];
                 }
             }
         }
@@ -524,11 +524,11 @@ fn dots<T: Real, const R: usize, const C: usize>(
     for r in 0..R {
         for c in 0..C {
             let mut sum = T::zero();
-            for l in 0..L {
-                sum = sum + acc[r][c][l];
+            for v in acc[r][c] {
+                sum += v;
             }
             for p in full..k {
-                sum = sum + ra[r][p] * rb[c][p];
+                sum += ra[r][p] * rb[c][p];
             }
             s[(o0 + r) * ldc + c0 + c] += sum;
         }
