@@ -25,6 +25,11 @@ use crate::tensor::{gemm_slice, ConvGeom, Real, View};
 /// rows, to reach about this many.
 const TILES: usize = 256;
 
+/// Tiles per block of the weight gradient's sums: half as many, so that both operands of
+/// one position's product (`2 · C · P` values) stay in the core's L1 cache while
+/// [`dots_add`] walks them block by block.
+const SUM_TILES: usize = 128;
+
 /// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1.
 pub(super) fn applies(g: &ConvGeom) -> bool {
     g.k == 3 && g.stride == 1 && g.pad == 1
@@ -103,7 +108,7 @@ pub(super) fn conv<T: Real>(
     let (c, h, w) = (g.c, g.h, g.w);
     let tw = tiles_hw(g).1;
     let n = x.len() / (c * h * w);
-    for band in bands(g, n) {
+    for band in bands(g, n, TILES) {
         let (q, p) = s.transform_input(g, x, n, c_out, band.clone());
         for xi in 0..16 {
             // [C_out, C] · [C, P] → [C_out, P]
@@ -145,7 +150,7 @@ pub(super) fn weight_sums<T: Real>(
     let (in_len, out_len) = (c * h * w, c_out * h * w);
     for (xs, ds) in x.chunks(per * in_len).zip(delta.chunks(per * out_len)) {
         let n = xs.len() / in_len;
-        for band in bands(g, n) {
+        for band in bands(g, n, TILES) {
             let (q, p) = s.transform_input(g, xs, n, c_out, band.clone());
             for i in 0..n {
                 for o in 0..c_out {
@@ -199,10 +204,10 @@ pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T>
 
 /// The bands of tile rows a block of `n` images is transformed in: all rows together when
 /// several images share a block, else bands of about [`TILES`] tiles.
-fn bands(g: &ConvGeom, n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+fn bands(g: &ConvGeom, n: usize, tiles: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let (th, tw) = tiles_hw(g);
     let step = if n == 1 {
-        (TILES / tw).clamp(1, th)
+        (tiles / tw).clamp(1, th)
     } else {
         th
     };
