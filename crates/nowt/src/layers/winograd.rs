@@ -37,7 +37,12 @@ pub(super) fn applies(g: &ConvGeom) -> bool {
 
 /// Images per task: enough that one GEMM covers about [`TILES`] tiles.
 pub(super) fn group(g: &ConvGeom) -> usize {
-    (TILES / tiles_hw(g).0 / tiles_hw(g).1).max(1)
+    group_of(g, TILES)
+}
+
+/// Images that together have about `tiles` tiles (at least one).
+fn group_of(g: &ConvGeom, tiles: usize) -> usize {
+    (tiles / tiles_hw(g).0 / tiles_hw(g).1).max(1)
 }
 
 /// Tile rows and columns of a plane: `⌈H/2⌉ × ⌈W/2⌉`.
@@ -145,7 +150,7 @@ pub(super) fn weight_sums<T: Real>(
 ) -> Vec<T> {
     let (c, h, w) = (g.c, g.h, g.w);
     let tw = tiles_hw(g).1;
-    let per = group(g);
+    let per = group_of(g, SUM_TILES);
     let mut sums = vec![T::zero(); 16 * c_out * c];
     let (in_len, out_len) = (c * h * w, c_out * h * w);
     for (xs, ds) in x.chunks(per * in_len).zip(delta.chunks(per * out_len)) {
