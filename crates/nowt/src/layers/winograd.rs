@@ -297,8 +297,9 @@ fn input_tiles<T: Real>(
     // and 2j + 1 (input column 2j), all before any is read back shifted by one (reading a
     // vector just stored at another offset stalls): tile j reads e[j], o[j], e[j+1], o[j+1].
     let line_of = |parity: usize, k: usize| (parity * k_len + k) * 2 * (tw + 1);
-    for parity in 0..2 {
-        for k in 0..k_len {
+    // (Row by row down the plane, so the reads stream.)
+    for k in 0..k_len {
+        for parity in 0..2 {
             let (e, o) = line[line_of(parity, k)..][..2 * (tw + 1)].split_at_mut(tw + 1);
             let y = (2 * (band.start + k) + parity).wrapping_sub(1);
             if y >= h {
@@ -307,10 +308,7 @@ fn input_tiles<T: Real>(
                 continue;
             }
             let x = &plane[y * w..][..w];
-            for ((pair, o), e) in x.chunks_exact(2).zip(o.iter_mut()).zip(&mut e[1..]) {
-                *o = pair[0];
-                *e = pair[1];
-            }
+            deinterleave(x, o, &mut e[1..]);
             // The padding (by hand: a fill of one or two values calls memset).
             e[0] = T::zero();
             o[tw] = T::zero();
@@ -384,10 +382,7 @@ fn error_tiles<T: Real>(
             }
             // Columns 2j and 2j + 1 of the row.
             let x = &plane[y * w..][..w];
-            for ((pair, e), o) in x.chunks_exact(2).zip(de.iter_mut()).zip(dd.iter_mut()) {
-                *e = pair[0];
-                *o = pair[1];
-            }
+            deinterleave(x, de, dd);
             if w % 2 == 1 {
                 de[tw - 1] = x[w - 1];
                 dd[tw - 1] = T::zero();
@@ -448,6 +443,25 @@ fn output_tiles<T: Real>(
                 line[w - 1].write(ye[tw - 1]);
             }
         }
+    }
+}
+
+/// `even[i] = x[2i]`, `odd[i] = x[2i + 1]` for the `⌊len/2⌋` pairs of `x`, sixteen values at a
+/// time through fixed-size arrays (a plain loop over pairs stayed scalar).
+fn deinterleave<T: Real>(x: &[T], even: &mut [T], odd: &mut [T]) {
+    const B: usize = 8;
+    let pairs = x.len() / 2;
+    let full = pairs / B * B;
+    for (b, chunk) in x[..2 * full].chunks_exact(2 * B).enumerate() {
+        let c: &[T; 2 * B] = chunk.try_into().expect("a block");
+        let ev: [T; B] = std::array::from_fn(|i| c[2 * i]);
+        let od: [T; B] = std::array::from_fn(|i| c[2 * i + 1]);
+        even[b * B..][..B].copy_from_slice(&ev);
+        odd[b * B..][..B].copy_from_slice(&od);
+    }
+    for i in full..pairs {
+        even[i] = x[2 * i];
+        odd[i] = x[2 * i + 1];
     }
 }
 
