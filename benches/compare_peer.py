@@ -2,7 +2,8 @@
 """Side-by-side speed of `nowt bench` and the PyTorch peer (../shared/peer/torch_peer.py).
 
 Runs the two alternately, `--repeats` times per rule, in one session, and prints a markdown
-table of medians (ms/step, images/s, peak RSS) and the ratio nowt/peer.
+table of medians (ms/step, images/s, peak RSS), the ratio of the medians nowt/peer, and the
+median of the ratios of each back-to-back pair (steadier when the machine's load drifts).
 
 Usage (from the repository root, after `cargo build --release`):
     python3 benches/compare_peer.py --model mlp --batch 128 --threads 2 --repeats 5
@@ -35,8 +36,8 @@ def main():
     ap.add_argument("--repeats", type=int, default=5)
     a = ap.parse_args()
     common = ["--model", a.model, "--batch", str(a.batch), "--threads", str(a.threads), "--steps", str(a.steps)]
-    print(f"| rule | nowt ms/step | peer ms/step | ratio | nowt img/s | peer img/s | nowt peak MB | peer peak MB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(f"| rule | nowt ms/step | peer ms/step | ratio | paired ratio | nowt img/s | peer img/s | nowt peak MB | peer peak MB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for rule in a.rules.split(","):
         ours, theirs = [], []
         for _ in range(a.repeats):
@@ -46,7 +47,8 @@ def main():
         mp = statistics.median(t for t, _ in theirs)
         ro = max(m for _, m in ours)
         rp = max(m for _, m in theirs)
-        print(f"| {rule} | {mo:.2f} | {mp:.2f} | {mo / mp:.2f} | {a.batch / mo * 1e3:.0f} | {a.batch / mp * 1e3:.0f} | {ro:.0f} | {rp:.0f} |",
+        paired = statistics.median(o / t for (o, _), (t, _) in zip(ours, theirs))
+        print(f"| {rule} | {mo:.2f} | {mp:.2f} | {mo / mp:.2f} | {paired:.2f} | {a.batch / mo * 1e3:.0f} | {a.batch / mp * 1e3:.0f} | {ro:.0f} | {rp:.0f} |",
               flush=True)
 
 

@@ -1,5 +1,5 @@
-//! 2-D convolution on the rule seam, by im2col + GEMM over bands of output rows, with a
-//! loop-nest oracle beside it.
+//! 2-D convolution on the rule seam, by im2col + GEMM over bands of output rows (3×3 stride-1
+//! "same" kernels by Winograd's F(2×2, 3×3), `winograd.rs`), with a loop-nest oracle beside it.
 
 use std::mem::MaybeUninit;
 
@@ -18,6 +18,11 @@ use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Real, Tensor, View}
 /// 846–887 ms, 16 images 1029–1081 ms).
 const GROUP: usize = 8;
 
+/// Tasks a batch is cut into at least, where it has the images (Winograd groups images into
+/// one GEMM; a batch of 8 ImageNet images on 7×7 planes would otherwise be one task). Depends
+/// on the batch only, so that results do not depend on the thread count.
+const TASKS: usize = 8;
+
 /// Output positions per column block: each image is convolved a band of output rows at a time,
 /// so that its column matrix (`C·k·k` × band) stays in the core's L2 cache between im2col, the
 /// GEMM's packing and the GEMM (a whole stage-1 ResNet-20 image's is 590 KB).
@@ -35,8 +40,11 @@ fn bands(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
 ///
 /// Backward (DESIGN.md §3): `grad_W = Σ_n δ_n · col(x_n)ᵀ` under every rule, and
 /// `δ_in = col2im(Mᵀ · δ_n)` with `M = rule.backward_matrix(..)` viewed as `[C_out, C_in·k·k]`
-/// (for "same" stride-1 kernels on large planes, the equal convolution of `δ` with `M`'s
-/// flipped kernel). Only which matrix `M` is depends on the rule.
+/// (for "same" stride-1 kernels on large planes, and 3×3 ones on any, the equal convolution of
+/// `δ` with `M`'s flipped kernel). 3×3 stride-1 "same" kernels of up to 256 channels run the
+/// forward product and that convolution by Winograd's F(2×2, 3×3), and on planes of ≥ 256
+/// positions grad_W too (`grad_W[o, c] = Gᵀ (Σ A δ Aᵀ ⊙ Bᵀ x B) G`). Only which matrix `M` is
+/// depends on the rule.
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
     pub p: WeightParams<T>,
@@ -100,9 +108,9 @@ impl<T: Real> Conv2d<T> {
 fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
     let (ho, wo) = g.out_hw();
     let (n, c_out, in_len) = (x.rows(), wm.rows, g.c * g.h * g.w);
-    if winograd::applies(g) {
+    if winograd::applies(g, c_out) {
         let u = winograd::weights(wm, g.c);
-        let per = winograd::group(g);
+        let per = winograd::group(g).min(n.div_ceil(TASKS));
         let fill = |s: &mut winograd::Scratch<T>, i: usize, out: &mut [MaybeUninit<T>]| {
             let imgs = out.len() / (c_out * ho * wo);
             let x = &x.data()[i * per * in_len..][..imgs * in_len];
@@ -190,13 +198,14 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             let in_len = geom.c * geom.h * geom.w;
             if geom.is_same()
                 && !geom.is_identity()
-                && (winograd::applies(&geom) || ho * wo >= BAND_POSITIONS)
+                && (winograd::applies(&geom, c_out) || ho * wo >= BAND_POSITIONS)
             {
                 // Stride 1, "same" padding: δ_in is δ convolved with M's taps flipped and its
                 // channels swapped, `M'[c, o, a, b] = M[o, c, k−1−a, k−1−b]` — a forward
                 // convolution (im2col of δ, a GEMM over C_out·k·k), with no col2im. Measured
                 // (criterion `conv/…/backward_bp`, same session): 32×32 planes 9.3 → 7.5 ms for
-                // δ_in; on 8×8 planes the GEMM is too narrow and col2im stays faster.
+                // δ_in; on 8×8 planes the GEMM is too narrow and col2im stays faster — unless
+                // Winograd computes it (8×8: backward_bp 14.1 → 11.0 ms).
                 let k = geom.k;
                 let mut mf = Tensor::zeros(&[geom.c, c_out * k * k]);
                 for (i, v) in mf.data_mut().iter_mut().enumerate() {
@@ -268,8 +277,8 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         }
         let add = |a: Vec<T>, b: Vec<T>| a.into_iter().zip(b).map(|(a, b)| a + b).collect();
         // `[C_out, C_in·k·k]`, summed over images in groups (partials added in group order).
-        let grad: Option<Vec<T>> = if winograd::applies(&g) && ho * wo >= BAND_POSITIONS {
-            let per = winograd::group(&g).max(GROUP);
+        let grad: Option<Vec<T>> = if winograd::applies(&g, c_out) && ho * wo >= BAND_POSITIONS {
+            let per = winograd::group(&g).max(GROUP).min(x.rows().div_ceil(TASKS));
             x.data()
                 .par_chunks(per * in_len)
                 .zip(delta.data().par_chunks(per * out_len))

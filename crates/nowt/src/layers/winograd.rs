@@ -30,9 +30,16 @@ const TILES: usize = 256;
 /// [`dots_add`] walks them block by block.
 const SUM_TILES: usize = 128;
 
-/// Whether `g` is a convolution this module computes: 3×3, stride 1, padding 1.
-pub(super) fn applies(g: &ConvGeom) -> bool {
-    g.k == 3 && g.stride == 1 && g.pad == 1
+/// Channels in or out above which convolutions stay on im2col: the weight transform runs on
+/// one thread and `U` holds `16·C·C_out` values, and ImageNet ResNet-18's 512-channel 7×7
+/// layers at batch 8 measured slower by Winograd (`nowt bench --model resnet18 --image-size 224
+/// --batch 8`: 1082 ms/step with them, 999 without).
+const MAX_CHANNELS: usize = 256;
+
+/// Whether a convolution of geometry `g` to `c_out` channels is one this module computes:
+/// 3×3, stride 1, padding 1, at most [`MAX_CHANNELS`] channels either side.
+pub(super) fn applies(g: &ConvGeom, c_out: usize) -> bool {
+    g.k == 3 && g.stride == 1 && g.pad == 1 && g.c.max(c_out) <= MAX_CHANNELS
 }
 
 /// Images per task: enough that one GEMM covers about [`TILES`] tiles.
