@@ -14,8 +14,8 @@
 //! The sum over channels is 16 GEMMs, one per tile position ξ:
 //! `M[ξ] = U[ξ] · V[ξ]` with `U[ξ]: [C_out, C]` (transformed weights), `V[ξ]: [C, P]`
 //! (transformed input tiles) and `P` tiles — of several images when planes are small, so
-//! that every GEMM is wide. The transforms use only additions and halvings, and the loops run
-//! along a row of tiles (even and odd input columns kept apart), so they vectorise.
+//! that every GEMM is wide. The transforms use only additions and halvings, and each runs along
+//! all of a band's tiles at once (even and odd input columns kept apart), so they vectorise.
 
 use std::mem::MaybeUninit;
 
@@ -93,7 +93,7 @@ pub(super) fn weights<T: Real>(w: View<T>, c: usize) -> Vec<T> {
 }
 
 /// Per-task scratch: the transformed tiles `V`, the products `M`, the row transforms of one
-/// input plane, the output rows of one output plane, and one deinterleaved input row.
+/// plane, the outputs of one plane, and the plane's input rows split by column parity.
 #[derive(Default)]
 pub(super) struct Scratch<T> {
     v: Vec<T>,
