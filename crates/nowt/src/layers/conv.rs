@@ -275,7 +275,10 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
-        let add = |a: Vec<T>, b: Vec<T>| a.into_iter().zip(b).map(|(a, b)| a + b).collect();
+        let add = |mut a: Vec<T>, b: Vec<T>| {
+            a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+            a
+        };
         // `[C_out, C_in·k·k]`, summed over images in groups (partials added in group order).
         let grad: Option<Vec<T>> = if winograd::applies(&g, c_out) && ho * wo >= BAND_POSITIONS {
             let per = winograd::group(&g).max(GROUP).min(x.rows().div_ceil(TASKS));
