@@ -25,9 +25,9 @@ use crate::tensor::{gemm_slice, ConvGeom, Real, View};
 /// rows, to reach about this many.
 const TILES: usize = 256;
 
-/// Tiles per block of the weight gradient's sums: half as many, so that both operands of
-/// one position's product (`2 · C · P` values) stay in the core's L1 cache while
-/// [`dots_add`] walks them block by block.
+/// Tiles the weight gradient's sums group images up to (planes of fewer tiles: ResNet-20's
+/// 16×16 ones, two images per block instead of four); larger planes are transformed in bands
+/// of [`TILES`] as in [`conv`].
 const SUM_TILES: usize = 128;
 
 /// Channels in or out above which convolutions stay on im2col: the weight transform runs on
@@ -120,7 +120,7 @@ pub(super) fn conv<T: Real>(
     let (c, h, w) = (g.c, g.h, g.w);
     let tw = tiles_hw(g).1;
     let n = x.len() / (c * h * w);
-    for band in bands(g, n, TILES) {
+    for band in bands(g, n) {
         let (q, p) = s.transform_input(g, x, n, c_out, band.clone());
         for xi in 0..16 {
             // [C_out, C] · [C, P] → [C_out, P]
@@ -162,7 +162,7 @@ pub(super) fn weight_sums<T: Real>(
     let (in_len, out_len) = (c * h * w, c_out * h * w);
     for (xs, ds) in x.chunks(per * in_len).zip(delta.chunks(per * out_len)) {
         let n = xs.len() / in_len;
-        for band in bands(g, n, TILES) {
+        for band in bands(g, n) {
             let (q, p) = s.transform_input(g, xs, n, c_out, band.clone());
             for i in 0..n {
                 for o in 0..c_out {
@@ -216,10 +216,10 @@ pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T>
 
 /// The bands of tile rows a block of `n` images is transformed in: all rows together when
 /// several images share a block, else bands of about [`TILES`] tiles.
-fn bands(g: &ConvGeom, n: usize, tiles: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+fn bands(g: &ConvGeom, n: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     let (th, tw) = tiles_hw(g);
     let step = if n == 1 {
-        (tiles / tw).clamp(1, th)
+        (TILES / tw).clamp(1, th)
     } else {
         th
     };
@@ -275,6 +275,12 @@ fn column_of<T>(v: &mut [T], (stride, at): (usize, usize), s: usize, q: usize) -
     })
 }
 
+/// The first four rows of `len` values of `buf`, apart.
+fn four_rows<T>(buf: &mut [T], len: usize) -> [&mut [T]; 4] {
+    let mut rows = buf.chunks_exact_mut(len);
+    std::array::from_fn(|_| rows.next().expect("four rows"))
+}
+
 /// `(a − c, b + c, c − b, b − d)`: one row (or column) of `Bᵀ d B` from the four inputs
 /// `(a, b, c, d)` along it.
 fn b_t<T: Real>([a, b, c, d]: [T; 4]) -> [T; 4] {
@@ -328,17 +334,9 @@ fn input_tiles<T: Real>(
     // rows[(parity·4 + s)·len + k·tw + j]: `(d B)[s]` of tile column j on input row
     // 2(band.start + k) − 1 + parity.
     for parity in 0..2 {
-        let (d0, rest) = rows[parity * 4 * len..].split_at_mut(len);
-        let (d1, rest) = rest.split_at_mut(len);
-        let (d2, d3) = rest.split_at_mut(len);
+        let mut d = four_rows(&mut rows[parity * 4 * len..], len);
         for k in 0..k_len {
-            let at = k * tw..(k + 1) * tw;
-            let outs = [
-                &mut d0[at.clone()],
-                &mut d1[at.clone()],
-                &mut d2[at.clone()],
-                &mut d3[at],
-            ];
+            let outs = d.each_mut().map(|r| &mut r[k * tw..(k + 1) * tw]);
             let (e, o) = line[line_of(parity, k)..][..2 * (tw + 1)].split_at(tw + 1);
             lanes(tw, [e, o, &e[1..], &o[1..]], outs, b_t);
         }
@@ -371,17 +369,9 @@ fn error_tiles<T: Real>(
     let q = band.len() * tw;
     let (de, dd) = line.split_at_mut(tw + 1);
     for parity in 0..2 {
-        let (r0, rest) = rows[parity * 4 * q..].split_at_mut(q);
-        let (r1, rest) = rest.split_at_mut(q);
-        let (r2, r3) = rest.split_at_mut(q);
+        let mut r = four_rows(&mut rows[parity * 4 * q..], q);
         for (k, ti) in band.clone().enumerate() {
-            let at = k * tw..(k + 1) * tw;
-            let outs = [
-                &mut r0[at.clone()],
-                &mut r1[at.clone()],
-                &mut r2[at.clone()],
-                &mut r3[at],
-            ];
+            let outs = r.each_mut().map(|r| &mut r[k * tw..(k + 1) * tw]);
             let y = 2 * ti + parity;
             if y >= h {
                 outs.into_iter().for_each(|o| o.fill(T::zero()));
@@ -405,7 +395,7 @@ fn error_tiles<T: Real>(
 }
 
 /// `Aᵀ m A` for every tile of tile rows `band` of one output channel: `m[ξ·stride + at + q]` (`m`:
-/// `[16][P]`) holds position ξ's product for tile `q`; output rows `2ti`, `2ti + 1` of `plane`
+/// `[16][C_out][P]`) holds position ξ's product for tile `q`; output rows `2ti`, `2ti + 1` of `plane`
 /// (`h × w`) are written where they exist. `y` is scratch of `4·q`.
 fn output_tiles<T: Real>(
     m: &[T],
@@ -418,12 +408,10 @@ fn output_tiles<T: Real>(
 ) {
     let q = band.len() * tw;
     let mr: [&[T]; 16] = std::array::from_fn(|xi| &m[xi * stride + at..][..q]);
-    let (y0, rest) = y.split_at_mut(q);
-    let (y1, rest) = rest.split_at_mut(q);
-    let (y2, y3) = rest.split_at_mut(q);
+    let [y0, y1, y2, y3] = four_rows(y, q);
     // y[2u + v] = (Aᵀ m A)[u][v] with (Aᵀ m)[0][s] = m0s + m1s + m2s, [1][s] = m1s − m2s − m3s,
     // and the same along the row.
-    lanes(q, mr, [y0, y1, y2, &mut y3[..q]], |m| {
+    lanes(q, mr, [&mut *y0, &mut *y1, &mut *y2, &mut *y3], |m| {
         let a0: [T; 4] = std::array::from_fn(|s| m[s] + m[4 + s] + m[8 + s]);
         let a1: [T; 4] = std::array::from_fn(|s| m[4 + s] - m[8 + s] - m[12 + s]);
         [
@@ -433,7 +421,7 @@ fn output_tiles<T: Real>(
             a1[1] - a1[2] - a1[3],
         ]
     });
-    let ys = [&*y0, &*y1, &*y2, &y3[..q]];
+    let ys = [&*y0, &*y1, &*y2, &*y3];
     for (k, ti) in band.enumerate() {
         for u in 0..2 {
             let row = 2 * ti + u;
