@@ -6,6 +6,7 @@
 //! [`Rule`]. Non-weight layers use their ordinary local derivative under every rule.
 
 mod activation;
+mod avx;
 mod batch_norm;
 mod conv;
 mod linear;
