@@ -4,6 +4,8 @@
 //! Everything is generic over [`Real`] so that the same layer code runs in `f32` for training
 //! and in `f64` for the finite-difference oracles (DESIGN.md §6).
 
+use std::any::Any;
+use std::cell::RefCell;
 use std::fmt::Debug;
 use std::iter::Sum;
 
@@ -273,6 +275,52 @@ impl<T: Real> Tensor<T> {
     /// `true` if every element is finite.
     pub fn all_finite(&self) -> bool {
         self.data.iter().all(|v| v.is_finite())
+    }
+}
+
+/// A scratch value of type `S` taken from this thread's pool and given back when dropped: the
+/// buffers that kernels resize (transformed tiles, column matrices) are allocated and zeroed
+/// once per thread rather than once per task (fresh ones per task spent ≈ 3% of a ResNet-20
+/// step in `memset`). Use it as the per-task state of rayon's `map_init`/`for_each_init`.
+pub struct Pooled<S: 'static>(Option<Box<S>>);
+
+thread_local! {
+    static POOL: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
+}
+
+impl<S: Default + 'static> Pooled<S> {
+    /// This thread's spare `S` last given back, or a new one if it has none.
+    pub fn take() -> Self {
+        let spare = POOL.with(|pool| {
+            let mut pool = pool.borrow_mut();
+            let i = pool.iter().rposition(|b| b.is::<S>())?;
+            Some(pool.remove(i))
+        });
+        Self(Some(spare.map_or_else(Box::default, |b| {
+            b.downcast().expect("the pool's S")
+        })))
+    }
+}
+
+impl<S: 'static> std::ops::Deref for Pooled<S> {
+    type Target = S;
+    fn deref(&self) -> &S {
+        self.0.as_ref().expect("held until dropped")
+    }
+}
+
+impl<S: 'static> std::ops::DerefMut for Pooled<S> {
+    fn deref_mut(&mut self) -> &mut S {
+        self.0.as_mut().expect("held until dropped")
+    }
+}
+
+impl<S: 'static> Drop for Pooled<S> {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.take() {
+            // (A thread being torn down has no pool left: the value is simply freed.)
+            let _ = POOL.try_with(|pool| pool.borrow_mut().push(s));
+        }
     }
 }
 
@@ -843,6 +891,29 @@ mod tests {
                 assert!((a - b).abs() < 1e-12, "col2im by bands k={k} s={stride}");
             }
         }
+    }
+
+    /// A pooled buffer comes back to the next task on its thread with its allocation; one taken
+    /// while another is held is a separate value.
+    #[test]
+    fn pooled_scratch_is_reused_per_thread() {
+        std::thread::spawn(|| {
+            let mut a = Pooled::<Vec<f32>>::take();
+            a.resize(1000, 1.0);
+            let at = a.as_ptr();
+            let b = Pooled::<Vec<f32>>::take();
+            assert_eq!(b.capacity(), 0, "a second value while the first is held");
+            drop(b);
+            drop(a);
+            let c = Pooled::<Vec<f32>>::take();
+            assert_eq!(
+                (c.as_ptr(), c.len()),
+                (at, 1000),
+                "same allocation, contents kept"
+            );
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]

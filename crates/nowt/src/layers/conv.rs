@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::winograd;
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Real, Tensor, View};
+use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Pooled, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
 /// in order), so results do not depend on the thread count.
@@ -111,7 +111,7 @@ fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
     if winograd::applies(g, c_out) {
         let u = winograd::weights(wm, g.c);
         let per = winograd::group(g).min(n.div_ceil(TASKS));
-        let fill = |s: &mut winograd::Scratch<T>, i: usize, out: &mut [MaybeUninit<T>]| {
+        let fill = |s: &mut Pooled<winograd::Scratch<T>>, i: usize, out: &mut [MaybeUninit<T>]| {
             let imgs = out.len() / (c_out * ho * wo);
             let x = &x.data()[i * per * in_len..][..imgs * in_len];
             winograd::conv(g, &u, c_out, x, out, s);
@@ -121,12 +121,12 @@ fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
             Tensor::build(
                 &[n, c_out, ho, wo],
                 per * c_out * ho * wo,
-                Default::default,
+                Pooled::take,
                 fill,
             )
         };
     }
-    let fill = |col: &mut Vec<T>, i: usize, out: &mut [MaybeUninit<T>]| {
+    let fill = |col: &mut Pooled<Vec<T>>, i: usize, out: &mut [MaybeUninit<T>]| {
         let img = &x.data()[i * in_len..][..in_len];
         for band in bands(g) {
             let at = band.start * wo;
@@ -136,7 +136,7 @@ fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
         }
     };
     // SAFETY: the bands cover every output row, each GEMM writes all `C_out` rows of its band.
-    unsafe { Tensor::build(&[n, c_out, ho, wo], c_out * ho * wo, Vec::new, fill) }
+    unsafe { Tensor::build(&[n, c_out, ho, wo], c_out * ho * wo, Pooled::take, fill) }
 }
 
 /// The column matrix `[C·k·k, |band|·W_o]` of output rows `band` of one image: columns of the
@@ -221,7 +221,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             dx.data_mut()
                 .par_chunks_mut(in_len)
                 .zip(delta.data().par_chunks(c_out * ho * wo))
-                .for_each_init(Vec::new, |col, (dxi, di)| {
+                .for_each_init(Pooled::<Vec<T>>::take, |col, (dxi, di)| {
                     let d = View::new(di, c_out, ho * wo, false);
                     if geom.is_identity() {
                         // [C_out, C_in]ᵀ · [C_out, H·W], straight into δ_in.
@@ -285,7 +285,7 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
             x.data()
                 .par_chunks(per * in_len)
                 .zip(delta.data().par_chunks(per * out_len))
-                .map_init(winograd::Scratch::default, |s, (imgs, ds)| {
+                .map_init(Pooled::take, |s, (imgs, ds)| {
                     winograd::weight_sums(&g, c_out, imgs, ds, s)
                 })
                 .collect::<Vec<_>>()
@@ -300,7 +300,7 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
                 .data()
                 .par_chunks(GROUP * in_len)
                 .zip(delta.data().par_chunks(GROUP * out_len))
-                .map_init(Vec::new, |col, (imgs, ds)| {
+                .map_init(Pooled::<Vec<T>>::take, |col, (imgs, ds)| {
                     let mut acc = vec![T::zero(); k_len * c_out];
                     for (i, (img, d)) in imgs.chunks(in_len).zip(ds.chunks(out_len)).enumerate() {
                         for (b, band) in bands(&g).enumerate() {
