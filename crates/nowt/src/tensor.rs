@@ -587,6 +587,43 @@ pub fn matmul_naive<T: Real>(a: &Tensor<T>, ta: bool, b: &Tensor<T>, tb: bool) -
     c
 }
 
+/// `out[i] = x[i·s]` for every `i < out.len()`: for stride 2 eight at a time through
+/// fixed-size arrays (the compiler emits vector shuffles; one by one it stays scalar).
+fn gather<T: Real>(out: &mut [T], x: &[T], s: usize) {
+    let full = if s == 2 {
+        out.len().min(x.len() / 2) / 8 * 8
+    } else {
+        0
+    };
+    for (o, c) in out[..full].chunks_exact_mut(8).zip(x.chunks_exact(16)) {
+        let c: &[T; 16] = c.try_into().expect("a block");
+        o.copy_from_slice(&std::array::from_fn::<T, 8, _>(|i| c[2 * i]));
+    }
+    for (o, v) in out[full..].iter_mut().zip(x[full * s..].iter().step_by(s)) {
+        *o = *v;
+    }
+}
+
+/// `x[i·s] += v[i]` for every `i < v.len()` (the adjoint of [`gather`]), for stride 2 eight
+/// at a time: sixteen values read, the even ones added to, all sixteen written back.
+fn scatter_add<T: Real>(x: &mut [T], v: &[T], s: usize) {
+    let full = if s == 2 {
+        v.len().min(x.len() / 2) / 8 * 8
+    } else {
+        0
+    };
+    for (c, v) in x.chunks_exact_mut(16).zip(v[..full].chunks_exact(8)) {
+        let mut b: [T; 16] = c.try_into().expect("a block");
+        for i in 0..8 {
+            b[2 * i] += v[i];
+        }
+        c.copy_from_slice(&b);
+    }
+    for (d, v) in x[full * s..].iter_mut().step_by(s).zip(&v[full..]) {
+        *d += *v;
+    }
+}
+
 /// The geometry of a 2-D convolution over one image: `C` input channels of `H × W`, a `k × k`
 /// kernel, `stride`, zero `pad`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -756,9 +793,7 @@ impl ConvGeom {
             if s == 1 {
                 seg[lo..hi].copy_from_slice(&img[src..src + (hi - lo)]);
             } else {
-                for (o, v) in seg[lo..hi].iter_mut().zip(img[src..].iter().step_by(s)) {
-                    *o = *v;
-                }
+                gather(&mut seg[lo..hi], &img[src..], s);
             }
         });
     }
@@ -803,9 +838,7 @@ impl ConvGeom {
                     *d += *v;
                 }
             } else {
-                for (d, v) in img[src..].iter_mut().step_by(s).zip(&seg[lo..hi]) {
-                    *d += *v;
-                }
+                scatter_add(&mut img[src..], &seg[lo..hi], s);
             }
         });
     }
@@ -845,6 +878,9 @@ mod tests {
             (5, 1, 2, 6, 5),
             (1, 1, 0, 3, 4),
             (3, 1, 1, 1, 1),
+            // Stride-2 rows long enough for the eight-wide blocks (and their tails).
+            (3, 2, 1, 5, 37),
+            (1, 2, 0, 4, 34),
         ] {
             let g = ConvGeom {
                 c: 2,
