@@ -264,7 +264,7 @@ impl<T: Real> Scratch<T> {
         self.v.resize(16 * c * p, T::zero());
         self.m.resize(16 * c_out * p, T::zero());
         self.rows.resize(8 * (q + tw), T::zero());
-        self.out.resize(4 * q, T::zero());
+        self.out.resize(12 * q, T::zero());
         self.line.resize(4 * (band.len() + 1) * (tw + 1), T::zero());
         for i in 0..n {
             for ci in 0..c {
@@ -411,7 +411,11 @@ fn error_tiles<T: Real>(
 
 /// `Aᵀ m A` for every tile of tile rows `band` of one output channel: `m[ξ·stride + at + q]` (`m`:
 /// `[16][C_out][P]`) holds position ξ's product for tile `q`; output rows `2ti`, `2ti + 1` of `plane`
-/// (`h × w`) are written where they exist. `y` is scratch of `4·q`.
+/// (`h × w`) are written where they exist. `y` is scratch of `12·q`.
+///
+/// Down the columns first (`Aᵀ m`, four rows of `m` in, two out, for each column `s`), then
+/// along the rows: reading all sixteen rows of `m` in one pass kept their addresses on the
+/// stack, reloaded for every eight tiles.
 fn output_tiles<T: Real>(
     m: &[T],
     (stride, at): (usize, usize),
@@ -422,20 +426,21 @@ fn output_tiles<T: Real>(
     y: &mut [T],
 ) {
     let q = band.len() * tw;
-    let mr: [&[T]; 16] = std::array::from_fn(|xi| &m[xi * stride + at..][..q]);
+    let mr = |xi: usize| &m[xi * stride + at..][..q];
+    // `(a, b, c, d) ↦ (a + b + c, b − c − d)`: one column (or row) of `Aᵀ m A` from four values.
+    let a_t = |[a, b, c, d]: [T; 4]| [a + b + c, b - c - d];
+    // t[4u + s] = (Aᵀ m)[u][s], then y[2u + v] = (Aᵀ m A)[u][v].
+    let (t, y) = y.split_at_mut(8 * q);
+    let (t0, t1) = t.split_at_mut(4 * q);
+    let (t0, t1) = (four_rows(t0, q), four_rows(t1, q));
+    for s in 0..4 {
+        let ins = [mr(s), mr(4 + s), mr(8 + s), mr(12 + s)];
+        lanes(q, ins, [&mut *t0[s], &mut *t1[s]], a_t);
+    }
     let [y0, y1, y2, y3] = four_rows(y, q);
-    // y[2u + v] = (Aᵀ m A)[u][v] with (Aᵀ m)[0][s] = m0s + m1s + m2s, [1][s] = m1s − m2s − m3s,
-    // and the same along the row.
-    lanes(q, mr, [&mut *y0, &mut *y1, &mut *y2, &mut *y3], |m| {
-        let a0: [T; 4] = std::array::from_fn(|s| m[s] + m[4 + s] + m[8 + s]);
-        let a1: [T; 4] = std::array::from_fn(|s| m[4 + s] - m[8 + s] - m[12 + s]);
-        [
-            a0[0] + a0[1] + a0[2],
-            a0[1] - a0[2] - a0[3],
-            a1[0] + a1[1] + a1[2],
-            a1[1] - a1[2] - a1[3],
-        ]
-    });
+    let [t0, t1] = [t0.each_ref().map(|r| &**r), t1.each_ref().map(|r| &**r)];
+    lanes(q, t0, [&mut *y0, &mut *y1], a_t);
+    lanes(q, t1, [&mut *y2, &mut *y3], a_t);
     let ys = [&*y0, &*y1, &*y2, &*y3];
     for (k, ti) in band.enumerate() {
         for u in 0..2 {
