@@ -508,12 +508,14 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
     );
     for l in &r.layers {
         t += &format!(
-            "  {:<w$} {:>10} {:>10} {:>10.3} {:>10}\n",
+            "  {:<w$} {:>10} {:>10} {:>10} {:>10}\n",
             l.layer,
             deg(l.weight_angle_deg),
             deg(l.delta_angle_deg),
-            l.norm_ratio,
-            pct(l.sign_concordance)
+            l.norm_ratio
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or_else(|| "–".into()),
+            l.sign_concordance.map(pct).unwrap_or_else(|| "–".into())
         );
     }
     t += &format!(

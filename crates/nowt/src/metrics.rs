@@ -56,11 +56,12 @@ pub fn top_k_correct<T: Real>(logits: &Tensor<T>, labels: &[u32], k: usize) -> u
 pub struct LayerRecord {
     pub layer: String,
     /// `∠(W, M)` in degrees, `M` the rule's backward matrix (`B`; `s·sign W` for SS; `W` for BP).
+    /// `None` for the first layer, whose `M` carries no error.
     pub weight_angle_deg: Option<f64>,
     /// `∠(δ_rule, δ_bp)` at the layer's input on the probe batch; `None` for the first layer.
     pub delta_angle_deg: Option<f64>,
-    /// `‖M‖ / ‖W‖`.
-    pub norm_ratio: f64,
-    /// Fraction of entries with `sign M = sign W`.
-    pub sign_concordance: f64,
+    /// `‖M‖ / ‖W‖`; `None` for the first layer.
+    pub norm_ratio: Option<f64>,
+    /// Fraction of entries with `sign M = sign W`; `None` for the first layer.
+    pub sign_concordance: Option<f64>,
 }

@@ -22,7 +22,8 @@ impl Sgd {
     /// One step of every weight layer at learning rate `lr`.
     ///
     /// Under a rule with a shared update (Kolen-Pollack), `W` and `B` both get `grad_W` and
-    /// the rule's decay `λ`, each with its own momentum buffer (DESIGN.md §4).
+    /// the rule's decay `λ`, each with its own momentum buffer (DESIGN.md §4); `layers` run
+    /// bottom to top, and the first one's `B`, which carries no error, is not updated.
     pub fn step<T: Real>(
         &self,
         layers: &mut [&mut dyn WeightLayer<T>],
@@ -30,11 +31,12 @@ impl Sgd {
         lr: f64,
     ) {
         let shared = rule.shared_update_decay();
-        for layer in layers.iter_mut() {
+        for (i, layer) in layers.iter_mut().enumerate() {
             let p = layer.params_mut();
             let decay_w = shared.unwrap_or(self.weight_decay);
             self.update(&mut p.w, &p.grad_w, &mut p.momentum.w, lr, decay_w);
-            if let Some(lambda) = shared {
+            // The first weight layer's `B` carries no error: left as it is.
+            if let (Some(lambda), true) = (shared, i > 0) {
                 self.update(
                     &mut p.feedback,
                     &p.grad_w,

@@ -653,6 +653,29 @@ impl ConvGeom {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
 
+    /// For each kernel tap `(ki, kj)`, row-major, the number of output positions at which it
+    /// reads the image rather than the zero padding: `r_y(ki) · r_x(kj)` with
+    /// `r_y(ki) = #{oy < H_o : 0 ≤ oy·s + ki − p < H}` (all `H_o·W_o` without padding).
+    pub fn tap_reach(&self) -> Vec<usize> {
+        let (ho, wo) = self.out_hw();
+        let reach = |ki: usize, outs: usize, len: usize| {
+            (0..outs)
+                .filter(|o| {
+                    (o * self.stride + ki)
+                        .checked_sub(self.pad)
+                        .is_some_and(|i| i < len)
+                })
+                .count()
+        };
+        let mut r = Vec::with_capacity(self.k * self.k);
+        for ki in 0..self.k {
+            for kj in 0..self.k {
+                r.push(reach(ki, ho, self.h) * reach(kj, wo, self.w));
+            }
+        }
+        r
+    }
+
     /// Whether the output has the input's size (stride 1, `2p + 1 = k`): then each row of the
     /// column matrix is the image shifted by one offset, and im2col/col2im move whole bands.
     pub fn is_same(&self) -> bool {

@@ -177,14 +177,22 @@ pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {
 }
 
 /// Per weight layer: `∠(W, M)`, `‖M‖/‖W‖`, sign concordance, and the angle between the rule's
-/// `δ_in` and backprop's on the probe batch, both from one forward pass.
+/// `δ_in` and backprop's on the probe batch, both from one forward pass in training mode (batch
+/// norm normalises by the probe batch's own statistics, as in every training step; its running
+/// statistics are restored afterwards, so measuring changes nothing). `δ_bp` is the full
+/// backprop error through every layer above, not the one-step `Wᵀδ` of the paper's code.
+/// The first weight layer's `M` carries no error under any rule: its fields are `None`.
 pub fn layer_records<T: Real>(
     net: &mut Network<T>,
     rule: &dyn Rule<T>,
     x: &Tensor<T>,
     labels: &[u32],
 ) -> Vec<LayerRecord> {
-    let outs = net.forward(x, false);
+    let saved: Vec<Tensor<T>> = net.buffers().into_iter().map(|(_, b)| b.clone()).collect();
+    let outs = net.forward(x, true);
+    for ((_, b), s) in net.buffers_mut().into_iter().zip(saved) {
+        *b = s;
+    }
     let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), labels);
     let (mut d_rule, mut d_bp) = (Vec::new(), Vec::new());
     net.backward(x, &outs, delta.clone(), rule, Some(&mut d_rule));
@@ -196,18 +204,21 @@ pub fn layer_records<T: Real>(
     };
     net.weight_layers()
         .iter()
-        .map(|layer| {
+        .enumerate()
+        .map(|(i, layer)| {
             let p = layer.params();
-            let m = rule.backward_matrix(p);
+            let m = (i > 0).then(|| rule.backward_matrix(p));
             LayerRecord {
                 layer: p.name.clone(),
-                weight_angle_deg: angle_deg(&p.w, &m),
+                weight_angle_deg: m.as_ref().and_then(|m| angle_deg(&p.w, m)),
                 delta_angle_deg: match (find(&d_rule, &p.name), find(&d_bp, &p.name)) {
                     (Some(a), Some(b)) => angle_deg(&a, &b),
                     _ => None,
                 },
-                norm_ratio: m.norm() / p.w.norm().max(f64::MIN_POSITIVE),
-                sign_concordance: sign_concordance(&p.w, &m),
+                norm_ratio: m
+                    .as_ref()
+                    .map(|m| m.norm() / p.w.norm().max(f64::MIN_POSITIVE)),
+                sign_concordance: m.as_ref().map(|m| sign_concordance(&p.w, m)),
             }
         })
         .collect()

@@ -114,7 +114,8 @@ fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
         train_step(&mut a, bp.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
         train_step(&mut b, &kp, &sgd, x, y, 0.05, &mut rng).unwrap();
         assert_eq!(bits(&a), bits(&b), "step {step}");
-        for l in b.weight_layers() {
+        // The first layer's B carries no error and is not updated.
+        for l in b.weight_layers().iter().skip(1) {
             assert_eq!(l.params().w, l.params().feedback, "B left W at step {step}");
         }
     }
@@ -136,9 +137,11 @@ fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
             &mut nowt::rng(1, 0),
             &mut nowt::rng(1, 1),
         );
+        let b_first = net.weight_layers()[0].params().feedback.clone();
         let diff = |net: &Network<f64>| -> Vec<Tensor<f64>> {
             net.weight_layers()
                 .iter()
+                .skip(1)
                 .map(|l| {
                     let mut d = l.params().w.clone();
                     d.zip_apply(&l.params().feedback, |w, b| w - b);
@@ -170,8 +173,10 @@ fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
                 assert!(err < 1e-12, "λ={lambda} step {t}: max deviation {err:e}");
             }
         }
-        // The task gradient did move W (the identity is not trivially true).
+        // The task gradient did move W (the identity is not trivially true); the first
+        // layer's B, which carries no error, stayed as it was.
         assert!(net.weight_layers()[0].params().w != build_w0());
+        assert_eq!(net.weight_layers()[0].params().feedback, b_first);
     }
 }
 
@@ -342,6 +347,204 @@ fn weight_mirror_settles_at_sigma_squared_w_over_lambda() {
     }
 }
 
+/// With zero padding, every kernel tap settles at `σ² / λ_WM` times its own weight: each tap
+/// averages `ηᵀξ` over the noise vectors that reached it (border taps see fewer positions).
+/// Per tap `t`, `B/W` is the least-squares slope `Σ B̄[·,·,t] W[·,·,t] / Σ W[·,·,t]²` of the
+/// mirror's `B` averaged over 300 batches once settled.
+#[test]
+fn weight_mirror_settles_tap_by_tap_on_padded_convolutions() {
+    use nowt::layers::{Conv2d, WeightLayer};
+    // (kernel, stride, pad, plane side, noise images)
+    let cases = [
+        (3, 1, 1, 7, 8),
+        (3, 1, 1, 8, 8),
+        (3, 2, 1, 16, 8),
+        (3, 1, 1, 32, 2),
+        (1, 2, 0, 15, 8),
+        (7, 2, 3, 32, 4),
+        (7, 2, 3, 7, 128),
+    ];
+    for (k, stride, pad, side, batch) in cases {
+        let mut layer = Conv2d::<f64>::new(
+            "conv",
+            3,
+            6,
+            k,
+            stride,
+            pad,
+            false,
+            (side, side),
+            0.5,
+            &mut nowt::rng(8, 0),
+            &mut nowt::rng(8, 1),
+        );
+        let cfg = MirrorConfig {
+            sigma: 0.5,
+            lr: 0.05,
+            decay: 0.5,
+            batch_size: batch,
+            ..Default::default()
+        };
+        let mut rng = nowt::rng(8, 3);
+        for _ in 0..300 {
+            mirror_step(&mut layer, &cfg, &mut rng);
+        }
+        let mut mean = Tensor::<f64>::zeros(layer.p.w.shape());
+        for _ in 0..300 {
+            mirror_step(&mut layer, &cfg, &mut rng);
+            mean.zip_apply(&layer.p.feedback, |m, b| m + b / 300.0);
+        }
+        let taps = k * k;
+        for t in 0..taps {
+            let (mut bw, mut ww) = (0.0, 0.0);
+            for (b, w) in mean
+                .data()
+                .iter()
+                .zip(layer.p.w.data())
+                .skip(t)
+                .step_by(taps)
+            {
+                bw += b * w;
+                ww += w * w;
+            }
+            let ratio = bw / ww;
+            assert!(
+                (ratio / 0.5 - 1.0).abs() < 0.02,
+                "{k}×{k} stride {stride} pad {pad} on {side}×{side}: tap {t} settles at \
+                 B/W = {ratio:.4}, not σ²/λ = 0.5 (reach {:?})",
+                layer.tap_reach()
+            );
+        }
+    }
+}
+
+/// A tap's reach counts the output positions at which it reads the image, by brute force.
+#[test]
+fn tap_reach_counts_positions_inside_the_image() {
+    use nowt::tensor::ConvGeom;
+    for (k, stride, pad, h, w) in [
+        (3, 1, 1, 7, 9),
+        (3, 2, 1, 16, 15),
+        (7, 2, 3, 32, 7),
+        (1, 2, 0, 5, 5),
+    ] {
+        let g = ConvGeom {
+            c: 1,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+        };
+        let (ho, wo) = g.out_hw();
+        let mut want = vec![0; k * k];
+        for a in 0..k {
+            for b in 0..k {
+                for oy in 0..ho {
+                    for ox in 0..wo {
+                        let (iy, ix) = (
+                            (oy * stride + a) as isize - pad as isize,
+                            (ox * stride + b) as isize - pad as isize,
+                        );
+                        if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                            want[a * k + b] += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            g.tap_reach(),
+            want,
+            "{k}×{k} stride {stride} pad {pad} on {h}×{w}"
+        );
+    }
+}
+
+/// The weight mirror's training hooks change every weight layer's `B` but the first (which
+/// carries no error) exactly as [`mirror_step`] does, layer by layer from one noise stream:
+/// the warm-up's `warmup_batches` and each step's `batches_per_step`, on a network of linear,
+/// convolution and projection-shortcut layers. Noise is drawn afresh for every layer.
+#[test]
+fn weight_mirror_hooks_mirror_every_layer_but_the_first() {
+    let wm_cfg = MirrorConfig {
+        batch_size: 4,
+        warmup_batches: 3,
+        batches_per_step: 2,
+        ..Default::default()
+    };
+    let wm = rules::WeightMirror {
+        cfg: wm_cfg.clone(),
+    };
+    let mut net = small_resnet(5);
+    let feedback = |net: &Network<f32>| -> Vec<Tensor<f32>> {
+        net.weight_layers()
+            .iter()
+            .map(|l| l.params().feedback.clone())
+            .collect()
+    };
+    let b0 = feedback(&net);
+    // By hand: the same noise stream, layer by layer, skipping the first.
+    let mut expect = small_resnet(5);
+    let mut rng = nowt::rng(0, 3);
+    for _ in 0..3 {
+        for l in expect.weight_layers_mut().into_iter().skip(1) {
+            mirror_step(l, &wm_cfg, &mut rng);
+        }
+    }
+    let mut rng_hook = nowt::rng(0, 3);
+    Rule::<f32>::before_training(&wm, &mut net.weight_layers_mut(), &mut rng_hook);
+    let after = feedback(&net);
+    assert_eq!(after, feedback(&expect), "warm-up");
+    assert_eq!(after[0], b0[0], "the first layer's B is not mirrored");
+    for (i, (a, b)) in after.iter().zip(&b0).enumerate().skip(1) {
+        assert_ne!(a, b, "layer {i}'s B unchanged by the warm-up");
+    }
+    for _ in 0..2 {
+        for l in expect.weight_layers_mut().into_iter().skip(1) {
+            mirror_step(l, &wm_cfg, &mut rng);
+        }
+    }
+    Rule::<f32>::after_step(&wm, &mut net.weight_layers_mut(), &mut rng_hook);
+    assert_eq!(feedback(&net), feedback(&expect), "after a step");
+}
+
+/// Mirror noise is drawn independently for every layer: two layers with the same `W` and `B`
+/// end a mirror batch with different `B`.
+#[test]
+fn weight_mirror_noise_is_independent_across_layers() {
+    let wm = rules::WeightMirror {
+        cfg: MirrorConfig {
+            batch_size: 16,
+            ..Default::default()
+        },
+    };
+    let mut net = mlp(
+        6,
+        &[6, 6, 6],
+        6,
+        ActivationKind::Relu,
+        &mut nowt::rng(2, 0),
+        &mut nowt::rng(2, 1),
+    );
+    let (w, b) = {
+        let p = net.weight_layers()[1].params();
+        (p.w.clone(), p.feedback.clone())
+    };
+    for l in net.weight_layers_mut().into_iter().skip(1).take(2) {
+        l.params_mut().w = w.clone();
+        l.params_mut().feedback = b.clone();
+    }
+    Rule::<f32>::after_step(&wm, &mut net.weight_layers_mut(), &mut nowt::rng(2, 3));
+    let layers = net.weight_layers();
+    assert_ne!(layers[1].params().feedback, b, "fc2 mirrored");
+    assert_ne!(
+        layers[1].params().feedback,
+        layers[2].params().feedback,
+        "fc2 and fc3 received the same noise"
+    );
+}
+
 /// The first weight layer computes no `δ_in`; the others do.
 #[test]
 fn first_layer_skips_its_input_error() {
@@ -381,8 +584,7 @@ fn every_rule_is_listed_and_builds() {
 }
 
 /// The mirror works for convolutions at the layer's own input resolution: from `B = 0`, `B`
-/// turns toward `W` as noise accumulates. (Without padding every patch entry is iid noise, so
-/// `E[ηᵀξ] ∝ W` exactly; zero padding gives border taps less noise and leaves a small bias.)
+/// turns toward `W` as noise accumulates.
 #[test]
 fn weight_mirror_aligns_a_convolution() {
     use nowt::layers::Conv2d;

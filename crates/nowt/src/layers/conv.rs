@@ -356,6 +356,18 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
     fn input_shape(&self, n: usize) -> Vec<usize> {
         vec![n, self.p.w.shape()[1], self.in_hw.0, self.in_hw.1]
     }
+    fn tap_reach(&self) -> Vec<usize> {
+        let s = self.p.w.shape();
+        ConvGeom {
+            c: s[1],
+            h: self.in_hw.0,
+            w: self.in_hw.1,
+            k: s[2],
+            stride: self.stride,
+            pad: self.pad,
+        }
+        .tap_reach()
+    }
 }
 
 /// The loop-nest oracle: `y[n,o,i,j] = Σ_{c,a,b} W[o,c,a,b] · x[n,c,i·s+a−p, j·s+b−p]`.

@@ -247,4 +247,12 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
     /// The shape of a batch of `n` inputs to this layer (for mirror noise).
     fn input_shape(&self, n: usize) -> Vec<usize>;
+    /// For each tap of `W`'s trailing (spatial) axes, row-major, the number of `(input, output)`
+    /// pairs per sample through which it sees its input rather than zero padding: one for a
+    /// linear layer; for a convolution the output positions at which the tap falls inside the
+    /// image ([`ConvGeom::tap_reach`](crate::tensor::ConvGeom::tap_reach)). The weight mirror
+    /// averages each tap's `ηᵀξ` over exactly these noise vectors.
+    fn tap_reach(&self) -> Vec<usize> {
+        vec![1]
+    }
 }

@@ -181,6 +181,16 @@ impl RuleConfig {
         positive("rules.wm.sigma", self.wm.sigma)?;
         positive("rules.wm.lr", self.wm.lr)?;
         non_negative("rules.wm.decay", self.wm.decay)?;
+        if self.wm.lr * self.wm.decay >= 1.0 {
+            return Err(Error::config(
+                "rules.wm",
+                format!(
+                    "lr × decay must be below 1 (B ← (1 − η_B λ_WM) B would flip B's sign every \
+                     mirror batch), got {} × {}",
+                    self.wm.lr, self.wm.decay
+                ),
+            ));
+        }
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //! ```
 //!
 //! Since `E[ξᵀ ξ] = N_m σ² I`, `E[ηᵀ ξ] / N_m = σ² W`: `B` drifts toward `σ² W / λ_WM` without
-//! reading `W`. From `B = 0` with `λ_WM = 0`, `∠(W, B) ≈ arctan √(in / N)` after `N` noise
+//! reading `W` (for a convolution each tap averages over the noise vectors that reached it, see
+//! [`mirror_step`]). The first weight layer's `B` is never used and not mirrored. From `B = 0` with `λ_WM = 0`, `∠(W, B) ≈ arctan √(in / N)` after `N` noise
 //! samples. Noise is drawn independently for every layer.
 
 use std::borrow::Cow;
@@ -63,12 +64,20 @@ impl Default for MirrorConfig {
     }
 }
 
-/// One mirror batch for one layer (paper eq. 7): `B ← (1 − η_B λ_WM) B + η_B · grad_W(ξ, ξWᵀ) / N`,
-/// `N` the number of noise vectors: the `N_m` samples times, for a convolution, the output
-/// positions per sample (each position is one `(ξ patch, η)` pair, and `grad_W` sums them).
-/// With that average `B` settles at `σ² W / λ_WM` for every layer; dividing by `N_m` alone left
-/// a convolution's `B` `H_o·W_o` times too large (232× on ResNet-20's 16×16 stage), and the
-/// errors it sent down grew with depth until training diverged.
+/// One mirror batch for one layer (paper eq. 7), tap by tap:
+///
+/// ```text
+/// B[o, c, t] ← (1 − η_B λ_WM) · B[o, c, t] + η_B · grad_W(ξ, ξWᵀ)[o, c, t] / (N_m · r_t)
+/// ```
+///
+/// `r_t` the noise vectors per sample that reached tap `t` ([`WeightLayer::tap_reach`]): one
+/// for a linear layer; for a convolution, the output positions at which `t` reads the image
+/// rather than its zero padding (every position is one `(ξ patch, η)` pair, and `grad_W` sums
+/// them). Each tap's sum has expectation `N_m r_t σ² W[o, c, t]`, so `B` settles at exactly
+/// `σ² W / λ_WM` on every layer, padded or not. Averaging over all `H_o·W_o` positions instead
+/// left border taps at `W ⊙ m` (`m` the fraction of positions they see: corners 0.77 on 8×8
+/// planes), an angle floor of ≈ 5° on ResNet-20's 8×8 stage; dividing by `N_m` alone left a
+/// convolution's `B` `H_o·W_o` times too large, and training diverged.
 pub fn mirror_step<T: Real>(
     layer: &mut dyn WeightLayer<T>,
     cfg: &MirrorConfig,
@@ -77,14 +86,25 @@ pub fn mirror_step<T: Real>(
     let n = cfg.batch_size.max(1);
     let xi = Tensor::<T>::randn(&layer.input_shape(n), cfg.sigma, rng);
     let eta = layer.linear(&xi);
-    // Noise vectors: samples × output positions per sample (1 for a linear layer).
-    let vectors = eta.len() / layer.params().w.rows().max(1);
-    // B ← (1 − η_B λ_WM) B + (η_B / N) ηᵀξ, in one GEMM pass over B.
+    // η_B / (N_m r_t) for each tap t.
+    let step: Vec<T> = layer
+        .tap_reach()
+        .iter()
+        .map(|&r| T::of(cfg.lr / (n * r.max(1)) as f64))
+        .collect();
     let keep = T::of(1.0 - cfg.lr * cfg.decay);
-    let step = T::of(cfg.lr / vectors.max(1) as f64);
-    let mut b = std::mem::take(&mut layer.params_mut().feedback);
-    layer.weight_grad(&xi, &eta, &mut b, keep, step);
-    layer.params_mut().feedback = b;
+    let mut g = Tensor::zeros(&[0]);
+    layer.weight_grad(&xi, &eta, &mut g, T::zero(), T::one());
+    let b = &mut layer.params_mut().feedback;
+    for (b, g) in b
+        .data_mut()
+        .chunks_exact_mut(step.len())
+        .zip(g.data().chunks_exact(step.len()))
+    {
+        for ((b, &g), &s) in b.iter_mut().zip(g).zip(&step) {
+            *b = keep * *b + s * g;
+        }
+    }
 }
 
 /// `M = B`, with `B` learned in mirror mode.
@@ -100,8 +120,9 @@ impl WeightMirror {
         batches: usize,
         rng: &mut crate::Rng,
     ) {
+        // The first weight layer's `B` carries no error (nothing below it needs one): skipped.
         for _ in 0..batches {
-            for layer in layers.iter_mut() {
+            for layer in layers.iter_mut().skip(1) {
                 mirror_step(&mut **layer, &self.cfg, rng);
             }
         }
