@@ -27,6 +27,44 @@ pub enum Command {
     Bench(BenchArgs),
     /// Report a checkpoint's test error.
     Eval(EvalArgs),
+    /// Train several rules (and seeds) on one configuration, then write a report.
+    Compare(Box<CompareArgs>),
+    /// Build a report (tables and figures) from run directories.
+    Report(ReportArgs),
+    /// List the presets, or print one.
+    Presets(PresetsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// Rules to run, in order (full names or aliases).
+    #[arg(long, value_delimiter = ',', value_parser = rule,
+          default_value = "backprop,feedback-alignment,sign-symmetry,weight-mirror,kolen-pollack")]
+    pub rules: Vec<RuleKind>,
+    /// Seeds to run each rule with.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub seeds: Vec<u64>,
+    /// The configuration (a preset or a TOML file with `[overrides.<rule>]` tables) and any
+    /// training flag on top; `--out` is the comparison's directory, one run in `<rule>-s<seed>`.
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// Run directories, or directories of runs (a comparison's output).
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write report.md, report.csv and figures/ (default: the first directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+pub struct PresetsArgs {
+    /// Print this preset's TOML.
+    #[arg(long)]
+    pub show: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -70,6 +108,9 @@ pub struct TrainArgs {
     /// TOML config file; flags override its values.
     #[arg(long, short)]
     pub config: Option<PathBuf>,
+    /// A preset shipped in the binary (`nowt presets` lists them); flags override its values.
+    #[arg(long)]
+    pub preset: Option<String>,
     /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp).
     #[arg(long, value_parser = rule)]
     pub rule: Option<RuleKind>,

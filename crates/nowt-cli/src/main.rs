@@ -3,6 +3,10 @@
 
 mod args;
 mod bench;
+mod compare;
+mod config_file;
+mod figures;
+mod report;
 mod run;
 
 use std::process::ExitCode;
@@ -33,6 +37,9 @@ fn main() -> ExitCode {
         }
         args::Command::Bench(a) => bench::bench(a),
         args::Command::Eval(a) => run::eval(a),
+        args::Command::Compare(a) => compare::compare(*a),
+        args::Command::Report(a) => report::report_cmd(a),
+        args::Command::Presets(a) => config_file::presets(a.show.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,6 +14,7 @@ use nowt::train::{ControlFlow, Event, Outcome, Summary, TrainState};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::args::TrainArgs;
+use crate::config_file::ConfigFile;
 
 /// Prints the rule table.
 pub fn list_rules() {
@@ -22,21 +23,25 @@ pub fn list_rules() {
     }
 }
 
-/// Reads a TOML config file; unknown keys and bad values are errors naming the file and line.
+/// Reads a run's `config.toml` (or any config file, for its own rule).
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
-    let text = fs::read_to_string(path)
-        .with_context(|| format!("cannot read config file {}", path.display()))?;
-    toml::from_str(&text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1);
-        let at = line.map(|l| format!(" line {l}")).unwrap_or_default();
-        anyhow::anyhow!("{}{at}: {}", path.display(), e.message().trim())
-    })
+    ConfigFile::read(path)?.for_rule(None)
+}
+
+/// The config file or preset the flags name, if any.
+pub fn config_file(a: &TrainArgs) -> Result<Option<ConfigFile>> {
+    match (&a.config, &a.preset) {
+        (Some(_), Some(_)) => bail!("--config and --preset: give one or the other"),
+        (Some(p), None) => Ok(Some(ConfigFile::read(p)?)),
+        (None, Some(n)) => Ok(Some(ConfigFile::preset(n)?)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// The file's config (or the defaults) with every given flag applied on top.
 pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
-    let mut c = match &a.config {
-        Some(p) => read_config(p)?,
+    let mut c = match config_file(a)? {
+        Some(f) => f.for_rule(a.rule)?,
         None => TrainConfig::default(),
     };
     macro_rules! set {
@@ -90,11 +95,11 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.augment {
         c.augment = true;
     }
-    let from = a
-        .config
-        .as_ref()
-        .map(|p| format!(" (flag or {})", p.display()))
-        .unwrap_or_default();
+    let from = match (&a.config, &a.preset) {
+        (Some(p), _) => format!(" (flag or {})", p.display()),
+        (_, Some(n)) => format!(" (flag or preset {n})"),
+        _ => String::new(),
+    };
     c.validate()
         .with_context(|| format!("bad configuration{from}"))?;
     c.threads = c.resolved_threads();
@@ -156,23 +161,68 @@ impl std::error::Error for Interrupted {}
 /// Set by Ctrl-C; the training loop checkpoints and stops at the next step.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// How a run is driven, whichever command starts it.
+#[derive(Clone, Debug, Default)]
+pub struct RunOpts {
+    pub checkpoint_every: usize,
+    pub keep_checkpoints: usize,
+    pub quiet: bool,
+    /// Put before the progress bar's message (`compare` names the rule and seed).
+    pub label: String,
+}
+
+impl RunOpts {
+    pub fn of(a: &TrainArgs) -> Self {
+        Self {
+            checkpoint_every: a.checkpoint_every,
+            keep_checkpoints: a.keep_checkpoints,
+            quiet: a.quiet,
+            label: String::new(),
+        }
+    }
+}
+
 pub fn train(a: Box<TrainArgs>) -> Result<()> {
     if let Some(dir) = &a.resume {
-        return resume(dir, &a);
+        let plain = TrainArgs {
+            resume: None,
+            quiet: false,
+            checkpoint_every: 0,
+            keep_checkpoints: 0,
+            ..(*a).clone()
+        };
+        if plain != TrainArgs::default() {
+            bail!(
+                "--resume {}: the run's own configuration is used; drop the other training flags",
+                dir.display()
+            );
+        }
+        return resume(dir, &RunOpts::of(&a));
     }
-    let mut cfg = resolve(&a)?;
+    let cfg = resolve(&a)?;
     let data = load_data(&cfg)?;
     let dir = run_dir(&cfg)?;
-    cfg.out = Some(dir.clone());
+    start(cfg, &data, &dir, &RunOpts::of(&a))
+}
+
+/// Trains `cfg` from scratch in `dir` (which exists and holds no other run), writing its
+/// resolved `config.toml` first.
+pub fn start(
+    mut cfg: TrainConfig,
+    data: &nowt::data::Split,
+    dir: &Path,
+    opts: &RunOpts,
+) -> Result<()> {
+    cfg.out = Some(dir.to_path_buf());
     let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
     fs::write(dir.join("config.toml"), toml_text)
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
     let state = TrainState::new(&cfg, data.train.shape, data.train.classes);
-    drive(&cfg, &data, &dir, state, &a)
+    drive(&cfg, data, dir, state, opts)
 }
 
 /// The dataset `cfg` names.
-fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
+pub fn load_data(cfg: &TrainConfig) -> Result<nowt::data::Split> {
     let data = nowt::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
         .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
     cfg.model.check_input(data.train.shape)?;
@@ -200,20 +250,7 @@ fn load_data_for(
 }
 
 /// Continues the run in `dir` from its newest checkpoint that loads.
-fn resume(dir: &Path, a: &TrainArgs) -> Result<()> {
-    let plain = TrainArgs {
-        resume: None,
-        quiet: false,
-        checkpoint_every: 0,
-        keep_checkpoints: 0,
-        ..a.clone()
-    };
-    if plain != TrainArgs::default() {
-        bail!(
-            "--resume {}: the run's own configuration is used; drop the other training flags",
-            dir.display()
-        );
-    }
+pub fn resume(dir: &Path, a: &RunOpts) -> Result<()> {
     let ckpt_dir = dir.join("checkpoints");
     let mut found = None;
     for path in nowt::checkpoint::list(&ckpt_dir) {
@@ -285,7 +322,7 @@ fn drive(
     data: &nowt::data::Split,
     dir: &Path,
     mut state: TrainState,
-    a: &TrainArgs,
+    a: &RunOpts,
 ) -> Result<()> {
     let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
     let (input, classes) = (data.train.shape, data.train.classes);
@@ -339,7 +376,8 @@ fn drive(
             } => {
                 bar.inc(1);
                 bar.set_message(format!(
-                    "epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s"
+                    "{}epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s",
+                    a.label
                 ));
                 if STOP.load(Ordering::SeqCst) {
                     let _ = save(state);
@@ -360,7 +398,7 @@ fn drive(
                     );
                     return ControlFlow::Break(());
                 }
-                bar.println(epoch_line(record, cfg.epochs));
+                bar.println(format!("{}{}", a.label, epoch_line(record, cfg.epochs)));
                 save(state)
             }
         }

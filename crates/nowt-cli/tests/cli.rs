@@ -207,7 +207,10 @@ fn bad_flags_and_config_are_one_line_errors() {
     fails(&["--lr", "-0.1"], "invalid lr");
     fails(&["--epochs", "0"], "epochs");
     fails(&["--wm-lr", "-1"], "rules.wm.lr");
-    fails(&["--wm-lr", "0.5", "--wm-decay", "2"], "lr × decay must be below 1");
+    fails(
+        &["--wm-lr", "0.5", "--wm-decay", "2"],
+        "lr × decay must be below 1",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("bad.toml");
     fs::write(&cfg, "epochs = 2\nlearning_rate = 0.1\n").unwrap();

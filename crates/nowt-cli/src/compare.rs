@@ -1,0 +1,184 @@
+//! `nowt compare`: several rules (and seeds) on one configuration, one ordinary run directory
+//! each (`OUT/<rule>-s<seed>/`), then the report. Started again on the same `OUT` it skips
+//! finished runs and resumes unfinished ones from their newest checkpoint, so an interrupted
+//! comparison ends with the same numbers as an uninterrupted one.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use nowt::config::TrainConfig;
+
+use crate::args::{CompareArgs, TrainArgs};
+use crate::run::{self, RunOpts};
+
+/// A run's directory name in a comparison.
+pub fn run_name(cfg: &TrainConfig) -> String {
+    format!("{}-s{}", cfg.rule.alias(), cfg.seed)
+}
+
+/// Written by a run that stopped with an error (it diverged, say): the comparison goes on
+/// without it and does not retry it; the report shows how far it got and why it stopped.
+pub const FAILED: &str = "failed.txt";
+
+/// Where a run of a comparison stands.
+enum Status {
+    Finished,
+    Failed(String),
+    /// Has a checkpoint to resume from.
+    Started,
+    /// Nothing to keep (absent, or killed before its first checkpoint).
+    New,
+}
+
+fn status(dir: &Path) -> Status {
+    if dir.join("summary.json").exists() {
+        Status::Finished
+    } else if let Ok(why) = fs::read_to_string(dir.join(FAILED)) {
+        Status::Failed(why.trim().to_string())
+    } else if !nowt::checkpoint::list(&dir.join("checkpoints")).is_empty() {
+        Status::Started
+    } else {
+        Status::New
+    }
+}
+
+/// Whether two resolved configs describe the same run (the directory they were written to aside).
+fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
+    TrainConfig {
+        out: None,
+        ..a.clone()
+    } == TrainConfig {
+        out: None,
+        ..b.clone()
+    }
+}
+
+pub fn compare(a: CompareArgs) -> Result<()> {
+    let t = &a.train;
+    if t.rule.is_some() || t.seed.is_some() || t.resume.is_some() {
+        bail!("nowt compare: give rules with --rules and seeds with --seeds (not --rule, --seed or --resume)");
+    }
+    if a.rules.is_empty() || a.seeds.is_empty() {
+        bail!("nowt compare: --rules and --seeds need at least one value each");
+    }
+    let mut rules = a.rules.clone();
+    rules.dedup();
+    // Every run's config, resolved and checked before anything starts.
+    let mut runs = Vec::new();
+    let out = match &t.out {
+        Some(o) => o.clone(),
+        None => {
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let what = t.preset.clone().unwrap_or_else(|| "runs".into());
+            PathBuf::from(format!("runs/compare-{what}-{secs}"))
+        }
+    };
+    for &seed in &a.seeds {
+        for &rule in &rules {
+            let ta = TrainArgs {
+                rule: Some(rule),
+                seed: Some(seed),
+                out: None,
+                ..t.clone()
+            };
+            let mut cfg = run::resolve(&ta)?;
+            let dir = out.join(run_name(&cfg));
+            cfg.out = Some(dir.clone());
+            runs.push((cfg, dir));
+        }
+    }
+    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let argv: Vec<String> = std::env::args().collect();
+    let record =
+        format!(
+        "# How this comparison was made (nowt {}).\ncommand = {:?}\nrules = {:?}\nseeds = {:?}\n{}",
+        env!("CARGO_PKG_VERSION"),
+        argv.join(" "),
+        rules.iter().map(|r| r.name()).collect::<Vec<_>>(),
+        a.seeds,
+        match run::config_file(t)? {
+            Some(f) => format!("config_origin = {:?}\nconfig = '''\n{}'''\n", f.origin, f.text),
+            None => String::new(),
+        }
+    );
+    fs::write(out.join("compare.toml"), record)
+        .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
+
+    let n = runs.len();
+    for (i, (cfg, dir)) in runs.into_iter().enumerate() {
+        let what = format!("run {}/{n}: {} seed {}", i + 1, cfg.rule.name(), cfg.seed);
+        let opts = RunOpts {
+            label: format!("[{} s{} {}/{n}] ", cfg.rule.alias(), cfg.seed, i + 1),
+            ..RunOpts::of(t)
+        };
+        let st = status(&dir);
+        if !matches!(st, Status::New) {
+            let theirs = run::read_config(&dir.join("config.toml"))?;
+            if !same_run(&theirs, &cfg) {
+                bail!(
+                    "{}: made with another configuration than this comparison's; use a new --out",
+                    dir.display()
+                );
+            }
+        }
+        let result = match st {
+            Status::Finished => {
+                eprintln!("nowt compare: {what}: finished earlier, kept");
+                continue;
+            }
+            Status::Failed(why) => {
+                eprintln!("nowt compare: {what}: stopped earlier ({why}), not retried");
+                continue;
+            }
+            Status::Started => {
+                eprintln!("nowt compare: {what}: resuming {}", dir.display());
+                run::resume(&dir, &opts)
+            }
+            Status::New => {
+                eprintln!("nowt compare: {what}: starting {}", dir.display());
+                fresh(&dir)?;
+                let data = run::load_data(&cfg)?;
+                run::start(cfg, &data, &dir, &opts)
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(e) if e.is::<run::Interrupted>() => {
+                eprintln!(
+                    "nowt compare: interrupted; start the same command again to continue ({})",
+                    out.display()
+                );
+                return Err(e);
+            }
+            Err(e) => {
+                let why = format!("{e:#}");
+                eprintln!("nowt compare: {what} stopped: {why}; going on without it");
+                fs::write(dir.join(FAILED), format!("{why}\n"))
+                    .with_context(|| format!("cannot write {}/{FAILED}", dir.display()))?;
+            }
+        }
+    }
+    crate::report::write_report(&[out.clone()], &out)?;
+    eprintln!(
+        "nowt compare: report in {}",
+        out.join("report.md").display()
+    );
+    Ok(())
+}
+
+/// Empties what a run killed before its first checkpoint left behind.
+fn fresh(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for f in ["config.toml", "metrics.jsonl"] {
+        let p = dir.join(f);
+        if p.exists() {
+            fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,296 @@
+//! The report's figures, drawn as SVG by `plotters`: test error and train loss against epoch
+//! (one line per rule, a band over seeds), `∠(W, M)` of every layer against epoch (one panel per
+//! rule, lines from blue at the bottom layer to red at the top, as in the paper's angle
+//! figures), and the final angles against layer depth.
+
+use std::path::Path;
+
+use anyhow::{anyhow, Result};
+use nowt::rules::RuleKind;
+use nowt::train::EpochRecord;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use crate::report::Group;
+
+const SIZE: (u32, u32) = (900, 560);
+const FONT: &str = "sans-serif";
+
+/// One colour per rule, the same in every figure.
+fn rule_colour(rule: RuleKind) -> RGBColor {
+    match rule {
+        RuleKind::Backprop => RGBColor(0, 0, 0),
+        RuleKind::FeedbackAlignment => RGBColor(214, 39, 40),
+        RuleKind::SignSymmetry => RGBColor(255, 127, 14),
+        RuleKind::WeightMirror => RGBColor(31, 119, 180),
+        RuleKind::KolenPollack => RGBColor(44, 160, 44),
+    }
+}
+
+/// Layer `i` of `n`, bottom (blue) to top (red).
+fn layer_colour(i: usize, n: usize) -> RGBColor {
+    let t = if n > 1 {
+        i as f64 / (n - 1) as f64
+    } else {
+        0.0
+    };
+    let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    RGBColor(mix(40.0, 220.0), mix(70.0, 40.0), mix(220.0, 40.0))
+}
+
+fn fail<E: std::fmt::Display>(file: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
+    move |e| anyhow!("cannot draw {}: {e}", file.display())
+}
+
+/// Per epoch (1-based) the mean, minimum and maximum of `f` over the runs that reached it.
+fn per_epoch(g: &Group, f: impl Fn(&EpochRecord) -> Option<f64>) -> Vec<(f64, f64, f64, f64)> {
+    let longest = g.runs.iter().map(|r| r.epochs.len()).max().unwrap_or(0);
+    (0..longest)
+        .filter_map(|e| {
+            let v: Vec<f64> = g
+                .runs
+                .iter()
+                .filter_map(|r| r.epochs.get(e).and_then(&f))
+                .filter(|v| v.is_finite())
+                .collect();
+            if v.is_empty() {
+                return None;
+            }
+            let mean = v.iter().sum::<f64>() / v.len() as f64;
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Some(((e + 1) as f64, mean, lo, hi))
+        })
+        .collect()
+}
+
+/// A curve per rule against epoch, with a band from the lowest to the highest seed.
+fn per_rule_curves(
+    groups: &[Group],
+    file: &Path,
+    caption: &str,
+    y_desc: &str,
+    log_y: bool,
+    f: impl Fn(&EpochRecord) -> Option<f64> + Copy,
+) -> Result<()> {
+    let curves: Vec<_> = groups.iter().map(|g| (g.rule, per_epoch(g, f))).collect();
+    let pts = curves.iter().flat_map(|(_, c)| c.iter());
+    let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max);
+    let y_lo = pts.clone().map(|p| p.2).fold(f64::INFINITY, f64::min);
+    let y_hi = pts.map(|p| p.3).fold(f64::NEG_INFINITY, f64::max);
+    let (y_lo, y_hi) = if y_lo.is_finite() {
+        (y_lo, y_hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let root = SVGBackend::new(file, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(fail(file))?;
+    let mut builder = ChartBuilder::on(&root);
+    builder
+        .caption(caption, (FONT, 22))
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70);
+    let x_range = 1f64..x_max.max(2.0);
+    macro_rules! draw {
+        ($chart:expr) => {{
+            let mut chart = $chart;
+            chart
+                .configure_mesh()
+                .x_desc("epoch")
+                .y_desc(y_desc)
+                .axis_desc_style((FONT, 16))
+                .draw()
+                .map_err(fail(file))?;
+            for (rule, c) in &curves {
+                let colour = rule_colour(*rule);
+                if c.iter().any(|p| p.2 != p.3) {
+                    let band: Vec<(f64, f64)> = c
+                        .iter()
+                        .map(|p| (p.0, p.3))
+                        .chain(c.iter().rev().map(|p| (p.0, p.2)))
+                        .collect();
+                    chart
+                        .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18))))
+                        .map_err(fail(file))?;
+                }
+                chart
+                    .draw_series(LineSeries::new(
+                        c.iter().map(|p| (p.0, p.1)),
+                        colour.stroke_width(2),
+                    ))
+                    .map_err(fail(file))?
+                    .label(rule.name())
+                    .legend(move |(x, y)| {
+                        PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+                    });
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .label_font((FONT, 15))
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(fail(file))?;
+        }};
+    }
+    if log_y {
+        let lo = (y_lo.max(1e-6) / 1.5).max(1e-6);
+        draw!(builder
+            .build_cartesian_2d(x_range, (lo..(y_hi * 1.5).max(lo * 10.0)).log_scale())
+            .map_err(fail(file))?);
+    } else {
+        let pad = ((y_hi - y_lo) * 0.05).max(0.5);
+        draw!(builder
+            .build_cartesian_2d(x_range, (y_lo - pad).max(0.0)..y_hi + pad)
+            .map_err(fail(file))?);
+    }
+    root.present().map_err(fail(file))?;
+    Ok(())
+}
+
+/// `∠(W, M)` of every layer against epoch, one panel per rule (the first seed of each).
+fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
+    let cols = groups.len().clamp(1, 3);
+    let rows = groups.len().div_ceil(cols).max(1);
+    let root = SVGBackend::new(file, (420 * cols as u32, 340 * rows as u32)).into_drawing_area();
+    root.fill(&WHITE).map_err(fail(file))?;
+    let root = root
+        .titled(
+            "∠(W, M) per layer against epoch (blue: bottom layer → red: top layer)",
+            (FONT, 20),
+        )
+        .map_err(fail(file))?;
+    let panels: Vec<DrawingArea<SVGBackend, Shift>> = root.split_evenly((rows, cols));
+    for (g, area) in groups.iter().zip(panels) {
+        let run = g.runs[0];
+        let layers = run.epochs.first().map_or(0, |e| e.layers.len());
+        let x_max = (run.epochs.len() as f64).max(2.0);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(
+                format!("{} (seed {})", g.rule.name(), run.cfg.seed),
+                (FONT, 16),
+            )
+            .margin(10)
+            .x_label_area_size(36)
+            .y_label_area_size(48)
+            .build_cartesian_2d(1f64..x_max, 0f64..95f64)
+            .map_err(fail(file))?;
+        chart
+            .configure_mesh()
+            .x_desc("epoch")
+            .y_desc("∠(W, M) (degrees)")
+            .draw()
+            .map_err(fail(file))?;
+        for l in 0..layers {
+            let colour = layer_colour(l, layers);
+            let pts = run
+                .epochs
+                .iter()
+                .filter_map(|e| Some((e.epoch as f64, e.layers.get(l)?.weight_angle_deg?)));
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(1)))
+                .map_err(fail(file))?;
+        }
+    }
+    root.present().map_err(fail(file))?;
+    Ok(())
+}
+
+/// Final `∠(W, M)` and `∠(δ, δbp)` against layer depth, one line per rule (first seed).
+fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
+    let root = SVGBackend::new(file, (1100, 480)).into_drawing_area();
+    root.fill(&WHITE).map_err(fail(file))?;
+    let halves = root.split_evenly((1, 2));
+    type Pick = fn(&nowt::metrics::LayerRecord) -> Option<f64>;
+    let picks: [(&str, Pick); 2] = [
+        ("final ∠(W, M) against depth", |l| l.weight_angle_deg),
+        ("final ∠(δ, δbp) against depth", |l| l.delta_angle_deg),
+    ];
+    for ((title, pick), area) in picks.into_iter().zip(halves) {
+        let layers = groups
+            .iter()
+            .filter_map(|g| g.runs[0].epochs.last().map(|e| e.layers.len()))
+            .max()
+            .unwrap_or(1);
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(1f64..(layers as f64).max(2.0), 0f64..95f64)
+            .map_err(fail(file))?;
+        chart
+            .configure_mesh()
+            .x_desc("weight layer (1 = bottom)")
+            .y_desc("degrees")
+            .draw()
+            .map_err(fail(file))?;
+        for g in groups {
+            let Some(last) = g.runs[0].epochs.last() else {
+                continue;
+            };
+            let colour = rule_colour(g.rule);
+            let pts: Vec<(f64, f64)> = last
+                .layers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, l)| Some(((i + 1) as f64, pick(l)?)))
+                .collect();
+            chart
+                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
+                .map_err(fail(file))?
+                .label(g.rule.name())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+                });
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(fail(file))?;
+    }
+    root.present().map_err(fail(file))?;
+    Ok(())
+}
+
+/// Draws every figure into `dir`; returns `(file name, caption)` of each.
+pub fn draw(groups: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let mut add = |name: &str, caption: &str| {
+        out.push((name.to_string(), caption.to_string()));
+        dir.join(name)
+    };
+    per_rule_curves(
+        groups,
+        &add("test_error.svg", "Test top-1 error against epoch"),
+        "Test top-1 error against epoch (band: lowest to highest seed)",
+        "test top-1 error (%)",
+        false,
+        |e| Some(100.0 * e.test.top1_err),
+    )?;
+    per_rule_curves(
+        groups,
+        &add("train_loss.svg", "Training loss against epoch"),
+        "Training loss against epoch (running mean over the epoch)",
+        "train loss (cross-entropy, log scale)",
+        true,
+        |e| Some(e.train.loss),
+    )?;
+    angle_panels(
+        groups,
+        &add("weight_angles.svg", "∠(W, M) of every layer against epoch"),
+    )?;
+    depth_panels(
+        groups,
+        &add(
+            "depth.svg",
+            "Final ∠(W, M) and ∠(δ, δbp) against layer depth",
+        ),
+    )?;
+    Ok(out)
+}

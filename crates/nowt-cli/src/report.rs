@@ -1,0 +1,350 @@
+//! `nowt report`: a Table-1-style comparison from run directories (`report.md`, `report.csv`,
+//! `figures/*.svg`). Every number is read from the runs' `metrics.jsonl`; unfinished runs are
+//! shown as far as they got.
+
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use nowt::config::TrainConfig;
+use nowt::rules::RuleKind;
+use nowt::train::EpochRecord;
+
+use crate::args::ReportArgs;
+use crate::config_file::{ConfigFile, Reference};
+
+/// One run directory as read back.
+pub struct Run {
+    pub dir: PathBuf,
+    pub cfg: TrainConfig,
+    /// One per finished epoch, in order.
+    pub epochs: Vec<EpochRecord>,
+    pub finished: bool,
+    /// Why it stopped, if it failed (`failed.txt`).
+    pub failed: Option<String>,
+}
+
+impl Run {
+    fn read(dir: &Path) -> Result<Self> {
+        let cfg = crate::run::read_config(&dir.join("config.toml"))?;
+        let path = dir.join("metrics.jsonl");
+        let text = fs::read_to_string(&path).unwrap_or_default();
+        let epochs = text
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l).with_context(|| {
+                    format!("{} line {}: not an epoch record", path.display(), i + 1)
+                })
+            })
+            .collect::<Result<Vec<EpochRecord>>>()?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            cfg,
+            epochs,
+            finished: dir.join("summary.json").exists(),
+            failed: fs::read_to_string(dir.join(crate::compare::FAILED))
+                .ok()
+                .map(|s| s.trim().to_string()),
+        })
+    }
+}
+
+/// The runs under `dirs`: each a run directory (it has `config.toml`) or a directory of them.
+pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Run>> {
+    let mut runs = Vec::new();
+    for d in dirs {
+        if d.join("config.toml").is_file() {
+            runs.push(Run::read(d)?);
+            continue;
+        }
+        let entries = fs::read_dir(d).with_context(|| format!("cannot read {}", d.display()))?;
+        let mut subs: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join("config.toml").is_file())
+            .collect();
+        subs.sort();
+        if subs.is_empty() {
+            bail!(
+                "{}: no run directories (with config.toml) in it",
+                d.display()
+            );
+        }
+        for s in subs {
+            runs.push(Run::read(&s)?);
+        }
+    }
+    Ok(runs)
+}
+
+/// The runs of one rule (over seeds).
+pub struct Group<'a> {
+    pub rule: RuleKind,
+    pub runs: Vec<&'a Run>,
+}
+
+/// Runs grouped by rule, in the order of [`RuleKind::ALL`].
+pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
+    RuleKind::ALL
+        .iter()
+        .filter_map(|&rule| {
+            let rs: Vec<&Run> = runs.iter().filter(|r| r.cfg.rule == rule).collect();
+            (!rs.is_empty()).then_some(Group { rule, runs: rs })
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (`None` for one value).
+pub fn mean_std(v: &[f64]) -> Option<(f64, Option<f64>)> {
+    if v.is_empty() {
+        return None;
+    }
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n;
+    let s = (v.len() > 1)
+        .then(|| (v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / (n - 1.0)).sqrt());
+    Some((m, s))
+}
+
+fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
+    let v: Vec<f64> = v.collect();
+    mean_std(&v).map(|(m, _)| m)
+}
+
+/// One column of the table: a name, its unit and how a run gives its value.
+struct Column {
+    name: &'static str,
+    value: fn(&Run) -> Option<f64>,
+    /// Digits after the point.
+    digits: usize,
+}
+
+fn last(r: &Run) -> Option<&EpochRecord> {
+    r.epochs.last()
+}
+
+const COLUMNS: [Column; 10] = [
+    Column {
+        name: "final test top-1 err %",
+        value: |r| last(r).map(|e| 100.0 * e.test.top1_err),
+        digits: 2,
+    },
+    Column {
+        name: "best test top-1 err %",
+        value: |r| {
+            r.epochs
+                .iter()
+                .map(|e| 100.0 * e.test.top1_err)
+                .reduce(f64::min)
+        },
+        digits: 2,
+    },
+    Column {
+        name: "final test top-5 err %",
+        value: |r| last(r).and_then(|e| e.test.top5_err).map(|e| 100.0 * e),
+        digits: 2,
+    },
+    Column {
+        name: "final train loss",
+        value: |r| last(r).map(|e| e.train.loss),
+        digits: 4,
+    },
+    Column {
+        name: "output ∠(W,M) °",
+        value: |r| last(r).and_then(|e| e.layers.last()?.weight_angle_deg),
+        digits: 1,
+    },
+    Column {
+        name: "mean ∠(W,M) °",
+        value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.weight_angle_deg))),
+        digits: 1,
+    },
+    Column {
+        name: "mean ∠(δ,δbp) °",
+        value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.delta_angle_deg))),
+        digits: 1,
+    },
+    Column {
+        name: "epochs",
+        value: |r| Some(r.epochs.len() as f64),
+        digits: 0,
+    },
+    Column {
+        name: "wall time min",
+        value: |r| Some(r.epochs.iter().map(|e| e.seconds).sum::<f64>() / 60.0),
+        digits: 1,
+    },
+    Column {
+        name: "images/s",
+        value: |r| mean(r.epochs.iter().map(|e| e.images_per_s)),
+        digits: 0,
+    },
+];
+
+/// A group's values for one column: one per run that has it.
+fn values(g: &Group, c: &Column) -> Vec<f64> {
+    g.runs.iter().filter_map(|r| (c.value)(r)).collect()
+}
+
+fn cell(v: &[f64], digits: usize) -> String {
+    match mean_std(v) {
+        None => "–".into(),
+        Some((m, None)) => format!("{m:.digits$}"),
+        Some((m, Some(s))) => format!("{m:.digits$} ± {s:.digits$}"),
+    }
+}
+
+/// The command of the comparison the runs came from (`compare.toml`) and its config file, if any.
+fn compare_record(dirs: &[PathBuf]) -> Option<(String, Option<ConfigFile>)> {
+    dirs.iter().find_map(|d| {
+        let t: toml::Table =
+            toml::from_str(&fs::read_to_string(d.join("compare.toml")).ok()?).ok()?;
+        let command = t.get("command")?.as_str()?.to_string();
+        let cfg = match (t.get("config_origin"), t.get("config")) {
+            (Some(o), Some(c)) => ConfigFile::parse(c.as_str()?, o.as_str()?).ok(),
+            _ => None,
+        };
+        Some((command, cfg))
+    })
+}
+
+/// Writes `report.md`, `report.csv` and `figures/` for the runs in `dirs` into `out`.
+pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
+    let runs = collect(dirs)?;
+    let groups = groups(&runs);
+    let record = compare_record(dirs);
+    let reference: Option<&Reference> = record
+        .as_ref()
+        .and_then(|(_, f)| f.as_ref()?.reference.as_ref());
+    fs::create_dir_all(out.join("figures"))
+        .with_context(|| format!("cannot create {}/figures", out.display()))?;
+
+    // The columns that have a value in some run (top-5 only with ≥ 10 classes).
+    let cols: Vec<&Column> = COLUMNS
+        .iter()
+        .filter(|c| groups.iter().any(|g| !values(g, c).is_empty()))
+        .collect();
+
+    let mut md = String::new();
+    let first = &runs[0].cfg;
+    let _ = writeln!(
+        md,
+        "# nowt report: {} on {}\n",
+        first.model.name(),
+        first.dataset.name()
+    );
+    let _ = writeln!(
+        md,
+        "One row per rule: mean ± sample std over seeds where there are several. Errors are \
+         percentages of the test set; angles are in degrees at the last finished epoch \
+         (output = the top weight layer; means over the layers that carry an error). \
+         `∠(W,M)`: forward weights against the matrix that carries the error; `∠(δ,δbp)`: the \
+         rule's error against backprop's at each layer's input on the probe batch. Figures in \
+         `figures/`.\n"
+    );
+    let mut header = String::from("| rule | seeds |");
+    let mut rule_line = String::from("|---|---|");
+    for c in &cols {
+        header += &format!(" {} |", c.name);
+        rule_line += "---|";
+    }
+    if let Some(r) = reference {
+        header += &format!(" published {} |", r.metric);
+        rule_line += "---|";
+    }
+    let _ = writeln!(md, "{header}\n{rule_line}");
+    let mut csv = String::from("rule,seeds,runs,finished");
+    for c in &cols {
+        let _ = write!(csv, ",{} (mean),{} (std)", c.name, c.name);
+    }
+    if reference.is_some() {
+        csv += ",published";
+    }
+    csv += "\n";
+    for g in &groups {
+        let seeds: Vec<String> = g.runs.iter().map(|r| r.cfg.seed.to_string()).collect();
+        let mut row = format!("| {} | {} |", g.rule.name(), seeds.join(","));
+        let finished = g.runs.iter().filter(|r| r.finished).count();
+        let _ = write!(
+            csv,
+            "{},{},{},{}",
+            g.rule.name(),
+            seeds.join(" "),
+            g.runs.len(),
+            finished
+        );
+        for c in &cols {
+            let v = values(g, c);
+            row += &format!(" {} |", cell(&v, c.digits));
+            let (m, s) = mean_std(&v).map_or((None, None), |(m, s)| (Some(m), s));
+            let f = |x: Option<f64>| x.map(|x| format!("{x}")).unwrap_or_default();
+            let _ = write!(csv, ",{},{}", f(m), f(s));
+        }
+        if let Some(r) = reference {
+            let v = r.value(g.rule);
+            row += &format!(" {} |", v.map(|v| v.to_string()).unwrap_or("–".into()));
+            let _ = write!(csv, ",{}", v.map(|v| v.to_string()).unwrap_or_default());
+        }
+        let _ = writeln!(md, "{row}");
+        csv += "\n";
+    }
+    if let Some(r) = reference {
+        let _ = writeln!(
+            md,
+            "\nPublished numbers, for orientation (not produced by nowt): {}.",
+            r.source
+        );
+    }
+
+    let _ = writeln!(md, "\n## Runs\n");
+    for r in &runs {
+        let total = r.cfg.epochs;
+        let state = match (&r.failed, r.finished) {
+            (Some(why), _) => format!("stopped after {} of {total} epochs: {why}", r.epochs.len()),
+            (None, true) => format!("finished, {total} epochs"),
+            (None, false) => format!("unfinished: {} of {total} epochs", r.epochs.len()),
+        };
+        let _ = writeln!(
+            md,
+            "- `{}`: {}, seed {}: {state} (`nowt train -c {}/config.toml` repeats it)",
+            r.dir.display(),
+            r.cfg.rule.name(),
+            r.cfg.seed,
+            r.dir.display()
+        );
+    }
+    let figures = crate::figures::draw(&groups, &out.join("figures"))?;
+    let _ = writeln!(md, "\n## Figures\n");
+    for (file, caption) in &figures {
+        let _ = writeln!(md, "![{caption}](figures/{file})\n");
+    }
+    let _ = writeln!(md, "## How it was made\n");
+    if let Some((command, cfg)) = &record {
+        let _ = writeln!(md, "```sh\n{command}\n```\n");
+        if let Some(cfg) = cfg {
+            let _ = writeln!(
+                md,
+                "Configuration ({}):\n\n```toml\n{}```\n",
+                cfg.origin, cfg.text
+            );
+        }
+    }
+    let _ = writeln!(
+        md,
+        "Each run's resolved configuration (seed, threads and every rule knob) is its `config.toml`."
+    );
+    fs::write(out.join("report.md"), md)
+        .with_context(|| format!("cannot write {}/report.md", out.display()))?;
+    fs::write(out.join("report.csv"), csv)
+        .with_context(|| format!("cannot write {}/report.csv", out.display()))?;
+    Ok(())
+}
+
+pub fn report_cmd(a: ReportArgs) -> Result<()> {
+    let out = a.out.clone().unwrap_or_else(|| a.dirs[0].clone());
+    write_report(&a.dirs, &out)?;
+    println!("{}", out.join("report.md").display());
+    Ok(())
+}
