@@ -163,7 +163,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             }
         }
     }
-    crate::report::write_report(&[out.clone()], &out)?;
+    crate::report::write_report(std::slice::from_ref(&out), &out)?;
     eprintln!(
         "nowt compare: report in {}",
         out.join("report.md").display()

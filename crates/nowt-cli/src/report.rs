@@ -115,7 +115,10 @@ fn mean(v: impl Iterator<Item = f64>) -> Option<f64> {
 
 /// One column of the table: a name, its unit and how a run gives its value.
 struct Column {
+    /// In report.md.
     name: &'static str,
+    /// In report.csv (`<key>_mean`, `<key>_std`).
+    key: &'static str,
     value: fn(&Run) -> Option<f64>,
     /// Digits after the point.
     digits: usize,
@@ -128,11 +131,13 @@ fn last(r: &Run) -> Option<&EpochRecord> {
 const COLUMNS: [Column; 10] = [
     Column {
         name: "final test top-1 err %",
+        key: "final_test_top1_err_pct",
         value: |r| last(r).map(|e| 100.0 * e.test.top1_err),
         digits: 2,
     },
     Column {
         name: "best test top-1 err %",
+        key: "best_test_top1_err_pct",
         value: |r| {
             r.epochs
                 .iter()
@@ -143,41 +148,49 @@ const COLUMNS: [Column; 10] = [
     },
     Column {
         name: "final test top-5 err %",
+        key: "final_test_top5_err_pct",
         value: |r| last(r).and_then(|e| e.test.top5_err).map(|e| 100.0 * e),
         digits: 2,
     },
     Column {
         name: "final train loss",
+        key: "final_train_loss",
         value: |r| last(r).map(|e| e.train.loss),
         digits: 4,
     },
     Column {
         name: "output ∠(W,M) °",
+        key: "output_weight_angle_deg",
         value: |r| last(r).and_then(|e| e.layers.last()?.weight_angle_deg),
         digits: 1,
     },
     Column {
         name: "mean ∠(W,M) °",
+        key: "mean_weight_angle_deg",
         value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.weight_angle_deg))),
         digits: 1,
     },
     Column {
         name: "mean ∠(δ,δbp) °",
+        key: "mean_delta_angle_deg",
         value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.delta_angle_deg))),
         digits: 1,
     },
     Column {
         name: "epochs",
+        key: "epochs",
         value: |r| Some(r.epochs.len() as f64),
         digits: 0,
     },
     Column {
         name: "wall time min",
+        key: "wall_time_min",
         value: |r| Some(r.epochs.iter().map(|e| e.seconds).sum::<f64>() / 60.0),
         digits: 1,
     },
     Column {
         name: "images/s",
+        key: "images_per_s",
         value: |r| mean(r.epochs.iter().map(|e| e.images_per_s)),
         digits: 0,
     },
@@ -257,7 +270,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let _ = writeln!(md, "{header}\n{rule_line}");
     let mut csv = String::from("rule,seeds,runs,finished");
     for c in &cols {
-        let _ = write!(csv, ",{} (mean),{} (std)", c.name, c.name);
+        let _ = write!(csv, ",{}_mean,{}_std", c.key, c.key);
     }
     if reference.is_some() {
         csv += ",published";

@@ -427,13 +427,12 @@ fn drive(
         }
     };
     let text = summary_text(cfg, &summary, dir);
-    fs::write(
-        dir.join("summary.json"),
-        serde_json::to_string_pretty(&summary)?,
-    )
-    .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
+    // summary.txt first: summary.json, written whole or not at all, marks a finished run.
     fs::write(dir.join("summary.txt"), &text)
         .with_context(|| format!("cannot write {}/summary.txt", dir.display()))?;
+    let json = serde_json::to_string_pretty(&summary)?;
+    nowt::checkpoint::write_atomic(&dir.join("summary.json"), |w| w.write_all(json.as_bytes()))
+        .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
     print!("{text}");
     Ok(())
 }

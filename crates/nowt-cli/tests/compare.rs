@@ -1,0 +1,372 @@
+//! `nowt compare`, `nowt report` and the presets end to end on the embedded digits: the report's
+//! numbers are the runs' own, its figures are SVG with one series per rule, and a comparison
+//! killed twice and started again ends exactly like an uninterrupted one.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{metrics, nowt, nowt_cmd, stderr, untimed};
+
+/// Two rules, two seeds, two epochs: the mirror exercises the most state.
+const COMPARE: &[&str] = &[
+    "compare",
+    "--rules",
+    "bp,wm",
+    "--seeds",
+    "0,1",
+    "--epochs",
+    "2",
+    "--hidden",
+    "256,256",
+    "--batch-size",
+    "8",
+    "--lr",
+    "0.01",
+    "--wm-warmup-batches",
+    "50",
+    "--checkpoint-every",
+    "30",
+    "--threads",
+    "2",
+    "-q",
+];
+
+const RUNS: [&str; 4] = ["bp-s0", "wm-s0", "bp-s1", "wm-s1"];
+
+fn compare(out: &Path) -> std::process::Output {
+    let mut args = COMPARE.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    nowt(&args)
+}
+
+/// The report's CSV as rows of cells, with the timing columns (wall time, images/s) dropped.
+fn untimed_csv(dir: &Path) -> Vec<Vec<String>> {
+    let text = fs::read_to_string(dir.join("report.csv")).unwrap();
+    let rows: Vec<Vec<String>> = text
+        .lines()
+        .map(|l| l.split(',').map(str::to_string).collect())
+        .collect();
+    let keep: Vec<bool> = rows[0]
+        .iter()
+        .map(|h| !h.starts_with("wall_time") && !h.starts_with("images_per_s"))
+        .collect();
+    rows.iter()
+        .map(|r| {
+            r.iter()
+                .zip(&keep)
+                .filter(|(_, k)| **k)
+                .map(|(c, _)| c.clone())
+                .collect()
+        })
+        .collect()
+}
+
+fn column(rows: &[Vec<String>], name: &str, rule: &str) -> f64 {
+    let i = rows[0].iter().position(|h| h == name).expect(name);
+    let row = rows.iter().find(|r| r[0] == rule).expect(rule);
+    row[i].parse().unwrap()
+}
+
+/// Every tensor of a run's newest checkpoint, as bits.
+fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
+        .into_iter()
+        .next()
+        .expect("a checkpoint");
+    let (_, st, _, _) = nowt::checkpoint::load(&newest).unwrap();
+    nowt::checkpoint::named_tensors(&st)
+        .into_iter()
+        .map(|(n, t)| (n, t.data().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
+
+/// The checkpoints written so far under a comparison's directory.
+fn checkpoints(out: &Path) -> usize {
+    RUNS.iter()
+        .map(|r| nowt::checkpoint::list(&out.join(r).join("checkpoints")).len())
+        .sum::<usize>()
+        + RUNS
+            .iter()
+            .filter(|r| out.join(r).join("summary.json").exists())
+            .count()
+}
+
+#[test]
+fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let o = compare(&out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for r in RUNS {
+        assert!(out.join(r).join("summary.json").is_file(), "{r} finished");
+    }
+    // For a given seed every rule's run has the same configuration but for the rule (so the
+    // same W₀: W is drawn from the seed's own stream).
+    let cfg = |run: &str| -> nowt::config::TrainConfig {
+        toml::from_str(&fs::read_to_string(out.join(run).join("config.toml")).unwrap()).unwrap()
+    };
+    let (bp, wm) = (cfg("bp-s1"), cfg("wm-s1"));
+    assert_eq!(
+        nowt::config::TrainConfig {
+            rule: wm.rule,
+            out: None,
+            ..bp
+        },
+        nowt::config::TrainConfig { out: None, ..wm }
+    );
+
+    // Final test error: the mean over seeds of each run's last metrics record.
+    let rows = untimed_csv(&out);
+    for (rule, alias) in [("backprop", "bp"), ("weight-mirror", "wm")] {
+        let errs: Vec<f64> = [0, 1]
+            .iter()
+            .map(|s| {
+                let m = metrics(&out.join(format!("{alias}-s{s}")));
+                100.0 * m.last().unwrap()["test"]["top1_err"].as_f64().unwrap()
+            })
+            .collect();
+        let mean = (errs[0] + errs[1]) / 2.0;
+        let got = column(&rows, "final_test_top1_err_pct_mean", rule);
+        assert!((got - mean).abs() < 1e-9, "{rule}: {got} vs {mean}");
+        let std = (errs[0] - errs[1]).abs() / 2f64.sqrt();
+        let got = column(&rows, "final_test_top1_err_pct_std", rule);
+        assert!((got - std).abs() < 1e-9, "{rule}: std {got} vs {std}");
+        let m = metrics(&out.join(format!("{alias}-s0")));
+        let angle = m.last().unwrap()["layers"][2]["weight_angle_deg"]
+            .as_f64()
+            .unwrap();
+        let m1 = metrics(&out.join(format!("{alias}-s1")));
+        let angle1 = m1.last().unwrap()["layers"][2]["weight_angle_deg"]
+            .as_f64()
+            .unwrap();
+        let got = column(&rows, "output_weight_angle_deg_mean", rule);
+        assert!(
+            (got - (angle + angle1) / 2.0).abs() < 1e-9,
+            "{rule}: angle {got}"
+        );
+    }
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("| backprop | 0,1 |") && md.contains("| weight-mirror | 0,1 |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("nowt compare --rules bp,wm"),
+        "the command is in the report"
+    );
+
+    // Figures: valid SVG; in each, one series (and one legend entry) per rule.
+    for fig in ["test_error.svg", "train_loss.svg", "depth.svg"] {
+        let text = fs::read_to_string(out.join("figures").join(fig)).unwrap();
+        let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{fig}: {e}"));
+        assert_eq!(doc.root_element().tag_name().name(), "svg");
+        let labels: Vec<&str> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .collect();
+        for rule in ["backprop", "weight-mirror"] {
+            let n = labels.iter().filter(|l| l.trim() == rule).count();
+            // depth.svg has two panels, each with its own legend.
+            let want = if fig == "depth.svg" { 2 } else { 1 };
+            assert_eq!(n, want, "{fig}: legend entries for {rule}");
+        }
+        // Series are drawn 2 px wide, axes and grid 1 px.
+        let lines = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+            .count();
+        let panels = if fig == "depth.svg" { 2 } else { 1 };
+        // Each rule: its curve and its legend sample, per panel.
+        assert_eq!(lines, 2 * 2 * panels, "{fig}: polylines");
+    }
+    let text = fs::read_to_string(out.join("figures/weight_angles.svg")).unwrap();
+    roxmltree::Document::parse(&text).unwrap();
+
+    // Started again: nothing to do, the same report.
+    let before = untimed_csv(&out);
+    let o = compare(&out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("finished earlier, kept"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(untimed_csv(&out), before);
+
+    // `nowt report` on a subset of the runs.
+    let sub = tmp.path().join("sub");
+    let o = nowt(&[
+        "report",
+        out.join("bp-s0").to_str().unwrap(),
+        out.join("wm-s1").to_str().unwrap(),
+        "--out",
+        sub.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows = untimed_csv(&sub);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+}
+
+/// Starts the comparison, waits for one more checkpoint than `seen`, then a moment, and kills
+/// it. Returns the checkpoint count reached, or `None` if it finished first.
+fn kill_after_checkpoint(out: &Path, seen: usize, extra: Duration) -> Option<usize> {
+    let mut args = COMPARE.to_vec();
+    args.extend(["--out", out.to_str().unwrap()]);
+    let mut child = nowt_cmd(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success());
+            return None;
+        }
+        if checkpoints(out) > seen {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    std::thread::sleep(extra);
+    Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .unwrap();
+    child.wait().unwrap();
+    Some(checkpoints(out))
+}
+
+#[test]
+fn a_comparison_killed_twice_and_restarted_ends_like_an_uninterrupted_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let reference = tmp.path().join("reference");
+    let o = compare(&reference);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let out = tmp.path().join("killed");
+    // Once early (inside the first run), once later (the third run or so).
+    let mut kills = 0;
+    let mut seen = 0;
+    for (wait, extra) in [(1, 40), (8, 5)] {
+        seen = seen.max(wait - 1);
+        match kill_after_checkpoint(&out, seen, Duration::from_millis(extra)) {
+            Some(n) => {
+                kills += 1;
+                seen = n;
+            }
+            None => break,
+        }
+    }
+    assert_eq!(kills, 2, "the comparison finished before the second kill");
+    let o = compare(&out);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for r in RUNS {
+        assert_eq!(
+            untimed(metrics(&out.join(r))),
+            untimed(metrics(&reference.join(r))),
+            "{r}: metrics"
+        );
+        assert_eq!(
+            final_state(&out.join(r)),
+            final_state(&reference.join(r)),
+            "{r}: weights"
+        );
+    }
+    assert_eq!(untimed_csv(&out), untimed_csv(&reference));
+}
+
+#[test]
+fn presets_are_listed_shown_and_usable_by_train() {
+    let o = nowt(&["presets"]);
+    assert!(o.status.success());
+    let list = String::from_utf8_lossy(&o.stdout);
+    for p in [
+        "mnist-mlp",
+        "fashion-mnist-lenet",
+        "cifar10-resnet20",
+        "cifar10-resnet20-short",
+        "imagenet-resnet18",
+    ] {
+        assert!(list.contains(p), "{list}");
+    }
+    let o = nowt(&["presets", "--show", "cifar10-resnet20"]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("milestones = [100, 150, 200]"), "{text}");
+    let o = nowt(&["presets", "--show", "nope"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no such preset"), "{}", stderr(&o));
+
+    // The preset's network on the embedded digits, one epoch.
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--preset",
+        "mnist-mlp",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cfg = fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(
+        cfg.contains("hidden = [500]") && cfg.contains("batch_size = 128"),
+        "{cfg}"
+    );
+}
+
+#[test]
+fn per_rule_overrides_and_refusals() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    fs::write(
+        &cfg,
+        "epochs = 1\nlr = 0.05\n[overrides.feedback-alignment]\nlr = 0.001\n",
+    )
+    .unwrap();
+    let out = tmp.path().join("cmp");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "compare",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--rules",
+            "bp,fa",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ];
+        args.extend(extra);
+        nowt(&args)
+    };
+    let o = run(&[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lr = |r: &str| -> f64 {
+        let c: nowt::config::TrainConfig =
+            toml::from_str(&fs::read_to_string(out.join(r).join("config.toml")).unwrap()).unwrap();
+        c.lr
+    };
+    assert_eq!((lr("bp-s0"), lr("fa-s0")), (0.05, 0.001));
+    // The same directory with another configuration is refused, naming the run.
+    let o = run(&["--epochs", "2"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("made with another configuration"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nowt(&["compare", "--rule", "bp"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--rules"), "{}", stderr(&o));
+}
