@@ -398,3 +398,89 @@ fn residual_block_matches_finite_differences() {
         }
     }
 }
+
+/// Global average pooling (`[N, C, H, W] → [N, C]`, the mean over each plane) and reshape match
+/// central differences, and pooling's forward is the plane's mean by hand.
+#[test]
+fn global_average_pooling_and_reshape_match_finite_differences() {
+    use nowt::layers::{GlobalAvgPool, Reshape};
+    let x = Tensor::randn(&[3, 4, 5, 6], 1.0, &mut rng(50));
+    let mut gap = GlobalAvgPool { name: "gap".into() };
+    let e = input_error(&mut gap, &x, &Backprop);
+    assert!(e < TOL, "global average pooling: {e:e}");
+    let y = gap.forward(&x, true);
+    assert_eq!(y.shape(), &[3, 4]);
+    let plane: f64 = x.data()[30..60].iter().sum::<f64>() / 30.0;
+    assert!(
+        (y.data()[1] - plane).abs() < 1e-12,
+        "the mean of image 0, channel 1"
+    );
+    let mut flat = Reshape {
+        name: "flatten".into(),
+        shape: vec![120],
+    };
+    let e = input_error(&mut flat, &x, &Backprop);
+    assert!(e < TOL, "reshape: {e:e}");
+    let mut image = Reshape {
+        name: "image".into(),
+        shape: vec![4, 5, 6],
+    };
+    let e = input_error(
+        &mut image,
+        &Tensor::randn(&[3, 120], 1.0, &mut rng(51)),
+        &Backprop,
+    );
+    assert!(e < TOL, "reshape to images: {e:e}");
+}
+
+/// A whole network under backprop, in training mode (batch norm on batch statistics): every
+/// weight layer's `grad_W` matches central differences of the loss, at `samples` entries of
+/// each `W` picked at random.
+fn whole_network_check(
+    net: &mut nowt::models::Network<f64>,
+    x: &Tensor<f64>,
+    labels: &[u32],
+    samples: usize,
+) {
+    use rand::Rng;
+    let outs = net.forward(x, true);
+    let (_, delta) = softmax_cross_entropy(outs.last().unwrap(), labels);
+    net.backward(x, &outs, delta, &Backprop, None);
+    let mut pick = rng(60);
+    for i in 0..net.weight_layers().len() {
+        let (name, analytic) = {
+            let p = net.weight_layers()[i].params();
+            (p.name.clone(), p.grad_w.clone())
+        };
+        let scale = analytic.data().iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for _ in 0..samples {
+            let j = pick.random_range(0..analytic.len());
+            let at = |net: &mut nowt::models::Network<f64>, d: f64| {
+                net.weight_layers_mut()[i].params_mut().w.data_mut()[j] += d;
+                let l = softmax_cross_entropy(&net.predict(x, true), labels).0;
+                net.weight_layers_mut()[i].params_mut().w.data_mut()[j] -= d;
+                l
+            };
+            let numeric = (at(net, H) - at(net, -H)) / (2.0 * H);
+            let e = (analytic.data()[j] - numeric).abs() / scale;
+            assert!(
+                e < 1e-5,
+                "{name}[{j}]: analytic {} vs numeric {numeric} ({e:e})",
+                analytic.data()[j]
+            );
+        }
+    }
+}
+
+/// LeNet-5 (convolutions with bias, max pooling, flatten, linear layers) and a small CIFAR ResNet
+/// (batch norm in training mode, residual blocks with projections, global average pooling),
+/// each checked whole under backprop.
+#[test]
+fn whole_lenet_and_small_resnet_match_finite_differences() {
+    let mut lenet = nowt::models::lenet5::<f64>([1, 12, 12], 4, &mut rng(61), &mut rng(62));
+    let x = Tensor::randn(&[3, 144], 1.0, &mut rng(63));
+    whole_network_check(&mut lenet, &x, &[0, 3, 1], 12);
+    let mut resnet = nowt::models::resnet_cifar::<f64>(8, [3, 8, 8], 5, &mut rng(64), &mut rng(65));
+    let x = Tensor::randn(&[4, 192], 1.0, &mut rng(66));
+    whole_network_check(&mut resnet, &x, &[0, 4, 2, 2], 6);
+}

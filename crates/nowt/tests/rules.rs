@@ -2,6 +2,7 @@
 
 use nowt::config::TrainConfig;
 use nowt::data::{self, DatasetKind};
+use nowt::layers::softmax_cross_entropy;
 use nowt::layers::{ActivationKind, Linear};
 use nowt::metrics::angle_deg;
 use nowt::models::{mlp, Network};
@@ -722,4 +723,172 @@ fn rule_oracles_hold_on_lenet_and_imagenet_resnets() {
             &image_batches(2, 4, 3072),
         );
     }
+}
+
+fn feedback_bits(net: &Network<f32>) -> Vec<Vec<u32>> {
+    net.weight_layers()
+        .iter()
+        .map(|l| {
+            l.params()
+                .feedback
+                .data()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+/// Feedback alignment's `B` stays at its initialisation, and backprop and sign symmetry never
+/// touch `B`: after training steps it is bitwise what it was (while `W` moved).
+#[test]
+fn training_leaves_b_unchanged_under_fa_ss_and_bp() {
+    let batches = digits_batches(16, 6);
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-3,
+    };
+    for kind in [
+        RuleKind::FeedbackAlignment,
+        RuleKind::SignSymmetry,
+        RuleKind::Backprop,
+    ] {
+        let rule = rules::build::<f32>(kind, &Default::default(), 16);
+        let mut net = build_model(&cfg(kind), [1, 8, 8], 10, rule.as_ref());
+        let (b0, w0) = (feedback_bits(&net), bits(&net));
+        let mut rng = nowt::rng(0, 3);
+        for (x, y) in &batches {
+            train_step(&mut net, rule.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+        }
+        assert_eq!(feedback_bits(&net), b0, "{kind:?} changed B");
+        assert_ne!(bits(&net), w0, "{kind:?}: W did not move");
+    }
+}
+
+/// Feedback alignment's `B₀ ~ N(0, (s · init_std)²)`: the same draw scaled by `s`, with the
+/// layer's init std at `s = 1`.
+#[test]
+fn feedback_alignment_b0_has_its_configured_scale() {
+    let build = |s: f64| {
+        let rc = rules::RuleConfig {
+            fa_init_scale: s,
+            ..Default::default()
+        };
+        let rule = rules::build::<f32>(RuleKind::FeedbackAlignment, &rc, 32);
+        let c = TrainConfig {
+            hidden: vec![400],
+            rules: rc,
+            ..cfg(RuleKind::FeedbackAlignment)
+        };
+        build_model(&c, [1, 8, 8], 10, rule.as_ref())
+    };
+    let (one, three) = (build(1.0), build(3.0));
+    for (a, b) in one.weight_layers().iter().zip(three.weight_layers()) {
+        let (a, b) = (a.params(), b.params());
+        let n = a.feedback.len() as f64;
+        let std = (a
+            .feedback
+            .data()
+            .iter()
+            .map(|v| (*v as f64).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        assert!(
+            (std / a.init_std - 1.0).abs() < 0.1,
+            "{}: std {std} vs init std {}",
+            a.name,
+            a.init_std
+        );
+        for (x, y) in a.feedback.data().iter().zip(b.feedback.data()) {
+            assert!((3.0 * x - y).abs() <= 1e-6 * y.abs().max(1e-6), "{x} {y}");
+        }
+    }
+}
+
+/// The metrics on hand-made matrices: angles, `‖M‖/‖W‖` and sign concordance with known answers,
+/// read back from [`layer_records`] of a two-layer network whose `B` is set by hand; and the
+/// δ-angle against backprop's error computed here, independently: for the top layer
+/// `δ_in = δ_logits · M` against `δ_logits · W`.
+#[test]
+fn layer_records_match_hand_made_answers() {
+    use nowt::metrics::sign_concordance;
+    use nowt::tensor::matmul;
+    use nowt::train::layer_records;
+    let a = Tensor::<f64>::from_vec(&[2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+    let b = Tensor::<f64>::from_vec(&[2, 2], vec![0.0, 1.0, -1.0, 0.0]);
+    assert!((angle_deg(&a, &b).unwrap() - 90.0).abs() < 1e-12);
+    let c = Tensor::<f64>::from_vec(&[2], vec![1.0, 1.0]);
+    let d = Tensor::<f64>::from_vec(&[2], vec![1.0, 0.0]);
+    assert!((angle_deg(&c, &d).unwrap() - 45.0).abs() < 1e-12);
+    assert_eq!(angle_deg(&c, &Tensor::zeros(&[2])), None);
+    let e = Tensor::<f64>::from_vec(&[4], vec![1.0, -2.0, 3.0, -4.0]);
+    let f = Tensor::<f64>::from_vec(&[4], vec![5.0, 2.0, 1.0, -1.0]);
+    assert_eq!(sign_concordance(&e, &f), 0.75);
+
+    let mut net = mlp::<f32>(
+        6,
+        &[5],
+        4,
+        ActivationKind::Relu,
+        &mut nowt::rng(3, 0),
+        &mut nowt::rng(3, 1),
+    );
+    // Top layer: B = 2W with the first row negated: ‖B‖/‖W‖ = 2, concordance 1 − 5/20.
+    {
+        let mut layers = net.weight_layers_mut();
+        let p = layers[1].params_mut();
+        let mut m = p.w.map(|v| 2.0 * v);
+        for v in &mut m.data_mut()[..5] {
+            *v = -*v;
+        }
+        p.feedback = m;
+    }
+    let (x, y) = digits_batches(8, 1)
+        .into_iter()
+        .next()
+        .map(|(x, y)| {
+            let x6 = Tensor::from_vec(
+                &[8, 6],
+                x.data().chunks(64).flat_map(|r| r[..6].to_vec()).collect(),
+            );
+            (x6, y.iter().map(|l| l % 4).collect::<Vec<u32>>())
+        })
+        .unwrap();
+    let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 8);
+    let recs = layer_records(&mut net, fa.as_ref(), &x, &y);
+    let (w, m) = {
+        let p = net.weight_layers()[1].params();
+        (p.w.clone(), p.feedback.clone())
+    };
+    let top = &recs[1];
+    assert!((top.norm_ratio.unwrap() - 2.0).abs() < 1e-6, "{top:?}");
+    assert!(
+        (top.sign_concordance.unwrap() - 0.75).abs() < 1e-12,
+        "{top:?}"
+    );
+    let want = angle_deg(&w, &m).unwrap();
+    assert!((top.weight_angle_deg.unwrap() - want).abs() < 1e-9);
+    assert!(want > 30.0, "the hand-made B is far from W ({want}°)");
+    // Backprop's δ into the top layer, by hand.
+    let logits = net.predict(&x, true);
+    let (_, d) = softmax_cross_entropy(&logits, &y);
+    let (d_rule, d_bp) = (matmul(&d, false, &m, false), matmul(&d, false, &w, false));
+    let want = angle_deg(&d_rule, &d_bp).unwrap();
+    let got = top.delta_angle_deg.unwrap();
+    assert!(
+        (got - want).abs() < 1e-3,
+        "δ-angle {got}° vs {want}° by hand"
+    );
+    assert!(want > 5.0, "{want}");
+    // The first layer's M carries no error: its fields are null.
+    assert_eq!(
+        (
+            recs[0].weight_angle_deg,
+            recs[0].delta_angle_deg,
+            recs[0].norm_ratio
+        ),
+        (None, None, None)
+    );
 }
