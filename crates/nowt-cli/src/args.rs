@@ -215,6 +215,18 @@ pub struct TrainArgs {
     /// Kolen-Pollack: decay λ for both W and B.
     #[arg(long, allow_negative_numbers = true)]
     pub kp_decay: Option<f64>,
+    /// Also print a progress line every N training steps (0: only per epoch).
+    #[arg(long, default_value_t = 0)]
+    pub log_every: usize,
+    /// Stop when a batch's training loss exceeds this multiple of ln(classes) [default: 100].
+    #[arg(long)]
+    pub divergence_loss_factor: Option<f64>,
+    /// Stop when a layer's ‖W‖ or ‖B‖ grows to this multiple of its initial norm [default: 1000].
+    #[arg(long)]
+    pub divergence_weight_factor: Option<f64>,
+    /// Do not stop a run whose loss or weights explode (non-finite values always stop it).
+    #[arg(long)]
+    pub allow_divergence: bool,
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,

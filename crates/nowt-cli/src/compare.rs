@@ -142,7 +142,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             Status::New => {
                 eprintln!("nowt compare: {what}: starting {}", dir.display());
                 fresh(&dir)?;
-                let data = run::load_data(&cfg)?;
+                let data = run::load_data_logged(&cfg, t.quiet)?;
                 run::start(cfg, &data, &dir, &opts)
             }
         };

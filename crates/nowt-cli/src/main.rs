@@ -43,7 +43,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<run::Interrupted>() => ExitCode::from(130),
+        Err(e) if e.is::<run::Interrupted>() => {
+            ExitCode::from(e.downcast_ref::<run::Interrupted>().map_or(130, |i| i.0))
+        }
         Err(e) => {
             // One line: the context chain, outermost first.
             eprintln!("nowt: error: {e:#}");

@@ -11,7 +11,9 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nowt::config::TrainConfig;
 use nowt::rules::RuleKind;
 use nowt::train::{ControlFlow, Event, Outcome, Summary, TrainState};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, LazyLock};
 
 use crate::args::TrainArgs;
 use crate::config_file::ConfigFile;
@@ -83,6 +85,11 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(rules.wm.warmup_batches = a.wm_warmup_batches);
     set!(rules.wm.init = a.wm_init);
     set!(rules.kp_decay = a.kp_decay);
+    set!(divergence_loss_factor = a.divergence_loss_factor);
+    set!(divergence_weight_factor = a.divergence_weight_factor);
+    if a.allow_divergence {
+        c.allow_divergence = true;
+    }
     if a.data_dir.is_some() {
         c.data_dir = a.data_dir.clone();
     }
@@ -146,9 +153,10 @@ fn run_dir(c: &TrainConfig) -> Result<PathBuf> {
     Ok(dir)
 }
 
-/// Ctrl-C: the run stopped cleanly after checkpointing (exit code 130).
+/// Ctrl-C (SIGINT) or SIGTERM: the run stopped cleanly after checkpointing. Exit code 130 or
+/// 143 (128 + the signal), as shells and cluster schedulers expect.
 #[derive(Debug)]
-pub struct Interrupted;
+pub struct Interrupted(pub u8);
 
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -158,8 +166,22 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
-/// Set by Ctrl-C; the training loop checkpoints and stops at the next step.
-static STOP: AtomicBool = AtomicBool::new(false);
+/// Set by SIGINT (to 130) or SIGTERM (to 143); the training loop checkpoints and stops at the
+/// next step.
+static STOP: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
+
+/// Routes SIGINT and SIGTERM to [`STOP`] (once per process).
+fn catch_signals() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        for (sig, code) in [
+            (signal_hook::consts::SIGINT, 130),
+            (signal_hook::consts::SIGTERM, 143),
+        ] {
+            let _ = signal_hook::flag::register_usize(sig, Arc::clone(&STOP), code);
+        }
+    });
+}
 
 /// How a run is driven, whichever command starts it.
 #[derive(Clone, Debug, Default)]
@@ -167,6 +189,8 @@ pub struct RunOpts {
     pub checkpoint_every: usize,
     pub keep_checkpoints: usize,
     pub quiet: bool,
+    /// A plain progress line every N steps (0: none).
+    pub log_every: usize,
     /// Put before the progress bar's message (`compare` names the rule and seed).
     pub label: String,
 }
@@ -177,6 +201,7 @@ impl RunOpts {
             checkpoint_every: a.checkpoint_every,
             keep_checkpoints: a.keep_checkpoints,
             quiet: a.quiet,
+            log_every: a.log_every,
             label: String::new(),
         }
     }
@@ -189,6 +214,7 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
             quiet: false,
             checkpoint_every: 0,
             keep_checkpoints: 0,
+            log_every: 0,
             ..(*a).clone()
         };
         if plain != TrainArgs::default() {
@@ -199,9 +225,16 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         }
         return resume(dir, &RunOpts::of(&a));
     }
+    check_rule_flags(&a)?;
     let cfg = resolve(&a)?;
-    let data = load_data(&cfg)?;
     let dir = run_dir(&cfg)?;
+    if !a.quiet {
+        eprintln!("nowt: run {}", dir.display());
+    }
+    let data = load_data_logged(&cfg, a.quiet).inspect_err(|_| {
+        // Nothing was written yet: leave no empty run directory behind.
+        let _ = fs::remove_dir(&dir);
+    })?;
     start(cfg, &data, &dir, &RunOpts::of(&a))
 }
 
@@ -219,6 +252,67 @@ pub fn start(
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
     let state = TrainState::new(&cfg, data.train.shape, data.train.classes);
     drive(&cfg, data, dir, state, opts)
+}
+
+/// Rule knobs given as flags for a rule that is not the one trained are mistakes, not no-ops.
+fn check_rule_flags(a: &TrainArgs) -> Result<()> {
+    let rule = match (a.rule, config_file(a)?) {
+        (Some(r), _) => r,
+        (None, Some(f)) => f.for_rule(None)?.rule,
+        (None, None) => TrainConfig::default().rule,
+    };
+    let given = |flags: &[(&str, bool)]| -> Vec<String> {
+        flags
+            .iter()
+            .filter(|(_, set)| *set)
+            .map(|(f, _)| format!("--{f}"))
+            .collect()
+    };
+    let knobs = [
+        (
+            RuleKind::FeedbackAlignment,
+            given(&[("fa-init-scale", a.fa_init_scale.is_some())]),
+        ),
+        (
+            RuleKind::SignSymmetry,
+            given(&[("ss-scale", a.ss_scale.is_some())]),
+        ),
+        (
+            RuleKind::WeightMirror,
+            given(&[
+                ("wm-sigma", a.wm_sigma.is_some()),
+                ("wm-lr", a.wm_lr.is_some()),
+                ("wm-decay", a.wm_decay.is_some()),
+                ("wm-batch-size", a.wm_batch_size.is_some()),
+                ("wm-batches-per-step", a.wm_batches_per_step.is_some()),
+                ("wm-warmup-batches", a.wm_warmup_batches.is_some()),
+                ("wm-init", a.wm_init.is_some()),
+            ]),
+        ),
+        (
+            RuleKind::KolenPollack,
+            given(&[("kp-decay", a.kp_decay.is_some())]),
+        ),
+    ];
+    for (owner, flags) in knobs {
+        if owner != rule && !flags.is_empty() {
+            bail!(
+                "{} only apply to rule {}, and this run trains under {}: drop them or change --rule",
+                flags.join(", "),
+                owner.name(),
+                rule.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// [`load_data`], saying so first unless `quiet` (decoding a large dataset takes a while).
+pub fn load_data_logged(cfg: &TrainConfig, quiet: bool) -> Result<nowt::data::Split> {
+    if !quiet {
+        eprintln!("nowt: loading {}", cfg.dataset.name());
+    }
+    load_data(cfg)
 }
 
 /// The dataset `cfg` names.
@@ -324,7 +418,7 @@ fn drive(
     mut state: TrainState,
     a: &RunOpts,
 ) -> Result<()> {
-    let _ = ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst));
+    catch_signals();
     let (input, classes) = (data.train.shape, data.train.classes);
     let metrics_path = dir.join("metrics.jsonl");
     let file = fs::OpenOptions::new()
@@ -345,6 +439,16 @@ fn drive(
         )
         .expect("static template"),
     );
+    // Off a terminal (nohup, `| tee`, a batch scheduler) the bar is hidden: plain lines instead.
+    let plain = !a.quiet && !std::io::stderr().is_terminal();
+    let say = |line: String| {
+        if plain {
+            eprintln!("{line}");
+        } else {
+            bar.println(line);
+        }
+    };
+    let mut prev_loss = state.last.as_ref().map(|r| r.train.loss);
     let mut failure: Option<anyhow::Error> = None;
     let mut steps_per_epoch = 1usize;
     let result = nowt::train::train_from(cfg, data, &mut state, &mut |ev| {
@@ -369,17 +473,23 @@ fn drive(
             }
             Event::Step {
                 epoch,
-                step: _,
+                step,
                 loss,
                 images_per_s,
                 state,
             } => {
                 bar.inc(1);
+                if a.log_every > 0 && !a.quiet && step % a.log_every == 0 {
+                    say(format!(
+                        "{}epoch {epoch} step {step}/{steps_per_epoch}  loss {loss:.4}  {images_per_s:.0} img/s",
+                        a.label
+                    ));
+                }
                 bar.set_message(format!(
                     "{}epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s",
                     a.label
                 ));
-                if STOP.load(Ordering::SeqCst) {
+                if STOP.load(Ordering::SeqCst) != 0 {
                     let _ = save(state);
                     return ControlFlow::Break(());
                 }
@@ -398,32 +508,41 @@ fn drive(
                     );
                     return ControlFlow::Break(());
                 }
-                bar.println(format!("{}{}", a.label, epoch_line(record, cfg.epochs)));
+                let mut line = format!("{}{}", a.label, epoch_line(record, cfg.epochs));
+                if let Some(p) = prev_loss.filter(|&p| record.train.loss > 10.0 * p) {
+                    line += &format!(
+                        "  ⚠ train loss ×{:.0} over epoch {}",
+                        record.train.loss / p,
+                        record.epoch - 1
+                    );
+                }
+                prev_loss = Some(record.train.loss);
+                if !a.quiet {
+                    say(line);
+                }
                 save(state)
             }
         }
     });
     bar.finish_and_clear();
     if let Some(e) = failure {
-        return Err(e.context(format!(
-            "run {} stopped; its last good checkpoint is kept",
-            dir.display()
-        )));
+        return Err(e.context(stopped(dir)));
     }
-    let outcome = result.with_context(|| {
-        format!(
-            "run {} stopped; its last good checkpoint is kept",
-            dir.display()
-        )
-    })?;
+    let outcome = result.with_context(|| stopped(dir))?;
     let summary = match outcome {
         Outcome::Finished(s) => s,
         Outcome::Stopped => {
+            let code = STOP.load(Ordering::SeqCst).clamp(1, 255) as u8;
+            let by = if code == 143 {
+                "SIGTERM"
+            } else {
+                "interrupted"
+            };
             eprintln!(
-                "nowt: interrupted; checkpoint saved. Continue with: nowt train --resume {}",
+                "nowt: {by}; checkpoint saved. Continue with: nowt train --resume {}",
                 dir.display()
             );
-            return Err(Interrupted.into());
+            return Err(Interrupted(code).into());
         }
     };
     let text = summary_text(cfg, &summary, dir);
@@ -435,6 +554,18 @@ fn drive(
         .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
     print!("{text}");
     Ok(())
+}
+
+/// What a stopped run leaves: its last good checkpoint, if it wrote one.
+fn stopped(dir: &Path) -> String {
+    if nowt::checkpoint::list(&dir.join("checkpoints")).is_empty() {
+        format!("run {} stopped before its first checkpoint", dir.display())
+    } else {
+        format!(
+            "run {} stopped; its last good checkpoint is kept",
+            dir.display()
+        )
+    }
 }
 
 /// `nowt eval`: a checkpoint's loss and error on a dataset's test split.

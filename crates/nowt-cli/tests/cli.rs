@@ -206,9 +206,9 @@ fn bad_flags_and_config_are_one_line_errors() {
     fails(&["--lr", "0"], "invalid lr");
     fails(&["--lr", "-0.1"], "invalid lr");
     fails(&["--epochs", "0"], "epochs");
-    fails(&["--wm-lr", "-1"], "rules.wm.lr");
+    fails(&["--rule", "wm", "--wm-lr", "-1"], "rules.wm.lr");
     fails(
-        &["--wm-lr", "0.5", "--wm-decay", "2"],
+        &["--rule", "wm", "--wm-lr", "0.5", "--wm-decay", "2"],
         "lr × decay must be below 1",
     );
     let tmp = tempfile::tempdir().unwrap();
@@ -340,7 +340,7 @@ fn resnet20_trains_on_an_image_folder_under_every_rule() {
     common::fake_image_folder(&data, &["cat", "dog", "eel"], 6, 8);
     for rule in ["bp", "fa", "ss", "wm", "kp"] {
         let run = tmp.path().join(rule);
-        let o = nowt(&[
+        let mut args = vec![
             "train",
             "--dataset",
             "image-folder",
@@ -355,12 +355,14 @@ fn resnet20_trains_on_an_image_folder_under_every_rule() {
             "--batch-size",
             "6",
             "--augment",
-            "--wm-warmup-batches",
-            "2",
             "--out",
             run.to_str().unwrap(),
             "-q",
-        ]);
+        ];
+        if rule == "wm" {
+            args.extend(["--wm-warmup-batches", "2"]);
+        }
+        let o = nowt(&args);
         assert!(o.status.success(), "{rule}: {}", stderr(&o));
         let m = metrics(&run);
         assert_eq!(m.len(), 2);

@@ -11,11 +11,11 @@ use std::time::{Duration, Instant};
 
 use common::{metrics, nowt, nowt_cmd, stderr, untimed};
 
-/// Two rules, two seeds, two epochs: the mirror exercises the most state.
+/// Two rules, two seeds, two epochs (Kolen-Pollack's `B` has its own momentum buffer).
 const COMPARE: &[&str] = &[
     "compare",
     "--rules",
-    "bp,wm",
+    "bp,kp",
     "--seeds",
     "0,1",
     "--epochs",
@@ -26,8 +26,6 @@ const COMPARE: &[&str] = &[
     "8",
     "--lr",
     "0.01",
-    "--wm-warmup-batches",
-    "50",
     "--checkpoint-every",
     "30",
     "--threads",
@@ -35,7 +33,7 @@ const COMPARE: &[&str] = &[
     "-q",
 ];
 
-const RUNS: [&str; 4] = ["bp-s0", "wm-s0", "bp-s1", "wm-s1"];
+const RUNS: [&str; 4] = ["bp-s0", "kp-s0", "bp-s1", "kp-s1"];
 
 fn compare(out: &Path) -> std::process::Output {
     let mut args = COMPARE.to_vec();
@@ -109,19 +107,19 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     let cfg = |run: &str| -> nowt::config::TrainConfig {
         toml::from_str(&fs::read_to_string(out.join(run).join("config.toml")).unwrap()).unwrap()
     };
-    let (bp, wm) = (cfg("bp-s1"), cfg("wm-s1"));
+    let (bp, kp) = (cfg("bp-s1"), cfg("kp-s1"));
     assert_eq!(
         nowt::config::TrainConfig {
-            rule: wm.rule,
+            rule: kp.rule,
             out: None,
             ..bp
         },
-        nowt::config::TrainConfig { out: None, ..wm }
+        nowt::config::TrainConfig { out: None, ..kp }
     );
 
     // Final test error: the mean over seeds of each run's last metrics record.
     let rows = untimed_csv(&out);
-    for (rule, alias) in [("backprop", "bp"), ("weight-mirror", "wm")] {
+    for (rule, alias) in [("backprop", "bp"), ("kolen-pollack", "kp")] {
         let errs: Vec<f64> = [0, 1]
             .iter()
             .map(|s| {
@@ -151,11 +149,11 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     }
     let md = fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("| backprop | 0,1 |") && md.contains("| weight-mirror | 0,1 |"),
+        md.contains("| backprop | 0,1 |") && md.contains("| kolen-pollack | 0,1 |"),
         "{md}"
     );
     assert!(
-        md.contains("nowt compare --rules bp,wm"),
+        md.contains("nowt compare --rules bp,kp"),
         "the command is in the report"
     );
 
@@ -169,7 +167,7 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
             .filter(|n| n.has_tag_name("text"))
             .filter_map(|n| n.text())
             .collect();
-        for rule in ["backprop", "weight-mirror"] {
+        for rule in ["backprop", "kolen-pollack"] {
             let n = labels.iter().filter(|l| l.trim() == rule).count();
             // depth.svg has two panels, each with its own legend.
             let want = if fig == "depth.svg" { 2 } else { 1 };
@@ -203,7 +201,7 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     let o = nowt(&[
         "report",
         out.join("bp-s0").to_str().unwrap(),
-        out.join("wm-s1").to_str().unwrap(),
+        out.join("kp-s1").to_str().unwrap(),
         "--out",
         sub.to_str().unwrap(),
     ]);

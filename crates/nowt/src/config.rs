@@ -144,6 +144,14 @@ pub struct TrainConfig {
     pub test_limit: usize,
     /// Threads that decode and augment batches in the background. Default 1.
     pub data_threads: usize,
+    /// Stop a run whose training loss on a batch exceeds this multiple of `ln(classes)`, the
+    /// loss of a uniform guess (where every run starts, near enough). Default 100.
+    pub divergence_loss_factor: f64,
+    /// Stop a run when a layer's `‖W‖` or `‖B‖` grows to this multiple of its initial norm
+    /// (checked every 16 steps and at each epoch's end). Default 1000.
+    pub divergence_weight_factor: f64,
+    /// Turn both divergence checks off (a non-finite loss always stops a run). Default false.
+    pub allow_divergence: bool,
     /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
     pub out: Option<PathBuf>,
     /// Per-rule knobs.
@@ -178,6 +186,9 @@ impl Default for TrainConfig {
             train_limit: 0,
             test_limit: 0,
             data_threads: 1,
+            divergence_loss_factor: 100.0,
+            divergence_weight_factor: 1000.0,
+            allow_divergence: false,
             out: None,
             rules: RuleConfig::default(),
         }
@@ -243,6 +254,24 @@ impl TrainConfig {
             return bad(
                 "image_size",
                 format!("must be at most 4096, got {}", self.image_size),
+            );
+        }
+        for (key, v) in [
+            ("divergence_loss_factor", self.divergence_loss_factor),
+            ("divergence_weight_factor", self.divergence_weight_factor),
+        ] {
+            if !(v.is_finite() && v > 1.0) {
+                return bad(key, format!("must be a number above 1, got {v}"));
+            }
+        }
+        if !self.milestones.is_empty() && self.schedule != ScheduleKind::Multistep {
+            return bad(
+                "milestones",
+                format!(
+                    "{:?} given with schedule {}: milestones only apply to schedule multistep",
+                    self.milestones,
+                    self.schedule.name()
+                ),
             );
         }
         if self.probe_size == 0 {

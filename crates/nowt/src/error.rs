@@ -33,6 +33,15 @@ pub enum Error {
         step: usize,
         origin: String,
     },
+    /// The loss or a layer's weights grew past the configured bounds.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: {what} (try a smaller learning rate; --allow-divergence turns this check off)"
+    )]
+    Diverged {
+        epoch: usize,
+        step: usize,
+        what: String,
+    },
     /// A checkpoint could not be used.
     #[error("{}: {msg}", path.display())]
     Checkpoint { path: PathBuf, msg: String },

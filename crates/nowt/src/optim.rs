@@ -117,6 +117,16 @@ pub enum ScheduleKind {
     Cosine,
 }
 
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Constant => "constant",
+            ScheduleKind::Multistep => "multistep",
+            ScheduleKind::Cosine => "cosine",
+        }
+    }
+}
+
 /// A learning-rate schedule with an optional linear warm-up, evaluated per step.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Schedule {

@@ -253,14 +253,24 @@ pub struct TrainState {
     pub last: Option<EpochRecord>,
     /// Training seconds before this process (from a resumed checkpoint).
     pub seconds_before: f64,
+    /// `(‖W₀‖, ‖B₀‖)` of every weight layer, bottom to top: the divergence check's reference
+    /// (drawn again from the seed when a checkpoint is loaded).
+    pub initial_norms: Vec<(f64, f64)>,
 }
 
 impl TrainState {
     /// The state before the first step of a run with `cfg`.
     pub fn new(cfg: &TrainConfig, input: Image, classes: usize) -> Self {
         let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
+        let net = build_model(cfg, input, classes, rule.as_ref());
+        let initial_norms = net
+            .weight_layers()
+            .iter()
+            .map(|l| (l.params().w.norm(), l.params().feedback.norm()))
+            .collect();
         Self {
-            net: build_model(cfg, input, classes, rule.as_ref()),
+            net,
+            initial_norms,
             epoch: 0,
             step: 0,
             rng_mirror: crate::rng(cfg.seed, STREAM_MIRROR),
@@ -282,6 +292,63 @@ pub fn epoch_order(seed: u64, epoch: usize, n: usize) -> Vec<usize> {
         STREAM_SHUFFLE + ((epoch as u64) << 8),
     ));
     order
+}
+
+/// The weight layer whose `‖W‖` or `‖B‖` has grown most over its initial norm: its name, which
+/// matrix, and the factor.
+pub fn largest_growth(st: &TrainState) -> Option<(String, &'static str, f64)> {
+    st.net
+        .weight_layers()
+        .iter()
+        .zip(&st.initial_norms)
+        .flat_map(|(l, &(w0, b0))| {
+            let p = l.params();
+            let grow = |n: f64, n0: f64| if n0 > 0.0 { n / n0 } else { 1.0 };
+            [
+                (p.name.clone(), "W", grow(p.w.norm(), w0)),
+                (p.name.clone(), "B", grow(p.feedback.norm(), b0)),
+            ]
+        })
+        .max_by(|a, b| a.2.total_cmp(&b.2))
+}
+
+/// The divergence check after a step (DESIGN: a run that blows up must not end quietly): the
+/// batch loss against `divergence_loss_factor · ln(classes)`, and — every 16 steps and at an
+/// epoch's last step — every layer's `‖W‖`, `‖B‖` against `divergence_weight_factor` times its
+/// initial norm. Returns what diverged.
+fn diverged(
+    cfg: &TrainConfig,
+    st: &TrainState,
+    loss: f64,
+    classes: usize,
+    check_weights: bool,
+) -> Option<String> {
+    if cfg.allow_divergence {
+        return None;
+    }
+    let limit = cfg.divergence_loss_factor * (classes.max(2) as f64).ln();
+    if loss > limit {
+        let grew = largest_growth(st)
+            .map(|(name, m, f)| {
+                format!("; the layer that grew most is {name} (‖{m}‖ {f:.3}× its initial norm)")
+            })
+            .unwrap_or_default();
+        return Some(format!(
+            "the training loss reached {loss:.4e}, over divergence_loss_factor {} × ln({classes}) = {limit:.1}{grew}",
+            cfg.divergence_loss_factor
+        ));
+    }
+    if check_weights {
+        if let Some((name, m, f)) = largest_growth(st) {
+            if f > cfg.divergence_weight_factor {
+                return Some(format!(
+                    "‖{m}‖ of layer {name} grew to {f:.4e}× its initial norm, over divergence_weight_factor {}",
+                    cfg.divergence_weight_factor
+                ));
+            }
+        }
+    }
+    None
 }
 
 /// Whether to go on after an event.
@@ -313,7 +380,9 @@ pub fn train(
 ///
 /// Deterministic for a given seed and thread count, and a run resumed from any step's state
 /// continues exactly as the uninterrupted run. Stops with [`Error::NonFinite`] at the first
-/// non-finite loss, before that step changes anything.
+/// non-finite loss, before that step changes anything, and with [`Error::Diverged`] when the
+/// loss or a layer's weights grow past the config's divergence bounds (the state is then not
+/// reported, so the last checkpoint stays the last good one).
 pub fn train_from(
     cfg: &TrainConfig,
     data: &Split,
@@ -412,6 +481,19 @@ fn run(
                     step: step + 1,
                     origin,
                 })?;
+                if let Some(what) = diverged(
+                    cfg,
+                    st,
+                    loss,
+                    data.train.classes,
+                    step % 16 == 15 || step + 1 == steps,
+                ) {
+                    return Err(Error::Diverged {
+                        epoch: epoch + 1,
+                        step: step + 1,
+                        what,
+                    });
+                }
                 st.sums.loss += loss * y.len() as f64;
                 st.sums.top1 += top_k_correct(&logits, &y, 1);
                 st.sums.top5 += top_k_correct(&logits, &y, 5);

@@ -1,0 +1,241 @@
+//! The everyday path, each test named after what it checks: runs that blow up stop with a
+//! message, logs reach files and schedulers, SIGTERM checkpoints, silent no-ops are errors.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{metrics, nowt, nowt_cmd, stderr};
+
+#[test]
+fn a_loss_that_explodes_stops_the_run_naming_epoch_step_and_layer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // Feedback alignment at a rate far too high: the loss passes 100 × ln(10) within steps,
+    // long before anything is non-finite.
+    let o = nowt(&[
+        "train",
+        "--rule",
+        "fa",
+        "--lr",
+        "2",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("training diverged at epoch 1, step"), "{err}");
+    assert!(err.contains("the training loss reached"), "{err}");
+    assert!(err.contains("the layer that grew most is fc"), "{err}");
+    assert!(!run.join("summary.json").exists());
+    // --allow-divergence lets the same run go on (to whatever end).
+    let run2 = tmp.path().join("run2");
+    let o = nowt(&[
+        "train",
+        "--rule",
+        "fa",
+        "--lr",
+        "2",
+        "--epochs",
+        "1",
+        "--allow-divergence",
+        "--out",
+        run2.to_str().unwrap(),
+    ]);
+    assert!(
+        !stderr(&o).contains("divergence_loss_factor"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn weights_that_grow_past_the_factor_stop_the_run_and_keep_the_last_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "3",
+        "--divergence-weight-factor",
+        "1.2",
+        "--checkpoint-every",
+        "5",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("training diverged at epoch 1, step 16: ‖W‖ of layer fc2 grew to"),
+        "{err}"
+    );
+    assert!(err.contains("divergence_weight_factor 1.2"), "{err}");
+    assert!(err.contains("last good checkpoint is kept"), "{err}");
+    let newest = nowt::checkpoint::list(&run.join("checkpoints"));
+    let (_, st, _, _) = nowt::checkpoint::load(&newest[0]).unwrap();
+    assert_eq!(
+        (st.epoch, st.step),
+        (0, 15),
+        "the checkpoint before the check"
+    );
+}
+
+#[test]
+fn off_a_terminal_every_epoch_is_a_plain_line_and_the_run_directory_comes_first() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    // The test harness pipes stderr: what `nohup`, `| tee` or a scheduler sees.
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "3",
+        "--log-every",
+        "20",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success());
+    let err = stderr(&o);
+    let lines: Vec<&str> = err.lines().collect();
+    assert!(lines[0].starts_with("nowt: run "), "{err}");
+    assert!(lines[1].starts_with("nowt: loading digits"), "{err}");
+    for e in 1..=3 {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("epoch {e:>3}/3"))),
+            "epoch {e}: {err}"
+        );
+    }
+    assert!(
+        lines.iter().any(|l| l.starts_with("epoch 1 step 20/")),
+        "{err}"
+    );
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "-q",
+        "--out",
+        tmp.path().join("q").to_str().unwrap(),
+    ]);
+    assert!(stderr(&o).is_empty(), "-q prints nothing: {}", stderr(&o));
+}
+
+#[test]
+fn sigterm_checkpoints_prints_the_resume_command_and_exits_143() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let child = nowt_cmd(&[
+        "train",
+        "--hidden",
+        "512,512",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "8",
+        "--lr",
+        "0.01",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    while metrics_lines(&run) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no epoch in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(143), "{err}");
+    assert!(
+        err.contains("SIGTERM; checkpoint saved. Continue with: nowt train --resume"),
+        "{err}"
+    );
+    let newest = nowt::checkpoint::list(&run.join("checkpoints"));
+    assert!(!newest.is_empty());
+    let (_, st, _, _) = nowt::checkpoint::load(&newest[0]).unwrap();
+    assert!(st.epoch >= 1);
+}
+
+fn metrics_lines(run: &std::path::Path) -> usize {
+    if run.join("metrics.jsonl").exists() {
+        metrics(run).len()
+    } else {
+        0
+    }
+}
+
+#[test]
+fn milestones_without_a_multistep_schedule_are_an_error() {
+    let o = nowt(&["train", "--milestones", "100,150"]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(
+        err.contains("milestones") && err.contains("only apply to schedule multistep"),
+        "{err}"
+    );
+    let o = nowt(&[
+        "train",
+        "--milestones",
+        "1",
+        "--schedule",
+        "multistep",
+        "--epochs",
+        "1",
+        "-q",
+        "--out",
+        tempfile::tempdir()
+            .unwrap()
+            .path()
+            .join("r")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
+#[test]
+fn knobs_of_another_rule_are_an_error() {
+    for (args, want) in [
+        (
+            &["--rule", "bp", "--kp-decay", "0.1"][..],
+            "--kp-decay only apply to rule kolen-pollack",
+        ),
+        (
+            &["--wm-lr", "0.1"][..],
+            "--wm-lr only apply to rule weight-mirror",
+        ),
+        (
+            &[
+                "--rule",
+                "kp",
+                "--fa-init-scale",
+                "2",
+                "--ss-scale",
+                "mean-abs",
+            ][..],
+            "--fa-init-scale",
+        ),
+    ] {
+        let mut a = vec!["train"];
+        a.extend(args);
+        let o = nowt(&a);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
+    }
+}
