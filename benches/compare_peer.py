@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Side-by-side speed of `nowt bench` and the PyTorch peer (../shared/peer/torch_peer.py).
+"""Side-by-side speed of `nowt bench` and the PyTorch peer (benches/torch_peer.py).
 
 Runs the two alternately, `--repeats` times per rule, in one session, and prints a markdown
 table of medians (ms/step, images/s, peak RSS), the ratio of the medians nowt/peer, and the
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT.parent / "shared" / "peer" / "torch_peer.py"
+PEER = ROOT / "benches" / "torch_peer.py"
 NOWT = ROOT / "target" / "release" / "nowt"
 
 

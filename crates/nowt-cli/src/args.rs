@@ -62,7 +62,7 @@ pub struct ReportArgs {
 
 #[derive(Args, Debug)]
 pub struct PresetsArgs {
-    /// Print this preset's TOML.
+    /// Print this preset's TOML [default: none, list every preset].
     #[arg(long)]
     pub show: Option<String>,
 }
@@ -96,7 +96,7 @@ pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 #[derive(Args, Clone, Debug, Default, PartialEq)]
 pub struct TrainArgs {
     /// Continue the run in this directory from its newest valid checkpoint (its own config is
-    /// used; other training flags are refused).
+    /// used; other training flags are refused) [default: none, a new run].
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Also checkpoint every N steps (0: only at the end of each epoch and on Ctrl-C).
@@ -105,114 +105,122 @@ pub struct TrainArgs {
     /// Checkpoints to keep (the newest).
     #[arg(long, default_value_t = 3)]
     pub keep_checkpoints: usize,
-    /// TOML config file; flags override its values.
+    /// TOML config file; flags override its values [default: none].
     #[arg(long, short)]
     pub config: Option<PathBuf>,
-    /// A preset shipped in the binary (`nowt presets` lists them); flags override its values.
+    /// A preset shipped in the binary (`nowt presets` lists them); flags override its values
+    /// [default: none].
     #[arg(long)]
     pub preset: Option<String>,
-    /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp).
+    /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp). [default: backprop]
     #[arg(long, value_parser = rule)]
     pub rule: Option<RuleKind>,
-    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).
+    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50
+    /// (ImageNet) [default: mlp].
     #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
     pub model: Option<nowt::config::ModelKind>,
-    /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000).
+    /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000). [default: 256]
     #[arg(long, value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// MLP nonlinearity: relu, tanh, sigmoid.
+    /// MLP nonlinearity: relu, tanh, sigmoid. [default: relu]
     #[arg(long, value_parser = name::<nowt::layers::ActivationKind>)]
     pub activation: Option<nowt::layers::ActivationKind>,
-    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, cifar100, image-folder.
+    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, cifar100, image-folder. [default: digits]
     #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
     pub dataset: Option<nowt::data::DatasetKind>,
-    /// Directory holding the dataset's files.
+    /// Directory holding the dataset's files [default: data/mnist for mnist, Debian's directory for
+    /// fashion-mnist, ../shared/data/cifar10-jpeg.tar.gz for cifar10, data/cifar-100-binary].
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Passes over the training set [default: 20].
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Samples per training step [default: 32].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Base learning rate.
+    /// Base learning rate η [default: 0.05].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// SGD momentum μ, PyTorch's form [default: 0.9].
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,
-    /// Use Nesterov momentum.
+    /// Use Nesterov momentum [default: off].
     #[arg(long)]
     pub nesterov: bool,
     /// Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the
-    /// ImageNet random-resized crop and flip.
+    /// ImageNet random-resized crop and flip [default: off].
     #[arg(long)]
     pub augment: bool,
-    /// Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop).
+    /// Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop). [default: 0, the images' own size]
     #[arg(long)]
     pub image_size: Option<usize>,
-    /// Train on a seeded random subset of N training samples (0: all).
+    /// Train on a seeded random subset of N training samples (0: all). [default: 0]
     #[arg(long)]
     pub train_limit: Option<usize>,
-    /// Evaluate on a seeded random subset of N test samples (0: all).
+    /// Evaluate on a seeded random subset of N test samples (0: all). [default: 0]
     #[arg(long)]
     pub test_limit: Option<usize>,
-    /// Threads that decode and augment batches in the background.
+    /// Threads that decode and augment batches in the background. [default: 1]
     #[arg(long)]
     pub data_threads: Option<usize>,
+    /// Weight decay λ on weights, not biases (Kolen-Pollack uses --kp-decay) [default: 1e-4].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule: constant, multistep, cosine.
+    /// Learning-rate schedule: constant, multistep, cosine. [default: constant]
     #[arg(long, value_parser = name::<nowt::optim::ScheduleKind>)]
     pub schedule: Option<nowt::optim::ScheduleKind>,
-    /// Multistep milestones in epochs, comma-separated.
+    /// Multistep milestones in epochs, comma-separated. [default: none]
     #[arg(long, value_delimiter = ',')]
     pub milestones: Option<Vec<usize>>,
-    /// Multistep factor.
+    /// Multistep factor. [default: 0.1]
     #[arg(long, allow_negative_numbers = true)]
     pub gamma: Option<f64>,
-    /// Linear warm-up length in epochs.
+    /// Linear warm-up length in epochs. [default: 0]
     #[arg(long, allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
+    /// Seeds W, B, shuffling, augmentation, the validation split and mirror noise [default: 0].
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Worker threads (0: one per core).
+    /// Worker threads (0: one per core) [default: 0].
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Fraction of the training set held out for validation.
+    /// Fraction of the training set held out for validation. [default: 0]
     #[arg(long, allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
-    /// Samples in the fixed probe batch for δ-angles.
+    /// Samples in the fixed probe batch for δ-angles. [default: 256]
     #[arg(long)]
     pub probe_size: Option<usize>,
-    /// Run directory (must not exist yet, or be empty).
+    /// Run directory (must not exist yet, or be empty). [default: runs/<dataset>-<model>-<rule>-s<seed>-<time>]
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Feedback alignment: scale of B₀ relative to W's init std.
+    /// Feedback alignment: scale of B₀ relative to W's init std. [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub fa_init_scale: Option<f64>,
-    /// Sign symmetry scale: init-std or mean-abs.
+    /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,
-    /// Weight mirror: noise std σ.
+    /// Weight mirror: noise std σ. [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub wm_sigma: Option<f64>,
-    /// Weight mirror: mirror learning rate η_B.
+    /// Weight mirror: mirror learning rate η_B. [default: 0.01]
     #[arg(long, allow_negative_numbers = true)]
     pub wm_lr: Option<f64>,
-    /// Weight mirror: decay λ_WM.
+    /// Weight mirror: decay λ_WM. [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub wm_decay: Option<f64>,
-    /// Weight mirror: noise samples per mirror batch (0: the training batch size).
+    /// Weight mirror: noise samples per mirror batch (0: the training batch size). [default: 0]
     #[arg(long)]
     pub wm_batch_size: Option<usize>,
-    /// Weight mirror: mirror batches per training step.
+    /// Weight mirror: mirror batches per training step. [default: 1]
     #[arg(long)]
     pub wm_batches_per_step: Option<usize>,
-    /// Weight mirror: mirror-only batches before training.
+    /// Weight mirror: mirror-only batches before training. [default: 500]
     #[arg(long)]
     pub wm_warmup_batches: Option<usize>,
-    /// Weight mirror: B₀, random or zero.
+    /// Weight mirror: B₀, random or zero. [default: random]
     #[arg(long, value_parser = name::<nowt::rules::MirrorInit>)]
     pub wm_init: Option<nowt::rules::MirrorInit>,
-    /// Kolen-Pollack: decay λ for both W and B.
+    /// Kolen-Pollack: decay λ for both W and B. [default: 1e-3]
     #[arg(long, allow_negative_numbers = true)]
     pub kp_decay: Option<f64>,
     /// Also print a progress line every N training steps (0: only per epoch).
@@ -249,10 +257,13 @@ pub struct BenchArgs {
     /// Classes of the classifier.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
+    /// Learning rule (full name or alias).
     #[arg(long, value_parser = rule, default_value = "backprop")]
     pub rule: RuleKind,
-    #[arg(long, default_value_t = 128)]
-    pub batch: usize,
+    /// Samples per training step (`--batch` is accepted too).
+    #[arg(long, alias = "batch", default_value_t = 128)]
+    pub batch_size: usize,
+    /// Worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Timed steps (the median is reported).

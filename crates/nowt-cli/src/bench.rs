@@ -26,14 +26,14 @@ fn peak_rss_mb() -> Option<f64> {
 }
 
 pub fn bench(a: BenchArgs) -> Result<()> {
-    if a.batch == 0 || a.steps == 0 {
-        anyhow::bail!("--batch and --steps must be positive");
+    if a.batch_size == 0 || a.steps == 0 {
+        anyhow::bail!("--batch-size and --steps must be positive");
     }
     let cfg = TrainConfig {
         model: a.model,
         hidden: a.hidden.clone(),
         rule: a.rule,
-        batch_size: a.batch,
+        batch_size: a.batch_size,
         ..Default::default()
     };
     cfg.validate().context("bad bench configuration")?;
@@ -60,8 +60,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_decay: 1e-4,
         };
         let mut rng = nowt::rng(0, 7);
-        let x = Tensor::<f32>::randn(&[a.batch, input.iter().product()], 1.0, &mut rng);
-        let y: Vec<u32> = (0..a.batch).map(|i| (i % classes) as u32).collect();
+        let x = Tensor::<f32>::randn(&[a.batch_size, input.iter().product()], 1.0, &mut rng);
+        let y: Vec<u32> = (0..a.batch_size).map(|i| (i % classes) as u32).collect();
         let mut times = Vec::with_capacity(a.steps);
         for i in 0..a.warmup + a.steps {
             let t = Instant::now();
@@ -80,9 +80,9 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         a.model.name(),
         a.image_size,
         a.rule.alias(),
-        a.batch,
+        a.batch_size,
         a.threads,
-        a.batch as f64 / ms * 1e3,
+        a.batch_size as f64 / ms * 1e3,
         peak_rss_mb().unwrap_or(f64::NAN)
     );
     Ok(())

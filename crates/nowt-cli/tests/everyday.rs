@@ -239,3 +239,46 @@ fn knobs_of_another_rule_are_an_error() {
         assert!(stderr(&o).contains(want), "{args:?}: {}", stderr(&o));
     }
 }
+
+/// Every flag of every subcommand has a description, and every flag that takes a value shows
+/// its default (or is a required/positional argument).
+#[test]
+fn every_flag_in_help_has_a_description_and_a_default() {
+    for cmd in ["train", "compare", "report", "eval", "bench", "presets"] {
+        let o = nowt(&[cmd, "--help"]);
+        let help = String::from_utf8_lossy(&o.stdout).into_owned();
+        let lines: Vec<&str> = help.lines().collect();
+        let mut problems = Vec::new();
+        for (i, l) in lines.iter().enumerate() {
+            let t = l.trim_start();
+            if !t.starts_with("--") && !(t.starts_with('-') && t.chars().nth(2) == Some(',')) {
+                continue;
+            }
+            let name = t
+                .split_whitespace()
+                .find(|w| w.starts_with("--"))
+                .unwrap_or(t);
+            if name == "--help" || name == "--version" {
+                continue;
+            }
+            // Short help puts the description on the flag's line, long help below it.
+            let inline = t.split_once("  ").map(|(_, d)| d.trim()).unwrap_or("");
+            let below: String = lines[i + 1..]
+                .iter()
+                .take_while(|d| !d.trim_start().starts_with('-') && !d.trim().is_empty())
+                .copied()
+                .collect::<Vec<_>>()
+                .join(" ");
+            let text = format!("{inline} {below}");
+            if text.trim().is_empty() {
+                problems.push(format!("{cmd} {name}: no description"));
+                continue;
+            }
+            let takes_value = t.contains('<');
+            if takes_value && !text.contains("[default") && !text.contains("(default") {
+                problems.push(format!("{cmd} {name}: no default shown"));
+            }
+        }
+        assert!(problems.is_empty(), "{problems:#?}");
+    }
+}

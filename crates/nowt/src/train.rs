@@ -312,7 +312,7 @@ pub fn largest_growth(st: &TrainState) -> Option<(String, &'static str, f64)> {
         .max_by(|a, b| a.2.total_cmp(&b.2))
 }
 
-/// The divergence check after a step (DESIGN: a run that blows up must not end quietly): the
+/// The divergence check after a step (a run that blows up must not end quietly): the
 /// batch loss against `divergence_loss_factor · ln(classes)`, and — every 16 steps and at an
 /// epoch's last step — every layer's `‖W‖`, `‖B‖` against `divergence_weight_factor` times its
 /// initial norm. Returns what diverged.
