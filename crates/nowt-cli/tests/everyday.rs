@@ -251,7 +251,9 @@ fn every_flag_in_help_has_a_description_and_a_default() {
         let mut problems = Vec::new();
         for (i, l) in lines.iter().enumerate() {
             let t = l.trim_start();
-            if !t.starts_with("--") && !(t.starts_with('-') && t.chars().nth(2) == Some(',')) {
+            let is_flag =
+                t.starts_with("--") || (t.starts_with('-') && t.chars().nth(2) == Some(','));
+            if !is_flag {
                 continue;
             }
             let name = t
