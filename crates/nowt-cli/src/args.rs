@@ -135,7 +135,7 @@ pub struct TrainArgs {
     /// Passes over the training set [default: 20].
     #[arg(long)]
     pub epochs: Option<usize>,
-    /// Samples per training step [default: 32].
+    /// Samples per training step [default: 128].
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Base learning rate η [default: 0.05].
@@ -166,7 +166,7 @@ pub struct TrainArgs {
     /// Weight decay λ on weights, not biases (Kolen-Pollack uses --kp-decay) [default: 1e-4].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule: constant, multistep, cosine. [default: constant]
+    /// Learning-rate schedule: constant, multistep, cosine. [default: cosine]
     #[arg(long, value_parser = name::<nowt::optim::ScheduleKind>)]
     pub schedule: Option<nowt::optim::ScheduleKind>,
     /// Multistep milestones in epochs, comma-separated. [default: none]

@@ -104,7 +104,9 @@ pub struct TrainConfig {
     pub data_dir: Option<PathBuf>,
     /// Default 20.
     pub epochs: usize,
-    /// Default 32.
+    /// Default 128: with 32 (and a constant rate) the weight mirror blew up on MNIST (a
+    /// training loss of 10¹²); at 128 with the cosine schedule every rule reaches ≤ 2.3 % test
+    /// error there (docs/defaults.md).
     pub batch_size: usize,
     /// Base learning rate `η`. Default 0.05.
     pub lr: f64,
@@ -114,7 +116,7 @@ pub struct TrainConfig {
     pub nesterov: bool,
     /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack uses `rules.kp_decay`.
     pub weight_decay: f64,
-    /// Default `constant`.
+    /// Default `cosine` (see `batch_size`).
     pub schedule: ScheduleKind,
     /// Multistep: epochs at which the rate is multiplied by `gamma`. Default `[]`.
     pub milestones: Vec<usize>,
@@ -168,12 +170,12 @@ impl Default for TrainConfig {
             dataset: DatasetKind::Digits,
             data_dir: None,
             epochs: 20,
-            batch_size: 32,
+            batch_size: 128,
             lr: 0.05,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 1e-4,
-            schedule: ScheduleKind::Constant,
+            schedule: ScheduleKind::Cosine,
             milestones: Vec::new(),
             gamma: 0.1,
             warmup_epochs: 0.0,
