@@ -128,7 +128,7 @@ fn last(r: &Run) -> Option<&EpochRecord> {
     r.epochs.last()
 }
 
-const COLUMNS: [Column; 10] = [
+const COLUMNS: [Column; 11] = [
     Column {
         name: "final test top-1 err %",
         key: "final_test_top1_err_pct",
@@ -136,13 +136,25 @@ const COLUMNS: [Column; 10] = [
         digits: 2,
     },
     Column {
-        name: "best test top-1 err %",
+        name: "lowest test top-1 err % (not a selection)",
         key: "best_test_top1_err_pct",
         value: |r| {
             r.epochs
                 .iter()
                 .map(|e| 100.0 * e.test.top1_err)
                 .reduce(f64::min)
+        },
+        digits: 2,
+    },
+    Column {
+        name: "test top-1 err % at the epoch chosen on validation",
+        key: "selected_test_top1_err_pct",
+        value: |r| {
+            r.epochs
+                .iter()
+                .filter_map(|e| Some((e.val.as_ref()?.top1_err, e.test.top1_err)))
+                .reduce(|a, b| if b.0 < a.0 { b } else { a })
+                .map(|(_, t)| 100.0 * t)
         },
         digits: 2,
     },

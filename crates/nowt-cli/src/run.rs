@@ -520,6 +520,20 @@ fn drive(
                 if !a.quiet {
                     say(line);
                 }
+                if state.selected.is_some_and(|(_, e, _)| e == record.epoch) {
+                    // The epoch chosen on validation so far: kept beside the newest ones.
+                    let best = dir.join("checkpoints").join(BEST);
+                    if let Err(e) = fs::create_dir_all(dir.join("checkpoints"))
+                        .map_err(anyhow::Error::from)
+                        .and_then(|()| {
+                            nowt::checkpoint::save(&best, cfg, state, input, classes)
+                                .map_err(anyhow::Error::from)
+                        })
+                    {
+                        failure = Some(e.context(format!("cannot write {}", best.display())));
+                        return ControlFlow::Break(());
+                    }
+                }
                 save(state)
             }
         }
@@ -555,6 +569,9 @@ fn drive(
     print!("{text}");
     Ok(())
 }
+
+/// The checkpoint of the epoch selected on the validation split, in `checkpoints/`.
+pub const BEST: &str = "ckpt-best.safetensors";
 
 /// What a stopped run leaves: its last good checkpoint, if it wrote one.
 fn stopped(dir: &Path) -> String {
@@ -641,16 +658,31 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         cfg.threads
     );
     t += &format!(
-        "  final test: top-1 err {}{}  loss {:.4}   (best top-1 err {} at epoch {})\n",
+        "  final test: top-1 err {}{}  loss {:.4}\n",
         pct(r.test.top1_err),
         r.test
             .top5_err
             .map(|e| format!("  top-5 err {}", pct(e)))
             .unwrap_or_default(),
         r.test.loss,
-        pct(s.best_test_top1_err),
-        s.best_epoch
     );
+    match &s.selected {
+        Some(sel) => {
+            t += &format!(
+                "  selected on validation: epoch {} (val top-1 err {}), test top-1 err there {}  (checkpoints/ckpt-best.safetensors)\n",
+                sel.epoch,
+                pct(sel.val_top1_err),
+                pct(sel.test_top1_err)
+            )
+        }
+        None => {
+            t += &format!(
+                "  no model selection (no validation split; --val-fraction makes one): lowest test top-1 err seen {} at epoch {}\n",
+                pct(s.best_test_top1_err),
+                s.best_epoch
+            )
+        }
+    }
     if let Some(v) = &r.val {
         t += &format!(
             "  final val:  top-1 err {}  loss {:.4}\n",

@@ -290,3 +290,51 @@ fn every_flag_in_help_has_a_description_and_a_default() {
         assert!(problems.is_empty(), "{problems:#?}");
     }
 }
+
+/// With a validation split the best epoch is chosen on validation, reported with the test error
+/// at that epoch, and its checkpoint kept as `ckpt-best.safetensors`; without one the summary
+/// says no model selection was done.
+#[test]
+fn best_is_chosen_on_validation_and_its_checkpoint_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "4",
+        "--val-fraction",
+        "0.2",
+        "--batch-size",
+        "32",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&run);
+    let (val, epoch, test) = m
+        .iter()
+        .map(|r| {
+            (
+                r["val"]["top1_err"].as_f64().unwrap(),
+                r["epoch"].as_u64().unwrap() as usize,
+                r["test"]["top1_err"].as_f64().unwrap(),
+            )
+        })
+        .reduce(|a, b| if b.0 < a.0 { b } else { a })
+        .unwrap();
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    assert_eq!(s["selected"]["epoch"].as_u64().unwrap() as usize, epoch);
+    assert_eq!(s["selected"]["val_top1_err"].as_f64().unwrap(), val);
+    assert_eq!(s["selected"]["test_top1_err"].as_f64().unwrap(), test);
+    let best = run.join("checkpoints/ckpt-best.safetensors");
+    let (_, st, _, _) = nowt::checkpoint::load(&best).unwrap();
+    assert_eq!((st.epoch, st.step), (epoch, 0));
+    assert!(String::from_utf8_lossy(&o.stdout)
+        .contains(&format!("selected on validation: epoch {epoch}")));
+    // Without a validation split: no selection, no best checkpoint, and the summary says so.
+    let run = tmp.path().join("plain");
+    let o = nowt(&["train", "--epochs", "2", "--out", run.to_str().unwrap()]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no model selection"));
+    assert!(!run.join("checkpoints/ckpt-best.safetensors").exists());
+}

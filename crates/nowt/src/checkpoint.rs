@@ -15,7 +15,7 @@
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
-//! `warmed_up`, `best` and `last` (JSON), `seconds`.
+//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -117,6 +117,7 @@ pub fn to_bytes(
         ),
         ("warmed_up", st.warmed_up.to_string()),
         ("best", json(&st.best)),
+        ("selected", json(&st.selected)),
         ("last", json(&st.last)),
         ("seconds", format!("{:?}", st.seconds_before)),
     ]
@@ -251,6 +252,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
     st.warmed_up = get("warmed_up")? == "true";
     st.best = serde_json::from_value(json("best")?)
         .map_err(|e| err(path, format!("metadata 'best': {e}")))?;
+    // Absent from checkpoints written before model selection on validation existed.
+    if meta.contains_key("selected") {
+        st.selected = serde_json::from_value(json("selected")?)
+            .map_err(|e| err(path, format!("metadata 'selected': {e}")))?;
+    }
     st.last = serde_json::from_value::<Option<EpochRecord>>(json("last")?)
         .map_err(|e| err(path, format!("metadata 'last': {e}")))?;
     st.seconds_before = get("seconds")?
@@ -443,7 +449,7 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
                 .filter(|p| {
                     p.file_name()
                         .and_then(|n| n.to_str())
-                        .is_some_and(|n| n.starts_with("ckpt-") && n.ends_with(".safetensors"))
+                        .is_some_and(|n| n.starts_with("ckpt-e") && n.ends_with(".safetensors"))
                 })
                 .collect()
         })

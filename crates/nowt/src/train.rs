@@ -78,12 +78,26 @@ pub enum Event<'a> {
     },
 }
 
+/// The epoch chosen on the validation split, and its errors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Selection {
+    pub epoch: usize,
+    pub val_top1_err: f64,
+    /// The test error at that epoch: the honest estimate of the selected model.
+    pub test_top1_err: f64,
+}
+
 /// The end of a run.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Summary {
     pub epochs: usize,
+    /// The lowest test error seen and its epoch: for orientation only (choosing an epoch on the
+    /// test set would be selection on the test set).
     pub best_test_top1_err: f64,
     pub best_epoch: usize,
+    /// Model selection on the validation split (`val_fraction > 0`); `None`: none was done.
+    #[serde(default)]
+    pub selected: Option<Selection>,
     pub total_seconds: f64,
     pub last: EpochRecord,
 }
@@ -247,8 +261,11 @@ pub struct TrainState {
     pub sums: EpochSums,
     /// Whether the rule's before-training work (the mirror warm-up) is done.
     pub warmed_up: bool,
-    /// Lowest test top-1 error so far and its (1-based) epoch.
+    /// Lowest test top-1 error so far and its (1-based) epoch (shown, never used to select).
     pub best: Option<(f64, usize)>,
+    /// Model selection on the validation split: the epoch (1-based) with the lowest validation
+    /// top-1 error so far, as `(val error, epoch, test error at that epoch)`; `None` without one.
+    pub selected: Option<(f64, usize, f64)>,
     /// The record of the last finished epoch.
     pub last: Option<EpochRecord>,
     /// Training seconds before this process (from a resumed checkpoint).
@@ -277,6 +294,7 @@ impl TrainState {
             sums: EpochSums::default(),
             warmed_up: false,
             best: None,
+            selected: None,
             last: None,
             seconds_before: 0.0,
         }
@@ -357,7 +375,7 @@ pub use std::ops::ControlFlow;
 /// How [`train`] ended.
 pub enum Outcome {
     /// Every epoch ran.
-    Finished(Summary),
+    Finished(Box<Summary>),
     /// The event handler asked to stop (the state is consistent and can be checkpointed).
     Stopped,
 }
@@ -371,7 +389,7 @@ pub fn train(
 ) -> Result<Summary> {
     let mut state = TrainState::new(cfg, data.train.shape, data.train.classes);
     match train_from(cfg, data, &mut state, on_event)? {
-        Outcome::Finished(s) => Ok(s),
+        Outcome::Finished(s) => Ok(*s),
         Outcome::Stopped => Err(Error::config("training", "stopped by its event handler")),
     }
 }
@@ -544,6 +562,11 @@ fn run(
         if st.best.is_none_or(|(e, _)| record.test.top1_err < e) {
             st.best = Some((record.test.top1_err, epoch + 1));
         }
+        if let Some(v) = &record.val {
+            if st.selected.is_none_or(|(e, _, _)| v.top1_err < e) {
+                st.selected = Some((v.top1_err, epoch + 1, record.test.top1_err));
+            }
+        }
         st.epoch += 1;
         st.step = 0;
         st.sums = EpochSums::default();
@@ -554,11 +577,16 @@ fn run(
         }
     }
     let (best_err, best_epoch) = st.best.expect("at least one epoch");
-    Ok(Outcome::Finished(Summary {
+    Ok(Outcome::Finished(Box::new(Summary {
         epochs: cfg.epochs,
         best_test_top1_err: best_err,
         best_epoch,
+        selected: st.selected.map(|(v, epoch, t)| Selection {
+            epoch,
+            val_top1_err: v,
+            test_top1_err: t,
+        }),
         total_seconds: st.seconds_before + start.elapsed().as_secs_f64(),
         last: st.last.clone().expect("at least one epoch"),
-    }))
+    })))
 }
