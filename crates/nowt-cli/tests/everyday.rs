@@ -338,3 +338,46 @@ fn best_is_chosen_on_validation_and_its_checkpoint_kept() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("no model selection"));
     assert!(!run.join("checkpoints/ckpt-best.safetensors").exists());
 }
+
+/// A checkpoint with 100 flipped bytes in its tensor data: eval refuses it naming the checksum,
+/// and resume skips it (with a warning) for the one before it.
+#[test]
+fn a_checkpoint_with_flipped_bytes_is_refused_by_eval_and_skipped_by_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "3",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success());
+    let newest = nowt::checkpoint::list(&run.join("checkpoints")).remove(0);
+    let mut bytes = std::fs::read(&newest).unwrap();
+    // The header's length, then the header; the tensor data follows it.
+    let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let data = bytes.len() - header;
+    for i in 0..100 {
+        let at = header + (i * 7919) % data;
+        bytes[at] ^= 0x5a;
+    }
+    std::fs::write(&newest, &bytes).unwrap();
+    let o = nowt(&["eval", newest.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("corrupt: the tensor data's checksum"),
+        "{}",
+        stderr(&o)
+    );
+    // Resume (after asking for more epochs) falls back to the epoch-2 checkpoint.
+    std::fs::remove_file(run.join("summary.json")).unwrap();
+    let o = nowt(&["train", "--resume", run.to_str().unwrap(), "-q"]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("skipping checkpoint") && err.contains("checksum"),
+        "{err}"
+    );
+    assert!(o.status.success(), "{err}");
+}

@@ -15,7 +15,8 @@
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
-//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`.
+//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`, `checksum` (CRC-32 of every
+//! tensor's name and data, hex; verified on load).
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -71,6 +72,19 @@ pub fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
     out
 }
 
+/// CRC-32 of every tensor's name and data in [`named_tensors`] order: stored in the metadata
+/// and verified on load, so a checkpoint whose bytes were damaged is refused, not trained on.
+pub fn checksum(st: &TrainState) -> String {
+    let mut h = crc32fast::Hasher::new();
+    for (name, t) in named_tensors(st) {
+        h.update(name.as_bytes());
+        for v in t.data() {
+            h.update(&v.to_le_bytes());
+        }
+    }
+    format!("{:08x}", h.finalize())
+}
+
 /// Serialises `cfg` and `st` into safetensors bytes.
 pub fn to_bytes(
     cfg: &TrainConfig,
@@ -120,6 +134,7 @@ pub fn to_bytes(
         ("selected", json(&st.selected)),
         ("last", json(&st.last)),
         ("seconds", format!("{:?}", st.seconds_before)),
+        ("checksum", checksum(st)),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -346,6 +361,16 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             )
         })?;
         expected += 1;
+    }
+    // Checkpoints written before checksums existed have none to verify.
+    if let Some(want) = meta.get("checksum") {
+        let got = checksum(&st);
+        if &got != want {
+            return Err(err(
+                path,
+                format!("corrupt: the tensor data's checksum is {got}, the file records {want}"),
+            ));
+        }
     }
     if tensors.len() != expected {
         let mut names: Vec<&str> = tensors.names();
