@@ -96,9 +96,14 @@ pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 #[derive(Args, Clone, Debug, Default, PartialEq)]
 pub struct TrainArgs {
     /// Continue the run in this directory from its newest valid checkpoint (its own config is
-    /// used; other training flags are refused) [default: none, a new run].
+    /// used; only --data-dir, for data that moved, and --epochs, to extend it, may change)
+    /// [default: none, a new run].
     #[arg(long)]
     pub resume: Option<PathBuf>,
+    /// Start a new run from this checkpoint's weights, feedback weights and batch-norm state
+    /// (optimiser state starts afresh) [default: none].
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
     /// Also checkpoint every N steps (0: only at the end of each epoch and on Ctrl-C).
     #[arg(long, default_value_t = 0)]
     pub checkpoint_every: usize,

@@ -44,15 +44,15 @@ fn status(dir: &Path) -> Status {
     }
 }
 
-/// Whether two resolved configs describe the same run (the directory they were written to aside).
+/// Whether two resolved configs describe the same run (where its directory and data are aside:
+/// the data's identity is checked on resume by its fingerprint).
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
-    TrainConfig {
+    let strip = |c: &TrainConfig| TrainConfig {
         out: None,
-        ..a.clone()
-    } == TrainConfig {
-        out: None,
-        ..b.clone()
-    }
+        data_dir: None,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
 }
 
 pub fn compare(a: CompareArgs) -> Result<()> {

@@ -93,6 +93,10 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.data_dir.is_some() {
         c.data_dir = a.data_dir.clone();
     }
+    // Recorded as an absolute path, so the run can be resumed from any directory.
+    if let Some(d) = c.data_dir.clone().or_else(|| c.dataset.default_dir()) {
+        c.data_dir = Some(absolute(&d));
+    }
     if a.out.is_some() {
         c.out = a.out.clone();
     }
@@ -111,6 +115,23 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
         .with_context(|| format!("bad configuration{from}"))?;
     c.threads = c.resolved_threads();
     Ok(c)
+}
+
+/// `p` as an absolute path (against the current directory; not resolving links).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Whether two configs describe the same run, apart from where its data and directory are and
+/// how many epochs it is to last (which `--resume` may change).
+fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
+    let strip = |c: &TrainConfig| TrainConfig {
+        out: None,
+        data_dir: None,
+        epochs: 0,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
 }
 
 /// A fresh run directory: the one asked for (which must be absent or empty), or a new one
@@ -193,6 +214,11 @@ pub struct RunOpts {
     pub log_every: usize,
     /// Put before the progress bar's message (`compare` names the rule and seed).
     pub label: String,
+    /// Start from this checkpoint's weights (`--init-from`).
+    pub init_from: Option<PathBuf>,
+    /// On resume: the data's new location, and a new number of epochs.
+    pub data_dir: Option<PathBuf>,
+    pub epochs: Option<usize>,
 }
 
 impl RunOpts {
@@ -203,6 +229,9 @@ impl RunOpts {
             quiet: a.quiet,
             log_every: a.log_every,
             label: String::new(),
+            init_from: a.init_from.clone(),
+            data_dir: a.data_dir.clone(),
+            epochs: a.epochs,
         }
     }
 }
@@ -215,11 +244,13 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
             checkpoint_every: 0,
             keep_checkpoints: 0,
             log_every: 0,
+            data_dir: None,
+            epochs: None,
             ..(*a).clone()
         };
         if plain != TrainArgs::default() {
             bail!(
-                "--resume {}: the run's own configuration is used; drop the other training flags",
+                "--resume {}: the run's own configuration is used; drop the other training flags (only --data-dir and --epochs may change)",
                 dir.display()
             );
         }
@@ -238,8 +269,57 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     start(cfg, &data, &dir, &RunOpts::of(&a))
 }
 
+/// Where a run came from: `provenance.json` in its directory, written when it starts and
+/// extended each time it is resumed.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    pub nowt_version: String,
+    /// The commit the binary was built from (`+changes`: with uncommitted changes).
+    pub git_commit: String,
+    pub cpu: String,
+    pub threads: usize,
+    /// The data's identity ([`nowt::data::Split::fingerprint`]).
+    pub data_fingerprint: String,
+    pub command: String,
+    /// Each later process that continued the run: its command, binary and any change made
+    /// (a new data location, more epochs).
+    #[serde(default)]
+    pub resumed: Vec<serde_json::Value>,
+}
+
+impl Provenance {
+    pub fn now(cfg: &TrainConfig, data: &nowt::data::Split) -> Self {
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        Self {
+            nowt_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("NOWT_GIT_COMMIT").into(),
+            cpu,
+            threads: cfg.threads,
+            data_fingerprint: data.fingerprint(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            resumed: Vec::new(),
+        }
+    }
+
+    fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        nowt::checkpoint::write_atomic(&dir.join("provenance.json"), |w| {
+            w.write_all(text.as_bytes())
+        })
+        .with_context(|| format!("cannot write {}/provenance.json", dir.display()))
+    }
+}
+
 /// Trains `cfg` from scratch in `dir` (which exists and holds no other run), writing its
-/// resolved `config.toml` first.
+/// resolved `config.toml` and `provenance.json` first.
 pub fn start(
     mut cfg: TrainConfig,
     data: &nowt::data::Split,
@@ -250,8 +330,64 @@ pub fn start(
     let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
     fs::write(dir.join("config.toml"), toml_text)
         .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
-    let state = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    Provenance::now(&cfg, data).write(dir)?;
+    let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    if let Some(from) = &opts.init_from {
+        init_from(&mut state, from, data)?;
+    }
     drive(&cfg, data, dir, state, opts)
+}
+
+/// Replaces the fresh state's `W`, `B`, biases and batch-norm parameters and statistics by those
+/// of checkpoint `path` (a model of the same shape); optimiser state and counters start afresh.
+fn init_from(st: &mut TrainState, path: &Path, data: &nowt::data::Split) -> Result<()> {
+    let (_, from, input, classes) = nowt::checkpoint::load(path)?;
+    if (input, classes) != (data.train.shape, data.train.classes) {
+        bail!(
+            "--init-from {}: its model takes {input:?} and {classes} classes, the data has {:?} and {}",
+            path.display(),
+            data.train.shape,
+            data.train.classes
+        );
+    }
+    let theirs: std::collections::HashMap<String, &nowt::Tensor<f32>> =
+        nowt::checkpoint::named_tensors(&from).into_iter().collect();
+    let take = |name: &str, t: &mut nowt::Tensor<f32>| -> Result<()> {
+        match theirs.get(name) {
+            Some(v) if v.shape() == t.shape() => {
+                *t = (*v).clone();
+                Ok(())
+            }
+            _ => bail!(
+                "--init-from {}: it has no tensor {name} of shape {:?}: a checkpoint of another model",
+                path.display(),
+                t.shape()
+            ),
+        }
+    };
+    for l in st.net.weight_layers_mut() {
+        let p = l.params_mut();
+        let n = p.name.clone();
+        take(&format!("{n}.weight"), &mut p.w)?;
+        take(&format!("{n}.feedback"), &mut p.feedback)?;
+        if let Some(b) = p.bias.as_mut() {
+            take(&format!("{n}.bias"), b)?;
+        }
+    }
+    for p in st.net.params_mut() {
+        let n = p.name.clone();
+        take(&n, &mut p.value)?;
+    }
+    for (n, b) in st.net.buffers_mut() {
+        take(&n, b)?;
+    }
+    st.initial_norms = st
+        .net
+        .weight_layers()
+        .iter()
+        .map(|l| (l.params().w.norm(), l.params().feedback.norm()))
+        .collect();
+    Ok(())
 }
 
 /// Rule knobs given as flags for a rule that is not the one trained are mistakes, not no-ops.
@@ -364,14 +500,93 @@ pub fn resume(dir: &Path, a: &RunOpts) -> Result<()> {
         );
     };
     let run_cfg = read_config(&dir.join("config.toml"))?;
-    if run_cfg != cfg {
+    if !same_training(&run_cfg, &cfg) {
         bail!(
             "{}: its config differs from {}/config.toml: a checkpoint of another run",
             path.display(),
             dir.display()
         );
     }
+    // config.toml is the run's current config; --data-dir and --epochs change it.
+    let mut cfg = TrainConfig {
+        epochs: run_cfg.epochs,
+        data_dir: run_cfg.data_dir.clone(),
+        ..cfg
+    };
+    let mut changes = serde_json::Map::new();
+    if let Some(d) = &a.data_dir {
+        cfg.data_dir = Some(absolute(d));
+        changes.insert("data_dir".into(), serde_json::json!(cfg.data_dir));
+    }
+    if let Some(n) = a.epochs {
+        if n < state.epoch || (n == state.epoch && state.step > 0) {
+            bail!(
+                "--epochs {n}: the run has already trained {} epochs{}",
+                state.epoch,
+                if state.step > 0 {
+                    " and part of the next"
+                } else {
+                    ""
+                }
+            );
+        }
+        if n != cfg.epochs {
+            changes.insert("epochs".into(), serde_json::json!([cfg.epochs, n]));
+        }
+        cfg.epochs = n;
+    }
+    if state.epoch == cfg.epochs && state.step == 0 && dir.join("summary.json").exists() {
+        bail!(
+            "--resume {}: the run has finished its {} epochs; give --epochs N to extend it",
+            dir.display(),
+            cfg.epochs
+        );
+    }
     let data = load_data_for(&cfg, &path, input, classes)?;
+    // The data's identity must match the run's, wherever it now lives.
+    let prov_path = dir.join("provenance.json");
+    let mut prov: Option<Provenance> = fs::read_to_string(&prov_path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    let print = data.fingerprint();
+    match &prov {
+        Some(p) if p.data_fingerprint != print => bail!(
+            "--resume {}: the data at {} is not the data this run trained on (fingerprint {print}, the run's {})",
+            dir.display(),
+            cfg.data_dir
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_else(|| "its default location".into()),
+            p.data_fingerprint
+        ),
+        Some(_) => {}
+        None => eprintln!(
+            "nowt: warning: {} has no provenance.json (a run from before nowt recorded one): the data's identity is not checked",
+            dir.display()
+        ),
+    }
+    if !changes.is_empty() {
+        // The run's record of its configuration follows the change; a finished run extended
+        // writes its summary again at its new end.
+        let toml_text = toml::to_string(&cfg).context("cannot serialise the config")?;
+        nowt::checkpoint::write_atomic(&dir.join("config.toml"), |w| {
+            w.write_all(toml_text.as_bytes())
+        })?;
+        for f in ["summary.json", "summary.txt"] {
+            let _ = fs::remove_file(dir.join(f));
+        }
+    }
+    if let Some(p) = prov.as_mut() {
+        let now = Provenance::now(&cfg, &data);
+        p.resumed.push(serde_json::json!({
+            "command": now.command,
+            "git_commit": now.git_commit,
+            "cpu": now.cpu,
+            "from": path.display().to_string(),
+            "changes": changes,
+        }));
+        p.write(dir)?;
+    }
     // Epoch records written after the checkpoint are written again.
     let metrics = dir.join("metrics.jsonl");
     let kept: String = fs::read_to_string(&metrics)

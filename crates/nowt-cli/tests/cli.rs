@@ -5,7 +5,7 @@ mod common;
 use std::fs;
 use std::path::Path;
 
-use common::{metrics, nowt, stderr, untimed};
+use common::{fake_mnist, metrics, nowt, stderr, untimed};
 use serde_json::Value;
 
 #[test]
@@ -221,23 +221,6 @@ fn bad_flags_and_config_are_one_line_errors() {
     fs::write(&cfg, "[rules.wm]\nsigmaa = 1\n").unwrap();
     fails(&["-c", cfg.to_str().unwrap()], "unknown field `sigmaa`");
     fails(&["-c", "/nonexistent/c.toml"], "/nonexistent/c.toml");
-}
-
-/// Writes an MNIST-style directory with `n` images of 28×28 and `m` labels.
-fn fake_mnist(dir: &Path, n: usize, m: usize) {
-    fs::create_dir_all(dir).unwrap();
-    for (stem, count) in [("train", n), ("t10k", n)] {
-        fs::write(
-            dir.join(format!("{stem}-images-idx3-ubyte")),
-            nowt::data::idx::encode_idx(&[count, 28, 28], &vec![7; count * 784]),
-        )
-        .unwrap();
-        fs::write(
-            dir.join(format!("{stem}-labels-idx1-ubyte")),
-            nowt::data::idx::encode_idx(&[m], &vec![3; m]),
-        )
-        .unwrap();
-    }
 }
 
 #[test]

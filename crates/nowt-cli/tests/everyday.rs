@@ -381,3 +381,177 @@ fn a_checkpoint_with_flipped_bytes_is_refused_by_eval_and_skipped_by_resume() {
     );
     assert!(o.status.success(), "{err}");
 }
+
+/// An MNIST-style directory of `n` 28×28 images whose pixels and labels depend on `salt`.
+fn mnist_like(dir: &std::path::Path, n: usize, salt: u8) {
+    std::fs::create_dir_all(dir).unwrap();
+    for stem in ["train", "t10k"] {
+        let pixels: Vec<u8> = (0..n * 784)
+            .map(|i| ((i * 31 + (i / 784) * 17) as u8).wrapping_add(salt))
+            .collect();
+        let labels: Vec<u8> = (0..n).map(|i| ((i + salt as usize) % 10) as u8).collect();
+        std::fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            nowt::data::idx::encode_idx(&[n, 28, 28], &pixels),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            nowt::data::idx::encode_idx(&[n], &labels),
+        )
+        .unwrap();
+    }
+}
+
+/// A run started with a relative `--data-dir` resumes from another directory, after its data
+/// moved (`--data-dir NEW`, checked by the data's fingerprint, not its path), and a finished
+/// run extends with `--epochs N`: with a constant rate, exactly as a run that always had N.
+#[test]
+fn a_run_resumes_from_elsewhere_after_its_data_moved_and_extends_with_more_epochs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    mnist_like(&root.join("data"), 64, 0);
+    let train = |cwd: &std::path::Path, args: &[&str]| {
+        let mut a = vec!["train"];
+        a.extend(args);
+        nowt_cmd(&a).current_dir(cwd).output().unwrap()
+    };
+    let common = [
+        "--dataset",
+        "mnist",
+        "--data-dir",
+        "data",
+        "--hidden",
+        "16",
+        "--batch-size",
+        "16",
+        "--schedule",
+        "constant",
+        "--lr",
+        "0.01",
+        "-q",
+    ];
+    let mut a = common.to_vec();
+    a.extend(["--epochs", "1", "--out", "run"]);
+    let o = train(root, &a);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut b = common.to_vec();
+    b.extend(["--epochs", "3", "--out", "whole"]);
+    let o = train(root, &b);
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    std::fs::rename(root.join("data"), root.join("moved")).unwrap();
+    let elsewhere = root.join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    // Finished: more epochs are needed to go on.
+    let o = train(&elsewhere, &["--resume", "../run"]);
+    assert!(
+        stderr(&o).contains("give --epochs N to extend it"),
+        "{}",
+        stderr(&o)
+    );
+    // The recorded (absolute) path is gone: the error names it.
+    let o = train(&elsewhere, &["--resume", "../run", "--epochs", "3"]);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains(&root.join("data").display().to_string()),
+        "{}",
+        stderr(&o)
+    );
+    // Other data at the new place is refused.
+    mnist_like(&root.join("other"), 64, 1);
+    let o = train(
+        &elsewhere,
+        &[
+            "--resume",
+            "../run",
+            "--epochs",
+            "3",
+            "--data-dir",
+            "../other",
+        ],
+    );
+    assert!(
+        stderr(&o).contains("is not the data this run trained on"),
+        "{}",
+        stderr(&o)
+    );
+    // The moved data is accepted, and the run extended to 3 epochs.
+    let o = train(
+        &elsewhere,
+        &[
+            "--resume",
+            "../run",
+            "--epochs",
+            "3",
+            "--data-dir",
+            "../moved",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = root.join("run");
+    assert_eq!(
+        common::untimed(metrics(&run)),
+        common::untimed(metrics(&root.join("whole")))
+    );
+    let cfg = std::fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("epochs = 3") && cfg.contains("moved"), "{cfg}");
+    let prov: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("provenance.json")).unwrap())
+            .unwrap();
+    assert!(prov["data_fingerprint"]
+        .as_str()
+        .unwrap()
+        .starts_with("crc32:"));
+    assert!(!prov["git_commit"].as_str().unwrap().is_empty());
+    assert!(prov["threads"].as_u64().unwrap() > 0);
+    let changes = &prov["resumed"][0]["changes"];
+    assert_eq!(changes["epochs"], serde_json::json!([1, 3]), "{prov}");
+}
+
+/// `--init-from CKPT` starts a new run from a checkpoint's weights: at a negligible learning
+/// rate it ends where the checkpoint's run ended.
+#[test]
+fn init_from_starts_a_new_run_from_a_checkpoints_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let o = nowt(&["train", "--epochs", "3", "--out", a.to_str().unwrap(), "-q"]);
+    assert!(o.status.success());
+    let ckpt = nowt::checkpoint::list(&a.join("checkpoints")).remove(0);
+    let b = tmp.path().join("b");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-30",
+        "--init-from",
+        ckpt.to_str().unwrap(),
+        "--out",
+        b.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let last = |d: &std::path::Path| {
+        metrics(d).last().unwrap()["test"]["top1_err"]
+            .as_f64()
+            .unwrap()
+    };
+    assert_eq!(last(&b), last(&a));
+    // Another model is refused, naming the tensor.
+    let c = tmp.path().join("c");
+    let o = nowt(&[
+        "train",
+        "--hidden",
+        "17",
+        "--init-from",
+        ckpt.to_str().unwrap(),
+        "--out",
+        c.to_str().unwrap(),
+    ]);
+    assert!(
+        stderr(&o).contains("a checkpoint of another model"),
+        "{}",
+        stderr(&o)
+    );
+}

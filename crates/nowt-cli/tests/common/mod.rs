@@ -78,3 +78,20 @@ pub fn tar_gz(archive: &Path, dir: &Path, name: &str) {
         .unwrap();
     assert!(ok.success(), "tar failed");
 }
+
+/// Writes an MNIST-style directory with `n` images of 28×28 and `m` labels.
+pub fn fake_mnist(dir: &Path, n: usize, m: usize) {
+    fs::create_dir_all(dir).unwrap();
+    for (stem, count) in [("train", n), ("t10k", n)] {
+        fs::write(
+            dir.join(format!("{stem}-images-idx3-ubyte")),
+            nowt::data::idx::encode_idx(&[count, 28, 28], &vec![7; count * 784]),
+        )
+        .unwrap();
+        fs::write(
+            dir.join(format!("{stem}-labels-idx1-ubyte")),
+            nowt::data::idx::encode_idx(&[m], &vec![3; m]),
+        )
+        .unwrap();
+    }
+}

@@ -227,6 +227,44 @@ pub struct Split {
     pub test: Dataset,
 }
 
+impl Split {
+    /// The data's identity, not its path: a CRC-32 over every split's sizes, labels and decoded
+    /// values (for images kept encoded, their names or bytes and the normalisation), as
+    /// `crc32:<hex>`. A run records it, and resuming from another data location checks it.
+    pub fn fingerprint(&self) -> String {
+        let mut h = crc32fast::Hasher::new();
+        for d in [Some(&self.train), self.val.as_ref(), Some(&self.test)]
+            .into_iter()
+            .flatten()
+        {
+            for n in [d.len(), d.dim, d.classes] {
+                h.update(&(n as u64).to_le_bytes());
+            }
+            for y in &d.y {
+                h.update(&y.to_le_bytes());
+            }
+            for v in &d.x {
+                h.update(&v.to_le_bytes());
+            }
+            for (m, s) in &d.norm {
+                h.update(&m.to_le_bytes());
+                h.update(&s.to_le_bytes());
+            }
+            for src in &d.encoded {
+                match src {
+                    transform::Source::Bytes { bytes, .. } => h.update(bytes),
+                    transform::Source::File(p) => {
+                        // The file's name within its class folder, not where the folder is.
+                        let tail: Vec<_> = p.iter().rev().take(2).collect();
+                        h.update(format!("{tail:?}").as_bytes());
+                    }
+                }
+            }
+        }
+        format!("crc32:{:08x}", h.finalize())
+    }
+}
+
 /// How to load a dataset beyond which one and where.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct LoadOptions {
