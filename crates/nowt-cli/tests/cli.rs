@@ -3,7 +3,6 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
 
 use common::{fake_mnist, metrics, nowt, stderr, untimed};
 use serde_json::Value;
