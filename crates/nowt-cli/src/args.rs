@@ -143,7 +143,7 @@ pub struct TrainArgs {
     /// Samples per training step [default: 128].
     #[arg(long)]
     pub batch_size: Option<usize>,
-    /// Base learning rate η [default: 0.05].
+    /// Base learning rate η [default: 0.01].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// SGD momentum μ, PyTorch's form [default: 0.9].

@@ -56,7 +56,7 @@ fn every_rule_trains_and_reports_its_angles() {
             "--rule",
             rule,
             "--epochs",
-            "2",
+            "8",
             "--out",
             run.to_str().unwrap(),
             "-q",

@@ -64,6 +64,8 @@ fn weights_that_grow_past_the_factor_stop_the_run_and_keep_the_last_checkpoint()
         "32",
         "--schedule",
         "constant",
+        "--lr",
+        "0.05",
         "--divergence-weight-factor",
         "1.2",
         "--checkpoint-every",
