@@ -197,7 +197,7 @@ const COLUMNS: [Column; 11] = [
     Column {
         name: "wall time min",
         key: "wall_time_min",
-        value: |r| Some(r.epochs.iter().map(|e| e.seconds).sum::<f64>() / 60.0),
+        value: |r| Some(r.epochs.iter().fold(0.0, |t, e| t + e.seconds) / 60.0),
         digits: 1,
     },
     Column {
@@ -235,6 +235,26 @@ fn compare_record(dirs: &[PathBuf]) -> Option<(String, Option<ConfigFile>)> {
     })
 }
 
+/// How a rule's runs stand: `finished`, or the counts of finished, stopped and unfinished.
+fn run_states(g: &Group) -> String {
+    let stopped = g.runs.iter().filter(|r| r.failed.is_some()).count();
+    let finished = g.runs.iter().filter(|r| r.finished).count();
+    let going = g.runs.len() - stopped - finished;
+    if finished == g.runs.len() {
+        return "finished".into();
+    }
+    [
+        (finished, "finished"),
+        (stopped, "stopped (see Runs)"),
+        (going, "unfinished"),
+    ]
+    .iter()
+    .filter(|(n, _)| *n > 0)
+    .map(|(n, what)| format!("{n} {what}"))
+    .collect::<Vec<_>>()
+    .join(", ")
+}
+
 /// Writes `report.md`, `report.csv` and `figures/` for the runs in `dirs` into `out`.
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let runs = collect(dirs)?;
@@ -269,8 +289,8 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
          rule's error against backprop's at each layer's input on the probe batch. Figures in \
          `figures/`.\n"
     );
-    let mut header = String::from("| rule | seeds |");
-    let mut rule_line = String::from("|---|---|");
+    let mut header = String::from("| rule | seeds | runs |");
+    let mut rule_line = String::from("|---|---|---|");
     for c in &cols {
         header += &format!(" {} |", c.name);
         rule_line += "---|";
@@ -290,7 +310,12 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     csv += "\n";
     for g in &groups {
         let seeds: Vec<String> = g.runs.iter().map(|r| r.cfg.seed.to_string()).collect();
-        let mut row = format!("| {} | {} |", g.rule.name(), seeds.join(","));
+        let mut row = format!(
+            "| {} | {} | {} |",
+            g.rule.name(),
+            seeds.join(","),
+            run_states(g)
+        );
         let finished = g.runs.iter().filter(|r| r.finished).count();
         let _ = write!(
             csv,

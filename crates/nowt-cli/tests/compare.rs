@@ -149,7 +149,7 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     }
     let md = fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("| backprop | 0,1 |") && md.contains("| kolen-pollack | 0,1 |"),
+        md.contains("| backprop | 0,1 | finished |") && md.contains("| kolen-pollack | 0,1 | finished |"),
         "{md}"
     );
     assert!(
