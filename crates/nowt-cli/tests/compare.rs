@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{metrics, nowt, nowt_cmd, stderr, untimed};
+use common::{final_state, metrics, nowt, nowt_cmd, stderr, untimed};
 
 /// Two rules, two seeds, two epochs (Kolen-Pollack's `B` has its own momentum buffer).
 const COMPARE: &[&str] = &[
@@ -67,19 +67,6 @@ fn column(rows: &[Vec<String>], name: &str, rule: &str) -> f64 {
     let i = rows[0].iter().position(|h| h == name).expect(name);
     let row = rows.iter().find(|r| r[0] == rule).expect(rule);
     row[i].parse().unwrap()
-}
-
-/// Every tensor of a run's newest checkpoint, as bits.
-fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
-    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
-        .into_iter()
-        .next()
-        .expect("a checkpoint");
-    let (_, st, _, _) = nowt::checkpoint::load(&newest).unwrap();
-    nowt::checkpoint::named_tensors(&st)
-        .into_iter()
-        .map(|(n, t)| (n, t.data().iter().map(|v| v.to_bits()).collect()))
-        .collect()
 }
 
 /// The checkpoints written so far under a comparison's directory.
@@ -149,7 +136,8 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     }
     let md = fs::read_to_string(out.join("report.md")).unwrap();
     assert!(
-        md.contains("| backprop | 0,1 | finished |") && md.contains("| kolen-pollack | 0,1 | finished |"),
+        md.contains("| backprop | 0,1 | finished |")
+            && md.contains("| kolen-pollack | 0,1 | finished |"),
         "{md}"
     );
     assert!(

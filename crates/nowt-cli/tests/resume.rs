@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{metrics, nowt, nowt_cmd, stderr, untimed};
+use common::{final_state, metrics, nowt, nowt_cmd, stderr, untimed};
 use serde_json::Value;
 
 /// Long enough (a few seconds) to be interrupted at many moments; the weight mirror exercises
@@ -38,24 +38,6 @@ const TRAIN: &[&str] = &[
 
 fn untimed_metrics(dir: &Path) -> Vec<Value> {
     untimed(metrics(dir))
-}
-
-/// Every tensor of the newest checkpoint (parameters, feedback weights, optimiser buffers,
-/// batch-norm statistics), as bits.
-fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
-    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
-        .into_iter()
-        .next()
-        .expect("a checkpoint");
-    let (_, st, _, _) = nowt::checkpoint::load(&newest).unwrap();
-    assert_eq!(
-        st.step, 0,
-        "the newest checkpoint is the end of the last epoch"
-    );
-    nowt::checkpoint::named_tensors(&st)
-        .into_iter()
-        .map(|(n, t)| (n, t.data().iter().map(|v| v.to_bits()).collect()))
-        .collect()
 }
 
 fn run_dir_arg(d: &Path) -> &str {

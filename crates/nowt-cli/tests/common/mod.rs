@@ -95,3 +95,21 @@ pub fn fake_mnist(dir: &Path, n: usize, m: usize) {
         .unwrap();
     }
 }
+
+/// Every tensor of the newest checkpoint (parameters, feedback weights, optimiser buffers,
+/// batch-norm statistics), as bits.
+pub fn final_state(dir: &Path) -> Vec<(String, Vec<u32>)> {
+    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
+        .into_iter()
+        .next()
+        .expect("a checkpoint");
+    let (_, st, _, _) = nowt::checkpoint::load(&newest).unwrap();
+    assert_eq!(
+        st.step, 0,
+        "the newest checkpoint is the end of the last epoch"
+    );
+    nowt::checkpoint::named_tensors(&st)
+        .into_iter()
+        .map(|(n, t)| (n, t.data().iter().map(|v| v.to_bits()).collect()))
+        .collect()
+}
