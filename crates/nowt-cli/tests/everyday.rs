@@ -557,3 +557,46 @@ fn init_from_starts_a_new_run_from_a_checkpoints_weights() {
         stderr(&o)
     );
 }
+
+/// `--train-limit` and `--test-limit` on an image folder decode only the images they use: one
+/// corrupt training image stops a full run (named in the error) but not a run whose subset
+/// leaves it out.
+#[test]
+fn small_limits_decode_only_the_images_they_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("images");
+    common::fake_image_folder(&data, &["cat", "dog"], 6, 8);
+    std::fs::write(data.join("train/cat/3.png"), b"not a png").unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let mut a = vec![
+            "train",
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--epochs",
+            "1",
+            "-q",
+        ];
+        a.extend(extra);
+        let out = tmp.path().join(out);
+        a.extend(["--out", out.to_str().unwrap()]);
+        nowt(&a)
+    };
+    let o = run(&[], "full");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("3.png"), "{}", stderr(&o));
+    let ok = (0..8).filter(|s| {
+        let seed = s.to_string();
+        run(
+            &["--train-limit", "2", "--test-limit", "3", "--seed", &seed],
+            &format!("s{s}"),
+        )
+        .status
+        .success()
+    });
+    assert!(
+        ok.count() >= 4,
+        "most 2-image subsets of 12 leave the corrupt one out"
+    );
+}

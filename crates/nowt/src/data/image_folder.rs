@@ -14,12 +14,22 @@ use super::Dataset;
 use crate::{Error, Result};
 
 /// Encoded images of one split: (class name, image).
-type Files = Vec<(String, Source)>;
+pub type Files = Vec<(String, Source)>;
 
 /// Loads the train and test (or val) splits. With `image_size` 0 all images are decoded now
 /// and must share one size; otherwise they stay encoded and are cropped to `image_size` when
 /// a batch is made. [`super::load`] checks that the splits agree.
 pub fn load(root: &Path, image_size: usize) -> Result<(Dataset, Dataset)> {
+    let (train, test, classes) = read(root)?;
+    Ok((
+        build(root, train, &classes, image_size)?,
+        build(root, test, &classes, image_size)?,
+    ))
+}
+
+/// The train and test (or val) images of a folder or `.tar.gz`, still encoded, and the class
+/// names (the training split's folders, sorted).
+pub fn read(root: &Path) -> Result<(Files, Files, Vec<String>)> {
     let splits = if root.is_file() {
         let file = fs::File::open(root).map_err(|source| Error::Io {
             path: root.to_path_buf(),
@@ -29,7 +39,16 @@ pub fn load(root: &Path, image_size: usize) -> Result<(Dataset, Dataset)> {
     } else {
         read_dir(root)?
     };
-    from_splits(root, splits, image_size)
+    from_splits(root, splits)
+}
+
+/// The dataset of `files`: decoded now (`image_size` 0), or kept encoded for `image_size`.
+pub fn build(root: &Path, files: Files, classes: &[String], image_size: usize) -> Result<Dataset> {
+    if image_size > 0 {
+        encoded(files, classes, image_size)
+    } else {
+        decode(root, files, classes)
+    }
 }
 
 /// Loads an image folder from the bytes of its `.tar.gz` (`path` only names it in messages).
@@ -38,14 +57,17 @@ pub fn from_tar_gz_bytes(
     path: &Path,
     image_size: usize,
 ) -> Result<(Dataset, Dataset)> {
-    from_splits(path, read_tar_gz(bytes, path)?, image_size)
+    let (train, test, classes) = from_splits(path, read_tar_gz(bytes, path)?)?;
+    Ok((
+        build(path, train, &classes, image_size)?,
+        build(path, test, &classes, image_size)?,
+    ))
 }
 
 fn from_splits(
     root: &Path,
     mut splits: BTreeMap<String, Files>,
-    image_size: usize,
-) -> Result<(Dataset, Dataset)> {
+) -> Result<(Files, Files, Vec<String>)> {
     let train = splits.remove("train").ok_or_else(|| {
         Error::data(
             root,
@@ -67,15 +89,7 @@ fn from_splits(
         c.dedup();
         c
     };
-    if image_size > 0 {
-        return Ok((
-            encoded(train, &classes, image_size)?,
-            encoded(test, &classes, image_size)?,
-        ));
-    }
-    let train = decode(root, train, &classes)?;
-    let test = decode(root, test, &classes)?;
-    Ok((train, test))
+    Ok((train, test, classes))
 }
 
 /// The split and class of a path `…/<split>/<class>/<file>`.

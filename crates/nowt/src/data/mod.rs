@@ -283,16 +283,52 @@ pub struct LoadOptions {
 /// Training images the normalisation of encoded datasets is estimated from.
 const NORM_SAMPLE: usize = 500;
 
+/// Which samples of a dataset's `n_train` training and `n_test` test samples a run uses: the
+/// validation hold-out (a seeded shuffle, its first `val_fraction`), then seeded random
+/// subsets of `train_limit` and `test_limit` (kept in their order), as indices into the files.
+struct Selection {
+    train: Vec<usize>,
+    val: Option<Vec<usize>>,
+    test: Vec<usize>,
+}
+
+impl Selection {
+    fn new(n_train: usize, n_test: usize, opts: &LoadOptions) -> Self {
+        let seed = opts.seed;
+        let mut train: Vec<usize> = (0..n_train).collect();
+        let mut val = None;
+        if opts.val_fraction > 0.0 {
+            train.shuffle(&mut crate::rng(seed, 9));
+            let n_val = ((n_train as f64) * opts.val_fraction).round().max(1.0) as usize;
+            val = Some(train[..n_val.min(n_train)].to_vec());
+            train.drain(..n_val.min(n_train));
+        }
+        let limit = |idx: Vec<usize>, limit: usize, stream: u64| {
+            if limit == 0 || limit >= idx.len() {
+                return idx;
+            }
+            let mut pick: Vec<usize> = (0..idx.len()).collect();
+            pick.shuffle(&mut crate::rng(seed, stream));
+            pick.truncate(limit);
+            pick.sort_unstable();
+            pick.into_iter().map(|k| idx[k]).collect()
+        };
+        Self {
+            train: limit(train, opts.train_limit, 10),
+            val,
+            test: limit((0..n_test).collect(), opts.test_limit, 11),
+        }
+    }
+}
+
 /// Loads a dataset, holds out `val_fraction` of the training set (seeded by `seed`), keeps the
 /// requested subsets and normalises every split per channel by the training set's mean and
 /// standard deviation (encoded images: estimated on up to 500 of them).
 pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> Result<Split> {
     let LoadOptions {
         val_fraction,
-        seed,
         image_size,
-        train_limit,
-        test_limit,
+        ..
     } = *opts;
     if !(0.0..1.0).contains(&val_fraction) {
         return Err(Error::config(
@@ -309,20 +345,48 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
             .expect("file datasets have a default dir"),
     };
     let binary = |v| image_size == 0 && cifar_bin::is_binary(&source, v);
-    let (mut train, mut test) = match kind {
-        DatasetKind::Digits => digits::load()?,
-        _ if !source.exists() => {
-            return Err(Error::data(
-                &source,
-                "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
-            ));
-        }
-        DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&source)?,
-        DatasetKind::Cifar10 if binary(cifar_bin::Variant::Cifar10) => {
-            cifar_bin::load(&source, cifar_bin::Variant::Cifar10)?
-        }
-        DatasetKind::Cifar100 => cifar_bin::load(&source, cifar_bin::Variant::Cifar100)?,
-        DatasetKind::Cifar10 | DatasetKind::ImageFolder => image_folder::load(&source, image_size)?,
+    let folder = kind == DatasetKind::ImageFolder
+        || (kind == DatasetKind::Cifar10 && !binary(cifar_bin::Variant::Cifar10));
+    if kind != DatasetKind::Digits && !source.exists() {
+        return Err(Error::data(
+            &source,
+            "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
+        ));
+    }
+    let (mut train, mut val, mut test) = if folder {
+        // Image folders are chosen from before decoding, so a small --train-limit decodes
+        // only the images it uses.
+        let (train_files, test_files, classes) = image_folder::read(&source)?;
+        let pick = Selection::new(train_files.len(), test_files.len(), opts);
+        let take = |files: &image_folder::Files, idx: &[usize]| -> image_folder::Files {
+            idx.iter().map(|&i| files[i].clone()).collect()
+        };
+        let build = |files| image_folder::build(&source, files, &classes, image_size);
+        (
+            build(take(&train_files, &pick.train))?,
+            match &pick.val {
+                Some(v) => Some(build(take(&train_files, v))?),
+                None => None,
+            },
+            build(take(&test_files, &pick.test))?,
+        )
+    } else {
+        let (train, test) = match kind {
+            DatasetKind::Digits => digits::load()?,
+            DatasetKind::Mnist | DatasetKind::FashionMnist => load_idx_pair(&source)?,
+            DatasetKind::Cifar100 => cifar_bin::load(&source, cifar_bin::Variant::Cifar100)?,
+            _ => cifar_bin::load(&source, cifar_bin::Variant::Cifar10)?,
+        };
+        let pick = Selection::new(train.len(), test.len(), opts);
+        let chosen = |d: Dataset, idx: &[usize]| {
+            if idx.len() == d.len() && idx.iter().enumerate().all(|(i, &j)| i == j) {
+                d
+            } else {
+                d.subset(idx)
+            }
+        };
+        let val = pick.val.as_ref().map(|v| train.subset(v));
+        (chosen(train, &pick.train), val, chosen(test, &pick.test))
     };
     if image_size > 0 && !train.is_encoded() {
         return Err(Error::config(
@@ -342,23 +406,6 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
                 train.shape, test.shape
             ),
         ));
-    }
-    let mut val = None;
-    if val_fraction > 0.0 {
-        let mut idx: Vec<usize> = (0..train.len()).collect();
-        idx.shuffle(&mut crate::rng(seed, 9));
-        let n_val = ((train.len() as f64) * val_fraction).round().max(1.0) as usize;
-        val = Some(train.subset(&idx[..n_val]));
-        train = train.subset(&idx[n_val..]);
-    }
-    for (d, limit, stream) in [(&mut train, train_limit, 10), (&mut test, test_limit, 11)] {
-        if limit > 0 && limit < d.len() {
-            let mut idx: Vec<usize> = (0..d.len()).collect();
-            idx.shuffle(&mut crate::rng(seed, stream));
-            idx.truncate(limit);
-            idx.sort_unstable();
-            *d = d.subset(&idx);
-        }
     }
     let stats = if train.is_encoded() {
         let n = train.len().min(NORM_SAMPLE);
