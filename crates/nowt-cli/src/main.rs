@@ -6,6 +6,7 @@ mod bench;
 mod compare;
 mod config_file;
 mod figures;
+mod provenance;
 mod report;
 mod run;
 

@@ -1,0 +1,110 @@
+//! Where a run came from and what it started from: `provenance.json` (the binary, machine and
+//! data a run used, and every later process that continued it), and `--init-from`.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use nowt::config::TrainConfig;
+use nowt::train::TrainState;
+
+/// Where a run came from: `provenance.json` in its directory, written when it starts and
+/// extended each time it is resumed.
+#[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    pub nowt_version: String,
+    /// The commit the binary was built from (`+changes`: with uncommitted changes).
+    pub git_commit: String,
+    pub cpu: String,
+    pub threads: usize,
+    /// The data's identity ([`nowt::data::Split::fingerprint`]).
+    pub data_fingerprint: String,
+    pub command: String,
+    /// Each later process that continued the run: its command, binary and any change made
+    /// (a new data location, more epochs).
+    #[serde(default)]
+    pub resumed: Vec<serde_json::Value>,
+}
+
+impl Provenance {
+    pub fn now(cfg: &TrainConfig, data: &nowt::data::Split) -> Self {
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|t| {
+                t.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|s| s.trim().to_string())
+            })
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string());
+        Self {
+            nowt_version: env!("CARGO_PKG_VERSION").into(),
+            git_commit: env!("NOWT_GIT_COMMIT").into(),
+            cpu,
+            threads: cfg.threads,
+            data_fingerprint: data.fingerprint(),
+            command: std::env::args().collect::<Vec<_>>().join(" "),
+            resumed: Vec::new(),
+        }
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)?;
+        nowt::checkpoint::write_atomic(&dir.join("provenance.json"), |w| {
+            w.write_all(text.as_bytes())
+        })
+        .with_context(|| format!("cannot write {}/provenance.json", dir.display()))
+    }
+}
+
+/// Replaces the fresh state's `W`, `B`, biases and batch-norm parameters and statistics by those
+/// of checkpoint `path` (a model of the same shape); optimiser state and counters start afresh.
+pub fn init_from(st: &mut TrainState, path: &Path, data: &nowt::data::Split) -> Result<()> {
+    let (_, from, input, classes) = nowt::checkpoint::load(path)?;
+    if (input, classes) != (data.train.shape, data.train.classes) {
+        bail!(
+            "--init-from {}: its model takes {input:?} and {classes} classes, the data has {:?} and {}",
+            path.display(),
+            data.train.shape,
+            data.train.classes
+        );
+    }
+    let theirs: std::collections::HashMap<String, &nowt::Tensor<f32>> =
+        nowt::checkpoint::named_tensors(&from).into_iter().collect();
+    let take = |name: &str, t: &mut nowt::Tensor<f32>| -> Result<()> {
+        match theirs.get(name) {
+            Some(v) if v.shape() == t.shape() => {
+                *t = (*v).clone();
+                Ok(())
+            }
+            _ => bail!(
+                "--init-from {}: it has no tensor {name} of shape {:?}: a checkpoint of another model",
+                path.display(),
+                t.shape()
+            ),
+        }
+    };
+    for l in st.net.weight_layers_mut() {
+        let p = l.params_mut();
+        let n = p.name.clone();
+        take(&format!("{n}.weight"), &mut p.w)?;
+        take(&format!("{n}.feedback"), &mut p.feedback)?;
+        if let Some(b) = p.bias.as_mut() {
+            take(&format!("{n}.bias"), b)?;
+        }
+    }
+    for p in st.net.params_mut() {
+        let n = p.name.clone();
+        take(&n, &mut p.value)?;
+    }
+    for (n, b) in st.net.buffers_mut() {
+        take(&n, b)?;
+    }
+    st.initial_norms = st
+        .net
+        .weight_layers()
+        .iter()
+        .map(|l| (l.params().w.norm(), l.params().feedback.norm()))
+        .collect();
+    Ok(())
+}
