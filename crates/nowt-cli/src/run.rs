@@ -624,13 +624,7 @@ fn drive(
                     return ControlFlow::Break(());
                 }
                 let mut line = format!("{}{}", a.label, epoch_line(record, cfg.epochs));
-                if let Some(p) = prev_loss.filter(|&p| record.train.loss > 10.0 * p) {
-                    line += &format!(
-                        "  ⚠ train loss ×{:.0} over epoch {}",
-                        record.train.loss / p,
-                        record.epoch - 1
-                    );
-                }
+                line += &loss_rise(prev_loss, record.train.loss, record.epoch);
                 prev_loss = Some(record.train.loss);
                 if !a.quiet {
                     say(line);
@@ -753,6 +747,17 @@ fn epoch_line(r: &nowt::train::EpochRecord, epochs: usize) -> String {
     )
 }
 
+/// The warning an epoch line carries when the training loss rose more than tenfold over the
+/// previous epoch's (empty otherwise).
+fn loss_rise(prev: Option<f64>, loss: f64, epoch: usize) -> String {
+    match prev {
+        Some(p) if loss > 10.0 * p => {
+            format!("  ⚠ train loss ×{:.0} over epoch {}", loss / p, epoch - 1)
+        }
+        _ => String::new(),
+    }
+}
+
 /// One screen of text at the end of a run.
 pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
     let r = &s.last;
@@ -838,4 +843,23 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         s.total_seconds, r.images_per_s, r.data_wait_s
     );
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn epoch_lines_flag_a_loss_that_rose_tenfold() {
+        assert_eq!(loss_rise(None, 50.0, 1), "");
+        assert_eq!(loss_rise(Some(1.0), 9.9, 2), "");
+        assert_eq!(
+            loss_rise(Some(0.5), 6.0, 3),
+            "  ⚠ train loss ×12 over epoch 2"
+        );
+        assert_eq!(
+            loss_rise(Some(0.5), f64::INFINITY, 3),
+            "  ⚠ train loss ×inf over epoch 2"
+        );
+    }
 }
