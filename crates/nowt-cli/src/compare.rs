@@ -13,6 +13,18 @@ use nowt::config::TrainConfig;
 use crate::args::{CompareArgs, TrainArgs};
 use crate::run::{self, RunOpts};
 
+/// `OUT/compare.toml`: how the comparison was made (the report quotes it).
+#[derive(serde::Serialize)]
+struct Record {
+    nowt_version: String,
+    command: String,
+    rules: Vec<String>,
+    seeds: Vec<u64>,
+    config_origin: Option<String>,
+    /// The config file's or preset's text, as written.
+    config: Option<String>,
+}
+
 /// A run's directory name in a comparison.
 pub fn run_name(cfg: &TrainConfig) -> String {
     format!("{}-s{}", cfg.rule.alias(), cfg.seed)
@@ -63,8 +75,13 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     if a.rules.is_empty() || a.seeds.is_empty() {
         bail!("nowt compare: --rules and --seeds need at least one value each");
     }
+    // Each rule and seed once, in the order given.
     let mut rules = a.rules.clone();
-    rules.dedup();
+    let mut seen = std::collections::HashSet::new();
+    rules.retain(|r| seen.insert(*r));
+    let mut seeds = a.seeds.clone();
+    let mut seen = std::collections::HashSet::new();
+    seeds.retain(|s| seen.insert(*s));
     // Every run's config, resolved and checked before anything starts.
     let mut runs = Vec::new();
     let out = match &t.out {
@@ -78,7 +95,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             PathBuf::from(format!("runs/compare-{what}-{secs}"))
         }
     };
-    for &seed in &a.seeds {
+    for &seed in &seeds {
         for &rule in &rules {
             let ta = TrainArgs {
                 rule: Some(rule),
@@ -93,18 +110,18 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
     }
     fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
-    let argv: Vec<String> = std::env::args().collect();
-    let record =
-        format!(
-        "# How this comparison was made (nowt {}).\ncommand = {:?}\nrules = {:?}\nseeds = {:?}\n{}",
-        env!("CARGO_PKG_VERSION"),
-        argv.join(" "),
-        rules.iter().map(|r| r.name()).collect::<Vec<_>>(),
-        a.seeds,
-        match run::config_file(t)? {
-            Some(f) => format!("config_origin = {:?}\nconfig = '''\n{}'''\n", f.origin, f.text),
-            None => String::new(),
-        }
+    let file = run::config_file(t)?;
+    let record = Record {
+        nowt_version: env!("CARGO_PKG_VERSION").into(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        rules: rules.iter().map(|r| r.name().to_string()).collect(),
+        seeds: seeds.clone(),
+        config_origin: file.as_ref().map(|f| f.origin.clone()),
+        config: file.map(|f| f.text),
+    };
+    let record = format!(
+        "# How this comparison was made (written again each time it is started).\n{}",
+        toml::to_string(&record).context("cannot serialise compare.toml")?
     );
     fs::write(out.join("compare.toml"), record)
         .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
