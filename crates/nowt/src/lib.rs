@@ -16,6 +16,7 @@ pub mod layers;
 pub mod metrics;
 pub mod models;
 pub mod optim;
+pub mod params;
 pub mod rules;
 pub mod tensor;
 pub mod train;

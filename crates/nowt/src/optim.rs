@@ -4,7 +4,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::layers::WeightLayer;
+use crate::params::WeightLayer;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 

@@ -25,6 +25,7 @@ pub use pool::{Pool2d, PoolKind};
 pub use residual::{conv_bn, same_out, Residual};
 pub use shape::{GlobalAvgPool, Reshape};
 
+pub use crate::params::{Momentum, Param, WeightLayer, WeightParams};
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
@@ -137,81 +138,6 @@ pub fn backward_chain<T: Real>(
     owned.or_else(|| need_delta_in.then(|| delta.clone()))
 }
 
-/// A trained parameter outside the rule seam (batch norm's scale and shift): its value,
-/// gradient and momentum buffer.
-#[derive(Clone, Debug)]
-pub struct Param<T> {
-    /// Unique within a model, e.g. `bn1.gamma`.
-    pub name: String,
-    pub value: Tensor<T>,
-    pub grad: Tensor<T>,
-    pub momentum: Option<Tensor<T>>,
-}
-
-impl<T: Real> Param<T> {
-    pub fn new(name: &str, value: Tensor<T>) -> Self {
-        let grad = Tensor::zeros(value.shape());
-        Self {
-            name: name.to_string(),
-            value,
-            grad,
-            momentum: None,
-        }
-    }
-}
-
-/// Momentum buffers, created on the first optimiser step.
-#[derive(Clone, Debug, Default)]
-pub struct Momentum<T> {
-    pub w: Option<Tensor<T>>,
-    pub feedback: Option<Tensor<T>>,
-    pub bias: Option<Tensor<T>>,
-}
-
-/// The parameters of a weight layer: forward weights `W`, feedback weights `B` of the same
-/// shape (DESIGN.md §2), an optional bias, their gradients and optimiser state.
-#[derive(Clone, Debug)]
-pub struct WeightParams<T> {
-    /// A readable name, e.g. `fc1`.
-    pub name: String,
-    /// `W: [out, in]` (conv: `[C_out, C_in, kh, kw]`).
-    pub w: Tensor<T>,
-    /// `B`, same shape as `W`. Unused by backprop and sign symmetry.
-    pub feedback: Tensor<T>,
-    pub bias: Option<Tensor<T>>,
-    /// `grad_W`, identical under every rule.
-    pub grad_w: Tensor<T>,
-    pub grad_bias: Option<Tensor<T>>,
-    /// The standard deviation `W` was initialised with (sign symmetry's default scale).
-    pub init_std: f64,
-    pub momentum: Momentum<T>,
-}
-
-impl<T: Real> WeightParams<T> {
-    /// `W ~ N(0, init_std²)` from `rng_w`, `B ~ N(0, init_std²)` from `rng_b` (a rule may
-    /// rescale or replace it), bias zero.
-    pub fn new(
-        name: &str,
-        shape: &[usize],
-        init_std: f64,
-        bias: bool,
-        rng_w: &mut crate::Rng,
-        rng_b: &mut crate::Rng,
-    ) -> Self {
-        let out = shape[0];
-        Self {
-            name: name.to_string(),
-            w: Tensor::randn(shape, init_std, rng_w),
-            feedback: Tensor::randn(shape, init_std, rng_b),
-            bias: bias.then(|| Tensor::zeros(&[out])),
-            grad_w: Tensor::zeros(shape),
-            grad_bias: bias.then(|| Tensor::zeros(&[out])),
-            init_std,
-            momentum: Momentum::default(),
-        }
-    }
-}
-
 /// The seam (DESIGN.md §3), the same for every weight layer: `grad_W` from `x` and `δ_out`
 /// under every rule (written into its buffer, no allocation), then — when asked — the error for
 /// the layer below through the rule's matrix, `δ_in = input_error(M)`, recorded by name.
@@ -233,26 +159,4 @@ pub fn seam_backward<T: Real, L: WeightLayer<T>>(
     });
     ctx.record(&layer.params().name, &d);
     d
-}
-
-/// A layer with weights: what the rules, the optimiser and the metrics need from it.
-pub trait WeightLayer<T: Real>: Send + Sync {
-    fn params(&self) -> &WeightParams<T>;
-    fn params_mut(&mut self) -> &mut WeightParams<T>;
-    /// The linear part alone, `y = x Wᵀ` (no bias): what the weight mirror drives with noise.
-    fn linear(&self, x: &Tensor<T>) -> Tensor<T>;
-    /// The weight gradient for input `x` and output error `delta` (linear: `δᵀ x`), the same
-    /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
-    /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).
-    fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
-    /// The shape of a batch of `n` inputs to this layer (for mirror noise).
-    fn input_shape(&self, n: usize) -> Vec<usize>;
-    /// For each tap of `W`'s trailing (spatial) axes, row-major, the number of `(input, output)`
-    /// pairs per sample through which it sees its input rather than zero padding: one for a
-    /// linear layer; for a convolution the output positions at which the tap falls inside the
-    /// image ([`ConvGeom::tap_reach`](crate::tensor::ConvGeom::tap_reach)). The weight mirror
-    /// averages each tap's `ηᵀξ` over exactly these noise vectors.
-    fn tap_reach(&self) -> Vec<usize> {
-        vec![1]
-    }
 }

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 use super::{Rule, RuleKind};
-use crate::layers::WeightParams;
+use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
 
 /// `M = W`.

@@ -13,7 +13,7 @@
 use std::borrow::Cow;
 
 use super::{Rule, RuleKind};
-use crate::layers::WeightParams;
+use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
 
 /// `M = B`; `B` follows `W`'s update with decay `λ` (`λ = 0` switches the mechanism off).

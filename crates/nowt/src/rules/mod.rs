@@ -20,7 +20,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use crate::layers::{WeightLayer, WeightParams};
+use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 use crate::{Error, Result};
 

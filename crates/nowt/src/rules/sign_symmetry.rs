@@ -6,7 +6,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::{Rule, RuleKind};
-use crate::layers::WeightParams;
+use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
 
 /// The magnitude `s` of the feedback entries.

@@ -16,7 +16,7 @@ use std::borrow::Cow;
 use serde::{Deserialize, Serialize};
 
 use super::{Rule, RuleKind};
-use crate::layers::{WeightLayer, WeightParams};
+use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
 /// How `B` starts under the weight mirror.
