@@ -65,3 +65,28 @@ pub struct LayerRecord {
     /// Fraction of entries with `sign M = sign W`; `None` for the first layer.
     pub sign_concordance: Option<f64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Top-k on hand-made logits: the label's rank is the number of scores strictly above it;
+    /// a tie does not push a label out of the top k.
+    #[test]
+    fn top_k_counts_labels_among_the_k_highest_scores() {
+        let logits = Tensor::<f64>::from_vec(
+            &[4, 4],
+            vec![
+                0.9, 0.1, 0.0, 0.0, // label 0: first
+                0.5, 0.2, 0.7, 0.1, // label 1: third
+                0.3, 0.6, 0.1, 0.0, // label 0: second
+                0.4, 0.4, 0.1, 0.0, // label 1: tied first
+            ],
+        );
+        let labels = [0, 1, 0, 1];
+        assert_eq!(top_k_correct(&logits, &labels, 1), 2);
+        assert_eq!(top_k_correct(&logits, &labels, 2), 3);
+        assert_eq!(top_k_correct(&logits, &labels, 3), 4);
+        assert_eq!(top_k_correct(&logits, &[3, 3, 3, 2], 1), 0);
+    }
+}
