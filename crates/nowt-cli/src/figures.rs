@@ -16,15 +16,23 @@ use crate::report::Group;
 const SIZE: (u32, u32) = (900, 560);
 const FONT: &str = "sans-serif";
 
-/// One colour per rule, the same in every figure.
+/// One colour per rule, the same in every figure: the paper's five first (backprop black), then
+/// the rest of the Tableau palette in registry order.
 fn rule_colour(rule: RuleKind) -> RGBColor {
-    match rule {
-        RuleKind::Backprop => RGBColor(0, 0, 0),
-        RuleKind::FeedbackAlignment => RGBColor(214, 39, 40),
-        RuleKind::SignSymmetry => RGBColor(255, 127, 14),
-        RuleKind::WeightMirror => RGBColor(31, 119, 180),
-        RuleKind::KolenPollack => RGBColor(44, 160, 44),
-    }
+    const PALETTE: [RGBColor; 10] = [
+        RGBColor(0, 0, 0),
+        RGBColor(214, 39, 40),
+        RGBColor(255, 127, 14),
+        RGBColor(31, 119, 180),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+        RGBColor(127, 127, 127),
+        RGBColor(23, 190, 207),
+    ];
+    let i = RuleKind::ALL.iter().position(|&k| k == rule).unwrap_or(0);
+    PALETTE[i % PALETTE.len()]
 }
 
 /// Layer `i` of `n`, bottom (blue) to top (red).

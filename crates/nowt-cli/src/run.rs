@@ -19,10 +19,14 @@ use crate::args::TrainArgs;
 use crate::config_file::ConfigFile;
 use crate::provenance::{init_from, Provenance};
 
-/// Prints the rule table.
+/// Prints the rule table: each rule's names, summary and knobs.
 pub fn list_rules() {
     for k in RuleKind::ALL {
-        println!("{:<20} {:<4} {}", k.name(), k.alias(), k.summary());
+        let info = k.info();
+        println!("{:<20} {:<8} {}", info.name, info.aliases.join(","), info.summary);
+        for knob in info.knobs {
+            println!("{:<29} --{} (rules.{}): {}", "", knob.flag, knob.key, knob.doc);
+        }
     }
 }
 
@@ -297,41 +301,27 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         (None, Some(f)) => f.for_rule(None)?.rule,
         (None, None) => TrainConfig::default().rule,
     };
-    let given = |flags: &[(&str, bool)]| -> Vec<String> {
-        flags
-            .iter()
-            .filter(|(_, set)| *set)
-            .map(|(f, _)| format!("--{f}"))
-            .collect()
-    };
-    let knobs = [
-        (
-            RuleKind::FeedbackAlignment,
-            given(&[("fa-init-scale", a.fa_init_scale.is_some())]),
-        ),
-        (
-            RuleKind::SignSymmetry,
-            given(&[("ss-scale", a.ss_scale.is_some())]),
-        ),
-        (
-            RuleKind::WeightMirror,
-            given(&[
-                ("wm-sigma", a.wm_sigma.is_some()),
-                ("wm-lr", a.wm_lr.is_some()),
-                ("wm-decay", a.wm_decay.is_some()),
-                ("wm-batch-size", a.wm_batch_size.is_some()),
-                ("wm-batches-per-step", a.wm_batches_per_step.is_some()),
-                ("wm-warmup-batches", a.wm_warmup_batches.is_some()),
-                ("wm-init", a.wm_init.is_some()),
-            ]),
-        ),
-        (
-            RuleKind::KolenPollack,
-            given(&[("kp-decay", a.kp_decay.is_some())]),
-        ),
+    let set = [
+        ("fa-init-scale", a.fa_init_scale.is_some()),
+        ("ss-scale", a.ss_scale.is_some()),
+        ("wm-sigma", a.wm_sigma.is_some()),
+        ("wm-lr", a.wm_lr.is_some()),
+        ("wm-decay", a.wm_decay.is_some()),
+        ("wm-batch-size", a.wm_batch_size.is_some()),
+        ("wm-batches-per-step", a.wm_batches_per_step.is_some()),
+        ("wm-warmup-batches", a.wm_warmup_batches.is_some()),
+        ("wm-init", a.wm_init.is_some()),
+        ("kp-decay", a.kp_decay.is_some()),
     ];
-    for (owner, flags) in knobs {
-        if owner != rule && !flags.is_empty() {
+    for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
+        let flags: Vec<String> = owner
+            .info()
+            .knobs
+            .iter()
+            .filter(|k| set.contains(&(k.flag, true)))
+            .map(|k| format!("--{}", k.flag))
+            .collect();
+        if !flags.is_empty() {
             bail!(
                 "{} only apply to rule {}, and this run trains under {}: drop them or change --rule",
                 flags.join(", "),

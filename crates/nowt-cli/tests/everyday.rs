@@ -600,3 +600,32 @@ fn small_limits_decode_only_the_images_they_use() {
         "most 2-image subsets of 12 leave the corrupt one out"
     );
 }
+
+/// Every knob in the rule registry is a flag of `nowt train`, listed by `nowt rules`, and
+/// refused under any other rule with a message naming its owner.
+#[test]
+fn every_registry_knob_is_a_flag_owned_by_its_rule() {
+    use nowt::rules::RuleKind;
+    let listing = String::from_utf8_lossy(&nowt(&["rules"]).stdout).into_owned();
+    for owner in RuleKind::ALL {
+        assert!(listing.contains(owner.name()), "{listing}");
+        for knob in owner.info().knobs {
+            let flag = format!("--{}", knob.flag);
+            assert!(listing.contains(&flag), "nowt rules lacks {flag}");
+            // Two-valued knobs take a name; every other knob takes a number.
+            let value = match knob.flag {
+                "ss-scale" => "mean-abs",
+                "wm-init" => "zero",
+                _ => "1",
+            };
+            let other = RuleKind::ALL.into_iter().find(|&k| k != owner).unwrap();
+            let tmp = tempfile::tempdir().unwrap();
+            let out = tmp.path().join("r");
+            let out = out.to_str().unwrap();
+            let o = nowt(&["train", "--rule", other.alias(), &flag, value, "--out", out]);
+            let want = format!("{flag} only apply to rule {}", owner.name());
+            assert_eq!(o.status.code(), Some(1), "{flag}: {}", stderr(&o));
+            assert!(stderr(&o).contains(&want), "{flag}: {}", stderr(&o));
+        }
+    }
+}

@@ -573,11 +573,31 @@ fn first_layer_skips_its_input_error() {
 /// Every listed rule parses by name and alias and builds.
 #[test]
 fn every_rule_is_listed_and_builds() {
+    // Every knob names a real key of the `[rules]` config section.
+    let defaults = serde_json::to_value(rules::RuleConfig::default()).unwrap();
     for k in RuleKind::ALL {
+        let info = k.info();
+        assert_eq!(info.kind, k);
         assert_eq!(RuleKind::from_name(k.name()).unwrap(), k);
-        assert_eq!(RuleKind::from_name(k.alias()).unwrap(), k);
+        for alias in info.aliases {
+            assert_eq!(RuleKind::from_name(alias).unwrap(), k);
+        }
         assert_eq!(rules::build::<f32>(k, &Default::default(), 8).kind(), k);
+        assert_eq!(rules::build::<f64>(k, &Default::default(), 8).kind(), k);
+        let json = serde_json::to_string(&k).unwrap();
+        assert_eq!(json, format!("\"{}\"", k.name()));
+        assert_eq!(serde_json::from_str::<RuleKind>(&json).unwrap(), k);
+        for knob in info.knobs {
+            let found = knob.key.split('.').try_fold(&defaults, |v, part| v.get(part));
+            assert!(found.is_some(), "{}: no config key {}", k.name(), knob.key);
+        }
     }
+    let names: std::collections::HashSet<&str> = RuleKind::ALL
+        .iter()
+        .flat_map(|k| std::iter::once(k.name()).chain(k.info().aliases.iter().copied()))
+        .collect();
+    let count: usize = RuleKind::ALL.iter().map(|k| 1 + k.info().aliases.len()).sum();
+    assert_eq!(names.len(), count, "a name or alias is used twice");
     assert!(RuleKind::from_name("backpropagation")
         .unwrap_err()
         .to_string()

@@ -4,9 +4,18 @@
 
 use std::borrow::Cow;
 
-use super::{Rule, RuleKind};
+use super::{Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::Backprop,
+    name: "backprop",
+    aliases: &["bp"],
+    summary: "M = W (weight transport; the reference)",
+    knobs: &[],
+    build: |_, _| Box::new(Backprop),
+};
 
 /// `M = W`.
 #[derive(Clone, Copy, Debug, Default)]

@@ -4,9 +4,26 @@
 
 use std::borrow::Cow;
 
-use super::{Rule, RuleKind};
+use super::{Knob, Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::FeedbackAlignment,
+    name: "feedback-alignment",
+    aliases: &["fa"],
+    summary: "M = B, B fixed at its random initialisation (Lillicrap et al. 2016)",
+    knobs: &[Knob {
+        key: "fa_init_scale",
+        flag: "fa-init-scale",
+        doc: "B₀'s scale relative to W's init std (default 1)",
+    }],
+    build: |cfg, _| {
+        Box::new(FeedbackAlignment {
+            init_scale: cfg.fa_init_scale,
+        })
+    },
+};
 
 /// `M = B`, `B₀ ~ N(0, (init_scale · init_std)²)`, fixed.
 #[derive(Clone, Copy, Debug)]

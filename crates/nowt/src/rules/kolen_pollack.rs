@@ -12,9 +12,27 @@
 
 use std::borrow::Cow;
 
-use super::{Rule, RuleKind};
+use super::{Knob, Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::KolenPollack,
+    name: "kolen-pollack",
+    aliases: &["kp"],
+    summary: "M = B, B gets W's update and the same decay (paper eqs. 16-17)",
+    knobs: &[Knob {
+        key: "kp_decay",
+        flag: "kp-decay",
+        doc: "λ for both W and B, replacing W's weight decay (default 1e-3; 0 switches the \
+              mechanism off: W − B then never shrinks, the control)",
+    }],
+    build: |cfg, _| {
+        Box::new(KolenPollack {
+            decay: cfg.kp_decay,
+        })
+    },
+};
 
 /// `M = B`; `B` follows `W`'s update with decay `λ` (`λ = 0` switches the mechanism off).
 #[derive(Clone, Copy, Debug)]

@@ -2,7 +2,8 @@
 //!
 //! A rule chooses the matrix `M` in `δ_in = δ_out · M` and says how the feedback weights `B`
 //! change. It never touches the weight gradient, which every layer computes the same way.
-//! [`RuleKind::ALL`] is the one list of rules; the CLI enumerates it.
+//! Each rule's file declares its [`RuleInfo`]; [`REGISTRY`] is the one list of rules, which the
+//! CLI enumerates.
 
 mod backprop;
 mod feedback_alignment;
@@ -16,6 +17,7 @@ pub use kolen_pollack::KolenPollack;
 pub use sign_symmetry::{SignScale, SignSymmetry};
 pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, WeightMirror};
 
+use std::any::{Any, TypeId};
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
@@ -47,83 +49,116 @@ pub trait Rule<T: Real>: Send + Sync {
     fn after_step(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
 }
 
-/// The rules nowt implements.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+/// One rule's registry entry, declared in the rule's own file as `INFO`: everything the CLI,
+/// the configs and the reports know about a rule. [`REGISTRY`] lists them.
+pub struct RuleInfo {
+    pub kind: RuleKind,
+    /// The full name (`--rule`, config files, reports).
+    pub name: &'static str,
+    /// Short names; the first also names compare's run directories (`bp-s0`).
+    pub aliases: &'static [&'static str],
+    /// One line: what `M` is and how `B` changes.
+    pub summary: &'static str,
+    /// The config keys (under `[rules]`) and flags that only this rule reads.
+    pub knobs: &'static [Knob],
+    /// Builds the rule from the config; `batch_size` is the training batch.
+    pub build: fn(&RuleConfig, usize) -> Box<dyn AnyRule>,
+}
+
+/// A rule's own setting: its key under `[rules]`, its flag, and what it does.
+pub struct Knob {
+    pub key: &'static str,
+    pub flag: &'static str,
+    pub doc: &'static str,
+}
+
+/// A rule usable in both precisions (`f32` to train, `f64` for the oracles); every rule is.
+pub trait AnyRule: Rule<f32> + Rule<f64> {}
+impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
+
+/// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
+/// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
+pub const REGISTRY: [&RuleInfo; 5] = [
+    &backprop::INFO,
+    &feedback_alignment::INFO,
+    &sign_symmetry::INFO,
+    &weight_mirror::INFO,
+    &kolen_pollack::INFO,
+];
+
+/// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
+/// any alias is accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RuleKind {
-    #[serde(alias = "bp")]
     Backprop,
-    #[serde(alias = "fa")]
     FeedbackAlignment,
-    #[serde(alias = "ss")]
     SignSymmetry,
-    #[serde(alias = "wm")]
     WeightMirror,
-    #[serde(alias = "kp")]
     KolenPollack,
 }
 
 impl RuleKind {
-    /// Every rule, in the order the paper introduces them.
-    pub const ALL: [RuleKind; 5] = [
-        RuleKind::Backprop,
-        RuleKind::FeedbackAlignment,
-        RuleKind::SignSymmetry,
-        RuleKind::WeightMirror,
-        RuleKind::KolenPollack,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            RuleKind::Backprop => "backprop",
-            RuleKind::FeedbackAlignment => "feedback-alignment",
-            RuleKind::SignSymmetry => "sign-symmetry",
-            RuleKind::WeightMirror => "weight-mirror",
-            RuleKind::KolenPollack => "kolen-pollack",
+    /// Every rule, in [`REGISTRY`] order.
+    pub const ALL: [RuleKind; REGISTRY.len()] = {
+        let mut all = [RuleKind::Backprop; REGISTRY.len()];
+        let mut i = 0;
+        while i < all.len() {
+            all[i] = REGISTRY[i].kind;
+            i += 1;
         }
+        all
+    };
+
+    /// This rule's registry entry.
+    pub fn info(self) -> &'static RuleInfo {
+        REGISTRY
+            .iter()
+            .find(|i| i.kind == self)
+            .expect("every RuleKind has a REGISTRY entry")
     }
 
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+
+    /// The first short name.
     pub fn alias(self) -> &'static str {
-        match self {
-            RuleKind::Backprop => "bp",
-            RuleKind::FeedbackAlignment => "fa",
-            RuleKind::SignSymmetry => "ss",
-            RuleKind::WeightMirror => "wm",
-            RuleKind::KolenPollack => "kp",
-        }
+        self.info().aliases[0]
     }
 
     /// One line: what `M` is and how `B` changes.
     pub fn summary(self) -> &'static str {
-        match self {
-            RuleKind::Backprop => "M = W (weight transport; the reference)",
-            RuleKind::FeedbackAlignment => {
-                "M = B, B fixed at its random initialisation (Lillicrap et al. 2016)"
-            }
-            RuleKind::SignSymmetry => {
-                "M = s·sign(W), recomputed each step (Liao et al. 2016, Xiao et al. 2018)"
-            }
-            RuleKind::WeightMirror => "M = B, B learns W from noise in mirror mode (paper eq. 7)",
-            RuleKind::KolenPollack => {
-                "M = B, B gets W's update and the same decay (paper eqs. 16-17)"
-            }
-        }
+        self.info().summary
     }
 
     /// Parses a full name or an alias.
     pub fn from_name(name: &str) -> Result<Self> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.name() == name || k.alias() == name)
+        REGISTRY
+            .iter()
+            .find(|i| i.name == name || i.aliases.contains(&name))
+            .map(|i| i.kind)
             .ok_or_else(|| Error::UnknownName {
                 what: "rule",
                 name: name.to_string(),
-                choices: Self::ALL
+                choices: REGISTRY
                     .iter()
-                    .map(|k| format!("{} ({})", k.name(), k.alias()))
+                    .map(|i| format!("{} ({})", i.name, i.aliases.join(", ")))
                     .collect::<Vec<_>>()
                     .join(", "),
             })
+    }
+}
+
+impl Serialize for RuleKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleKind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        RuleKind::from_name(&name).map_err(serde::de::Error::custom)
     }
 }
 
@@ -195,25 +230,17 @@ impl RuleConfig {
     }
 }
 
-/// Builds a rule. `batch_size` resolves the weight mirror's default mirror batch size.
+/// Builds a rule in precision `T`. `batch_size` resolves the weight mirror's default mirror
+/// batch size.
 pub fn build<T: Real>(kind: RuleKind, cfg: &RuleConfig, batch_size: usize) -> Box<dyn Rule<T>> {
-    match kind {
-        RuleKind::Backprop => Box::new(Backprop),
-        RuleKind::FeedbackAlignment => Box::new(FeedbackAlignment {
-            init_scale: cfg.fa_init_scale,
-        }),
-        RuleKind::SignSymmetry => Box::new(SignSymmetry {
-            scale: cfg.ss_scale,
-        }),
-        RuleKind::WeightMirror => {
-            let mut wm = cfg.wm.clone();
-            if wm.batch_size == 0 {
-                wm.batch_size = batch_size;
-            }
-            Box::new(WeightMirror { cfg: wm })
-        }
-        RuleKind::KolenPollack => Box::new(KolenPollack {
-            decay: cfg.kp_decay,
-        }),
-    }
+    let rule = (kind.info().build)(cfg, batch_size);
+    // `Real` is `f32` or `f64`; the rule is both, so one of the two upcasts is `Box<dyn Rule<T>>`.
+    let rule: Box<dyn Any> = if TypeId::of::<T>() == TypeId::of::<f32>() {
+        Box::new(rule as Box<dyn Rule<f32>>)
+    } else {
+        Box::new(rule as Box<dyn Rule<f64>>)
+    };
+    *rule
+        .downcast::<Box<dyn Rule<T>>>()
+        .expect("Real is implemented for f32 and f64 only")
 }

@@ -5,9 +5,26 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Rule, RuleKind};
+use super::{Knob, Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::SignSymmetry,
+    name: "sign-symmetry",
+    aliases: &["ss", "usf"],
+    summary: "M = s·sign(W), recomputed each step (Liao et al. 2016, Xiao et al. 2018; BioTorch's uSF)",
+    knobs: &[Knob {
+        key: "ss_scale",
+        flag: "ss-scale",
+        doc: "s: init-std (W's init std, default) or mean-abs (mean |W|, every step)",
+    }],
+    build: |cfg, _| {
+        Box::new(SignSymmetry {
+            scale: cfg.ss_scale,
+        })
+    },
+};
 
 /// The magnitude `s` of the feedback entries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

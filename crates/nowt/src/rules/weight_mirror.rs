@@ -15,9 +15,60 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Rule, RuleKind};
+use super::{Knob, Rule, RuleInfo, RuleKind};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::WeightMirror,
+    name: "weight-mirror",
+    aliases: &["wm"],
+    summary: "M = B, B learns W from noise in mirror mode (paper eq. 7)",
+    knobs: &[
+        Knob {
+            key: "wm.sigma",
+            flag: "wm-sigma",
+            doc: "noise std σ (default 1)",
+        },
+        Knob {
+            key: "wm.lr",
+            flag: "wm-lr",
+            doc: "mirror learning rate η_B (default 0.01)",
+        },
+        Knob {
+            key: "wm.decay",
+            flag: "wm-decay",
+            doc: "mirror decay λ_WM (default 1)",
+        },
+        Knob {
+            key: "wm.batch_size",
+            flag: "wm-batch-size",
+            doc: "noise samples per mirror batch N_m (default 0: the training batch)",
+        },
+        Knob {
+            key: "wm.batches_per_step",
+            flag: "wm-batches-per-step",
+            doc: "mirror batches after every training step (default 1)",
+        },
+        Knob {
+            key: "wm.warmup_batches",
+            flag: "wm-warmup-batches",
+            doc: "mirror-only batches before training (default 500)",
+        },
+        Knob {
+            key: "wm.init",
+            flag: "wm-init",
+            doc: "B₀: random (default) or zero",
+        },
+    ],
+    build: |cfg, batch_size| {
+        let mut cfg = cfg.wm.clone();
+        if cfg.batch_size == 0 {
+            cfg.batch_size = batch_size;
+        }
+        Box::new(WeightMirror { cfg })
+    },
+};
 
 /// How `B` starts under the weight mirror.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
