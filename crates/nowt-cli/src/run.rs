@@ -23,9 +23,17 @@ use crate::provenance::{init_from, Provenance};
 pub fn list_rules() {
     for k in RuleKind::ALL {
         let info = k.info();
-        println!("{:<20} {:<8} {}", info.name, info.aliases.join(","), info.summary);
+        println!(
+            "{:<20} {:<8} {}",
+            info.name,
+            info.aliases.join(","),
+            info.summary
+        );
         for knob in info.knobs {
-            println!("{:<29} --{} (rules.{}): {}", "", knob.flag, knob.key, knob.doc);
+            println!(
+                "{:<29} --{} (rules.{}): {}",
+                "", knob.flag, knob.key, knob.doc
+            );
         }
     }
 }

@@ -49,7 +49,8 @@ fn train_on_embedded_digits_writes_a_complete_run() {
 #[test]
 fn every_rule_trains_and_reports_its_angles() {
     let tmp = tempfile::tempdir().unwrap();
-    for rule in ["backprop", "fa", "sign-symmetry", "wm", "kolen-pollack"] {
+    for kind in nowt::rules::RuleKind::ALL {
+        let rule = kind.name();
         let run = tmp.path().join(rule);
         let o = nowt(&[
             "train",
@@ -72,6 +73,14 @@ fn every_rule_trains_and_reports_its_angles() {
             "backprop" => assert_eq!(angle, 0.0),
             "sign-symmetry" => assert!(angle > 20.0 && angle < 60.0, "{angle}"),
             _ => assert!(angle > 0.0, "{rule}: {angle}"),
+        }
+        // The sign-concordant rules agree with W's signs everywhere, the others do not.
+        let concordance = last["layers"][1]["sign_concordance"].as_f64().unwrap();
+        match rule {
+            "backprop" | "sign-symmetry" | "fixed-random-sign" | "batchwise-random-sign" => {
+                assert_eq!(concordance, 1.0, "{rule}")
+            }
+            _ => assert!(concordance < 1.0, "{rule}: {concordance}"),
         }
     }
 }
@@ -320,7 +329,8 @@ fn resnet20_trains_on_an_image_folder_under_every_rule() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("images");
     common::fake_image_folder(&data, &["cat", "dog", "eel"], 6, 8);
-    for rule in ["bp", "fa", "ss", "wm", "kp"] {
+    for kind in nowt::rules::RuleKind::ALL {
+        let rule = kind.alias();
         let run = tmp.path().join(rule);
         let mut args = vec![
             "train",

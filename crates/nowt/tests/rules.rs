@@ -588,7 +588,10 @@ fn every_rule_is_listed_and_builds() {
         assert_eq!(json, format!("\"{}\"", k.name()));
         assert_eq!(serde_json::from_str::<RuleKind>(&json).unwrap(), k);
         for knob in info.knobs {
-            let found = knob.key.split('.').try_fold(&defaults, |v, part| v.get(part));
+            let found = knob
+                .key
+                .split('.')
+                .try_fold(&defaults, |v, part| v.get(part));
             assert!(found.is_some(), "{}: no config key {}", k.name(), knob.key);
         }
     }
@@ -596,7 +599,10 @@ fn every_rule_is_listed_and_builds() {
         .iter()
         .flat_map(|k| std::iter::once(k.name()).chain(k.info().aliases.iter().copied()))
         .collect();
-    let count: usize = RuleKind::ALL.iter().map(|k| 1 + k.info().aliases.len()).sum();
+    let count: usize = RuleKind::ALL
+        .iter()
+        .map(|k| 1 + k.info().aliases.len())
+        .sum();
     assert_eq!(names.len(), count, "a name or alias is used twice");
     assert!(RuleKind::from_name("backpropagation")
         .unwrap_err()
@@ -759,10 +765,10 @@ fn feedback_bits(net: &Network<f32>) -> Vec<Vec<u32>> {
         .collect()
 }
 
-/// Feedback alignment's `B` stays at its initialisation, and backprop and sign symmetry never
-/// touch `B`: after training steps it is bitwise what it was (while `W` moved).
+/// Feedback alignment's and frSF's `B` stay at their initialisation, and backprop and sign
+/// symmetry never touch `B`: after training steps it is bitwise what it was (while `W` moved).
 #[test]
-fn training_leaves_b_unchanged_under_fa_ss_and_bp() {
+fn training_leaves_b_unchanged_under_fa_frsf_ss_and_bp() {
     let batches = digits_batches(16, 6);
     let sgd = Sgd {
         momentum: 0.9,
@@ -773,6 +779,7 @@ fn training_leaves_b_unchanged_under_fa_ss_and_bp() {
         RuleKind::FeedbackAlignment,
         RuleKind::SignSymmetry,
         RuleKind::Backprop,
+        RuleKind::FixedRandomSign,
     ] {
         let rule = rules::build::<f32>(kind, &Default::default(), 16);
         let mut net = build_model(&cfg(kind), [1, 8, 8], 10, rule.as_ref());
@@ -911,4 +918,97 @@ fn layer_records_match_hand_made_answers() {
         ),
         (None, None, None)
     );
+}
+
+/// frSF and brSF: `M = |R| ⊙ sign W` has W's sign at every entry (concordance exactly 1) and
+/// half-normal magnitudes, `E|M| = init_std·√(2/π)` and `E[M²] = init_std²`, unrelated to `|W|`;
+/// frSF keeps its magnitudes through training, brSF redraws them every step (independent of the
+/// last draw) and only for layers whose error is used.
+#[test]
+fn random_sign_concordant_feedback_has_signs_of_w_and_half_normal_magnitudes() {
+    let batches = digits_batches(16, 3);
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+    };
+    let c = |rule| TrainConfig {
+        rule,
+        hidden: vec![400, 300],
+        seed: 5,
+        ..Default::default()
+    };
+    let magnitudes = |net: &Network<f32>, i: usize| -> Vec<f64> {
+        let p = net.weight_layers()[i].params();
+        let fixed = rules::build::<f32>(RuleKind::FixedRandomSign, &Default::default(), 16);
+        let m = fixed.backward_matrix(p);
+        for (m, w) in m.data().iter().zip(p.w.data()) {
+            assert_eq!(m.signum(), w.signum(), "sign M ≠ sign W");
+        }
+        m.data().iter().map(|m| m.abs() as f64).collect()
+    };
+    let moments = |v: &[f64]| {
+        let n = v.len() as f64;
+        (
+            v.iter().sum::<f64>() / n,
+            v.iter().map(|m| m * m).sum::<f64>() / n,
+        )
+    };
+    for kind in [RuleKind::FixedRandomSign, RuleKind::BatchwiseRandomSign] {
+        let rule = rules::build::<f32>(kind, &Default::default(), 16);
+        let mut net = build_model(&c(kind), [1, 8, 8], 10, rule.as_ref());
+        let std = net.weight_layers()[1].params().init_std;
+        let first = feedback_bits(&net)[0].clone();
+        let before = magnitudes(&net, 1);
+        let mut rng = nowt::rng(0, 3);
+        for (x, y) in &batches {
+            train_step(&mut net, rule.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+        }
+        let after = magnitudes(&net, 1);
+        for m in [&before, &after] {
+            let (mean, square) = moments(m);
+            let law = std * (2.0 / std::f64::consts::PI).sqrt();
+            assert!(
+                (mean / law - 1.0).abs() < 0.01,
+                "{kind:?}: E|M| {mean} vs {law}"
+            );
+            assert!(
+                (square / (std * std) - 1.0).abs() < 0.02,
+                "{kind:?}: E[M²] {square}"
+            );
+        }
+        // Unrelated to |W|: the correlation of |M| and |W| is near zero.
+        let w: Vec<f64> = net.weight_layers()[1]
+            .params()
+            .w
+            .data()
+            .iter()
+            .map(|w| w.abs() as f64)
+            .collect();
+        let corr = |a: &[f64], b: &[f64]| {
+            let (ma, mb) = (moments(a).0, moments(b).0);
+            let cov: f64 = a.iter().zip(b).map(|(a, b)| (a - ma) * (b - mb)).sum();
+            let va: f64 = a.iter().map(|a| (a - ma).powi(2)).sum();
+            let vb: f64 = b.iter().map(|b| (b - mb).powi(2)).sum();
+            cov / (va * vb).sqrt()
+        };
+        assert!(corr(&after, &w).abs() < 0.02, "{kind:?}: |M| follows |W|");
+        let changed = after.iter().zip(&before).filter(|(a, b)| a != b).count();
+        match kind {
+            RuleKind::FixedRandomSign => assert_eq!(after, before, "frSF's magnitudes moved"),
+            _ => {
+                assert_eq!(changed, after.len(), "brSF kept some magnitudes");
+                assert!(
+                    corr(&after, &before).abs() < 0.02,
+                    "brSF's draws are correlated"
+                );
+            }
+        }
+        // The first layer's feedback carries no error and is left alone by both.
+        assert_eq!(
+            feedback_bits(&net)[0],
+            first,
+            "{kind:?} touched the first layer's B"
+        );
+    }
 }

@@ -6,13 +6,17 @@
 //! CLI enumerates.
 
 mod backprop;
+mod batchwise_random_sign;
 mod feedback_alignment;
+mod fixed_random_sign;
 mod kolen_pollack;
 mod sign_symmetry;
 mod weight_mirror;
 
 pub use backprop::Backprop;
+pub use batchwise_random_sign::BatchwiseRandomSign;
 pub use feedback_alignment::FeedbackAlignment;
+pub use fixed_random_sign::FixedRandomSign;
 pub use kolen_pollack::KolenPollack;
 pub use sign_symmetry::{SignScale, SignSymmetry};
 pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, WeightMirror};
@@ -78,12 +82,14 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
 /// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
-pub const REGISTRY: [&RuleInfo; 5] = [
+pub const REGISTRY: [&RuleInfo; 7] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
     &weight_mirror::INFO,
     &kolen_pollack::INFO,
+    &fixed_random_sign::INFO,
+    &batchwise_random_sign::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -95,6 +101,8 @@ pub enum RuleKind {
     SignSymmetry,
     WeightMirror,
     KolenPollack,
+    FixedRandomSign,
+    BatchwiseRandomSign,
 }
 
 impl RuleKind {

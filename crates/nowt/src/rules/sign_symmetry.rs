@@ -13,7 +13,8 @@ pub const INFO: RuleInfo = RuleInfo {
     kind: RuleKind::SignSymmetry,
     name: "sign-symmetry",
     aliases: &["ss", "usf"],
-    summary: "M = s·sign(W), recomputed each step (Liao et al. 2016, Xiao et al. 2018; BioTorch's uSF)",
+    summary:
+        "M = s·sign(W), recomputed each step (Liao et al. 2016, Xiao et al. 2018; BioTorch's uSF)",
     knobs: &[Knob {
         key: "ss_scale",
         flag: "ss-scale",
