@@ -33,6 +33,22 @@ pub enum Command {
     Report(ReportArgs),
     /// List the presets, or print one.
     Presets(PresetsArgs),
+    /// Prove the rules on this machine and build: the exact oracles (finite differences, the
+    /// feedback-alignment control, Kolen-Pollack = backprop from B₀ = W₀, each rule's matrix and
+    /// feedback dynamics, the mirror's law) on tiny instances of the models; exits 1 on a failure.
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Models to check (tiny instances): any of mlp, lenet5, resnet20, resnet32, resnet56,
+    /// resnet18, resnet34, resnet50, or `all`. [default: mlp,lenet5,resnet20,resnet18, one of
+    /// each kind of layer in seconds; the deeper ResNets take minutes]
+    #[arg(long, value_delimiter = ',', value_parser = model_or_all)]
+    pub model: Vec<ModelChoice>,
+    /// Rules to check (full names or aliases). [default: every rule]
+    #[arg(long, value_delimiter = ',', value_parser = rule)]
+    pub rule: Vec<RuleKind>,
 }
 
 #[derive(Args, Debug)]
@@ -83,6 +99,23 @@ pub struct EvalArgs {
 }
 
 /// Parses a rule by full name or alias.
+/// One `--model` of `nowt check`: a model, or every model.
+#[derive(Clone, Copy, Debug)]
+pub enum ModelChoice {
+    All,
+    One(nowt::config::ModelKind),
+}
+
+fn model_or_all(s: &str) -> Result<ModelChoice, String> {
+    if s == "all" {
+        Ok(ModelChoice::All)
+    } else {
+        name(s)
+            .map(ModelChoice::One)
+            .map_err(|e: String| format!("{e}, or `all`"))
+    }
+}
+
 fn rule(s: &str) -> Result<RuleKind, String> {
     RuleKind::from_name(s).map_err(|e| e.to_string())
 }

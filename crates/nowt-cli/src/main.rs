@@ -41,6 +41,7 @@ fn main() -> ExitCode {
         args::Command::Compare(a) => compare::compare(*a),
         args::Command::Report(a) => report::report_cmd(a),
         args::Command::Presets(a) => config_file::presets(a.show.as_deref()),
+        args::Command::Check(a) => run::check(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

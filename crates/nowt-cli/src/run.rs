@@ -38,6 +38,67 @@ pub fn list_rules() {
     }
 }
 
+/// `nowt check`: one PASS/FAIL line per check; an error (exit 1) if any failed.
+pub fn check(a: crate::args::CheckArgs) -> Result<()> {
+    use crate::args::ModelChoice;
+    use nowt::config::ModelKind::{self, *};
+    let mut models: Vec<ModelKind> = Vec::new();
+    for choice in a.model {
+        let add = match choice {
+            ModelChoice::All => ModelKind::ALL.to_vec(),
+            ModelChoice::One(m) => vec![m],
+        };
+        models.extend(
+            add.into_iter()
+                .filter(|m| !models.contains(m))
+                .collect::<Vec<_>>(),
+        );
+    }
+    if models.is_empty() {
+        models = vec![Mlp, Lenet5, Resnet20, Resnet18];
+    }
+    let rules = if a.rule.is_empty() {
+        RuleKind::ALL.to_vec()
+    } else {
+        a.rule
+    };
+    let start = std::time::Instant::now();
+    let mut failed = 0;
+    let cfg = nowt::rules::RuleConfig::default();
+    // Model by model, so that lines appear as checks finish.
+    for model in models {
+        for o in nowt::check::run(&[model], &rules, &cfg)
+            .into_iter()
+            .filter(|o| o.check != "mirror-law")
+        {
+            failed += usize::from(!o.passed);
+            print_outcome(&o);
+        }
+    }
+    if rules.contains(&RuleKind::WeightMirror) {
+        let o = nowt::check::mirror_law();
+        failed += usize::from(!o.passed);
+        print_outcome(&o);
+    }
+    let secs = start.elapsed().as_secs_f64();
+    if failed > 0 {
+        bail!("nowt check: {failed} check(s) failed ({secs:.1} s)");
+    }
+    println!("all checks passed ({secs:.1} s)");
+    Ok(())
+}
+
+fn print_outcome(o: &nowt::check::Outcome) {
+    println!(
+        "{}  {:<9} {:<22} {:<12} {}",
+        if o.passed { "PASS" } else { "FAIL" },
+        o.model,
+        o.rule.map_or("-", |r| r.name()),
+        o.check,
+        o.detail
+    );
+}
+
 /// Reads a run's `config.toml` (or any config file, for its own rule).
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
     ConfigFile::read(path)?.for_rule(None)

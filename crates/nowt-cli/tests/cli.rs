@@ -175,6 +175,28 @@ fn rules_lists_all_five() {
     }
 }
 
+#[test]
+fn check_passes_every_rule_on_the_mlp_and_refuses_an_unknown_model() {
+    let o = nowt(&["check", "--model", "mlp"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(!s.contains("FAIL"), "{s}");
+    for check in ["gradient", "fa-control", "kp-identity", "mirror-law"] {
+        assert!(s.contains(check), "{s}");
+    }
+    for kind in nowt::rules::RuleKind::ALL {
+        let lines = s
+            .lines()
+            .filter(|l| l.starts_with("PASS") && l.contains(&format!(" {} ", kind.name())))
+            .count();
+        assert!(lines >= 2, "{}: {s}", kind.name());
+    }
+    assert!(s.contains("all checks passed"), "{s}");
+    let o = nowt(&["check", "--model", "mlp9"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--model"), "{}", stderr(&o));
+}
+
 /// Runs `nowt train` with `args` that must fail: non-zero exit, a one-line error containing
 /// `expect`, no panic, and no run directory.
 fn fails(args: &[&str], expect: &str) {

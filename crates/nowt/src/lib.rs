@@ -8,6 +8,7 @@
 //!
 //! The library never parses arguments and never prints: the `nowt` binary does that.
 
+pub mod check;
 pub mod checkpoint;
 pub mod config;
 pub mod data;

@@ -1,0 +1,599 @@
+//! The exact oracles of DESIGN.md §6, runnable on a user's machine and build (`nowt check`):
+//! a researcher who changes a kernel, a flag or a compiler proves in seconds that every rule
+//! still does what its equation says. Each check runs on a tiny, seeded instance of a model, in
+//! `f64` where it compares against calculus and in `f32` where it compares bit for bit:
+//!
+//! - **gradient** (per model): under backprop, every weight layer's `grad_W` equals central
+//!   differences of the loss (training-mode batch norm), at sampled entries;
+//! - **fa-control** (per model): feedback alignment with `B := W` is backprop bit for bit for
+//!   one step, and with its random `B` it is not (the negative control);
+//! - **kp-identity** (per model): Kolen-Pollack from `B₀ = W₀` is backprop bit for bit for
+//!   several steps;
+//! - **matrix** (per model and rule): the error each weight layer hands down under the rule is
+//!   bit for bit what the rule's equation's `M` gives (`W`, `B`, `s·sign W`, `|B|·sign W`),
+//!   computed here from `W` and `B` independently of the rule's code and carried by feedback
+//!   alignment (which the two checks above prove);
+//! - **feedback** (per model and rule): `B` changes as the rule says over training steps (fixed,
+//!   unused, redrawn, or `W − B` shrinking by `(1 − ηλ)` per step), and the weight mirror's
+//!   `∠(W, B) ≈ arctan √(in/N)` law on a linear layer.
+//!
+//! Checks take the rule as built by the registry, so a rule whose code is changed is checked
+//! as changed.
+
+use crate::config::{ModelKind, TrainConfig};
+use crate::layers::{softmax_cross_entropy, DeltaRecord, Linear, WeightLayer};
+use crate::metrics::angle_deg;
+use crate::models::Network;
+use crate::optim::Sgd;
+use crate::rules::{self, mirror_step, MirrorConfig, MirrorInit, Rule, RuleConfig, RuleKind};
+use crate::tensor::{Real, Tensor};
+use crate::train::{build_model, train_step};
+
+/// One check's outcome.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    /// The model the check ran on (`linear` for a lone layer).
+    pub model: String,
+    /// The rule it concerns, or `None` for a model's rule-independent checks.
+    pub rule: Option<RuleKind>,
+    /// The check's name (`gradient`, `fa-control`, `kp-identity`, `matrix`, `feedback`).
+    pub check: &'static str,
+    pub passed: bool,
+    /// What was measured.
+    pub detail: String,
+}
+
+const CLASSES: usize = 5;
+const BATCH: usize = 4;
+const H: f64 = 1e-6;
+/// The largest accepted |grad_W − finite difference| over the layer's largest |grad_W|.
+const TOL: f64 = 1e-5;
+
+/// The tiny instance of `model` that the checks use: its input shape and config.
+fn tiny(model: ModelKind, rule: RuleKind) -> (TrainConfig, [usize; 3]) {
+    let input = match model {
+        ModelKind::Mlp => [1, 3, 3],
+        ModelKind::Lenet5 => [1, 12, 12],
+        ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => [3, 8, 8],
+        ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => [3, 32, 32],
+    };
+    let cfg = TrainConfig {
+        model,
+        rule,
+        hidden: vec![7, 6],
+        seed: 11,
+        ..Default::default()
+    };
+    (cfg, input)
+}
+
+fn net<T: Real>(model: ModelKind, rule: &dyn Rule<T>) -> Network<T> {
+    let (cfg, input) = tiny(model, rule.kind());
+    build_model(&cfg, input, CLASSES, rule)
+}
+
+/// A seeded batch for `model`'s tiny instance.
+fn batch<T: Real>(model: ModelKind, stream: u64) -> (Tensor<T>, Vec<u32>) {
+    let (_, input) = tiny(model, RuleKind::Backprop);
+    let mut rng = crate::rng(1234, stream);
+    let x = Tensor::randn(&[BATCH, input.iter().product()], 1.0, &mut rng);
+    let labels = (0..BATCH)
+        .map(|i| ((i + stream as usize) % CLASSES) as u32)
+        .collect();
+    (x, labels)
+}
+
+fn rule<T: Real>(kind: RuleKind, cfg: &RuleConfig) -> Box<dyn Rule<T>> {
+    rules::build::<T>(kind, cfg, BATCH)
+}
+
+/// Every weight-layer and parameter value, as bits.
+fn bits<T: Real>(net: &Network<T>) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::new();
+    for l in net.weight_layers() {
+        out.extend(l.params().w.data().iter().map(|v| v.f64().to_bits()));
+    }
+    for p in net.params() {
+        out.extend(p.value.data().iter().map(|v| v.f64().to_bits()));
+    }
+    out
+}
+
+fn feedback_bits<T: Real>(net: &Network<T>) -> Vec<Vec<u64>> {
+    net.weight_layers()
+        .iter()
+        .map(|l| {
+            l.params()
+                .feedback
+                .data()
+                .iter()
+                .map(|v| v.f64().to_bits())
+                .collect()
+        })
+        .collect()
+}
+
+fn sgd(momentum: f64, weight_decay: f64) -> Sgd {
+    Sgd {
+        momentum,
+        nesterov: false,
+        weight_decay,
+    }
+}
+
+/// Every check of `models` × `rules`. The rules are built from the registry with `cfg`.
+pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
+    let mut out = Vec::new();
+    for &model in models {
+        out.push(gradient(model));
+        out.push(fa_control(model, cfg));
+        out.push(kp_identity(model, cfg));
+        for &kind in kinds {
+            out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
+            out.push(feedback(model, rule::<f32>(kind, cfg).as_ref()));
+        }
+    }
+    if kinds.contains(&RuleKind::WeightMirror) {
+        out.push(mirror_law());
+    }
+    out
+}
+
+fn outcome(
+    model: ModelKind,
+    rule: Option<RuleKind>,
+    check: &'static str,
+    problem: Option<String>,
+    ok: String,
+) -> Outcome {
+    Outcome {
+        model: model.name().to_string(),
+        rule,
+        check,
+        passed: problem.is_none(),
+        detail: problem.unwrap_or(ok),
+    }
+}
+
+/// Backprop's `grad_W` against central differences of the loss, in `f64`, at up to 8 sampled
+/// entries of every weight layer.
+pub fn gradient(model: ModelKind) -> Outcome {
+    use rand::Rng as _;
+    let bp = rule::<f64>(RuleKind::Backprop, &RuleConfig::default());
+    let mut net = net::<f64>(model, bp.as_ref());
+    let (x, labels) = batch::<f64>(model, 0);
+    let outs = net.forward(&x, true);
+    let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), &labels);
+    net.backward(&x, &outs, delta, bp.as_ref(), None);
+    let mut pick = crate::rng(99, 0);
+    let (mut worst, mut problem) = (0f64, None);
+    let layers = net.weight_layers().len();
+    for i in 0..layers {
+        let (name, analytic) = {
+            let p = net.weight_layers()[i].params();
+            (p.name.clone(), p.grad_w.clone())
+        };
+        let scale = analytic.data().iter().fold(1e-3f64, |m, v| m.max(v.abs()));
+        for _ in 0..8.min(analytic.len()) {
+            let j = pick.random_range(0..analytic.len());
+            let mut at = |d: f64| {
+                net.weight_layers_mut()[i].params_mut().w.data_mut()[j] += d;
+                let l = softmax_cross_entropy(&net.predict(&x, true), &labels).0;
+                net.weight_layers_mut()[i].params_mut().w.data_mut()[j] -= d;
+                l
+            };
+            // A step that carries a ReLU or max-pool input across its kink gives a wrong
+            // difference quotient (deep networks have many inputs near one); the entry
+            // agrees if the quotient at any of four step sizes does (in f64 the smallest,
+            // 1e-8, still has rounding error ~1e-8 relative).
+            let (mut e, mut numeric) = (f64::INFINITY, 0.0);
+            for h in [H, H / 10.0, H / 100.0, H * 10.0] {
+                let q = (at(h) - at(-h)) / (2.0 * h);
+                let eq = (analytic.data()[j] - q).abs() / scale;
+                if eq < e {
+                    (e, numeric) = (eq, q);
+                }
+                if e <= TOL {
+                    break;
+                }
+            }
+            worst = worst.max(e);
+            if e > TOL && problem.is_none() {
+                problem = Some(format!(
+                    "{name}[{j}]: grad_W {} but finite differences {numeric} (relative error {e:.1e})",
+                    analytic.data()[j]
+                ));
+            }
+        }
+    }
+    outcome(
+        model,
+        None,
+        "gradient",
+        problem,
+        format!("backprop's grad_W = finite differences in {layers} weight layers (worst relative error {worst:.1e})"),
+    )
+}
+
+/// Feedback alignment with `B := W` is one backprop step bit for bit; with random `B` it is not.
+pub fn fa_control(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+    let bp = rule::<f32>(RuleKind::Backprop, cfg);
+    let fa = rule::<f32>(RuleKind::FeedbackAlignment, cfg);
+    let (mut a, mut b, mut c) = (
+        net(model, bp.as_ref()),
+        net(model, fa.as_ref()),
+        net(model, fa.as_ref()),
+    );
+    for l in b.weight_layers_mut() {
+        let p = l.params_mut();
+        p.feedback = p.w.clone();
+    }
+    let (x, y) = batch::<f32>(model, 1);
+    let s = sgd(0.9, 1e-4);
+    let mut rng = crate::rng(5, 5);
+    let mut step = |n: &mut Network<f32>, r: &dyn Rule<f32>| {
+        train_step(n, r, &s, &x, &y, 0.05, &mut rng).map(|_| ())
+    };
+    let problem = match (
+        step(&mut a, bp.as_ref()),
+        step(&mut b, fa.as_ref()),
+        step(&mut c, fa.as_ref()),
+    ) {
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            Some(format!("non-finite values at {e}"))
+        }
+        _ if bits(&a) != bits(&b) => Some("FA with B := W left backprop after one step".into()),
+        _ if bits(&a) == bits(&c) => {
+            Some("FA with its random B took backprop's step: B is not carrying the error".into())
+        }
+        _ => None,
+    };
+    outcome(
+        model,
+        Some(RuleKind::FeedbackAlignment),
+        "fa-control",
+        problem,
+        "with B := W one step is backprop's bit for bit; with random B it is not".into(),
+    )
+}
+
+/// Kolen-Pollack from `B₀ = W₀` is backprop bit for bit for 3 steps (momentum 0.9, decay λ).
+pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+    const STEPS: usize = 3;
+    let bp = rule::<f32>(RuleKind::Backprop, cfg);
+    let kp = rule::<f32>(RuleKind::KolenPollack, cfg);
+    let (mut a, mut b) = (net(model, bp.as_ref()), net(model, kp.as_ref()));
+    for l in b.weight_layers_mut() {
+        let p = l.params_mut();
+        p.feedback = p.w.clone();
+    }
+    // Backprop's weight decay is KP's λ, so that W's updates agree.
+    let s = sgd(0.9, cfg.kp_decay);
+    let mut rng = crate::rng(5, 6);
+    let mut problem = None;
+    for t in 0..STEPS {
+        let (x, y) = batch::<f32>(model, 2 + t as u64);
+        let ra = train_step(&mut a, bp.as_ref(), &s, &x, &y, 0.05, &mut rng);
+        let rb = train_step(&mut b, kp.as_ref(), &s, &x, &y, 0.05, &mut rng);
+        if let (Err(e), _) | (_, Err(e)) = (&ra, &rb) {
+            problem = Some(format!("non-finite values at {e} in step {}", t + 1));
+            break;
+        }
+        if bits(&a) != bits(&b) {
+            problem = Some(format!("KP from B₀ = W₀ left backprop at step {}", t + 1));
+            break;
+        }
+    }
+    outcome(
+        model,
+        Some(RuleKind::KolenPollack),
+        "kp-identity",
+        problem,
+        format!("from B₀ = W₀, {STEPS} steps are backprop's bit for bit"),
+    )
+}
+
+/// The `M` of `kind`'s equation, from `W`, `B` and the init std alone (not the rule's code).
+fn equation_matrix<T: Real>(
+    kind: RuleKind,
+    cfg: &RuleConfig,
+    w: &Tensor<T>,
+    b: &Tensor<T>,
+    init_std: f64,
+) -> Tensor<T> {
+    let sign = |v: T| {
+        if v > T::zero() {
+            T::one()
+        } else if v < T::zero() {
+            -T::one()
+        } else {
+            T::zero()
+        }
+    };
+    match kind {
+        RuleKind::Backprop => w.clone(),
+        RuleKind::FeedbackAlignment | RuleKind::WeightMirror | RuleKind::KolenPollack => b.clone(),
+        RuleKind::SignSymmetry => {
+            let s = match cfg.ss_scale {
+                rules::SignScale::InitStd => T::of(init_std),
+                rules::SignScale::MeanAbs => {
+                    T::of(w.data().iter().map(|v| v.abs().f64()).sum::<f64>() / w.len() as f64)
+                }
+            };
+            w.map(|v| s * sign(v))
+        }
+        RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => {
+            b.zip_map(w, |b, w| b.abs() * sign(w))
+        }
+    }
+}
+
+/// Each weight layer's `δ_in` under the rule equals, bit for bit, feedback alignment's with
+/// `B :=` the equation's `M`, on the same forward pass.
+pub fn matrix(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+    let kind = rule.kind();
+    let cfg = RuleConfig::default();
+    let fa = self::rule::<f32>(RuleKind::FeedbackAlignment, &cfg);
+    let (mut a, mut b) = (net(model, rule), net(model, rule));
+    // A training step first, so that W has moved from its initialisation (and B too, for the
+    // rules that change it).
+    let (x0, y0) = batch::<f32>(model, 9);
+    let mut rng = crate::rng(5, 7);
+    let step = train_step(&mut a, rule, &sgd(0.9, 1e-4), &x0, &y0, 0.05, &mut rng);
+    if let Err(e) = step {
+        return outcome(
+            model,
+            Some(kind),
+            "matrix",
+            Some(format!("non-finite values at {e}")),
+            String::new(),
+        );
+    }
+    for (la, lb) in a.weight_layers().iter().zip(b.weight_layers_mut()) {
+        let p = la.params();
+        let m = equation_matrix(kind, &cfg, &p.w, &p.feedback, p.init_std);
+        let q = lb.params_mut();
+        *q = p.clone();
+        q.feedback = m;
+    }
+    for (pa, pb) in a.params().iter().zip(b.params_mut()) {
+        pb.value = pa.value.clone();
+    }
+    let (x, y) = batch::<f32>(model, 10);
+    let (mut da, mut db): (DeltaRecord<f32>, DeltaRecord<f32>) = (Vec::new(), Vec::new());
+    for (n, r, d) in [(&mut a, rule, &mut da), (&mut b, fa.as_ref(), &mut db)] {
+        let outs = n.forward(&x, true);
+        let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), &y);
+        n.backward(&x, &outs, delta, r, Some(d));
+    }
+    let problem = da.iter().zip(&db).find_map(|((name, a), (_, b))| {
+        let same = match (a, b) {
+            (Some(a), Some(b)) => a
+                .data()
+                .iter()
+                .zip(b.data())
+                .all(|(p, q)| p.to_bits() == q.to_bits()),
+            (None, None) => true,
+            _ => false,
+        };
+        (!same).then(|| {
+            let angle = match (a, b) {
+                (Some(a), Some(b)) => {
+                    angle_deg(a, b).map_or(String::new(), |d| format!(" ({d:.2}° apart)"))
+                }
+                _ => String::new(),
+            };
+            format!("the error below {name} is not δ·M with the equation's M{angle}")
+        })
+    });
+    let layers = da.iter().filter(|(_, d)| d.is_some()).count();
+    outcome(
+        model,
+        Some(kind),
+        "matrix",
+        problem,
+        format!(
+            "δ_in = δ·M bit for bit at {layers} weight layers, M = {}",
+            equation_name(kind)
+        ),
+    )
+}
+
+fn equation_name(kind: RuleKind) -> &'static str {
+    match kind {
+        RuleKind::Backprop => "W",
+        RuleKind::FeedbackAlignment | RuleKind::WeightMirror | RuleKind::KolenPollack => "B",
+        RuleKind::SignSymmetry => "s·sign(W)",
+        RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
+    }
+}
+
+/// The fraction of feedback entries below the first layer that are bitwise unchanged (a fresh
+/// `f32` draw repeats the old value at a position with probability ~2⁻²⁰, so a few entries of a
+/// large network do).
+fn kept(now: &[Vec<u64>], before: &[Vec<u64>]) -> f64 {
+    let (same, all) = now
+        .iter()
+        .zip(before)
+        .skip(1)
+        .flat_map(|(a, b)| a.iter().zip(b))
+        .fold((0usize, 0usize), |(s, n), (p, q)| {
+            (s + usize::from(p == q), n + 1)
+        });
+    same as f64 / all.max(1) as f64
+}
+
+/// `B` over 3 plain-SGD training steps: as the rule says.
+pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+    const STEPS: usize = 3;
+    let kind = rule.kind();
+    let mut n = net(model, rule);
+    // KP's λ is its own (it replaces W's weight decay); 1e-3 for the others.
+    let (eta, lambda) = (0.05, rule.shared_update_decay().unwrap_or(1e-3));
+    let s = sgd(0.0, lambda);
+    let start = feedback_bits(&n);
+    let diff0: Vec<Tensor<f32>> = n
+        .weight_layers()
+        .iter()
+        .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
+        .collect();
+    let mut rng = crate::rng(5, 8);
+    let mut before = start.clone();
+    let mut problem = None;
+    for t in 0..STEPS {
+        let (x, y) = batch::<f32>(model, 20 + t as u64);
+        if let Err(e) = train_step(&mut n, rule, &s, &x, &y, eta, &mut rng) {
+            problem = Some(format!("non-finite values at {e}"));
+            break;
+        }
+        let now = feedback_bits(&n);
+        let layers = n.weight_layers();
+        problem = match kind {
+            RuleKind::Backprop
+            | RuleKind::FeedbackAlignment
+            | RuleKind::SignSymmetry
+            | RuleKind::FixedRandomSign
+                if now != start =>
+            {
+                Some("B changed; this rule keeps it fixed".into())
+            }
+            RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign
+                if layers
+                    .iter()
+                    .any(|l| l.params().feedback.data().iter().any(|&b| b < 0.0)) =>
+            {
+                Some("B holds magnitudes and must be ≥ 0".into())
+            }
+            RuleKind::BatchwiseRandomSign if now[0] != start[0] => {
+                Some("the first layer's B, which carries no error, was redrawn".into())
+            }
+            RuleKind::BatchwiseRandomSign if kept(&now, &before) > 1e-4 => Some(format!(
+                "step {}: {:.2} % of the magnitudes were not redrawn",
+                t + 1,
+                100.0 * kept(&now, &before)
+            )),
+            RuleKind::KolenPollack => {
+                // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding.
+                let factor = (1.0 - eta * lambda).powi(t as i32 + 1);
+                layers.iter().zip(&diff0).skip(1).find_map(|(l, d0)| {
+                    let p = l.params();
+                    let d = p.w.zip_map(&p.feedback, |w, b| w - b);
+                    let want = d0.map(|v| v * factor as f32);
+                    let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
+                    (err > 1e-5)
+                        .then(|| format!("{}: W − B is off (1 − ηλ)^t by {err:.1e}", p.name))
+                })
+            }
+            _ => None,
+        };
+        if problem.is_some() {
+            break;
+        }
+        before = now;
+    }
+    let ok = match kind {
+        RuleKind::Backprop | RuleKind::SignSymmetry => "B unused and unchanged",
+        RuleKind::FeedbackAlignment => "B fixed at its initialisation",
+        RuleKind::FixedRandomSign => "B = |R| ≥ 0, fixed",
+        RuleKind::BatchwiseRandomSign => "B = |R| ≥ 0, redrawn every step (not the first layer's)",
+        RuleKind::KolenPollack => "W − B shrinks by (1 − ηλ) every plain-SGD step",
+        RuleKind::WeightMirror => {
+            "B moved by the mirror without non-finite values (its law: below)"
+        }
+    };
+    outcome(
+        model,
+        Some(kind),
+        "feedback",
+        problem,
+        format!("{ok}, {STEPS} steps"),
+    )
+}
+
+/// The weight mirror's law on a linear layer: from `B = 0` without decay, after `N` noise
+/// samples `∠(W, B) ≈ arctan √(in/N)`, within 15 % for `N` = 4, 16 and 64 times `in`.
+pub fn mirror_law() -> Outcome {
+    let (inputs, outputs) = (32, 48);
+    let mut rng = crate::rng(7, 0);
+    let mut layer: Linear<f64> =
+        Linear::new("fc", inputs, outputs, 1.0, &mut rng, &mut crate::rng(7, 1));
+    layer.p.feedback.apply(|_| 0.0);
+    let cfg = MirrorConfig {
+        lr: 0.01,
+        decay: 0.0,
+        batch_size: inputs * 4,
+        init: MirrorInit::Zero,
+        ..Default::default()
+    };
+    let mut noise = crate::rng(7, 2);
+    let mut problem = None;
+    let mut seen = 0;
+    let mut last = String::new();
+    for batches in [1, 3, 12] {
+        for _ in 0..batches {
+            mirror_step(&mut layer as &mut dyn WeightLayer<f64>, &cfg, &mut noise);
+        }
+        seen += batches * cfg.batch_size;
+        let got = angle_deg(&layer.p.w, &layer.p.feedback).unwrap_or(90.0);
+        let want = (inputs as f64 / seen as f64).sqrt().atan().to_degrees();
+        last = format!("N = {seen}: {got:.2}° vs arctan √(in/N) = {want:.2}°");
+        if (got / want - 1.0).abs() > 0.15 {
+            problem = Some(last.clone());
+            break;
+        }
+    }
+    Outcome {
+        model: format!("linear {inputs}→{outputs}"),
+        rule: Some(RuleKind::WeightMirror),
+        check: "mirror-law",
+        passed: problem.is_none(),
+        detail: problem.unwrap_or(last),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::params::WeightParams;
+    use std::borrow::Cow;
+
+    /// A rule that claims to be one rule and carries the error through another's matrix.
+    struct Swapped {
+        claims: RuleKind,
+        uses_w: bool,
+    }
+    impl<T: Real> Rule<T> for Swapped {
+        fn kind(&self) -> RuleKind {
+            self.claims
+        }
+        fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
+            Cow::Borrowed(if self.uses_w { &p.w } else { &p.feedback })
+        }
+    }
+
+    #[test]
+    fn every_check_passes_on_the_small_models_and_fails_when_a_matrix_is_swapped() {
+        let cfg = RuleConfig::default();
+        let models = [ModelKind::Mlp, ModelKind::Lenet5, ModelKind::Resnet20];
+        for o in run(&models, &RuleKind::ALL, &cfg) {
+            assert!(o.passed, "{o:?}");
+        }
+        for (claims, uses_w) in [
+            (RuleKind::Backprop, false),
+            (RuleKind::FeedbackAlignment, true),
+            (RuleKind::KolenPollack, true),
+            (RuleKind::WeightMirror, true),
+            (RuleKind::SignSymmetry, true),
+            (RuleKind::FixedRandomSign, false),
+        ] {
+            for model in models {
+                let o = matrix(model, &Swapped { claims, uses_w });
+                assert!(
+                    !o.passed,
+                    "{claims:?} using {}: {o:?}",
+                    if uses_w { "W" } else { "B" }
+                );
+            }
+        }
+    }
+}
