@@ -258,6 +258,14 @@ pub struct TrainArgs {
     /// Weight mirror: B₀, random or zero. [default: random]
     #[arg(long, value_parser = name::<nowt::rules::MirrorInit>)]
     pub wm_init: Option<nowt::rules::MirrorInit>,
+    /// Weight mirror: noise distribution (variance σ² either way), gaussian or uniform.
+    /// [default: gaussian]
+    #[arg(long, value_parser = name::<nowt::rules::MirrorNoise>)]
+    pub wm_noise: Option<nowt::rules::MirrorNoise>,
+    /// The output layer's error: same (the rule) or backprop (M = W at the top weight layer,
+    /// the rule below it: the output-layer ablation). [default: same]
+    #[arg(long, value_parser = name::<nowt::rules::OutputLayerRule>)]
+    pub output_layer_rule: Option<nowt::rules::OutputLayerRule>,
     /// Kolen-Pollack: decay λ for both W and B. [default: 1e-3]
     #[arg(long, allow_negative_numbers = true)]
     pub kp_decay: Option<f64>,

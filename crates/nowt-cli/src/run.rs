@@ -158,7 +158,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(rules.wm.batches_per_step = a.wm_batches_per_step);
     set!(rules.wm.warmup_batches = a.wm_warmup_batches);
     set!(rules.wm.init = a.wm_init);
+    set!(rules.wm.noise = a.wm_noise);
     set!(rules.kp_decay = a.kp_decay);
+    set!(output_layer_rule = a.output_layer_rule);
     set!(divergence_loss_factor = a.divergence_loss_factor);
     set!(divergence_weight_factor = a.divergence_weight_factor);
     if a.allow_divergence {
@@ -380,6 +382,7 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         ("wm-batches-per-step", a.wm_batches_per_step.is_some()),
         ("wm-warmup-batches", a.wm_warmup_batches.is_some()),
         ("wm-init", a.wm_init.is_some()),
+        ("wm-noise", a.wm_noise.is_some()),
         ("kp-decay", a.kp_decay.is_some()),
     ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {

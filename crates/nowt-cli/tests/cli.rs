@@ -175,6 +175,35 @@ fn rules_lists_all_five() {
     }
 }
 
+/// `--output-layer-rule backprop`: the top layer's `M` is `W` (0°), the hidden layer's the rule's.
+#[test]
+fn output_layer_rule_backprop_puts_only_the_top_layer_under_backprop() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "--rule",
+        "fa",
+        "--hidden",
+        "32,32",
+        "--output-layer-rule",
+        "backprop",
+        "--out",
+        run.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let m = metrics(&run);
+    let layers = m[0]["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3);
+    assert_eq!(layers[2]["weight_angle_deg"].as_f64(), Some(0.0));
+    assert!(layers[1]["weight_angle_deg"].as_f64().unwrap() > 30.0);
+    let cfg = fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(cfg.contains("output_layer_rule = \"backprop\""), "{cfg}");
+}
+
 #[test]
 fn check_passes_every_rule_on_the_mlp_and_refuses_an_unknown_model() {
     let o = nowt(&["check", "--model", "mlp"]);

@@ -616,6 +616,7 @@ fn every_registry_knob_is_a_flag_owned_by_its_rule() {
             let value = match knob.flag {
                 "ss-scale" => "mean-abs",
                 "wm-init" => "zero",
+                "wm-noise" => "uniform",
                 _ => "1",
             };
             let other = RuleKind::ALL.into_iter().find(|&k| k != owner).unwrap();

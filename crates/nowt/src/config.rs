@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::layers::ActivationKind;
 use crate::optim::ScheduleKind;
-use crate::rules::{RuleConfig, RuleKind};
+use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
 use crate::{Error, Result};
 
 /// The network architectures.
@@ -157,6 +157,9 @@ pub struct TrainConfig {
     pub allow_divergence: bool,
     /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
     pub out: Option<PathBuf>,
+    /// How the output layer sends its error down: `same` (the rule) or `backprop` (the
+    /// output-layer ablation, rules/output_layer.rs). Default `same`.
+    pub output_layer_rule: OutputLayerRule,
     /// Per-rule knobs.
     pub rules: RuleConfig,
 }
@@ -193,6 +196,7 @@ impl Default for TrainConfig {
             divergence_weight_factor: 1000.0,
             allow_divergence: false,
             out: None,
+            output_layer_rule: OutputLayerRule::Same,
             rules: RuleConfig::default(),
         }
     }

@@ -127,17 +127,30 @@ impl<T: Real> Tensor<T> {
     /// stream of that seed, so blocks fill in parallel and the values do not depend on the
     /// thread count.
     pub fn randn(shape: &[usize], std: f64, rng: &mut crate::Rng) -> Self {
+        let std = T::of(std);
+        Self::sample(shape, rng, move |r| T::standard_normal(r) * std)
+    }
+
+    /// Entries drawn independently from `U(−a, a)` (variance `a²/3`), in blocks as [`randn`].
+    ///
+    /// [`randn`]: Tensor::randn
+    pub fn rand_uniform(shape: &[usize], a: f64, rng: &mut crate::Rng) -> Self {
+        Self::sample(shape, rng, move |r| T::of(r.random_range(-a..a)))
+    }
+
+    fn sample(
+        shape: &[usize],
+        rng: &mut crate::Rng,
+        draw: impl Fn(&mut crate::Rng) -> T + Sync,
+    ) -> Self {
         const BLOCK: usize = 1 << 13;
         let seed: u64 = rng.random();
-        let std = T::of(std);
         let mut data = vec![T::zero(); shape.iter().product()];
         data.par_chunks_mut(BLOCK)
             .enumerate()
             .for_each(|(i, block)| {
                 let mut r = crate::rng(seed, i as u64);
-                block
-                    .iter_mut()
-                    .for_each(|v| *v = T::standard_normal(&mut r) * std);
+                block.iter_mut().for_each(|v| *v = draw(&mut r));
             });
         Self {
             shape: shape.to_vec(),

@@ -426,7 +426,16 @@ fn run(
     data_pool: &rayon::ThreadPool,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
-    let rule = rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
+    let output = st
+        .net
+        .weight_layers()
+        .last()
+        .map(|l| l.params().name.clone());
+    let rule = rules::with_output_layer(
+        rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size),
+        cfg.output_layer_rule,
+        output.as_deref().unwrap_or_default(),
+    );
     let sgd = Sgd {
         momentum: cfg.momentum,
         nesterov: cfg.nesterov,

@@ -92,6 +92,51 @@ fn feedback_alignment_with_b_equal_w_is_backprop() {
     assert_ne!(bits(&a), bits(&c));
 }
 
+/// The output-layer ablation: feedback alignment with the top layer under backprop is, bit for
+/// bit, feedback alignment with the top layer's `B := W` (and the lower layers' own `B`); plain
+/// feedback alignment is not (the comparison can fail).
+#[test]
+fn output_layer_backprop_sends_w_at_the_top_and_the_rule_below() {
+    use nowt::rules::{with_output_layer, OutputLayerRule};
+    let batches = digits_batches(32, 1);
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+    };
+    let fa = || rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 32);
+    let net = || {
+        build_model(
+            &cfg(RuleKind::FeedbackAlignment),
+            [1, 8, 8],
+            10,
+            fa().as_ref(),
+        )
+    };
+    let (mut a, mut b, mut c) = (net(), net(), net());
+    let top = a.weight_layers().last().unwrap().params().name.clone();
+    let ablated = with_output_layer(fa(), OutputLayerRule::Backprop, &top);
+    assert_eq!(ablated.kind(), RuleKind::FeedbackAlignment);
+    {
+        let mut layers = b.weight_layers_mut();
+        let p = layers.last_mut().unwrap().params_mut();
+        p.feedback = p.w.clone();
+    }
+    let (x, y) = &batches[0];
+    let mut rng = nowt::rng(0, 3);
+    train_step(&mut a, ablated.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    train_step(&mut b, fa().as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    train_step(&mut c, fa().as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    assert_eq!(bits(&a), bits(&b));
+    assert_ne!(bits(&a), bits(&c));
+    // `same` is the rule itself.
+    let same = with_output_layer(fa(), OutputLayerRule::Same, &top);
+    let (mut d, mut e) = (net(), net());
+    train_step(&mut d, same.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    train_step(&mut e, fa().as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    assert_eq!(bits(&d), bits(&e));
+}
+
 /// Kolen-Pollack started at `B₀ = W₀` stays bit-identical to backprop (same decay, momentum).
 #[test]
 fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
@@ -298,54 +343,84 @@ fn weight_mirror_follows_the_arctan_law() {
 
 /// With decay the mirror settles at `B* = σ² W / λ_WM`, for a linear layer and for an
 /// unpadded convolution (whose every output position is one noise vector: the scale must not
-/// grow with the number of positions).
+/// grow with the number of positions), under Gaussian and under uniform noise of variance σ²;
+/// the two noises draw different `ξ`.
 #[test]
 fn weight_mirror_settles_at_sigma_squared_w_over_lambda() {
     use nowt::layers::{Conv2d, WeightLayer};
-    let layers: Vec<Box<dyn WeightLayer<f64>>> = vec![
-        Box::new(Linear::<f64>::new(
-            "fc",
-            20,
-            10,
-            0.3,
-            &mut nowt::rng(4, 0),
-            &mut nowt::rng(4, 1),
-        )),
-        Box::new(Conv2d::<f64>::new(
-            "conv",
-            3,
-            5,
-            3,
-            1,
-            0,
-            false,
-            (10, 10),
-            0.3,
-            &mut nowt::rng(4, 0),
-            &mut nowt::rng(4, 1),
-        )),
-    ];
-    for (mut layer, batch) in layers.into_iter().zip([256, 8]) {
-        let cfg = MirrorConfig {
-            sigma: 0.5,
-            lr: 0.02,
-            decay: 0.5,
-            batch_size: batch,
-            ..Default::default()
-        };
-        let mut rng = nowt::rng(4, 3);
-        for _ in 0..3000 {
+    use nowt::rules::MirrorNoise;
+    let mut first_steps = Vec::new();
+    for noise in [MirrorNoise::Gaussian, MirrorNoise::Uniform] {
+        let layers: Vec<Box<dyn WeightLayer<f64>>> = vec![
+            Box::new(Linear::<f64>::new(
+                "fc",
+                20,
+                10,
+                0.3,
+                &mut nowt::rng(4, 0),
+                &mut nowt::rng(4, 1),
+            )),
+            Box::new(Conv2d::<f64>::new(
+                "conv",
+                3,
+                5,
+                3,
+                1,
+                0,
+                false,
+                (10, 10),
+                0.3,
+                &mut nowt::rng(4, 0),
+                &mut nowt::rng(4, 1),
+            )),
+        ];
+        for (mut layer, batch) in layers.into_iter().zip([256, 8]) {
+            let cfg = MirrorConfig {
+                sigma: 0.5,
+                lr: 0.02,
+                decay: 0.5,
+                batch_size: batch,
+                noise,
+                ..Default::default()
+            };
+            let mut rng = nowt::rng(4, 3);
             mirror_step(layer.as_mut(), &cfg, &mut rng);
+            first_steps.push(layer.params().feedback.clone());
+            for _ in 1..3000 {
+                mirror_step(layer.as_mut(), &cfg, &mut rng);
+            }
+            let p = layer.params();
+            let ratio = p.feedback.norm() / p.w.norm();
+            assert!(
+                (ratio - 0.25 / 0.5).abs() < 0.03,
+                "{} ({noise:?}): ‖B‖/‖W‖ = {ratio}",
+                p.name
+            );
+            assert!(
+                angle_deg(&p.w, &p.feedback).unwrap() < 3.0,
+                "{} ({noise:?})",
+                p.name
+            );
         }
-        let p = layer.params();
-        let ratio = p.feedback.norm() / p.w.norm();
-        assert!(
-            (ratio - 0.25 / 0.5).abs() < 0.03,
-            "{}: ‖B‖/‖W‖ = {ratio}",
-            p.name
-        );
-        assert!(angle_deg(&p.w, &p.feedback).unwrap() < 3.0, "{}", p.name);
     }
+    assert_ne!(
+        first_steps[0], first_steps[2],
+        "uniform noise drew Gaussian ξ"
+    );
+    assert_ne!(
+        first_steps[1], first_steps[3],
+        "uniform noise drew Gaussian ξ"
+    );
+}
+
+/// `U(−a, a)` draws stay inside `[−a, a)` and have variance `a²/3`.
+#[test]
+fn uniform_draws_have_the_right_range_and_variance() {
+    let t = Tensor::<f64>::rand_uniform(&[50_000], 2.0, &mut nowt::rng(8, 0));
+    assert!(t.data().iter().all(|v| (-2.0..2.0).contains(v)));
+    let var = t.data().iter().map(|v| v * v).sum::<f64>() / t.len() as f64;
+    assert!((var - 4.0 / 3.0).abs() < 0.03, "variance {var}");
+    assert!(t.data().iter().any(|&v| v < -1.9) && t.data().iter().any(|&v| v > 1.9));
 }
 
 /// With zero padding, every kernel tap settles at `σ² / λ_WM` times its own weight: each tap

@@ -10,6 +10,7 @@ mod batchwise_random_sign;
 mod feedback_alignment;
 mod fixed_random_sign;
 mod kolen_pollack;
+mod output_layer;
 mod sign_symmetry;
 mod weight_mirror;
 
@@ -18,8 +19,9 @@ pub use batchwise_random_sign::BatchwiseRandomSign;
 pub use feedback_alignment::FeedbackAlignment;
 pub use fixed_random_sign::FixedRandomSign;
 pub use kolen_pollack::KolenPollack;
+pub use output_layer::{with_output_layer, OutputLayerRule};
 pub use sign_symmetry::{SignScale, SignSymmetry};
-pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, WeightMirror};
+pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, MirrorNoise, WeightMirror};
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;

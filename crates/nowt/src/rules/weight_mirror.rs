@@ -60,6 +60,11 @@ pub const INFO: RuleInfo = RuleInfo {
             flag: "wm-init",
             doc: "B₀: random (default) or zero",
         },
+        Knob {
+            key: "wm.noise",
+            flag: "wm-noise",
+            doc: "distribution of ξ, variance σ² either way: gaussian (default) or uniform",
+        },
     ],
     build: |cfg, batch_size| {
         let mut cfg = cfg.wm.clone();
@@ -78,6 +83,17 @@ pub enum MirrorInit {
     Random,
     /// `B₀ = 0`.
     Zero,
+}
+
+/// The distribution of the mirror's noise `ξ`; both have mean 0 and variance `σ²`, so
+/// `E[ηᵀ ξ] / N_m = σ² W` and `B`'s fixed point are the same (the paper uses Gaussian noise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MirrorNoise {
+    /// `ξ ~ N(0, σ²)`. The default.
+    Gaussian,
+    /// `ξ ~ U(−√3 σ, √3 σ)`.
+    Uniform,
 }
 
 /// The weight mirror's schedule and constants.
@@ -99,6 +115,8 @@ pub struct MirrorConfig {
     pub warmup_batches: usize,
     /// How `B` starts. Default `random`.
     pub init: MirrorInit,
+    /// The noise distribution. Default `gaussian`.
+    pub noise: MirrorNoise,
 }
 
 impl Default for MirrorConfig {
@@ -111,6 +129,7 @@ impl Default for MirrorConfig {
             batches_per_step: 1,
             warmup_batches: 500,
             init: MirrorInit::Random,
+            noise: MirrorNoise::Gaussian,
         }
     }
 }
@@ -135,7 +154,11 @@ pub fn mirror_step<T: Real>(
     rng: &mut crate::Rng,
 ) {
     let n = cfg.batch_size.max(1);
-    let xi = Tensor::<T>::randn(&layer.input_shape(n), cfg.sigma, rng);
+    let shape = layer.input_shape(n);
+    let xi = match cfg.noise {
+        MirrorNoise::Gaussian => Tensor::<T>::randn(&shape, cfg.sigma, rng),
+        MirrorNoise::Uniform => Tensor::<T>::rand_uniform(&shape, 3f64.sqrt() * cfg.sigma, rng),
+    };
     let eta = layer.linear(&xi);
     // η_B / (N_m r_t) for each tap t.
     let step: Vec<T> = layer
