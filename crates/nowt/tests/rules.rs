@@ -137,6 +137,43 @@ fn output_layer_backprop_sends_w_at_the_top_and_the_rule_below() {
     assert_eq!(bits(&d), bits(&e));
 }
 
+/// Under the output-layer ablation every rule keeps its own `B` dynamics: the same `B₀`, the same
+/// shared-update decay, the same warm-up and per-step work on `B` (the mirror, brSF's redraw).
+#[test]
+fn output_layer_backprop_keeps_every_rules_feedback_dynamics() {
+    use nowt::rules::{with_output_layer, OutputLayerRule};
+    for kind in RuleKind::ALL {
+        let plain = rules::build::<f32>(kind, &Default::default(), 16);
+        let mut a = build_model(&cfg(kind), [1, 8, 8], 10, plain.as_ref());
+        let top = a.weight_layers().last().unwrap().params().name.clone();
+        let wrapped = with_output_layer(
+            rules::build::<f32>(kind, &Default::default(), 16),
+            OutputLayerRule::Backprop,
+            &top,
+        );
+        let mut b = build_model(&cfg(kind), [1, 8, 8], 10, wrapped.as_ref());
+        let feedback = |n: &Network<f32>| -> Vec<Tensor<f32>> {
+            n.weight_layers()
+                .iter()
+                .map(|l| l.params().feedback.clone())
+                .collect()
+        };
+        assert_eq!(feedback(&a), feedback(&b), "{kind:?}: B₀");
+        assert_eq!(
+            plain.shared_update_decay(),
+            wrapped.shared_update_decay(),
+            "{kind:?}"
+        );
+        let (mut ra, mut rb) = (nowt::rng(6, 0), nowt::rng(6, 0));
+        plain.before_training(&mut a.weight_layers_mut(), &mut ra);
+        wrapped.before_training(&mut b.weight_layers_mut(), &mut rb);
+        assert_eq!(feedback(&a), feedback(&b), "{kind:?}: warm-up");
+        plain.after_step(&mut a.weight_layers_mut(), &mut ra);
+        wrapped.after_step(&mut b.weight_layers_mut(), &mut rb);
+        assert_eq!(feedback(&a), feedback(&b), "{kind:?}: after a step");
+    }
+}
+
 /// Kolen-Pollack started at `B₀ = W₀` stays bit-identical to backprop (same decay, momentum).
 #[test]
 fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
