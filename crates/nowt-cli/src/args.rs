@@ -179,6 +179,19 @@ pub struct TrainArgs {
     /// Base learning rate η [default: 0.01].
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// Optimiser: sgd, adam (weight decay added to the gradient) or adamw (decoupled).
+    /// [default: sgd]
+    #[arg(long, value_parser = name::<nowt::optim::OptimizerKind>)]
+    pub optimizer: Option<nowt::optim::OptimizerKind>,
+    /// Adam's β₁ [default: 0.9].
+    #[arg(long, allow_negative_numbers = true)]
+    pub adam_beta1: Option<f64>,
+    /// Adam's β₂ [default: 0.999].
+    #[arg(long, allow_negative_numbers = true)]
+    pub adam_beta2: Option<f64>,
+    /// Adam's ε [default: 1e-8].
+    #[arg(long, allow_negative_numbers = true)]
+    pub adam_eps: Option<f64>,
     /// SGD momentum μ, PyTorch's form [default: 0.9].
     #[arg(long, allow_negative_numbers = true)]
     pub momentum: Option<f64>,

@@ -135,6 +135,10 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(epochs = a.epochs);
     set!(batch_size = a.batch_size);
     set!(lr = a.lr);
+    set!(optimizer = a.optimizer);
+    set!(adam_beta1 = a.adam_beta1);
+    set!(adam_beta2 = a.adam_beta2);
+    set!(adam_eps = a.adam_eps);
     set!(momentum = a.momentum);
     set!(weight_decay = a.weight_decay);
     set!(schedule = a.schedule);

@@ -144,6 +144,24 @@ fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run()
     interrupted_run_matches_uninterrupted(TRAIN, 4);
 }
 
+/// The same under AdamW and Kolen-Pollack: both moments of `W`, of `B` and of the biases, and
+/// Adam's step count, resume exactly.
+#[test]
+fn an_adamw_kolen_pollack_run_resumes_exactly() {
+    let mut train: Vec<&str> = TRAIN.to_vec();
+    let rule = train.iter().position(|&a| a == "wm").unwrap();
+    train[rule] = "kp";
+    let warmup = train
+        .iter()
+        .position(|&a| a == "--wm-warmup-batches")
+        .unwrap();
+    train.drain(warmup..warmup + 2);
+    let lr = train.iter().position(|&a| a == "--lr").unwrap();
+    train[lr + 1] = "0.001";
+    train.extend(["--optimizer", "adamw"]);
+    interrupted_run_matches_uninterrupted(&train, 4);
+}
+
 /// The same for a ResNet: convolutions, batch norm (γ, β, running statistics), Kolen-Pollack's
 /// momentum for B, and per-step augmentation all resume exactly.
 #[test]

@@ -8,8 +8,9 @@
 //! | `<layer>.weight` | `[out, in]` | forward weights `W` |
 //! | `<layer>.feedback` | `[out, in]` | feedback weights `B` |
 //! | `<layer>.bias` | `[out]` | bias |
-//! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum buffers, once created (`feedback` only under Kolen-Pollack) |
-//! | `<bn>.gamma`, `<bn>.beta` (+ `.momentum`) | `[C]` | batch-norm scale and shift |
+//! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum or Adam's first moment, once created (`feedback` only under Kolen-Pollack) |
+//! | `<layer>.weight.second_moment`, … (as for `.momentum`) | as above | Adam's second moments |
+//! | `<bn>.gamma`, `<bn>.beta` (+ `.momentum`, `.second_moment`) | `[C]` | batch-norm scale and shift |
 //! | `<bn>.running_mean`, `<bn>.running_var` | `[C]` | batch-norm running statistics |
 //!
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
@@ -52,20 +53,30 @@ pub fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
         if let Some(b) = &p.bias {
             out.push((format!("{n}.bias"), b));
         }
-        for (suffix, m) in [
-            ("weight", &p.momentum.w),
-            ("feedback", &p.momentum.feedback),
-            ("bias", &p.momentum.bias),
+        for (kind, buffers) in [
+            ("momentum", &p.momentum),
+            ("second_moment", &p.second_moment),
         ] {
-            if let Some(m) = m {
-                out.push((format!("{n}.{suffix}.momentum"), m));
+            for (suffix, m) in [
+                ("weight", &buffers.w),
+                ("feedback", &buffers.feedback),
+                ("bias", &buffers.bias),
+            ] {
+                if let Some(m) = m {
+                    out.push((format!("{n}.{suffix}.{kind}"), m));
+                }
             }
         }
     }
     for p in st.net.params() {
         out.push((p.name.clone(), &p.value));
-        if let Some(m) = &p.momentum {
-            out.push((format!("{}.momentum", p.name), m));
+        for (kind, m) in [
+            ("momentum", &p.momentum),
+            ("second_moment", &p.second_moment),
+        ] {
+            if let Some(m) = m {
+                out.push((format!("{}.{kind}", p.name), m));
+            }
         }
     }
     out.extend(st.net.buffers());
@@ -323,20 +334,21 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             p.bias = Some(need(read(&format!("{n}.bias"), bs)?, "bias")?);
             expected += 1;
         }
-        p.momentum.w = read(&format!("{n}.weight.momentum"), &ws)?;
-        p.momentum.feedback = read(&format!("{n}.feedback.momentum"), &ws)?;
-        p.momentum.bias = match &bs {
-            Some(bs) => read(&format!("{n}.bias.momentum"), bs)?,
-            None => None,
-        };
-        expected += [
-            p.momentum.w.is_some(),
-            p.momentum.feedback.is_some(),
-            p.momentum.bias.is_some(),
-        ]
-        .iter()
-        .filter(|&&b| b)
-        .count();
+        for (kind, buffers) in [
+            ("momentum", &mut p.momentum),
+            ("second_moment", &mut p.second_moment),
+        ] {
+            buffers.w = read(&format!("{n}.weight.{kind}"), &ws)?;
+            buffers.feedback = read(&format!("{n}.feedback.{kind}"), &ws)?;
+            buffers.bias = match &bs {
+                Some(bs) => read(&format!("{n}.bias.{kind}"), bs)?,
+                None => None,
+            };
+            expected += [&buffers.w, &buffers.feedback, &buffers.bias]
+                .iter()
+                .filter(|b| b.is_some())
+                .count();
+        }
     }
     for p in st.net.params_mut() {
         let shape = p.value.shape().to_vec();
@@ -350,7 +362,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             )
         })?;
         p.momentum = read(&format!("{}.momentum", p.name), &shape)?;
-        expected += 1 + p.momentum.is_some() as usize;
+        p.second_moment = read(&format!("{}.second_moment", p.name), &shape)?;
+        expected += 1 + p.momentum.is_some() as usize + p.second_moment.is_some() as usize;
     }
     for (name, t) in st.net.buffers_mut() {
         let shape = t.shape().to_vec();

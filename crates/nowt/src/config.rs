@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
 use crate::layers::ActivationKind;
-use crate::optim::ScheduleKind;
+use crate::optim::{Adam, Optimizer, OptimizerKind, ScheduleKind, Sgd};
 use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
 use crate::{Error, Result};
 
@@ -111,12 +111,20 @@ pub struct TrainConfig {
     /// Kolen-Pollack blew up on CIFAR-10 (the default MLP) within the first epoch; at 0.01 every
     /// rule trains MNIST, Fashion-MNIST and CIFAR-10 (docs/defaults.md).
     pub lr: f64,
-    /// Default 0.9.
+    /// `sgd`, `adam` or `adamw` (optim.rs). Default `sgd`.
+    pub optimizer: OptimizerKind,
+    /// SGD's momentum. Default 0.9.
     pub momentum: f64,
     /// Default false.
     pub nesterov: bool,
     /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack uses `rules.kp_decay`.
     pub weight_decay: f64,
+    /// Adam's `β₁`. Default 0.9.
+    pub adam_beta1: f64,
+    /// Adam's `β₂`. Default 0.999.
+    pub adam_beta2: f64,
+    /// Adam's `ε`. Default 1e-8.
+    pub adam_eps: f64,
     /// Default `cosine` (see `batch_size`).
     pub schedule: ScheduleKind,
     /// Multistep: epochs at which the rate is multiplied by `gamma`. Default `[]`.
@@ -176,9 +184,13 @@ impl Default for TrainConfig {
             epochs: 20,
             batch_size: 128,
             lr: 0.01,
+            optimizer: OptimizerKind::Sgd,
             momentum: 0.9,
             nesterov: false,
             weight_decay: 1e-4,
+            adam_beta1: 0.9,
+            adam_beta2: 0.999,
+            adam_eps: 1e-8,
             schedule: ScheduleKind::Cosine,
             milestones: Vec::new(),
             gamma: 0.1,
@@ -204,6 +216,26 @@ impl Default for TrainConfig {
 
 impl TrainConfig {
     /// Checks every value before anything is created or loaded.
+    /// The optimiser this config trains with (Adam's step count starts at 0; the training loop
+    /// sets it).
+    pub fn optimizer(&self) -> Optimizer {
+        match self.optimizer {
+            OptimizerKind::Sgd => Optimizer::Sgd(Sgd {
+                momentum: self.momentum,
+                nesterov: self.nesterov,
+                weight_decay: self.weight_decay,
+            }),
+            OptimizerKind::Adam | OptimizerKind::Adamw => Optimizer::Adam(Adam {
+                beta1: self.adam_beta1,
+                beta2: self.adam_beta2,
+                eps: self.adam_eps,
+                weight_decay: self.weight_decay,
+                decoupled: self.optimizer == OptimizerKind::Adamw,
+                t: 0,
+            }),
+        }
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
         if self.epochs == 0 {
@@ -228,6 +260,20 @@ impl TrainConfig {
             return bad(
                 "weight_decay",
                 format!("must be a non-negative number, got {}", self.weight_decay),
+            );
+        }
+        for (key, beta) in [
+            ("adam_beta1", self.adam_beta1),
+            ("adam_beta2", self.adam_beta2),
+        ] {
+            if !(0.0..1.0).contains(&beta) {
+                return bad(key, format!("must be in [0, 1), got {beta}"));
+            }
+        }
+        if !(self.adam_eps.is_finite() && self.adam_eps > 0.0) {
+            return bad(
+                "adam_eps",
+                format!("must be a positive number, got {}", self.adam_eps),
             );
         }
         if !(self.gamma.is_finite() && self.gamma > 0.0) {

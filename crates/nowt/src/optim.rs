@@ -1,12 +1,161 @@
-//! SGD with momentum and weight decay, learning-rate schedules, and Kolen-Pollack's shared
-//! update of `B`.
+//! SGD with momentum and weight decay, Adam and AdamW, learning-rate schedules, and
+//! Kolen-Pollack's shared update of `B` under each.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::models::Network;
 use crate::params::WeightLayer;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
+
+/// Which optimiser trains the parameters (config key `optimizer`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OptimizerKind {
+    /// SGD with momentum (`momentum`, `nesterov`, `weight_decay`). The default.
+    Sgd,
+    /// Adam (`adam_beta1`, `adam_beta2`, `adam_eps`), `weight_decay` added to the gradient.
+    Adam,
+    /// AdamW: Adam with `weight_decay` decoupled from the gradient.
+    Adamw,
+}
+
+/// What updates the parameters after a backward pass.
+pub trait Step {
+    /// Updates every trained parameter of `net` at rate `lr` under `rule`: the batch-norm
+    /// parameters (no decay), then every weight layer's `W`, bias and — under a rule with a
+    /// shared update (Kolen-Pollack) — `B`.
+    fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64);
+}
+
+/// The optimiser a run trains with.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Optimizer {
+    Sgd(Sgd),
+    Adam(Adam),
+}
+
+impl Optimizer {
+    /// Tells Adam which step comes next (1 for the first; bias correction needs it).
+    pub fn set_step(&mut self, t: u64) {
+        if let Optimizer::Adam(a) = self {
+            a.t = t;
+        }
+    }
+}
+
+impl Step for Optimizer {
+    fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64) {
+        match self {
+            Optimizer::Sgd(s) => s.apply(net, rule, lr),
+            Optimizer::Adam(a) => a.apply(net, rule, lr),
+        }
+    }
+}
+
+impl Step for Sgd {
+    fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64) {
+        for p in net.params_mut() {
+            self.update(&mut p.value, &p.grad, &mut p.momentum, lr, 0.0);
+        }
+        self.step(&mut net.weight_layers_mut(), rule, lr);
+    }
+}
+
+/// Adam (Kingma & Ba 2015) in PyTorch's formulation, and AdamW (Loshchilov & Hutter 2019):
+///
+/// ```text
+/// d = g + λ_c p,   m ← β₁ m + (1 − β₁) d,   v ← β₂ v + (1 − β₂) d²,
+/// p ← (1 − η λ_d) p − η m̂ / (√v̂ + ε),   m̂ = m / (1 − β₁ᵗ),   v̂ = v / (1 − β₂ᵗ)
+/// ```
+///
+/// Adam decays through the gradient (`λ_c = weight_decay`, `λ_d = 0`), AdamW decoupled
+/// (`λ_c = 0`, `λ_d = weight_decay`). Under Kolen-Pollack `W` and `B` both get `grad_W` and
+/// the rule's `λ` decoupled, each with its own moments: since both moments see the same
+/// gradients from zero, `B` receives exactly `W`'s update term, and `W − B` shrinks by
+/// `(1 − ηλ)` every step (paper eqs. 16–17 with Adam's step in place of `η grad_W`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Adam {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// `λ` for weights. Biases are not decayed.
+    pub weight_decay: f64,
+    /// AdamW: `weight_decay` is decoupled from the gradient.
+    pub decoupled: bool,
+    /// The step being taken, from 1.
+    pub t: u64,
+}
+
+impl Step for Adam {
+    fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64) {
+        for p in net.params_mut() {
+            let (v, g) = (&mut p.value, &p.grad);
+            self.update(v, g, &mut p.momentum, &mut p.second_moment, lr, 0.0, 0.0);
+        }
+        let shared = rule.shared_update_decay();
+        let (coupled, decoupled) = match shared {
+            Some(lambda) => (0.0, lambda),
+            None if self.decoupled => (0.0, self.weight_decay),
+            None => (self.weight_decay, 0.0),
+        };
+        for (i, layer) in net.weight_layers_mut().iter_mut().enumerate() {
+            let p = layer.params_mut();
+            let (m, v) = (&mut p.momentum, &mut p.second_moment);
+            self.update(
+                &mut p.w, &p.grad_w, &mut m.w, &mut v.w, lr, coupled, decoupled,
+            );
+            // The first weight layer's `B` carries no error: left as it is.
+            if let (Some(lambda), true) = (shared, i > 0) {
+                let (b, g) = (&mut p.feedback, &p.grad_w);
+                self.update(b, g, &mut m.feedback, &mut v.feedback, lr, 0.0, lambda);
+            }
+            if let (Some(b), Some(g)) = (p.bias.as_mut(), p.grad_bias.as_ref()) {
+                self.update(b, g, &mut m.bias, &mut v.bias, lr, 0.0, 0.0);
+            }
+        }
+    }
+}
+
+impl Adam {
+    /// Updates one tensor in a single fused pass; `m` and `v` start at zero.
+    #[allow(clippy::too_many_arguments)]
+    pub fn update<T: Real>(
+        &self,
+        p: &mut Tensor<T>,
+        g: &Tensor<T>,
+        m: &mut Option<Tensor<T>>,
+        v: &mut Option<Tensor<T>>,
+        lr: f64,
+        coupled: f64,
+        decoupled: f64,
+    ) {
+        assert_eq!(p.shape(), g.shape(), "parameter and gradient shapes");
+        let t = self.t.max(1).min(i32::MAX as u64) as i32;
+        let (c1, c2) = (1.0 - self.beta1.powi(t), 1.0 - self.beta2.powi(t));
+        let (b1, b2, eps) = (T::of(self.beta1), T::of(self.beta2), T::of(self.eps));
+        let (one_b1, one_b2) = (T::of(1.0 - self.beta1), T::of(1.0 - self.beta2));
+        let (keep, coupled) = (T::of(1.0 - lr * decoupled), T::of(coupled));
+        let (step, root_c2) = (T::of(lr / c1), T::of(c2.sqrt()));
+        let m = m.get_or_insert_with(|| Tensor::zeros(p.shape()));
+        let v = v.get_or_insert_with(|| Tensor::zeros(p.shape()));
+        const CHUNK: usize = 1 << 14;
+        p.data_mut()
+            .par_chunks_mut(CHUNK)
+            .zip(g.data().par_chunks(CHUNK))
+            .zip(m.data_mut().par_chunks_mut(CHUNK))
+            .zip(v.data_mut().par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m).zip(v) {
+                    let d = g + coupled * *p;
+                    *m = b1 * *m + one_b1 * d;
+                    *v = b2 * *v + one_b2 * d * d;
+                    *p = keep * *p - step * *m / (v.sqrt() / root_c2 + eps);
+                }
+            });
+    }
+}
 
 /// Stochastic gradient descent, PyTorch's formulation:
 /// `d = g + λ p`, `v ← μ v + d` (`v₀ = d`), `p ← p − η (nesterov ? d + μ v : v)`.
@@ -196,6 +345,53 @@ mod tests {
         assert!((w.lr(0, 0, 10) - 0.1 * 0.1 / 2.0).abs() < 1e-12);
         assert!((w.lr(1, 4, 10) - 0.1 * 1.5 / 2.0).abs() < 1e-12);
         assert_eq!(w.lr(2, 0, 10), 0.1);
+    }
+
+    /// Adam and AdamW against the recurrence written out in f64, three steps, with decay.
+    #[test]
+    fn adam_matches_the_pytorch_recurrence() {
+        for decoupled in [false, true] {
+            let mut adam = Adam {
+                beta1: 0.8,
+                beta2: 0.9,
+                eps: 1e-3,
+                weight_decay: 0.1,
+                decoupled,
+                t: 0,
+            };
+            let (lr, lambda) = (0.05, 0.1);
+            let mut p = Tensor::from_vec(&[2], vec![1.0f64, -2.0]);
+            let (mut m, mut v) = (None, None);
+            let (mut want, mut mm, mut vv) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2]);
+            for (t, grads) in [[0.5, -0.25], [0.1, 0.3], [-0.4, 0.2]]
+                .into_iter()
+                .enumerate()
+            {
+                adam.t = t as u64 + 1;
+                let (c, d) = if decoupled {
+                    (0.0, lambda)
+                } else {
+                    (lambda, 0.0)
+                };
+                let g = Tensor::from_vec(&[2], grads.to_vec());
+                adam.update(&mut p, &g, &mut m, &mut v, lr, c, d);
+                for i in 0..2 {
+                    let grad = grads[i] + c * want[i];
+                    mm[i] = 0.8 * mm[i] + 0.2 * grad;
+                    vv[i] = 0.9 * vv[i] + 0.1 * grad * grad;
+                    let m_hat = mm[i] / (1.0 - 0.8f64.powi(t as i32 + 1));
+                    let v_hat = vv[i] / (1.0 - 0.9f64.powi(t as i32 + 1));
+                    want[i] = (1.0 - lr * d) * want[i] - lr * m_hat / (v_hat.sqrt() + 1e-3);
+                }
+                for (got, want) in p.data().iter().zip(want) {
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "decoupled {decoupled}, step {}: {got} vs {want}",
+                        t + 1,
+                    );
+                }
+            }
+        }
     }
 
     #[test]

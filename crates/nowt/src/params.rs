@@ -13,6 +13,8 @@ pub struct Param<T> {
     pub value: Tensor<T>,
     pub grad: Tensor<T>,
     pub momentum: Option<Tensor<T>>,
+    /// Adam's second moment (`None` under SGD).
+    pub second_moment: Option<Tensor<T>>,
 }
 
 impl<T: Real> Param<T> {
@@ -23,11 +25,13 @@ impl<T: Real> Param<T> {
             value,
             grad,
             momentum: None,
+            second_moment: None,
         }
     }
 }
 
-/// Momentum buffers, created on the first optimiser step.
+/// Optimiser buffers for `W`, `B` and the bias, created on the first optimiser step: SGD's
+/// momentum or Adam's first moment, and Adam's second moment.
 #[derive(Clone, Debug, Default)]
 pub struct Momentum<T> {
     pub w: Option<Tensor<T>>,
@@ -52,6 +56,8 @@ pub struct WeightParams<T> {
     /// The standard deviation `W` was initialised with (sign symmetry's default scale).
     pub init_std: f64,
     pub momentum: Momentum<T>,
+    /// Adam's second moments (empty under SGD).
+    pub second_moment: Momentum<T>,
 }
 
 impl<T: Real> WeightParams<T> {
@@ -75,6 +81,7 @@ impl<T: Real> WeightParams<T> {
             grad_bias: bias.then(|| Tensor::zeros(&[out])),
             init_std,
             momentum: Momentum::default(),
+            second_moment: Momentum::default(),
         }
     }
 }

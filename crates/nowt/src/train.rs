@@ -12,7 +12,7 @@ use crate::data::{Dataset, Image, Split};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
-use crate::optim::{Schedule, Sgd};
+use crate::optim::{Schedule, Step};
 use crate::rules::{self, Backprop, Rule};
 use crate::tensor::{Real, Tensor};
 use crate::{Error, Result};
@@ -135,13 +135,13 @@ pub fn build_model<T: Real>(
     net
 }
 
-/// One training step on a batch: forward, loss, backward under `rule`, SGD update, and the
+/// One training step on a batch: forward, loss, backward under `rule`, the optimiser's update, and the
 /// rule's after-step work. Returns the mean loss and the logits, or — if the loss is not
 /// finite — where non-finite values first appeared, with nothing updated.
-pub fn train_step<T: Real>(
+pub fn train_step<T: Real, O: Step + ?Sized>(
     net: &mut Network<T>,
     rule: &dyn Rule<T>,
-    sgd: &Sgd,
+    opt: &O,
     x: &Tensor<T>,
     labels: &[u32],
     lr: f64,
@@ -157,12 +157,8 @@ pub fn train_step<T: Real>(
             .unwrap_or_else(|| "the loss".to_string()));
     }
     net.backward(x, &outs, delta, rule, None);
-    for p in net.params_mut() {
-        sgd.update(&mut p.value, &p.grad, &mut p.momentum, lr, 0.0);
-    }
-    let mut layers = net.weight_layers_mut();
-    sgd.step(&mut layers, rule, lr);
-    rule.after_step(&mut layers, rng_mirror);
+    opt.apply(net, rule, lr);
+    rule.after_step(&mut net.weight_layers_mut(), rng_mirror);
     Ok((loss.f64(), outs.pop().expect("logits")))
 }
 
@@ -436,11 +432,7 @@ fn run(
         cfg.output_layer_rule,
         output.as_deref().unwrap_or_default(),
     );
-    let sgd = Sgd {
-        momentum: cfg.momentum,
-        nesterov: cfg.nesterov,
-        weight_decay: cfg.weight_decay,
-    };
+    let mut opt = cfg.optimizer();
     let steps = data.train.len().div_ceil(cfg.batch_size);
     let schedule = Schedule {
         kind: cfg.schedule,
@@ -494,10 +486,11 @@ fn run(
                 let (x, y) = batches
                     .recv()
                     .ok_or_else(|| Error::config("data_threads", "the data thread stopped"))??;
+                opt.set_step((epoch * steps + step) as u64 + 1);
                 let (loss, logits) = train_step(
                     &mut st.net,
                     rule.as_ref(),
-                    &sgd,
+                    &opt,
                     &x,
                     &y,
                     lr,

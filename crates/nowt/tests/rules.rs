@@ -174,6 +174,49 @@ fn output_layer_backprop_keeps_every_rules_feedback_dynamics() {
     }
 }
 
+/// Under Adam and AdamW, Kolen-Pollack's `B` receives exactly `W`'s update term with the decay
+/// `λ` decoupled: `W − B = (1 − ηλ)^t (W₀ − B₀)` layer by layer (but the first, whose `B` stays).
+#[test]
+fn kolen_pollack_under_adam_shrinks_w_minus_b_by_one_minus_eta_lambda() {
+    use nowt::optim::OptimizerKind;
+    let batches = digits_batches(32, 6);
+    let (eta, lambda) = (0.01, 2.0);
+    for kind in [OptimizerKind::Adam, OptimizerKind::Adamw] {
+        let mut c = cfg(RuleKind::KolenPollack);
+        c.optimizer = kind;
+        c.rules.kp_decay = lambda;
+        let kp = rules::build::<f32>(RuleKind::KolenPollack, &c.rules, 32);
+        let mut net = build_model(&c, [1, 8, 8], 10, kp.as_ref());
+        let diff = |n: &Network<f32>| -> Vec<Tensor<f32>> {
+            n.weight_layers()
+                .iter()
+                .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
+                .collect()
+        };
+        let d0 = diff(&net);
+        let b0 = net.weight_layers()[0].params().feedback.clone();
+        let w0 = net.weight_layers()[1].params().w.clone();
+        let mut opt = c.optimizer();
+        let mut rng = nowt::rng(0, 9);
+        for (t, (x, y)) in batches.iter().enumerate() {
+            opt.set_step(t as u64 + 1);
+            train_step(&mut net, kp.as_ref(), &opt, x, y, eta, &mut rng).unwrap();
+            let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
+            for (i, (d, d0)) in diff(&net).iter().zip(&d0).enumerate().skip(1) {
+                let want = d0.map(|v| v * factor);
+                let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm();
+                assert!(err < 1e-5, "{kind:?}, layer {i}, step {}: {err:e}", t + 1);
+            }
+        }
+        assert_eq!(net.weight_layers()[0].params().feedback, b0, "{kind:?}");
+        // ... while W itself took Adam's steps, not only the decay (so the law is not vacuous).
+        let factor = (1.0 - eta * lambda).powi(batches.len() as i32) as f32;
+        let w = &net.weight_layers()[1].params().w;
+        let moved = w.zip_map(&w0, |w, w0| w - w0 * factor).norm() / w0.norm();
+        assert!(moved > 1e-2, "{kind:?}: W moved by {moved:e}");
+    }
+}
+
 /// Kolen-Pollack started at `B₀ = W₀` stays bit-identical to backprop (same decay, momentum).
 #[test]
 fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
