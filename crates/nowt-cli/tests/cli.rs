@@ -210,7 +210,13 @@ fn check_passes_every_rule_on_the_mlp_and_refuses_an_unknown_model() {
     assert!(o.status.success(), "{}", stderr(&o));
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(!s.contains("FAIL"), "{s}");
-    for check in ["gradient", "fa-control", "kp-identity", "mirror-law"] {
+    for check in [
+        "gradient",
+        "fa-control",
+        "kp-identity",
+        "kp-adamw",
+        "mirror-law",
+    ] {
         assert!(s.contains(check), "{s}");
     }
     for kind in nowt::rules::RuleKind::ALL {

@@ -9,6 +9,8 @@
 //!   one step, and with its random `B` it is not (the negative control);
 //! - **kp-identity** (per model): Kolen-Pollack from `B₀ = W₀` is backprop bit for bit for
 //!   several steps;
+//! - **kp-adamw** (per model): under AdamW Kolen-Pollack's `W − B` shrinks by `(1 − ηλ)` every
+//!   step (its `B` receives exactly `W`'s update term);
 //! - **matrix** (per model and rule): the error each weight layer hands down under the rule is
 //!   bit for bit what the rule's equation's `M` gives (`W`, `B`, `s·sign W`, `|B|·sign W`),
 //!   computed here from `W` and `B` independently of the rule's code and carried by feedback
@@ -128,6 +130,9 @@ pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Ou
         out.push(gradient(model));
         out.push(fa_control(model, cfg));
         out.push(kp_identity(model, cfg));
+        if kinds.contains(&RuleKind::KolenPollack) {
+            out.push(kp_adamw(model, cfg));
+        }
         for &kind in kinds {
             out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
             out.push(feedback(model, rule::<f32>(kind, cfg).as_ref()));
@@ -290,6 +295,88 @@ pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
         "kp-identity",
         problem,
         format!("from B₀ = W₀, {STEPS} steps are backprop's bit for bit"),
+    )
+}
+
+/// Under AdamW (and Adam) Kolen-Pollack's `B` receives exactly `W`'s update term with `λ`
+/// decoupled: `W − B = (1 − ηλ)^t (W₀ − B₀)` for 3 steps, to rounding, while `W` itself moves.
+pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+    const STEPS: usize = 3;
+    let cfg = RuleConfig {
+        kp_decay: 0.5,
+        ..cfg.clone()
+    };
+    let kp = rule::<f32>(RuleKind::KolenPollack, &cfg);
+    let mut n = net(model, kp.as_ref());
+    let (eta, lambda) = (0.01, cfg.kp_decay);
+    let diff = |n: &Network<f32>| -> Vec<Tensor<f32>> {
+        n.weight_layers()
+            .iter()
+            .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
+            .collect()
+    };
+    let d0 = diff(&n);
+    let top = |n: &Network<f32>| {
+        n.weight_layers()
+            .last()
+            .expect("a weight layer")
+            .params()
+            .w
+            .clone()
+    };
+    let w0 = top(&n);
+    let mut adam = crate::optim::Optimizer::Adam(crate::optim::Adam {
+        beta1: 0.9,
+        beta2: 0.999,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: true,
+        t: 0,
+    });
+    let mut rng = crate::rng(5, 9);
+    let mut problem = None;
+    for t in 0..STEPS {
+        let (x, y) = batch::<f32>(model, 30 + t as u64);
+        adam.set_step(t as u64 + 1);
+        if let Err(e) = train_step(&mut n, kp.as_ref(), &adam, &x, &y, eta, &mut rng) {
+            problem = Some(format!("non-finite values at {e}"));
+            break;
+        }
+        let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
+        problem = n
+            .weight_layers()
+            .iter()
+            .zip(diff(&n).iter().zip(&d0))
+            .skip(1)
+            .find_map(|(l, (d, d0))| {
+                let want = d0.map(|v| v * factor);
+                let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
+                (err > 1e-5).then(|| {
+                    format!(
+                        "{}: W − B is off (1 − ηλ)^t by {err:.1e} at step {}",
+                        l.params().name,
+                        t + 1
+                    )
+                })
+            });
+        if problem.is_some() {
+            break;
+        }
+    }
+    // The law is not vacuous: W took Adam's steps, not only the decay.
+    let factor = (1.0 - eta * lambda).powi(STEPS as i32) as f32;
+    let moved = top(&n).zip_map(&w0, |w, w0| w - w0 * factor).norm() / w0.norm();
+    if problem.is_none() && moved < 1e-4 {
+        problem = Some(format!(
+            "W moved by only {moved:.1e} of its norm: no Adam step"
+        ));
+    }
+    outcome(
+        model,
+        Some(RuleKind::KolenPollack),
+        "kp-adamw",
+        problem,
+        format!("under AdamW, W − B shrinks by (1 − ηλ) every step, {STEPS} steps"),
     )
 }
 
