@@ -273,6 +273,16 @@ fn bad_flags_and_config_are_one_line_errors() {
     fails(&["--epochs", "0"], "epochs");
     fails(&["--rule", "wm", "--wm-lr", "-1"], "rules.wm.lr");
     fails(
+        &["--optimizer", "adam", "--adam-beta2", "1"],
+        "invalid adam_beta2",
+    );
+    fails(
+        &["--optimizer", "adamw", "--adam-eps", "0"],
+        "invalid adam_eps",
+    );
+    fails(&["--optimizer", "lamb"], "unknown variant `lamb`");
+    fails(&["--output-layer-rule", "fa"], "unknown variant `fa`");
+    fails(
         &["--rule", "wm", "--wm-lr", "0.5", "--wm-decay", "2"],
         "lr × decay must be below 1",
     );

@@ -215,7 +215,6 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
-    /// Checks every value before anything is created or loaded.
     /// The optimiser this config trains with (Adam's step count starts at 0; the training loop
     /// sets it).
     pub fn optimizer(&self) -> Optimizer {
@@ -236,6 +235,7 @@ impl TrainConfig {
         }
     }
 
+    /// Checks every value before anything is created or loaded.
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
         if self.epochs == 0 {
