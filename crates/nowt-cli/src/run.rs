@@ -48,11 +48,11 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
             ModelChoice::All => ModelKind::ALL.to_vec(),
             ModelChoice::One(m) => vec![m],
         };
-        models.extend(
-            add.into_iter()
-                .filter(|m| !models.contains(m))
-                .collect::<Vec<_>>(),
-        );
+        for m in add {
+            if !models.contains(&m) {
+                models.push(m);
+            }
+        }
     }
     if models.is_empty() {
         models = vec![Mlp, Lenet5, Resnet20, Resnet18];
@@ -67,10 +67,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     let cfg = nowt::rules::RuleConfig::default();
     // Model by model, so that lines appear as checks finish.
     for model in models {
-        for o in nowt::check::run(&[model], &rules, &cfg)
-            .into_iter()
-            .filter(|o| o.check != "mirror-law")
-        {
+        for o in nowt::check::model_checks(model, &rules, &cfg) {
             failed += usize::from(!o.passed);
             print_outcome(&o);
         }

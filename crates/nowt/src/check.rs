@@ -123,25 +123,57 @@ fn sgd(momentum: f64, weight_decay: f64) -> Sgd {
     }
 }
 
-/// Every check of `models` × `rules`. The rules are built from the registry with `cfg`.
+/// Every check of `models` × `rules`: [`model_checks`] for each model, then the mirror's law
+/// if the weight mirror is among the rules. The rules are built from the registry with `cfg`.
 pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
-    let mut out = Vec::new();
-    for &model in models {
-        out.push(gradient(model));
-        out.push(fa_control(model, cfg));
-        out.push(kp_identity(model, cfg));
-        if kinds.contains(&RuleKind::KolenPollack) {
-            out.push(kp_adamw(model, cfg));
-        }
-        for &kind in kinds {
-            out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
-            out.push(feedback(model, rule::<f32>(kind, cfg).as_ref()));
-        }
-    }
+    let mut out: Vec<Outcome> = models
+        .iter()
+        .flat_map(|&model| model_checks(model, kinds, cfg))
+        .collect();
     if kinds.contains(&RuleKind::WeightMirror) {
         out.push(mirror_law());
     }
     out
+}
+
+/// The checks of one model: its rule-independent ones, then `matrix` and `feedback` per rule.
+pub fn model_checks(model: ModelKind, kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
+    let mut out = vec![
+        gradient(model),
+        fa_control(model, cfg),
+        kp_identity(model, cfg),
+    ];
+    if kinds.contains(&RuleKind::KolenPollack) {
+        out.push(kp_adamw(model, cfg));
+    }
+    for &kind in kinds {
+        out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
+        out.push(feedback(model, rule::<f32>(kind, cfg).as_ref()));
+    }
+    out
+}
+
+/// `W − B` of every weight layer, bottom to top.
+fn w_minus_b(n: &Network<f32>) -> Vec<Tensor<f32>> {
+    n.weight_layers()
+        .iter()
+        .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
+        .collect()
+}
+
+/// Kolen-Pollack's law `W − B = factor · (W₀ − B₀)` (given `d0 = W₀ − B₀`), to rounding, at
+/// every weight layer but the first: the first layer where it fails, if one does.
+fn kp_law_problem(n: &Network<f32>, d0: &[Tensor<f32>], factor: f32) -> Option<String> {
+    n.weight_layers()
+        .iter()
+        .zip(w_minus_b(n).iter().zip(d0))
+        .skip(1)
+        .find_map(|(l, (d, d0))| {
+            let want = d0.map(|v| v * factor);
+            let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
+            (err > 1e-5)
+                .then(|| format!("{}: W − B is off (1 − ηλ)^t by {err:.1e}", l.params().name))
+        })
 }
 
 fn outcome(
@@ -309,13 +341,7 @@ pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
     let kp = rule::<f32>(RuleKind::KolenPollack, &cfg);
     let mut n = net(model, kp.as_ref());
     let (eta, lambda) = (0.01, cfg.kp_decay);
-    let diff = |n: &Network<f32>| -> Vec<Tensor<f32>> {
-        n.weight_layers()
-            .iter()
-            .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
-            .collect()
-    };
-    let d0 = diff(&n);
+    let d0 = w_minus_b(&n);
     let top = |n: &Network<f32>| {
         n.weight_layers()
             .last()
@@ -343,22 +369,7 @@ pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
             break;
         }
         let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
-        problem = n
-            .weight_layers()
-            .iter()
-            .zip(diff(&n).iter().zip(&d0))
-            .skip(1)
-            .find_map(|(l, (d, d0))| {
-                let want = d0.map(|v| v * factor);
-                let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
-                (err > 1e-5).then(|| {
-                    format!(
-                        "{}: W − B is off (1 − ηλ)^t by {err:.1e} at step {}",
-                        l.params().name,
-                        t + 1
-                    )
-                })
-            });
+        problem = kp_law_problem(&n, &d0, factor).map(|p| format!("{p} at step {}", t + 1));
         if problem.is_some() {
             break;
         }
@@ -519,11 +530,7 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
     let (eta, lambda) = (0.05, rule.shared_update_decay().unwrap_or(1e-3));
     let s = sgd(0.0, lambda);
     let start = feedback_bits(&n);
-    let diff0: Vec<Tensor<f32>> = n
-        .weight_layers()
-        .iter()
-        .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
-        .collect();
+    let diff0 = w_minus_b(&n);
     let mut rng = crate::rng(5, 8);
     let mut before = start.clone();
     let mut problem = None;
@@ -559,17 +566,9 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
                 t + 1,
                 100.0 * kept(&now, &before)
             )),
+            // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding.
             RuleKind::KolenPollack => {
-                // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding.
-                let factor = (1.0 - eta * lambda).powi(t as i32 + 1);
-                layers.iter().zip(&diff0).skip(1).find_map(|(l, d0)| {
-                    let p = l.params();
-                    let d = p.w.zip_map(&p.feedback, |w, b| w - b);
-                    let want = d0.map(|v| v * factor as f32);
-                    let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
-                    (err > 1e-5)
-                        .then(|| format!("{}: W − B is off (1 − ηλ)^t by {err:.1e}", p.name))
-                })
+                kp_law_problem(&n, &diff0, (1.0 - eta * lambda).powi(t as i32 + 1) as f32)
             }
             _ => None,
         };

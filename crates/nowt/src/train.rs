@@ -135,8 +135,8 @@ pub fn build_model<T: Real>(
     net
 }
 
-/// One training step on a batch: forward, loss, backward under `rule`, the optimiser's update, and the
-/// rule's after-step work. Returns the mean loss and the logits, or — if the loss is not
+/// One training step on a batch: forward, loss, backward under `rule`, the optimiser's update,
+/// and the rule's after-step work. Returns the mean loss and the logits, or — if the loss is not
 /// finite — where non-finite values first appeared, with nothing updated.
 pub fn train_step<T: Real, O: Step + ?Sized>(
     net: &mut Network<T>,
