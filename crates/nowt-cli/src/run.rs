@@ -21,22 +21,41 @@ use crate::provenance::{init_from, Provenance};
 
 /// Prints the rule table: each rule's names, summary and knobs.
 pub fn list_rules() {
+    let width = NAME_WIDTH;
     for k in RuleKind::ALL {
         let info = k.info();
         println!(
-            "{:<20} {:<8} {}",
+            "{:<width$} {:<8} {}",
             info.name,
             info.aliases.join(","),
             info.summary
         );
         for knob in info.knobs {
             println!(
-                "{:<29} --{} (rules.{}): {}",
-                "", knob.flag, knob.key, knob.doc
+                "{:<indent$} --{} (rules.{}): {}",
+                "",
+                knob.flag,
+                knob.key,
+                knob.doc,
+                indent = width + 9
             );
         }
     }
 }
+
+/// The longest rule name: the width of the rule column in `nowt rules` and `nowt check`.
+const NAME_WIDTH: usize = {
+    let mut w = 0;
+    let mut i = 0;
+    while i < nowt::rules::REGISTRY.len() {
+        let n = nowt::rules::REGISTRY[i].name.len();
+        if n > w {
+            w = n;
+        }
+        i += 1;
+    }
+    w
+};
 
 /// `nowt check`: one PASS/FAIL line per check; an error (exit 1) if any failed.
 pub fn check(a: crate::args::CheckArgs) -> Result<()> {
@@ -87,7 +106,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
 
 fn print_outcome(o: &nowt::check::Outcome) {
     println!(
-        "{}  {:<9} {:<22} {:<12} {}",
+        "{}  {:<9} {:<NAME_WIDTH$} {:<12} {}",
         if o.passed { "PASS" } else { "FAIL" },
         o.model,
         o.rule.map_or("-", |r| r.name()),

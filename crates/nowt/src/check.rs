@@ -101,14 +101,16 @@ fn bits<T: Real>(net: &Network<T>) -> Vec<u64> {
     out
 }
 
+/// Per weight layer, the bits of `B` and then of direct feedback alignment's `D` where it has one.
 fn feedback_bits<T: Real>(net: &Network<T>) -> Vec<Vec<u64>> {
     net.weight_layers()
         .iter()
         .map(|l| {
-            l.params()
-                .feedback
+            let p = l.params();
+            p.feedback
                 .data()
                 .iter()
+                .chain(p.direct.iter().flat_map(|d| d.data()))
                 .map(|v| v.f64().to_bits())
                 .collect()
         })
@@ -423,6 +425,7 @@ fn equation_matrix<T: Real>(
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => {
             b.zip_map(w, |b, w| b.abs() * sign(w))
         }
+        RuleKind::DirectFeedbackAlignment => unreachable!("DFA's check is `direct`"),
     }
 }
 
@@ -430,6 +433,9 @@ fn equation_matrix<T: Real>(
 /// `B :=` the equation's `M`, on the same forward pass.
 pub fn matrix(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
     let kind = rule.kind();
+    if kind == RuleKind::DirectFeedbackAlignment {
+        return direct(model, rule);
+    }
     let cfg = RuleConfig::default();
     let fa = self::rule::<f32>(RuleKind::FeedbackAlignment, &cfg);
     let (mut a, mut b) = (net(model, rule), net(model, rule));
@@ -497,12 +503,85 @@ pub fn matrix(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
     )
 }
 
+/// Direct feedback alignment's matrix check: each weight layer's `δ_in` is the output error `e`
+/// through the layer's own `D` alone — bit for bit unchanged when every other parameter (`W`,
+/// `B`, biases, batch norm's γ and β) changes between two backward passes of one forward pass —
+/// and at linear layers it is `e · D` itself.
+fn direct(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+    let mut n = net(model, rule);
+    let (x0, y0) = batch::<f32>(model, 9);
+    let mut rng = crate::rng(5, 7);
+    let mut problem = train_step(&mut n, rule, &sgd(0.9, 1e-4), &x0, &y0, 0.05, &mut rng)
+        .err()
+        .map(|e| format!("non-finite values at {e}"));
+    let (x, y) = batch::<f32>(model, 10);
+    let outs = n.forward(&x, true);
+    let (_, e) = softmax_cross_entropy(outs.last().expect("logits"), &y);
+    let (mut before, mut after): (DeltaRecord<f32>, DeltaRecord<f32>) = (Vec::new(), Vec::new());
+    n.backward(&x, &outs, e.clone(), rule, Some(&mut before));
+    for l in n.weight_layers_mut() {
+        let p = l.params_mut();
+        for t in [Some(&mut p.w), Some(&mut p.feedback), p.bias.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            t.apply(|v| v * 1.5 + 0.01);
+        }
+    }
+    for p in n.params_mut() {
+        p.value.apply(|v| v * 1.5 + 0.01);
+    }
+    n.backward(&x, &outs, e.clone(), rule, Some(&mut after));
+    let same = |a: &Tensor<f32>, b: &Tensor<f32>| {
+        a.shape() == b.shape()
+            && a.data()
+                .iter()
+                .zip(b.data())
+                .all(|(p, q)| p.to_bits() == q.to_bits())
+    };
+    let layers = n.weight_layers();
+    for ((name, a), (_, b)) in before.iter().zip(&after) {
+        if problem.is_some() {
+            break;
+        }
+        let (Some(a), Some(b)) = (a, b) else { continue };
+        problem = if !same(a, b) {
+            Some(format!(
+                "the error below {name} changed with the other parameters: not e·D alone"
+            ))
+        } else {
+            let p = layers.iter().map(|l| l.params()).find(|p| &p.name == name);
+            match p.and_then(|p| p.direct.as_ref()) {
+                None => Some(format!("{name} has no D")),
+                Some(d)
+                    if a.shape().len() == 2
+                        && !same(a, &crate::tensor::matmul(&e, false, d, false)) =>
+                {
+                    Some(format!("the error below {name} is not e·D"))
+                }
+                Some(_) => None,
+            }
+        };
+    }
+    let count = before.iter().filter(|(_, d)| d.is_some()).count();
+    outcome(
+        model,
+        Some(rule.kind()),
+        "matrix",
+        problem,
+        format!(
+            "δ_in = ē·D at {count} weight layers: the output error through D alone, bit for bit"
+        ),
+    )
+}
+
 fn equation_name(kind: RuleKind) -> &'static str {
     match kind {
         RuleKind::Backprop => "W",
         RuleKind::FeedbackAlignment | RuleKind::WeightMirror | RuleKind::KolenPollack => "B",
         RuleKind::SignSymmetry => "s·sign(W)",
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
+        RuleKind::DirectFeedbackAlignment => "D (the output error's)",
     }
 }
 
@@ -547,9 +626,10 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
             | RuleKind::FeedbackAlignment
             | RuleKind::SignSymmetry
             | RuleKind::FixedRandomSign
+            | RuleKind::DirectFeedbackAlignment
                 if now != start =>
             {
-                Some("B changed; this rule keeps it fixed".into())
+                Some("B (or D) changed; this rule keeps it fixed".into())
             }
             RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign
                 if layers
@@ -583,6 +663,7 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
         RuleKind::FixedRandomSign => "B = |R| ≥ 0, fixed",
         RuleKind::BatchwiseRandomSign => "B = |R| ≥ 0, redrawn every step (not the first layer's)",
         RuleKind::KolenPollack => "W − B shrinks by (1 − ηλ) every plain-SGD step",
+        RuleKind::DirectFeedbackAlignment => "B unused and unchanged, D fixed",
         RuleKind::WeightMirror => {
             "B moved by the mirror without non-finite values (its law: below)"
         }
@@ -671,6 +752,7 @@ mod tests {
             (RuleKind::WeightMirror, true),
             (RuleKind::SignSymmetry, true),
             (RuleKind::FixedRandomSign, false),
+            (RuleKind::DirectFeedbackAlignment, false),
         ] {
             for model in models {
                 let o = matrix(model, &Swapped { claims, uses_w });

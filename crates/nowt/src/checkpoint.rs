@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | `<layer>.weight` | `[out, in]` | forward weights `W` |
 //! | `<layer>.feedback` | `[out, in]` | feedback weights `B` |
+//! | `<layer>.direct` | `[classes, in]` | direct feedback alignment's `D` (under that rule only) |
 //! | `<layer>.bias` | `[out]` | bias |
 //! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum or Adam's first moment, once created (`feedback` only under Kolen-Pollack) |
 //! | `<layer>.weight.second_moment`, … (as for `.momentum`) | as above | Adam's second moments |
@@ -50,6 +51,9 @@ pub fn named_tensors(st: &TrainState) -> Vec<(String, &Tensor<f32>)> {
         let n = &p.name;
         out.push((format!("{n}.weight"), &p.w));
         out.push((format!("{n}.feedback"), &p.feedback));
+        if let Some(d) = &p.direct {
+            out.push((format!("{n}.direct"), d));
+        }
         if let Some(b) = &p.bias {
             out.push((format!("{n}.bias"), b));
         }
@@ -330,6 +334,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         p.w = need(read(&format!("{n}.weight"), &ws)?, "weight")?;
         p.feedback = need(read(&format!("{n}.feedback"), &ws)?, "feedback")?;
         expected += 2;
+        if let Some(d) = &p.direct {
+            let ds = d.shape().to_vec();
+            p.direct = Some(need(read(&format!("{n}.direct"), &ds)?, "direct")?);
+            expected += 1;
+        }
         if let Some(bs) = &bs {
             p.bias = Some(need(read(&format!("{n}.bias"), bs)?, "bias")?);
             expected += 1;

@@ -49,6 +49,9 @@ pub struct WeightParams<T> {
     pub w: Tensor<T>,
     /// `B`, same shape as `W`. Unused by backprop and sign symmetry.
     pub feedback: Tensor<T>,
+    /// Direct feedback alignment's fixed projection of the network's output error,
+    /// `D: [classes, in]` (conv: `[classes, C_in, kh, kw]`); `None` under every other rule.
+    pub direct: Option<Tensor<T>>,
     pub bias: Option<Tensor<T>>,
     /// `grad_W`, identical under every rule.
     pub grad_w: Tensor<T>,
@@ -76,6 +79,7 @@ impl<T: Real> WeightParams<T> {
             name: name.to_string(),
             w: Tensor::randn(shape, init_std, rng_w),
             feedback: Tensor::randn(shape, init_std, rng_b),
+            direct: None,
             bias: bias.then(|| Tensor::zeros(&[out])),
             grad_w: Tensor::zeros(shape),
             grad_bias: bias.then(|| Tensor::zeros(&[out])),

@@ -23,6 +23,8 @@ pub const STREAM_FEEDBACK: u64 = 1;
 pub const STREAM_SHUFFLE: u64 = 2;
 pub const STREAM_MIRROR: u64 = 3;
 pub const STREAM_AUGMENT: u64 = 4;
+/// The rule's own initialisation (direct feedback alignment's `D`).
+pub const STREAM_RULE_INIT: u64 = 5;
 
 /// Loss and error rates of one pass over a dataset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -129,8 +131,12 @@ pub fn build_model<T: Real>(
         }
         ModelKind::Lenet5 => lenet5(input, classes, &mut rng_w, &mut rng_b),
     };
+    let mut init = rules::FeedbackInit {
+        classes,
+        rng: crate::rng(cfg.seed, STREAM_RULE_INIT),
+    };
     for layer in net.weight_layers_mut() {
-        rule.init_feedback(layer.params_mut());
+        rule.init_feedback(layer.params_mut(), &mut init);
     }
     net
 }
@@ -191,7 +197,9 @@ pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {
 /// norm normalises by the probe batch's own statistics, as in every training step; its running
 /// statistics are restored afterwards, so measuring changes nothing). `δ_bp` is the full
 /// backprop error through every layer above, not the one-step `Wᵀδ` of the paper's code.
-/// The first weight layer's `M` carries no error under any rule: its fields are `None`.
+/// The first weight layer's `M` carries no error under any rule: its fields are `None`, as are
+/// those of an `M` without `W`'s shape (direct feedback alignment's `D` below the output layer;
+/// its δ-angle is measured).
 pub fn layer_records<T: Real>(
     net: &mut Network<T>,
     rule: &dyn Rule<T>,
@@ -217,7 +225,9 @@ pub fn layer_records<T: Real>(
         .enumerate()
         .map(|(i, layer)| {
             let p = layer.params();
-            let m = (i > 0).then(|| rule.backward_matrix(p));
+            let m = (i > 0)
+                .then(|| rule.backward_matrix(p))
+                .filter(|m| m.shape() == p.w.shape());
             LayerRecord {
                 layer: p.name.clone(),
                 weight_angle_deg: m.as_ref().and_then(|m| angle_deg(&p.w, m)),

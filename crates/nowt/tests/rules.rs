@@ -3,7 +3,7 @@
 use nowt::config::TrainConfig;
 use nowt::data::{self, DatasetKind};
 use nowt::layers::softmax_cross_entropy;
-use nowt::layers::{ActivationKind, Linear};
+use nowt::layers::{ActivationKind, Backward, Conv2d, Layer, Linear, WeightLayer};
 use nowt::metrics::angle_deg;
 use nowt::models::{mlp, Network};
 use nowt::optim::Sgd;
@@ -1165,5 +1165,243 @@ fn random_sign_concordant_feedback_has_signs_of_w_and_half_normal_magnitudes() {
             first,
             "{kind:?} touched the first layer's B"
         );
+    }
+}
+
+/// Direct feedback alignment's `δ_in` on a lone layer given the output error `e`.
+fn dfa_input_error<L: Layer<f64> + WeightLayer<f64>>(
+    layer: &mut L,
+    x: &Tensor<f64>,
+    e: &Tensor<f64>,
+) -> Tensor<f64> {
+    let dfa = rules::build::<f64>(RuleKind::DirectFeedbackAlignment, &Default::default(), 4);
+    let y = layer.forward(x, true);
+    let delta = Tensor::randn(y.shape(), 1.0, &mut nowt::rng(4, 4));
+    let mut ctx = Backward {
+        rule: dfa.as_ref(),
+        record: None,
+        output_error: Some(e),
+    };
+    let d = layer.backward(x, &y, &delta, &mut ctx, true).unwrap();
+    // grad_W is the rule-independent `grad_W(x, δ_out)`: backprop's, bit for bit.
+    let g = layer.params().grad_w.clone();
+    layer.backward(x, &y, &delta, &mut Backward::new(&Backprop), true);
+    assert_eq!(
+        g.data(),
+        layer.params().grad_w.data(),
+        "grad_W depends on the rule"
+    );
+    d
+}
+
+/// DFA on a linear layer: `δ_in = e · D` exactly (a plain loop in `f64`), whatever `δ_out` is.
+#[test]
+fn direct_feedback_alignment_sends_e_through_d_on_a_linear_layer() {
+    let (n, classes, inputs) = (4, 3, 7);
+    let mut rng = nowt::rng(8, 0);
+    let mut l = Linear::<f64>::new("fc", inputs, 5, 0.3, &mut rng, &mut nowt::rng(8, 1));
+    let d = Tensor::randn(&[classes, inputs], 1.0, &mut rng);
+    l.p.direct = Some(d.clone());
+    let x = Tensor::randn(&[n, inputs], 1.0, &mut rng);
+    let e = Tensor::randn(&[n, classes], 1.0, &mut rng);
+    let got = dfa_input_error(&mut l, &x, &e);
+    assert_eq!(got.shape(), &[n, inputs]);
+    for i in 0..n {
+        for j in 0..inputs {
+            let want: f64 = (0..classes)
+                .map(|k| e.data()[i * classes + k] * d.data()[k * inputs + j])
+                .sum();
+            assert!((got.data()[i * inputs + j] - want).abs() < 1e-12);
+        }
+    }
+}
+
+/// DFA on convolutions: `δ_in` is the input gradient of a convolution with kernel `D` of `e`
+/// tiled over the output positions — against a loop nest, on the im2col path (stride 2, 3×3
+/// and 1×1) and the flipped-kernel and Winograd paths (stride 1, "same", 16×16 planes).
+#[test]
+fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
+    let (n, classes, c_in) = (2, 5, 3);
+    for (k, stride, pad, hw) in [(3, 2, 1, 9), (1, 2, 0, 8), (3, 1, 1, 16), (5, 1, 2, 16)] {
+        let mut rng = nowt::rng(9, k as u64);
+        let mut conv = Conv2d::<f64>::new(
+            "conv",
+            c_in,
+            4,
+            k,
+            stride,
+            pad,
+            false,
+            (hw, hw),
+            0.3,
+            &mut rng,
+            &mut nowt::rng(9, 1),
+        );
+        let d = Tensor::randn(&[classes, c_in, k, k], 1.0, &mut rng);
+        conv.p.direct = Some(d.clone());
+        let x = Tensor::randn(&[n, c_in, hw, hw], 1.0, &mut rng);
+        let e = Tensor::randn(&[n, classes], 1.0, &mut rng);
+        let got = dfa_input_error(&mut conv, &x, &e);
+        assert_eq!(got.shape(), x.shape());
+        let ho = (hw + 2 * pad - k) / stride + 1;
+        let mut want = vec![0f64; x.len()];
+        for b in 0..n {
+            for cls in 0..classes {
+                for oi in 0..ho {
+                    for oj in 0..ho {
+                        for c in 0..c_in {
+                            for a in 0..k {
+                                for bb in 0..k {
+                                    let (i, j) = (oi * stride + a, oj * stride + bb);
+                                    if i < pad || j < pad || i - pad >= hw || j - pad >= hw {
+                                        continue;
+                                    }
+                                    want[((b * c_in + c) * hw + i - pad) * hw + j - pad] += e
+                                        .data()[b * classes + cls]
+                                        * d.data()[((cls * c_in + c) * k + a) * k + bb];
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let err = got
+            .data()
+            .iter()
+            .zip(&want)
+            .map(|(g, w)| (g - w).abs())
+            .fold(0.0, f64::max);
+        assert!(err < 1e-10, "k {k} stride {stride} {hw}×{hw}: off by {err}");
+    }
+}
+
+/// On a one-hidden-layer network the output layer's `D` is the whole downstream Jacobian's
+/// stand-in: with `D := W₂` (the true Jacobian of the logits by the hidden layer) DFA is
+/// backprop bit for bit, step after step; with its random `D` it is not.
+#[test]
+fn direct_feedback_alignment_with_the_true_jacobian_is_backprop() {
+    let batches = digits_batches(16, 4);
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+    };
+    let c = TrainConfig {
+        hidden: vec![24],
+        ..cfg(RuleKind::DirectFeedbackAlignment)
+    };
+    let dfa = rules::build::<f32>(RuleKind::DirectFeedbackAlignment, &Default::default(), 16);
+    let mut bp = build_model(&c, [1, 8, 8], 10, &Backprop);
+    let mut true_d = build_model(&c, [1, 8, 8], 10, dfa.as_ref());
+    let mut random_d = build_model(&c, [1, 8, 8], 10, dfa.as_ref());
+    let mut rng = nowt::rng(0, 3);
+    for (step, (x, y)) in batches.iter().enumerate() {
+        for l in true_d.weight_layers_mut().into_iter().skip(1) {
+            let p = l.params_mut();
+            p.direct = Some(p.w.clone());
+        }
+        train_step(&mut bp, &Backprop, &sgd, x, y, 0.05, &mut rng).unwrap();
+        train_step(&mut true_d, dfa.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+        assert_eq!(bits(&bp), bits(&true_d), "step {step}");
+    }
+    train_step(
+        &mut random_d,
+        dfa.as_ref(),
+        &sgd,
+        &batches[0].0,
+        &batches[0].1,
+        0.05,
+        &mut rng,
+    )
+    .unwrap();
+    let mut bp1 = build_model(&c, [1, 8, 8], 10, &Backprop);
+    train_step(
+        &mut bp1,
+        &Backprop,
+        &sgd,
+        &batches[0].0,
+        &batches[0].1,
+        0.05,
+        &mut rng,
+    )
+    .unwrap();
+    assert_ne!(bits(&bp1), bits(&random_d));
+}
+
+/// DFA's `D` is drawn at build time from the rule's own stream, `N(0, (s · init_std)²)` with
+/// the layer's `W` shape but `classes` rows, and neither `D` nor `B` changes in training; no
+/// error crosses a hidden layer (the errors below two layers differ only through their `D`).
+#[test]
+fn direct_feedback_alignment_draws_d_once_with_its_scale() {
+    let build = |s: f64| {
+        let rc = rules::RuleConfig {
+            dfa_init_scale: s,
+            ..Default::default()
+        };
+        let rule = rules::build::<f32>(RuleKind::DirectFeedbackAlignment, &rc, 16);
+        (
+            build_model(
+                &cfg(RuleKind::DirectFeedbackAlignment),
+                [1, 8, 8],
+                10,
+                rule.as_ref(),
+            ),
+            rule,
+        )
+    };
+    let direct = |net: &Network<f32>| -> Vec<Tensor<f32>> {
+        net.weight_layers()
+            .iter()
+            .map(|l| l.params().direct.clone().unwrap())
+            .collect()
+    };
+    let (one, _) = build(1.0);
+    let (three, _) = build(3.0);
+    for (l, (d1, d3)) in one
+        .weight_layers()
+        .iter()
+        .zip(direct(&one).iter().zip(direct(&three)))
+    {
+        let p = l.params();
+        let mut shape = p.w.shape().to_vec();
+        shape[0] = 10;
+        assert_eq!(d1.shape(), &shape[..], "{}", p.name);
+        let std =
+            (d1.data().iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / d1.len() as f64).sqrt();
+        assert!(
+            (std / p.init_std - 1.0).abs() < 0.1,
+            "{}: std {std}",
+            p.name
+        );
+        for (a, b) in d1.data().iter().zip(d3.data()) {
+            assert!((a * 3.0 - b).abs() <= 1e-6 * b.abs().max(1e-6));
+        }
+    }
+    // Not B: a stream of its own.
+    let b_bits: Vec<u32> = one.weight_layers()[1].params().feedback.data()[..10]
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    let d_bits: Vec<u32> = direct(&one)[1].data()[..10]
+        .iter()
+        .map(|v| v.to_bits())
+        .collect();
+    assert_ne!(b_bits, d_bits);
+    let (mut net, rule) = build(1.0);
+    let (d0, b0, w0) = (direct(&net), feedback_bits(&net), bits(&net));
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-3,
+    };
+    let mut rng = nowt::rng(0, 3);
+    for (x, y) in &digits_batches(16, 4) {
+        train_step(&mut net, rule.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    }
+    assert_eq!(feedback_bits(&net), b0, "B changed");
+    assert_ne!(bits(&net), w0, "W did not move");
+    for (a, b) in direct(&net).iter().zip(&d0) {
+        assert_eq!(a.data(), b.data(), "D changed");
     }
 }

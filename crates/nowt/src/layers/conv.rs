@@ -44,7 +44,8 @@ fn bands(g: &ConvGeom) -> impl Iterator<Item = std::ops::Range<usize>> {
 /// `δ` with `M`'s flipped kernel). 3×3 stride-1 "same" kernels of up to 256 channels run the
 /// forward product and that convolution by Winograd's F(2×2, 3×3), and on planes of ≥ 256
 /// positions grad_W too (`grad_W[o, c] = Gᵀ (Σ A δ Aᵀ ⊙ Bᵀ x B) G`). Only which matrix `M` is
-/// depends on the rule.
+/// depends on the rule (and, for direct feedback alignment, which error `δ` is: the output
+/// error tiled over the output positions, with `M = D: [classes, C_in, k, k]`).
 #[derive(Clone, Debug)]
 pub struct Conv2d<T> {
     pub p: WeightParams<T>,
@@ -191,7 +192,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             }
             self.p.grad_bias = Some(Tensor::from_vec(&[c_out], gb));
         }
-        seam_backward(self, x, delta, ctx, need_delta_in, |layer, m| {
+        seam_backward(self, x, delta, ctx, need_delta_in, |layer, delta, m| {
             let geom = layer.geom(x);
             let (ho, wo) = geom.out_hw();
             let c_out = m.rows();

@@ -6,7 +6,8 @@ use crate::tensor::{gemm_into, matmul, Real, Tensor};
 /// `y = x Wᵀ + b` with `x: [N, in]`, `W: [out, in]`, `b: [out]`, `y: [N, out]`.
 ///
 /// Backward (DESIGN.md §3): `grad_W = δᵀ x`, `grad_b = Σ_n δ_n` under every rule, and
-/// `δ_in = δ · M` with `M = rule.backward_matrix(..)` (`W` for backprop, `B` otherwise).
+/// `δ_in = δ · M` with `M = rule.backward_matrix(..)` (`W` for backprop, `B` otherwise; direct
+/// feedback alignment sends the output error, `δ_in = e · D`).
 #[derive(Clone, Debug)]
 pub struct Linear<T> {
     pub p: WeightParams<T>,
@@ -56,9 +57,9 @@ impl<T: Real> Layer<T> for Linear<T> {
         if self.p.bias.is_some() {
             self.p.grad_bias = Some(delta.sum_rows());
         }
-        seam_backward(self, x, delta, ctx, need_delta_in, |_, m| {
-            // δ_in = δ_out · M: [N, out] · [out, in] → [N, in]
-            let mut d = matmul(delta, false, m, false);
+        seam_backward(self, x, delta, ctx, need_delta_in, |_, source, m| {
+            // δ_in = source · M: [N, out] · [out, in] → [N, in] (DFA: [N, classes] · [classes, in])
+            let mut d = matmul(source, false, m, false);
             d.reshape(x.shape());
             d
         })

@@ -40,12 +40,19 @@ pub struct Backward<'a, T: Real> {
     /// When set, every weight layer appends `(name, δ_in)` — `None` if it computes no `δ_in` —
     /// in the order backward visits them (top to bottom).
     pub record: Option<&'a mut DeltaRecord<T>>,
+    /// The network's output error `e = ∂loss/∂logits` when the pass started at the logits
+    /// (what direct feedback alignment sends to every layer); `None` for a lone layer.
+    pub output_error: Option<&'a Tensor<T>>,
 }
 
 impl<'a, T: Real> Backward<'a, T> {
-    /// A backward pass under `rule` that records nothing.
+    /// A backward pass under `rule` that records nothing and has no output error (a lone layer).
     pub fn new(rule: &'a dyn Rule<T>) -> Self {
-        Self { rule, record: None }
+        Self {
+            rule,
+            record: None,
+            output_error: None,
+        }
     }
 
     /// Records a weight layer's `δ_in` if recording.
@@ -140,22 +147,27 @@ pub fn backward_chain<T: Real>(
 
 /// The seam (DESIGN.md §3), the same for every weight layer: `grad_W` from `x` and `δ_out`
 /// under every rule (written into its buffer, no allocation), then — when asked — the error for
-/// the layer below through the rule's matrix, `δ_in = input_error(M)`, recorded by name.
-/// (Bias gradients, which differ in shape per layer, are the layer's own.)
+/// the layer below through the rule's matrix, `δ_in = input_error(source, M)`, recorded by name.
+/// `source` is `δ_out` under every rule but direct feedback alignment (the output error tiled
+/// over `δ_out`'s positions); `input_error` is the layer's transpose, `source · M` (linear) or
+/// the input gradient of a convolution with kernel `M`. (Bias gradients, which differ in shape
+/// per layer, are the layer's own.)
 pub fn seam_backward<T: Real, L: WeightLayer<T>>(
     layer: &mut L,
     x: &Tensor<T>,
     delta: &Tensor<T>,
     ctx: &mut Backward<T>,
     need_delta_in: bool,
-    input_error: impl FnOnce(&L, &Tensor<T>) -> Tensor<T>,
+    input_error: impl FnOnce(&L, &Tensor<T>, &Tensor<T>) -> Tensor<T>,
 ) -> Option<Tensor<T>> {
     let mut g = std::mem::take(&mut layer.params_mut().grad_w);
     layer.weight_grad(x, delta, &mut g, T::zero(), T::one());
     layer.params_mut().grad_w = g;
     let d = need_delta_in.then(|| {
-        let m = ctx.rule.backward_matrix(layer.params());
-        input_error(layer, &m)
+        let p = layer.params();
+        let source = ctx.rule.backward_source(p, delta, ctx.output_error);
+        let m = ctx.rule.backward_matrix(p);
+        input_error(layer, &source, &m)
     });
     ctx.record(&layer.params().name, &d);
     d

@@ -49,7 +49,11 @@ impl<T: Real> Network<T> {
         rule: &dyn Rule<T>,
         record: Option<&mut DeltaRecord<T>>,
     ) {
-        let mut ctx = Backward { rule, record };
+        let mut ctx = Backward {
+            rule,
+            record,
+            output_error: Some(&delta),
+        };
         if let Some(r) = ctx.record.as_deref_mut() {
             r.clear();
         }

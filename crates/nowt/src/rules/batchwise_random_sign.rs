@@ -14,7 +14,7 @@
 use std::borrow::Cow;
 
 use super::fixed_random_sign::magnitudes_times_signs;
-use super::{Rule, RuleInfo, RuleKind};
+use super::{FeedbackInit, Rule, RuleInfo, RuleKind};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -38,7 +38,7 @@ impl<T: Real> Rule<T> for BatchwiseRandomSign {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         Cow::Owned(magnitudes_times_signs(p))
     }
-    fn init_feedback(&self, p: &mut WeightParams<T>) {
+    fn init_feedback(&self, p: &mut WeightParams<T>, _net: &mut FeedbackInit) {
         p.feedback.apply(|b| b.abs());
     }
     fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use super::{Knob, Rule, RuleInfo, RuleKind};
+use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
 
@@ -38,7 +38,7 @@ impl<T: Real> Rule<T> for FeedbackAlignment {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         Cow::Borrowed(&p.feedback)
     }
-    fn init_feedback(&self, p: &mut WeightParams<T>) {
+    fn init_feedback(&self, p: &mut WeightParams<T>, _net: &mut FeedbackInit) {
         let s = T::of(self.init_scale);
         if s != T::one() {
             p.feedback.apply(|b| b * s);

@@ -11,7 +11,7 @@
 
 use std::borrow::Cow;
 
-use super::{Rule, RuleInfo, RuleKind};
+use super::{FeedbackInit, Rule, RuleInfo, RuleKind};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
 
@@ -45,7 +45,7 @@ impl<T: Real> Rule<T> for FixedRandomSign {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         Cow::Owned(magnitudes_times_signs(p))
     }
-    fn init_feedback(&self, p: &mut WeightParams<T>) {
+    fn init_feedback(&self, p: &mut WeightParams<T>, _net: &mut FeedbackInit) {
         p.feedback.apply(|b| b.abs());
     }
 }

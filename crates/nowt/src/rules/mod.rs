@@ -7,6 +7,7 @@
 
 mod backprop;
 mod batchwise_random_sign;
+mod direct_feedback_alignment;
 mod feedback_alignment;
 mod fixed_random_sign;
 mod kolen_pollack;
@@ -16,6 +17,7 @@ mod weight_mirror;
 
 pub use backprop::Backprop;
 pub use batchwise_random_sign::BatchwiseRandomSign;
+pub use direct_feedback_alignment::{tile_output_error, DirectFeedbackAlignment};
 pub use feedback_alignment::FeedbackAlignment;
 pub use fixed_random_sign::FixedRandomSign;
 pub use kolen_pollack::KolenPollack;
@@ -39,8 +41,20 @@ pub trait Rule<T: Real>: Send + Sync {
     /// `M`, the matrix that carries the error backwards: `δ_in = δ_out · M` (DESIGN.md §3).
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>>;
 
+    /// The error that crosses the layer through `M`: `δ_in = source · M`. The layer's own
+    /// `δ_out` under every rule but direct feedback alignment, which sends the network's output
+    /// error `e = ∂loss/∂logits` (`output_error`, when the backward pass started at the logits).
+    fn backward_source<'a>(
+        &self,
+        _p: &WeightParams<T>,
+        delta: &'a Tensor<T>,
+        _output_error: Option<&Tensor<T>>,
+    ) -> Cow<'a, Tensor<T>> {
+        Cow::Borrowed(delta)
+    }
+
     /// Called once per layer after `W` and `B ~ N(0, init_std²)` are drawn.
-    fn init_feedback(&self, _p: &mut WeightParams<T>) {}
+    fn init_feedback(&self, _p: &mut WeightParams<T>, _net: &mut FeedbackInit) {}
 
     /// `Some(λ)` when `B` receives `W`'s update term and the decay `λ`, which `W` then also
     /// uses (Kolen-Pollack, paper eqs. 16–17). The optimiser applies it with `B`'s own buffer.
@@ -53,6 +67,14 @@ pub trait Rule<T: Real>: Send + Sync {
 
     /// Work on `B` after every training step (the weight mirror's mirror mode).
     fn after_step(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
+}
+
+/// What a rule may need, besides the layer, to initialise its feedback: the network's output
+/// width and a random stream of the rule's own (seeded by the run's seed, apart from `W`'s and
+/// `B`'s streams, so `W₀` and `B₀` do not depend on the rule).
+pub struct FeedbackInit {
+    pub classes: usize,
+    pub rng: crate::Rng,
 }
 
 /// One rule's registry entry, declared in the rule's own file as `INFO`: everything the CLI,
@@ -84,7 +106,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
 /// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
-pub const REGISTRY: [&RuleInfo; 7] = [
+pub const REGISTRY: [&RuleInfo; 8] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -92,6 +114,7 @@ pub const REGISTRY: [&RuleInfo; 7] = [
     &kolen_pollack::INFO,
     &fixed_random_sign::INFO,
     &batchwise_random_sign::INFO,
+    &direct_feedback_alignment::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -105,6 +128,7 @@ pub enum RuleKind {
     KolenPollack,
     FixedRandomSign,
     BatchwiseRandomSign,
+    DirectFeedbackAlignment,
 }
 
 impl RuleKind {
@@ -185,6 +209,8 @@ pub struct RuleConfig {
     /// Kolen-Pollack: the decay `λ` applied to both `W` and `B` (replacing the weight decay on
     /// `W`). Must be > 0 for `W − B` to shrink. Default 1e-3.
     pub kp_decay: f64,
+    /// Direct feedback alignment: `D ~ N(0, (init_scale · init_std)²)`. Default 1.
+    pub dfa_init_scale: f64,
 }
 
 impl Default for RuleConfig {
@@ -194,6 +220,7 @@ impl Default for RuleConfig {
             ss_scale: SignScale::InitStd,
             wm: MirrorConfig::default(),
             kp_decay: 1e-3,
+            dfa_init_scale: 1.0,
         }
     }
 }
@@ -222,6 +249,7 @@ impl RuleConfig {
             }
         };
         positive("rules.fa_init_scale", self.fa_init_scale)?;
+        positive("rules.dfa_init_scale", self.dfa_init_scale)?;
         non_negative("rules.kp_decay", self.kp_decay)?;
         positive("rules.wm.sigma", self.wm.sigma)?;
         positive("rules.wm.lr", self.wm.lr)?;

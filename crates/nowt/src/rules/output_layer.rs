@@ -3,7 +3,7 @@
 //! chosen rule's `M`:
 //!
 //! ```text
-//! δ_in = δ_out · W   at the output layer,   δ_in = δ_out · M_rule   below it
+//! δ_in = δ_out · W   at the output layer,   δ_in = source · M_rule   below it
 //! ```
 //!
 //! It isolates how much of a rule's gap to backprop comes from the top layer's feedback. Not a
@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Rule, RuleKind};
+use super::{FeedbackInit, Rule, RuleKind};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -63,8 +63,21 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         }
     }
 
-    fn init_feedback(&self, p: &mut WeightParams<T>) {
-        self.inner.init_feedback(p)
+    fn backward_source<'a>(
+        &self,
+        p: &WeightParams<T>,
+        delta: &'a Tensor<T>,
+        output_error: Option<&Tensor<T>>,
+    ) -> Cow<'a, Tensor<T>> {
+        if p.name == self.output {
+            Cow::Borrowed(delta)
+        } else {
+            self.inner.backward_source(p, delta, output_error)
+        }
+    }
+
+    fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
+        self.inner.init_feedback(p, net)
     }
 
     fn shared_update_decay(&self) -> Option<f64> {

@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Knob, Rule, RuleInfo, RuleKind};
+use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -210,7 +210,7 @@ impl<T: Real> Rule<T> for WeightMirror {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         Cow::Borrowed(&p.feedback)
     }
-    fn init_feedback(&self, p: &mut WeightParams<T>) {
+    fn init_feedback(&self, p: &mut WeightParams<T>, _net: &mut FeedbackInit) {
         if self.cfg.init == MirrorInit::Zero {
             p.feedback.apply(|_| T::zero());
         }

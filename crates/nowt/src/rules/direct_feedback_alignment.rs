@@ -1,0 +1,89 @@
+//! Direct feedback alignment (Nøkland 2016): every weight layer sends down a fixed random
+//! projection of the network's *output* error `e = ∂loss/∂logits`, not the error that reached
+//! it:
+//!
+//! ```text
+//! δ_in = e · D                     linear,  e: [N, classes],  D: [classes, in]
+//! δ_in = conv2d_input_grad(ē, D)   conv,    ē[n, k, i, j] = e[n, k] at every output position,
+//!                                           D: [classes, C_in, kh, kw]
+//! ```
+//!
+//! so the hidden error is `δ_l = φ'(a_l) ⊙ (e · D_{l+1})` (Nøkland's eq. 3): no error passes
+//! from one hidden layer to the next. The convolutional form (tiling `e` over the layer's
+//! output positions, as BioTorch does) makes DFA work on any architecture, residual blocks
+//! included. `D ~ N(0, (init_scale · init_std)²)` with the layer's `W` init std, drawn once from
+//! the rule's own stream and never changed; at the output layer `D` has `W`'s shape and DFA is
+//! feedback alignment. `grad_W` is unchanged, as under every rule.
+
+use std::borrow::Cow;
+
+use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind};
+use crate::params::WeightParams;
+use crate::tensor::{Real, Tensor};
+
+pub const INFO: RuleInfo = RuleInfo {
+    kind: RuleKind::DirectFeedbackAlignment,
+    name: "direct-feedback-alignment",
+    aliases: &["dfa"],
+    summary: "δ_in = e·D: the output error e through a fixed random D [classes, in] \
+              (conv: e tiled over the output positions); B unused (Nøkland 2016)",
+    knobs: &[Knob {
+        key: "dfa_init_scale",
+        flag: "dfa-init-scale",
+        doc: "D's scale relative to W's init std (default 1)",
+    }],
+    build: |cfg, _| {
+        Box::new(DirectFeedbackAlignment {
+            init_scale: cfg.dfa_init_scale,
+        })
+    },
+};
+
+/// `δ_in = ē · D`, `D ~ N(0, (init_scale · init_std)²)` fixed.
+#[derive(Clone, Copy, Debug)]
+pub struct DirectFeedbackAlignment {
+    pub init_scale: f64,
+}
+
+/// `e: [N, classes]` repeated at every position of `like: [N, C, …]`: `[N, classes, …]`.
+pub fn tile_output_error<T: Real>(e: &Tensor<T>, like: &Tensor<T>) -> Tensor<T> {
+    let positions: usize = like.shape()[2..].iter().product();
+    let mut shape = like.shape().to_vec();
+    shape[1] = e.cols();
+    let data = e
+        .data()
+        .iter()
+        .flat_map(|&v| std::iter::repeat_n(v, positions))
+        .collect();
+    Tensor::from_vec(&shape, data)
+}
+
+impl<T: Real> Rule<T> for DirectFeedbackAlignment {
+    fn kind(&self) -> RuleKind {
+        RuleKind::DirectFeedbackAlignment
+    }
+
+    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
+        Cow::Borrowed(p.direct.as_ref().expect("D is drawn by init_feedback"))
+    }
+
+    fn backward_source<'a>(
+        &self,
+        _p: &WeightParams<T>,
+        delta: &'a Tensor<T>,
+        output_error: Option<&Tensor<T>>,
+    ) -> Cow<'a, Tensor<T>> {
+        let e = output_error.expect("direct feedback alignment needs the network's output error");
+        Cow::Owned(tile_output_error(e, delta))
+    }
+
+    fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
+        let mut shape = p.w.shape().to_vec();
+        shape[0] = net.classes;
+        p.direct = Some(Tensor::randn(
+            &shape,
+            self.init_scale * p.init_std,
+            &mut net.rng,
+        ));
+    }
+}
