@@ -247,6 +247,9 @@ pub struct TrainArgs {
     /// Feedback alignment: scale of B₀ relative to W's init std. [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub fa_init_scale: Option<f64>,
+    /// Direct feedback alignment: scale of D relative to W's init std. [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub dfa_init_scale: Option<f64>,
     /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,

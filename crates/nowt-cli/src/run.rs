@@ -170,6 +170,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(test_limit = a.test_limit);
     set!(data_threads = a.data_threads);
     set!(rules.fa_init_scale = a.fa_init_scale);
+    set!(rules.dfa_init_scale = a.dfa_init_scale);
     set!(rules.ss_scale = a.ss_scale);
     set!(rules.wm.sigma = a.wm_sigma);
     set!(rules.wm.lr = a.wm_lr);
@@ -404,6 +405,7 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         ("wm-init", a.wm_init.is_some()),
         ("wm-noise", a.wm_noise.is_some()),
         ("kp-decay", a.kp_decay.is_some()),
+        ("dfa-init-scale", a.dfa_init_scale.is_some()),
     ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
         let flags: Vec<String> = owner
