@@ -250,6 +250,15 @@ pub struct TrainArgs {
     /// Direct feedback alignment: scale of D relative to W's init std. [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub dfa_init_scale: Option<f64>,
+    /// Symmetric alignment: B's learning rate η_B. [default: 0.01]
+    #[arg(long, allow_negative_numbers = true)]
+    pub sa_lr: Option<f64>,
+    /// Symmetric alignment: α, the decay primitive's weight. [default: 0.5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub sa_alpha: Option<f64>,
+    /// Symmetric alignment: β, the self primitive's weight (B settles at βW/(2α)). [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub sa_beta: Option<f64>,
     /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,

@@ -171,6 +171,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(data_threads = a.data_threads);
     set!(rules.fa_init_scale = a.fa_init_scale);
     set!(rules.dfa_init_scale = a.dfa_init_scale);
+    set!(rules.sa.lr = a.sa_lr);
+    set!(rules.sa.alpha = a.sa_alpha);
+    set!(rules.sa.beta = a.sa_beta);
     set!(rules.ss_scale = a.ss_scale);
     set!(rules.wm.sigma = a.wm_sigma);
     set!(rules.wm.lr = a.wm_lr);
@@ -406,6 +409,9 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         ("wm-noise", a.wm_noise.is_some()),
         ("kp-decay", a.kp_decay.is_some()),
         ("dfa-init-scale", a.dfa_init_scale.is_some()),
+        ("sa-lr", a.sa_lr.is_some()),
+        ("sa-alpha", a.sa_alpha.is_some()),
+        ("sa-beta", a.sa_beta.is_some()),
     ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
         let flags: Vec<String> = owner

@@ -150,7 +150,7 @@ pub fn model_checks(model: ModelKind, kinds: &[RuleKind], cfg: &RuleConfig) -> V
     }
     for &kind in kinds {
         out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
-        out.push(feedback(model, rule::<f32>(kind, cfg).as_ref()));
+        out.push(feedback(model, rule::<f32>(kind, cfg).as_ref(), cfg));
     }
     out
 }
@@ -412,7 +412,10 @@ fn equation_matrix<T: Real>(
     };
     match kind {
         RuleKind::Backprop => w.clone(),
-        RuleKind::FeedbackAlignment | RuleKind::WeightMirror | RuleKind::KolenPollack => b.clone(),
+        RuleKind::FeedbackAlignment
+        | RuleKind::WeightMirror
+        | RuleKind::KolenPollack
+        | RuleKind::SymmetricAlignment => b.clone(),
         RuleKind::SignSymmetry => {
             let s = match cfg.ss_scale {
                 rules::SignScale::InitStd => T::of(init_std),
@@ -578,7 +581,10 @@ fn direct(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
 fn equation_name(kind: RuleKind) -> &'static str {
     match kind {
         RuleKind::Backprop => "W",
-        RuleKind::FeedbackAlignment | RuleKind::WeightMirror | RuleKind::KolenPollack => "B",
+        RuleKind::FeedbackAlignment
+        | RuleKind::WeightMirror
+        | RuleKind::KolenPollack
+        | RuleKind::SymmetricAlignment => "B",
         RuleKind::SignSymmetry => "s·sign(W)",
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
         RuleKind::DirectFeedbackAlignment => "D (the output error's)",
@@ -601,7 +607,7 @@ fn kept(now: &[Vec<u64>], before: &[Vec<u64>]) -> f64 {
 }
 
 /// `B` over 3 plain-SGD training steps: as the rule says.
-pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome {
     const STEPS: usize = 3;
     let kind = rule.kind();
     let mut n = net(model, rule);
@@ -614,6 +620,11 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
     let mut before = start.clone();
     let mut problem = None;
     for t in 0..STEPS {
+        let b_prev: Vec<Tensor<f32>> = n
+            .weight_layers()
+            .iter()
+            .map(|l| l.params().feedback.clone())
+            .collect();
         let (x, y) = batch::<f32>(model, 20 + t as u64);
         if let Err(e) = train_step(&mut n, rule, &s, &x, &y, eta, &mut rng) {
             problem = Some(format!("non-finite values at {e}"));
@@ -646,6 +657,25 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
                 t + 1,
                 100.0 * kept(&now, &before)
             )),
+            RuleKind::SymmetricAlignment if now[0] != start[0] => {
+                Some("the first layer's B, which carries no error, changed".into())
+            }
+            // B ← (1 − 2η_B α) B + η_B β W, with the W of after the step.
+            RuleKind::SymmetricAlignment => {
+                let (keep, pull) = (
+                    1.0 - 2.0 * cfg.sa.lr * cfg.sa.alpha,
+                    cfg.sa.lr * cfg.sa.beta,
+                );
+                layers.iter().zip(&b_prev).skip(1).find_map(|(l, b)| {
+                    let p = l.params();
+                    let want = b.zip_map(&p.w, |b, w| keep as f32 * b + pull as f32 * w);
+                    let err =
+                        p.feedback.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
+                    (err > 1e-6).then(|| {
+                        format!("{}: B is off (1 − 2η_B α) B + η_B β W by {err:.1e}", p.name)
+                    })
+                })
+            }
             // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding.
             RuleKind::KolenPollack => {
                 kp_law_problem(&n, &diff0, (1.0 - eta * lambda).powi(t as i32 + 1) as f32)
@@ -664,6 +694,9 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
         RuleKind::BatchwiseRandomSign => "B = |R| ≥ 0, redrawn every step (not the first layer's)",
         RuleKind::KolenPollack => "W − B shrinks by (1 − ηλ) every plain-SGD step",
         RuleKind::DirectFeedbackAlignment => "B unused and unchanged, D fixed",
+        RuleKind::SymmetricAlignment => {
+            "B ← (1 − 2η_B α) B + η_B β W after every step (not the first layer's)"
+        }
         RuleKind::WeightMirror => {
             "B moved by the mirror without non-finite values (its law: below)"
         }
@@ -753,8 +786,14 @@ mod tests {
             (RuleKind::SignSymmetry, true),
             (RuleKind::FixedRandomSign, false),
             (RuleKind::DirectFeedbackAlignment, false),
+            (RuleKind::SymmetricAlignment, true),
         ] {
             for model in models {
+                if claims == RuleKind::SymmetricAlignment {
+                    // No B dynamics at all: its feedback law fails.
+                    let o = feedback(model, &Swapped { claims, uses_w }, &cfg);
+                    assert!(!o.passed, "{claims:?} without its B update: {o:?}");
+                }
                 let o = matrix(model, &Swapped { claims, uses_w });
                 assert!(
                     !o.passed,

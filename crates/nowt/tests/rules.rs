@@ -1405,3 +1405,44 @@ fn direct_feedback_alignment_draws_d_once_with_its_scale() {
         assert_eq!(a.data(), b.data(), "D changed");
     }
 }
+
+/// Symmetric alignment on a frozen `W`: `B − βW/(2α)` shrinks by exactly `(1 − 2η_B α)` per
+/// step at every layer but the first (whose `B` is untouched), so `∠(W, B)` falls toward 0.
+#[test]
+fn symmetric_alignment_drives_b_to_beta_w_over_two_alpha_on_a_frozen_w() {
+    let rc = rules::RuleConfig {
+        sa: rules::SymmetricConfig {
+            lr: 0.05,
+            alpha: 0.4,
+            beta: 2.0,
+        },
+        ..Default::default()
+    };
+    let sa = rules::build::<f64>(RuleKind::SymmetricAlignment, &rc, 16);
+    let mut net = build_model(&cfg(RuleKind::SymmetricAlignment), [1, 8, 8], 10, sa.as_ref());
+    let target = |w: &Tensor<f64>| w.map(|v| v * 2.0 / (2.0 * 0.4));
+    let gap = |net: &Network<f64>| -> Vec<Tensor<f64>> {
+        net.weight_layers()
+            .iter()
+            .map(|l| l.params().feedback.zip_map(&target(&l.params().w), |b, t| b - t))
+            .collect()
+    };
+    let (g0, b0) = (gap(&net), net.weight_layers()[0].params().feedback.clone());
+    let mut rng = nowt::rng(0, 0);
+    let mut last = 90.0;
+    for t in 1..=150 {
+        sa.after_step(&mut net.weight_layers_mut(), &mut rng);
+        let factor = (1.0 - 2.0 * 0.05 * 0.4f64).powi(t);
+        for (l, (g, g0)) in net.weight_layers().iter().zip(gap(&net).iter().zip(&g0)).skip(1) {
+            let want = g0.map(|v| v * factor);
+            let err = g.zip_map(&want, |a, b| a - b).norm() / want.norm();
+            assert!(err < 1e-9, "{} step {t}: off by {err}", l.params().name);
+        }
+        let p = net.weight_layers()[1].params();
+        let a = angle_deg(&p.w, &p.feedback).unwrap();
+        assert!(a < last, "step {t}: {a}° after {last}°");
+        last = a;
+    }
+    assert!(last < 1.0, "∠(W, B) = {last}° after 150 steps");
+    assert_eq!(net.weight_layers()[0].params().feedback.data(), b0.data());
+}

@@ -13,6 +13,7 @@ mod fixed_random_sign;
 mod kolen_pollack;
 mod output_layer;
 mod sign_symmetry;
+mod symmetric_alignment;
 mod weight_mirror;
 
 pub use backprop::Backprop;
@@ -23,6 +24,7 @@ pub use fixed_random_sign::FixedRandomSign;
 pub use kolen_pollack::KolenPollack;
 pub use output_layer::{with_output_layer, OutputLayerRule};
 pub use sign_symmetry::{SignScale, SignSymmetry};
+pub use symmetric_alignment::{SymmetricAlignment, SymmetricConfig};
 pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, MirrorNoise, WeightMirror};
 
 use std::any::{Any, TypeId};
@@ -106,7 +108,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
 /// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
-pub const REGISTRY: [&RuleInfo; 8] = [
+pub const REGISTRY: [&RuleInfo; 9] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -115,6 +117,7 @@ pub const REGISTRY: [&RuleInfo; 8] = [
     &fixed_random_sign::INFO,
     &batchwise_random_sign::INFO,
     &direct_feedback_alignment::INFO,
+    &symmetric_alignment::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -129,6 +132,7 @@ pub enum RuleKind {
     FixedRandomSign,
     BatchwiseRandomSign,
     DirectFeedbackAlignment,
+    SymmetricAlignment,
 }
 
 impl RuleKind {
@@ -211,6 +215,8 @@ pub struct RuleConfig {
     pub kp_decay: f64,
     /// Direct feedback alignment: `D ~ N(0, (init_scale · init_std)²)`. Default 1.
     pub dfa_init_scale: f64,
+    /// Symmetric alignment's coefficients.
+    pub sa: SymmetricConfig,
 }
 
 impl Default for RuleConfig {
@@ -221,6 +227,7 @@ impl Default for RuleConfig {
             wm: MirrorConfig::default(),
             kp_decay: 1e-3,
             dfa_init_scale: 1.0,
+            sa: SymmetricConfig::default(),
         }
     }
 }
@@ -261,6 +268,19 @@ impl RuleConfig {
                     "lr × decay must be below 1 (B ← (1 − η_B λ_WM) B would flip B's sign every \
                      mirror batch), got {} × {}",
                     self.wm.lr, self.wm.decay
+                ),
+            ));
+        }
+        positive("rules.sa.lr", self.sa.lr)?;
+        non_negative("rules.sa.alpha", self.sa.alpha)?;
+        non_negative("rules.sa.beta", self.sa.beta)?;
+        if 2.0 * self.sa.lr * self.sa.alpha >= 1.0 {
+            return Err(Error::config(
+                "rules.sa",
+                format!(
+                    "2 × lr × alpha must be below 1 (B ← (1 − 2η_B α) B + η_B β W would flip B's \
+                     sign every step), got 2 × {} × {}",
+                    self.sa.lr, self.sa.alpha
                 ),
             ));
         }
