@@ -1419,12 +1419,21 @@ fn symmetric_alignment_drives_b_to_beta_w_over_two_alpha_on_a_frozen_w() {
         ..Default::default()
     };
     let sa = rules::build::<f64>(RuleKind::SymmetricAlignment, &rc, 16);
-    let mut net = build_model(&cfg(RuleKind::SymmetricAlignment), [1, 8, 8], 10, sa.as_ref());
+    let mut net = build_model(
+        &cfg(RuleKind::SymmetricAlignment),
+        [1, 8, 8],
+        10,
+        sa.as_ref(),
+    );
     let target = |w: &Tensor<f64>| w.map(|v| v * 2.0 / (2.0 * 0.4));
     let gap = |net: &Network<f64>| -> Vec<Tensor<f64>> {
         net.weight_layers()
             .iter()
-            .map(|l| l.params().feedback.zip_map(&target(&l.params().w), |b, t| b - t))
+            .map(|l| {
+                l.params()
+                    .feedback
+                    .zip_map(&target(&l.params().w), |b, t| b - t)
+            })
             .collect()
     };
     let (g0, b0) = (gap(&net), net.weight_layers()[0].params().feedback.clone());
@@ -1433,7 +1442,12 @@ fn symmetric_alignment_drives_b_to_beta_w_over_two_alpha_on_a_frozen_w() {
     for t in 1..=150 {
         sa.after_step(&mut net.weight_layers_mut(), &mut rng);
         let factor = (1.0 - 2.0 * 0.05 * 0.4f64).powi(t);
-        for (l, (g, g0)) in net.weight_layers().iter().zip(gap(&net).iter().zip(&g0)).skip(1) {
+        for (l, (g, g0)) in net
+            .weight_layers()
+            .iter()
+            .zip(gap(&net).iter().zip(&g0))
+            .skip(1)
+        {
             let want = g0.map(|v| v * factor);
             let err = g.zip_map(&want, |a, b| a - b).norm() / want.norm();
             assert!(err < 1e-9, "{} step {t}: off by {err}", l.params().name);
