@@ -1330,8 +1330,8 @@ fn direct_feedback_alignment_with_the_true_jacobian_is_backprop() {
 }
 
 /// DFA's `D` is drawn at build time from the rule's own stream, `N(0, (s · init_std)²)` with
-/// the layer's `W` shape but `classes` rows, and neither `D` nor `B` changes in training; no
-/// error crosses a hidden layer (the errors below two layers differ only through their `D`).
+/// the layer's `W` shape but `classes` rows, not from `B`'s stream, and neither `D` nor `B`
+/// changes in training.
 #[test]
 fn direct_feedback_alignment_draws_d_once_with_its_scale() {
     let build = |s: f64| {
