@@ -259,6 +259,27 @@ pub struct TrainArgs {
     /// Symmetric alignment: β, the self primitive's weight (B settles at βW/(2α)). [default: 1]
     #[arg(long, allow_negative_numbers = true)]
     pub sa_beta: Option<f64>,
+    /// Information alignment: noise std σ. [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ia_sigma: Option<f64>,
+    /// Information alignment: B's learning rate η_B. [default: 0.01]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ia_lr: Option<f64>,
+    /// Information alignment: α, the amplification primitive's weight. [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ia_alpha: Option<f64>,
+    /// Information alignment: β, the null primitive's weight (0: the weight mirror). [default: 0.1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ia_beta: Option<f64>,
+    /// Information alignment: γ, the decay primitive's weight. [default: 0.5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub ia_gamma: Option<f64>,
+    /// Information alignment: noise samples per batch (0: the training batch). [default: 0]
+    #[arg(long)]
+    pub ia_batch_size: Option<usize>,
+    /// Information alignment: noise batches before training. [default: 500]
+    #[arg(long)]
+    pub ia_warmup_batches: Option<usize>,
     /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,

@@ -91,8 +91,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
             print_outcome(&o);
         }
     }
-    if rules.contains(&RuleKind::WeightMirror) {
-        let o = nowt::check::mirror_law();
+    for o in nowt::check::laws(&rules, &cfg) {
         failed += usize::from(!o.passed);
         print_outcome(&o);
     }
@@ -174,6 +173,13 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(rules.sa.lr = a.sa_lr);
     set!(rules.sa.alpha = a.sa_alpha);
     set!(rules.sa.beta = a.sa_beta);
+    set!(rules.ia.sigma = a.ia_sigma);
+    set!(rules.ia.lr = a.ia_lr);
+    set!(rules.ia.alpha = a.ia_alpha);
+    set!(rules.ia.beta = a.ia_beta);
+    set!(rules.ia.gamma = a.ia_gamma);
+    set!(rules.ia.batch_size = a.ia_batch_size);
+    set!(rules.ia.warmup_batches = a.ia_warmup_batches);
     set!(rules.ss_scale = a.ss_scale);
     set!(rules.wm.sigma = a.wm_sigma);
     set!(rules.wm.lr = a.wm_lr);
@@ -412,6 +418,13 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         ("sa-lr", a.sa_lr.is_some()),
         ("sa-alpha", a.sa_alpha.is_some()),
         ("sa-beta", a.sa_beta.is_some()),
+        ("ia-sigma", a.ia_sigma.is_some()),
+        ("ia-lr", a.ia_lr.is_some()),
+        ("ia-alpha", a.ia_alpha.is_some()),
+        ("ia-beta", a.ia_beta.is_some()),
+        ("ia-gamma", a.ia_gamma.is_some()),
+        ("ia-batch-size", a.ia_batch_size.is_some()),
+        ("ia-warmup-batches", a.ia_warmup_batches.is_some()),
     ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
         let flags: Vec<String> = owner

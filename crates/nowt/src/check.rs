@@ -17,7 +17,10 @@
 //!   alignment (which the two checks above prove);
 //! - **feedback** (per model and rule): `B` changes as the rule says over training steps (fixed,
 //!   unused, redrawn, or `W − B` shrinking by `(1 − ηλ)` per step), and the weight mirror's
-//!   `∠(W, B) ≈ arctan √(in/N)` law on a linear layer.
+//!   `∠(W, B) ≈ arctan √(in/N)` law on a linear layer;
+//! - **ia-mirror** (per model) and **ia-law**: information alignment with `β = 0`, `α = 1`,
+//!   `γ = λ/2` is the weight mirror bit for bit, and on a linear layer its `B` settles where
+//!   `(βσ²WWᵀ + γI) B = (ασ²/2) W`.
 //!
 //! Checks take the rule as built by the registry, so a rule whose code is changed is checked
 //! as changed.
@@ -27,8 +30,11 @@ use crate::layers::{softmax_cross_entropy, DeltaRecord, Linear, WeightLayer};
 use crate::metrics::angle_deg;
 use crate::models::Network;
 use crate::optim::Sgd;
-use crate::rules::{self, mirror_step, MirrorConfig, MirrorInit, Rule, RuleConfig, RuleKind};
-use crate::tensor::{Real, Tensor};
+use crate::rules::{
+    self, information_step, mirror_step, InformationAlignment, InformationConfig, MirrorConfig,
+    MirrorInit, Rule, RuleConfig, RuleKind, WeightMirror,
+};
+use crate::tensor::{matmul_naive, Real, Tensor};
 use crate::train::{build_model, train_step};
 
 /// One check's outcome.
@@ -125,15 +131,26 @@ fn sgd(momentum: f64, weight_decay: f64) -> Sgd {
     }
 }
 
-/// Every check of `models` × `rules`: [`model_checks`] for each model, then the mirror's law
-/// if the weight mirror is among the rules. The rules are built from the registry with `cfg`.
+/// Every check of `models` × `rules`: [`model_checks`] for each model, then [`laws`]. The
+/// rules are built from the registry with `cfg`.
 pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
     let mut out: Vec<Outcome> = models
         .iter()
         .flat_map(|&model| model_checks(model, kinds, cfg))
         .collect();
+    out.extend(laws(kinds, cfg));
+    out
+}
+
+/// The model-free laws of `kinds`, on a lone linear layer: the weight mirror's and information
+/// alignment's.
+pub fn laws(kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
+    let mut out = Vec::new();
     if kinds.contains(&RuleKind::WeightMirror) {
         out.push(mirror_law());
+    }
+    if kinds.contains(&RuleKind::InformationAlignment) {
+        out.push(information_law(&cfg.ia));
     }
     out
 }
@@ -147,6 +164,9 @@ pub fn model_checks(model: ModelKind, kinds: &[RuleKind], cfg: &RuleConfig) -> V
     ];
     if kinds.contains(&RuleKind::KolenPollack) {
         out.push(kp_adamw(model, cfg));
+    }
+    if kinds.contains(&RuleKind::InformationAlignment) {
+        out.push(ia_mirror(model, &cfg.ia));
     }
     for &kind in kinds {
         out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
@@ -415,7 +435,8 @@ fn equation_matrix<T: Real>(
         RuleKind::FeedbackAlignment
         | RuleKind::WeightMirror
         | RuleKind::KolenPollack
-        | RuleKind::SymmetricAlignment => b.clone(),
+        | RuleKind::SymmetricAlignment
+        | RuleKind::InformationAlignment => b.clone(),
         RuleKind::SignSymmetry => {
             let s = match cfg.ss_scale {
                 rules::SignScale::InitStd => T::of(init_std),
@@ -584,7 +605,8 @@ fn equation_name(kind: RuleKind) -> &'static str {
         RuleKind::FeedbackAlignment
         | RuleKind::WeightMirror
         | RuleKind::KolenPollack
-        | RuleKind::SymmetricAlignment => "B",
+        | RuleKind::SymmetricAlignment
+        | RuleKind::InformationAlignment => "B",
         RuleKind::SignSymmetry => "s·sign(W)",
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
         RuleKind::DirectFeedbackAlignment => "D (the output error's)",
@@ -657,8 +679,13 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Out
                 t + 1,
                 100.0 * kept(&now, &before)
             )),
-            RuleKind::SymmetricAlignment if now[0] != start[0] => {
+            RuleKind::SymmetricAlignment | RuleKind::InformationAlignment if now[0] != start[0] => {
                 Some("the first layer's B, which carries no error, changed".into())
+            }
+            RuleKind::InformationAlignment
+                if now.iter().zip(&before).skip(1).any(|(a, b)| a == b) =>
+            {
+                Some(format!("step {}: a layer's B did not move", t + 1))
             }
             // B ← (1 − 2η_B α) B + η_B β W, with the W of after the step.
             RuleKind::SymmetricAlignment => {
@@ -699,6 +726,9 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Out
         }
         RuleKind::WeightMirror => {
             "B moved by the mirror without non-finite values (its law: below)"
+        }
+        RuleKind::InformationAlignment => {
+            "B moved every step but the first layer's, without non-finite values (its law: below)"
         }
     };
     outcome(
@@ -751,6 +781,86 @@ pub fn mirror_law() -> Outcome {
     }
 }
 
+/// Information alignment with `β = 0`, `α = 1` and `γ = λ/2` against the weight mirror with decay
+/// `λ`, the same `σ`, `η_B` and noise stream: `B` bit for bit the same after two noise batches
+/// on every layer of `model` (`W` as initialised).
+pub fn ia_mirror(model: ModelKind, ia: &InformationConfig) -> Outcome {
+    let ia = InformationConfig {
+        alpha: 1.0,
+        beta: 0.0,
+        batch_size: BATCH,
+        warmup_batches: 0,
+        ..ia.clone()
+    };
+    let wm = WeightMirror {
+        cfg: MirrorConfig {
+            sigma: ia.sigma,
+            lr: ia.lr,
+            decay: 2.0 * ia.gamma,
+            batch_size: BATCH,
+            ..Default::default()
+        },
+    };
+    let run = |rule: &dyn Rule<f32>| {
+        let mut n = net(model, rule);
+        let mut rng = crate::rng(5, 9);
+        for _ in 0..2 {
+            rule.after_step(&mut n.weight_layers_mut(), &mut rng);
+        }
+        feedback_bits(&n)
+    };
+    let (got, want) = (run(&InformationAlignment { cfg: ia }), run(&wm));
+    let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+    outcome(
+        model,
+        Some(RuleKind::InformationAlignment),
+        "ia-mirror",
+        (differ > 0).then(|| format!("{differ} layers' B differ from the mirror's")),
+        "β = 0, α = 1, γ = λ/2: B bit for bit the weight mirror's, 2 noise batches".into(),
+    )
+}
+
+/// Information alignment's fixed point on a linear layer with a frozen `W` (the rule's `σ`,
+/// `α`, `β`, `γ`; `η_B = 0.05`, 2048 noise samples a batch): after 300 batches
+/// `‖(βσ²WWᵀ + γI) B − (ασ²/2) W‖` is within 5 % of `‖(ασ²/2) W‖`.
+pub fn information_law(ia: &InformationConfig) -> Outcome {
+    let (inputs, outputs) = (12, 8);
+    let mut rng = crate::rng(7, 3);
+    let mut layer: Linear<f64> = Linear::new(
+        "fc",
+        inputs,
+        outputs,
+        (inputs as f64).sqrt().recip(),
+        &mut rng,
+        &mut crate::rng(7, 4),
+    );
+    let cfg = InformationConfig {
+        lr: 0.05,
+        batch_size: 2048,
+        ..ia.clone()
+    };
+    let mut noise = crate::rng(7, 5);
+    for _ in 0..300 {
+        information_step(&mut layer as &mut dyn WeightLayer<f64>, &cfg, &mut noise);
+    }
+    let (w, b) = (&layer.p.w, &layer.p.feedback);
+    let s2 = cfg.sigma * cfg.sigma;
+    // (βσ² W Wᵀ + γ I) B − (ασ²/2) W, with W Wᵀ B as W (Wᵀ B).
+    let wwb = matmul_naive(w, false, &matmul_naive(w, true, b, false), false);
+    let target = w.map(|v| cfg.alpha * s2 / 2.0 * v);
+    let lhs = wwb.zip_map(b, |wwb, b| cfg.beta * s2 * wwb + cfg.gamma * b);
+    let err = lhs.zip_map(&target, |l, t| l - t).norm() / target.norm().max(1e-300);
+    let detail =
+        format!("‖(βσ²WWᵀ + γI)B − (ασ²/2)W‖ / ‖(ασ²/2)W‖ = {err:.3} after 300 batches of 2048");
+    Outcome {
+        model: format!("linear {inputs}→{outputs}"),
+        rule: Some(RuleKind::InformationAlignment),
+        check: "ia-law",
+        passed: err < 0.05,
+        detail,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,9 +897,13 @@ mod tests {
             (RuleKind::FixedRandomSign, false),
             (RuleKind::DirectFeedbackAlignment, false),
             (RuleKind::SymmetricAlignment, true),
+            (RuleKind::InformationAlignment, true),
         ] {
             for model in models {
-                if claims == RuleKind::SymmetricAlignment {
+                if matches!(
+                    claims,
+                    RuleKind::SymmetricAlignment | RuleKind::InformationAlignment
+                ) {
                     // No B dynamics at all: its feedback law fails.
                     let o = feedback(model, &Swapped { claims, uses_w }, &cfg);
                     assert!(!o.passed, "{claims:?} without its B update: {o:?}");

@@ -100,6 +100,11 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
     /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).
     fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
+    /// The layer's transpose through `m` (a tensor of `W`'s shape, or `D`'s): the error for an
+    /// input of shape `input_shape` from `source` at the output, `δ_in = source · M` (linear) or
+    /// the input gradient of a convolution with kernel `M`. With `m = W` it is backprop's `δ_in`;
+    /// the seam passes the rule's `M`.
+    fn input_error(&self, source: &Tensor<T>, m: &Tensor<T>, input_shape: &[usize]) -> Tensor<T>;
     /// The shape of a batch of `n` inputs to this layer (for mirror noise).
     fn input_shape(&self, n: usize) -> Vec<usize>;
     /// For each tap of `W`'s trailing (spatial) axes, row-major, the number of `(input, output)`

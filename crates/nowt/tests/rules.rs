@@ -1460,3 +1460,75 @@ fn symmetric_alignment_drives_b_to_beta_w_over_two_alpha_on_a_frozen_w() {
     assert!(last < 1.0, "∠(W, B) = {last}° after 150 steps");
     assert_eq!(net.weight_layers()[0].params().feedback.data(), b0.data());
 }
+
+/// Information alignment's noise step on a linear layer and on padded convolutions (stride 1
+/// and 2), with `γ = 0`: `ΔB` at tap `t` is `−(η_B / r_t) · ∂R/∂B` for
+/// `R = (1/N) Σ_n [−α (W ξ_n)·(B ξ_n) + β ‖r_n B‖²]` on the step's own noise, the derivative
+/// taken by central differences in `f64` (`R` is quadratic in `B`), `B ξ` formed by the layer's
+/// forward with `W := B` and `r B` by its transpose (both proven by the gradient checks).
+#[test]
+fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
+    use nowt::rules::{information_step, InformationConfig};
+    fn check<L: WeightLayer<f64> + Clone>(mut layer: L, what: &str) {
+        let cfg = InformationConfig {
+            sigma: 0.7,
+            lr: 0.03,
+            alpha: 1.3,
+            beta: 0.4,
+            gamma: 0.0,
+            batch_size: 3,
+            warmup_batches: 0,
+        };
+        let rng = nowt::rng(21, 0);
+        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
+        let r = layer.linear(&xi);
+        let before = layer.clone();
+        let objective = |b: &Tensor<f64>| {
+            let mut with_b = before.clone();
+            with_b.params_mut().w = b.clone();
+            let amp: f64 = r
+                .data()
+                .iter()
+                .zip(with_b.linear(&xi).data())
+                .map(|(r, s)| r * s)
+                .sum();
+            let x_hat = before.input_error(&r, b, xi.shape());
+            (-cfg.alpha * amp + cfg.beta * x_hat.norm().powi(2)) / 3.0
+        };
+        let b0 = layer.params().feedback.clone();
+        let reach = layer.tap_reach();
+        information_step(&mut layer, &cfg, &mut rng.clone());
+        let got = layer.params().feedback.zip_map(&b0, |b, b0| b - b0);
+        let mut want = Tensor::<f64>::zeros(b0.shape());
+        for i in 0..b0.len() {
+            let (mut plus, mut minus) = (b0.clone(), b0.clone());
+            plus.data_mut()[i] += 1e-4;
+            minus.data_mut()[i] -= 1e-4;
+            let grad = (objective(&plus) - objective(&minus)) / 2e-4;
+            want.data_mut()[i] = -cfg.lr / reach[i % reach.len()] as f64 * grad;
+        }
+        let err = got.zip_map(&want, |a, b| a - b).norm() / want.norm();
+        assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
+    }
+    let (mut rw, mut rb) = (nowt::rng(22, 0), nowt::rng(22, 1));
+    check(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb), "linear 5→4");
+    for (k, stride, pad, side) in [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4)] {
+        let conv = Conv2d::new(
+            "conv",
+            2,
+            3,
+            k,
+            stride,
+            pad,
+            false,
+            (side, side),
+            0.5,
+            &mut rw,
+            &mut rb,
+        );
+        check(
+            conv,
+            &format!("{k}×{k} stride {stride} pad {pad} on {side}×{side}"),
+        );
+    }
+}

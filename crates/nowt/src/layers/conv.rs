@@ -80,7 +80,11 @@ impl<T: Real> Conv2d<T> {
     }
 
     fn geom(&self, x: &Tensor<T>) -> ConvGeom {
-        let s = x.shape();
+        self.geom_of(x.shape())
+    }
+
+    /// The geometry of an input of shape `s`, `[N, C, H, W]`.
+    fn geom_of(&self, s: &[usize]) -> ConvGeom {
         assert_eq!(
             s.len(),
             4,
@@ -192,60 +196,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
             }
             self.p.grad_bias = Some(Tensor::from_vec(&[c_out], gb));
         }
-        seam_backward(self, x, delta, ctx, need_delta_in, |layer, delta, m| {
-            let geom = layer.geom(x);
-            let (ho, wo) = geom.out_hw();
-            let c_out = m.rows();
-            let in_len = geom.c * geom.h * geom.w;
-            if geom.is_same()
-                && !geom.is_identity()
-                && (winograd::applies(&geom, c_out) || ho * wo >= BAND_POSITIONS)
-            {
-                // Stride 1, "same" padding: δ_in is δ convolved with M's taps flipped and its
-                // channels swapped, `M'[c, o, a, b] = M[o, c, k−1−a, k−1−b]` — a forward
-                // convolution (im2col of δ, a GEMM over C_out·k·k), with no col2im. Measured
-                // (criterion `conv/…/backward_bp`, same session): 32×32 planes 9.3 → 7.5 ms for
-                // δ_in; on 8×8 planes the GEMM is too narrow and col2im stays faster — unless
-                // Winograd computes it (8×8: backward_bp 14.1 → 11.0 ms).
-                let (k, c_in) = (geom.k, geom.c);
-                let mut mf = Tensor::zeros(&[c_in, c_out * k * k]);
-                // (Kernel by kernel: an index split by division per element was ≈ 4% of a
-                // stage-3 backward, on one thread.)
-                for (o, taps) in m.data().chunks_exact(k * k).enumerate() {
-                    let (o, c) = (o / c_in, o % c_in);
-                    let out = &mut mf.data_mut()[(c * c_out + o) * k * k..][..k * k];
-                    for (v, &t) in out.iter_mut().zip(taps.iter().rev()) {
-                        *v = t;
-                    }
-                }
-                let g = ConvGeom { c: c_out, ..geom };
-                return conv_images(&g, delta, View::of(&mf, false));
-            }
-            let mt = View::of(m, true);
-            let fill = |col: &mut Pooled<Vec<T>>, i: usize, dxi: &mut [MaybeUninit<T>]| {
-                let d = View::new(&delta.data()[i * c_out * ho * wo..], c_out, ho * wo, false);
-                if geom.is_identity() {
-                    // [C_out, C_in]ᵀ · [C_out, H·W], straight into δ_in.
-                    gemm_slice_uninit(dxi, ho * wo, mt, d, T::one());
-                    return;
-                }
-                // Zeroed here, image by image on the task's thread (one zeroed tensor up front
-                // was a serial pass over all of δ_in), then the bands added onto it.
-                dxi.fill(MaybeUninit::new(T::zero()));
-                // SAFETY: every element was just initialised.
-                let dxi = unsafe { &mut *(dxi as *mut [MaybeUninit<T>] as *mut [T]) };
-                for band in bands(&geom) {
-                    let width = band.len() * wo;
-                    // [C_out, C_in·k·k]ᵀ · [C_out, band] → [C_in·k·k, band], then col2im.
-                    col.resize(geom.col_rows() * width, T::zero());
-                    let db = d.columns(band.start * wo, width);
-                    gemm_slice(col, width, T::zero(), mt, db, T::one());
-                    geom.col2im_rows(col, dxi, band);
-                }
-            };
-            // SAFETY: each image's δ_in is written whole: by the GEMM (1×1) or zeroed first.
-            unsafe { Tensor::build(x.shape(), in_len, Pooled::take, fill) }
-        })
+        seam_backward(self, x, delta, ctx, need_delta_in)
     }
 
     fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {
@@ -353,6 +304,63 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
                 };
             }
         }
+    }
+    /// `δ_in = conv2d_input_grad(source, M)`: `source: [N, C_out', H_o, W_o]` through a kernel
+    /// `M: [C_out', C_in, kh, kw]` (`C_out' = C_out`, or the classes under direct feedback
+    /// alignment) back to the input's shape.
+    fn input_error(&self, source: &Tensor<T>, m: &Tensor<T>, input_shape: &[usize]) -> Tensor<T> {
+        let geom = self.geom_of(input_shape);
+        let (ho, wo) = geom.out_hw();
+        let c_out = m.rows();
+        let in_len = geom.c * geom.h * geom.w;
+        if geom.is_same()
+            && !geom.is_identity()
+            && (winograd::applies(&geom, c_out) || ho * wo >= BAND_POSITIONS)
+        {
+            // Stride 1, "same" padding: δ_in is δ convolved with M's taps flipped and its
+            // channels swapped, `M'[c, o, a, b] = M[o, c, k−1−a, k−1−b]` — a forward
+            // convolution (im2col of δ, a GEMM over C_out·k·k), with no col2im. Measured
+            // (criterion `conv/…/backward_bp`, same session): 32×32 planes 9.3 → 7.5 ms for
+            // δ_in; on 8×8 planes the GEMM is too narrow and col2im stays faster — unless
+            // Winograd computes it (8×8: backward_bp 14.1 → 11.0 ms).
+            let (k, c_in) = (geom.k, geom.c);
+            let mut mf = Tensor::zeros(&[c_in, c_out * k * k]);
+            // (Kernel by kernel: an index split by division per element was ≈ 4% of a
+            // stage-3 backward, on one thread.)
+            for (o, taps) in m.data().chunks_exact(k * k).enumerate() {
+                let (o, c) = (o / c_in, o % c_in);
+                let out = &mut mf.data_mut()[(c * c_out + o) * k * k..][..k * k];
+                for (v, &t) in out.iter_mut().zip(taps.iter().rev()) {
+                    *v = t;
+                }
+            }
+            let g = ConvGeom { c: c_out, ..geom };
+            return conv_images(&g, source, View::of(&mf, false));
+        }
+        let mt = View::of(m, true);
+        let fill = |col: &mut Pooled<Vec<T>>, i: usize, dxi: &mut [MaybeUninit<T>]| {
+            let d = View::new(&source.data()[i * c_out * ho * wo..], c_out, ho * wo, false);
+            if geom.is_identity() {
+                // [C_out, C_in]ᵀ · [C_out, H·W], straight into δ_in.
+                gemm_slice_uninit(dxi, ho * wo, mt, d, T::one());
+                return;
+            }
+            // Zeroed here, image by image on the task's thread (one zeroed tensor up front
+            // was a serial pass over all of δ_in), then the bands added onto it.
+            dxi.fill(MaybeUninit::new(T::zero()));
+            // SAFETY: every element was just initialised.
+            let dxi = unsafe { &mut *(dxi as *mut [MaybeUninit<T>] as *mut [T]) };
+            for band in bands(&geom) {
+                let width = band.len() * wo;
+                // [C_out, C_in·k·k]ᵀ · [C_out, band] → [C_in·k·k, band], then col2im.
+                col.resize(geom.col_rows() * width, T::zero());
+                let db = d.columns(band.start * wo, width);
+                gemm_slice(col, width, T::zero(), mt, db, T::one());
+                geom.col2im_rows(col, dxi, band);
+            }
+        };
+        // SAFETY: each image's δ_in is written whole: by the GEMM (1×1) or zeroed first.
+        unsafe { Tensor::build(input_shape, in_len, Pooled::take, fill) }
     }
     fn input_shape(&self, n: usize) -> Vec<usize> {
         vec![n, self.p.w.shape()[1], self.in_hw.0, self.in_hw.1]

@@ -57,12 +57,7 @@ impl<T: Real> Layer<T> for Linear<T> {
         if self.p.bias.is_some() {
             self.p.grad_bias = Some(delta.sum_rows());
         }
-        seam_backward(self, x, delta, ctx, need_delta_in, |_, source, m| {
-            // δ_in = source · M: [N, out] · [out, in] → [N, in] (DFA: [N, classes] · [classes, in])
-            let mut d = matmul(source, false, m, false);
-            d.reshape(x.shape());
-            d
-        })
+        seam_backward(self, x, delta, ctx, need_delta_in)
     }
 
     fn collect_weights<'a>(&'a self, out: &mut Vec<&'a dyn WeightLayer<T>>) {
@@ -97,6 +92,12 @@ impl<T: Real> WeightLayer<T> for Linear<T> {
             *out = Tensor::zeros(self.p.w.shape());
         }
         gemm_into(out, keep, delta, true, x, false, scale);
+    }
+    fn input_error(&self, source: &Tensor<T>, m: &Tensor<T>, input_shape: &[usize]) -> Tensor<T> {
+        // δ_in = source · M: [N, out] · [out, in] → [N, in] (DFA: [N, classes] · [classes, in])
+        let mut d = matmul(source, false, m, false);
+        d.reshape(input_shape);
+        d
     }
     fn input_shape(&self, n: usize) -> Vec<usize> {
         vec![n, self.p.w.cols()]

@@ -149,16 +149,15 @@ pub fn backward_chain<T: Real>(
 /// under every rule (written into its buffer, no allocation), then — when asked — the error for
 /// the layer below through the rule's matrix, `δ_in = input_error(source, M)`, recorded by name.
 /// `source` is `δ_out` under every rule but direct feedback alignment (the output error tiled
-/// over `δ_out`'s positions); `input_error` is the layer's transpose, `source · M` (linear) or
-/// the input gradient of a convolution with kernel `M`. (Bias gradients, which differ in shape
-/// per layer, are the layer's own.)
+/// over `δ_out`'s positions); [`WeightLayer::input_error`] is the layer's transpose,
+/// `source · M` (linear) or the input gradient of a convolution with kernel `M`. (Bias
+/// gradients, which differ in shape per layer, are the layer's own.)
 pub fn seam_backward<T: Real, L: WeightLayer<T>>(
     layer: &mut L,
     x: &Tensor<T>,
     delta: &Tensor<T>,
     ctx: &mut Backward<T>,
     need_delta_in: bool,
-    input_error: impl FnOnce(&L, &Tensor<T>, &Tensor<T>) -> Tensor<T>,
 ) -> Option<Tensor<T>> {
     let mut g = std::mem::take(&mut layer.params_mut().grad_w);
     layer.weight_grad(x, delta, &mut g, T::zero(), T::one());
@@ -167,7 +166,7 @@ pub fn seam_backward<T: Real, L: WeightLayer<T>>(
         let p = layer.params();
         let source = ctx.rule.backward_source(p, delta, ctx.output_error);
         let m = ctx.rule.backward_matrix(p);
-        input_error(layer, &source, &m)
+        layer.input_error(&source, &m, x.shape())
     });
     ctx.record(&layer.params().name, &d);
     d

@@ -10,6 +10,7 @@ mod batchwise_random_sign;
 mod direct_feedback_alignment;
 mod feedback_alignment;
 mod fixed_random_sign;
+mod information_alignment;
 mod kolen_pollack;
 mod output_layer;
 mod sign_symmetry;
@@ -21,6 +22,7 @@ pub use batchwise_random_sign::BatchwiseRandomSign;
 pub use direct_feedback_alignment::{tile_output_error, DirectFeedbackAlignment};
 pub use feedback_alignment::FeedbackAlignment;
 pub use fixed_random_sign::FixedRandomSign;
+pub use information_alignment::{information_step, InformationAlignment, InformationConfig};
 pub use kolen_pollack::KolenPollack;
 pub use output_layer::{with_output_layer, OutputLayerRule};
 pub use sign_symmetry::{SignScale, SignSymmetry};
@@ -108,7 +110,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
 /// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
-pub const REGISTRY: [&RuleInfo; 9] = [
+pub const REGISTRY: [&RuleInfo; 10] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -118,6 +120,7 @@ pub const REGISTRY: [&RuleInfo; 9] = [
     &batchwise_random_sign::INFO,
     &direct_feedback_alignment::INFO,
     &symmetric_alignment::INFO,
+    &information_alignment::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -133,6 +136,7 @@ pub enum RuleKind {
     BatchwiseRandomSign,
     DirectFeedbackAlignment,
     SymmetricAlignment,
+    InformationAlignment,
 }
 
 impl RuleKind {
@@ -217,6 +221,8 @@ pub struct RuleConfig {
     pub dfa_init_scale: f64,
     /// Symmetric alignment's coefficients.
     pub sa: SymmetricConfig,
+    /// Information alignment's coefficients and schedule.
+    pub ia: InformationConfig,
 }
 
 impl Default for RuleConfig {
@@ -228,6 +234,7 @@ impl Default for RuleConfig {
             kp_decay: 1e-3,
             dfa_init_scale: 1.0,
             sa: SymmetricConfig::default(),
+            ia: InformationConfig::default(),
         }
     }
 }
@@ -281,6 +288,21 @@ impl RuleConfig {
                     "2 × lr × alpha must be below 1 (B ← (1 − 2η_B α) B + η_B β W would flip B's \
                      sign every step), got 2 × {} × {}",
                     self.sa.lr, self.sa.alpha
+                ),
+            ));
+        }
+        positive("rules.ia.sigma", self.ia.sigma)?;
+        positive("rules.ia.lr", self.ia.lr)?;
+        non_negative("rules.ia.alpha", self.ia.alpha)?;
+        non_negative("rules.ia.beta", self.ia.beta)?;
+        non_negative("rules.ia.gamma", self.ia.gamma)?;
+        if 2.0 * self.ia.lr * self.ia.gamma >= 1.0 {
+            return Err(Error::config(
+                "rules.ia",
+                format!(
+                    "2 × lr × gamma must be below 1 (B ← (1 − 2η_B γ) B + … would flip B's sign \
+                     every noise batch), got 2 × {} × {}",
+                    self.ia.lr, self.ia.gamma
                 ),
             ));
         }

@@ -154,21 +154,45 @@ pub fn mirror_step<T: Real>(
     rng: &mut crate::Rng,
 ) {
     let n = cfg.batch_size.max(1);
-    let shape = layer.input_shape(n);
-    let xi = match cfg.noise {
-        MirrorNoise::Gaussian => Tensor::<T>::randn(&shape, cfg.sigma, rng),
-        MirrorNoise::Uniform => Tensor::<T>::rand_uniform(&shape, 3f64.sqrt() * cfg.sigma, rng),
-    };
+    let xi = draw_noise(&*layer, n, cfg.sigma, cfg.noise, rng);
     let eta = layer.linear(&xi);
+    let mut g = Tensor::zeros(&[0]);
+    layer.weight_grad(&xi, &eta, &mut g, T::zero(), T::one());
+    tap_step(layer, &g, cfg.lr, n, 1.0 - cfg.lr * cfg.decay);
+}
+
+/// `ξ` for a batch of `n` inputs to `layer`: mean 0, variance `σ²`, from `rng`.
+pub(super) fn draw_noise<T: Real>(
+    layer: &dyn WeightLayer<T>,
+    n: usize,
+    sigma: f64,
+    noise: MirrorNoise,
+    rng: &mut crate::Rng,
+) -> Tensor<T> {
+    let shape = layer.input_shape(n);
+    match noise {
+        MirrorNoise::Gaussian => Tensor::randn(&shape, sigma, rng),
+        MirrorNoise::Uniform => Tensor::rand_uniform(&shape, 3f64.sqrt() * sigma, rng),
+    }
+}
+
+/// `B[…, t] ← keep · B[…, t] + lr · g[…, t] / (n · r_t)` tap by tap: `g` (of `W`'s shape) summed
+/// over `n` noise samples, each tap's sum averaged over the `r_t` vectors per sample that
+/// reached it ([`WeightLayer::tap_reach`]).
+pub(super) fn tap_step<T: Real>(
+    layer: &mut dyn WeightLayer<T>,
+    g: &Tensor<T>,
+    lr: f64,
+    n: usize,
+    keep: f64,
+) {
     // η_B / (N_m r_t) for each tap t.
     let step: Vec<T> = layer
         .tap_reach()
         .iter()
-        .map(|&r| T::of(cfg.lr / (n * r.max(1)) as f64))
+        .map(|&r| T::of(lr / (n * r.max(1)) as f64))
         .collect();
-    let keep = T::of(1.0 - cfg.lr * cfg.decay);
-    let mut g = Tensor::zeros(&[0]);
-    layer.weight_grad(&xi, &eta, &mut g, T::zero(), T::one());
+    let keep = T::of(keep);
     let b = &mut layer.params_mut().feedback;
     for (b, g) in b
         .data_mut()
