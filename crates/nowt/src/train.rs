@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ModelKind, TrainConfig};
 use crate::data::prefetch::Prefetch;
 use crate::data::{Dataset, Image, Split};
+use crate::dist::{share, Collective, Solo};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
@@ -168,27 +169,150 @@ pub fn train_step<T: Real, O: Step + ?Sized>(
     Ok((loss.f64(), outs.pop().expect("logits")))
 }
 
+/// What one training step of a data-parallel run measured over the whole global batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepSums {
+    /// The mean loss over the global batch.
+    pub loss: f64,
+    pub top1: usize,
+    pub top5: usize,
+}
+
+/// [`train_step`] on rank `comm.rank()` of `comm.size()` ([`crate::dist`]): `x`, `labels` are
+/// this rank's share of a global batch of `global` samples. The ranks agree on the global loss
+/// and top-k counts, and on stopping together if any rank's loss is not finite; each rank's
+/// `δ` at the logits is scaled by `n_r / N`, so the summed gradients of `W`, the biases and
+/// batch norm's parameters are the 1-rank run's mean gradient; batch norm's running statistics
+/// are averaged over the ranks. With one rank this is [`train_step`], bit for bit.
+#[allow(clippy::too_many_arguments)]
+pub fn train_step_on<O: Step + ?Sized>(
+    comm: &dyn Collective,
+    global: usize,
+    net: &mut Network<f32>,
+    rule: &dyn Rule<f32>,
+    opt: &O,
+    x: &Tensor<f32>,
+    labels: &[u32],
+    lr: f64,
+    rng_mirror: &mut crate::Rng,
+) -> std::result::Result<StepSums, String> {
+    if comm.size() == 1 {
+        let (loss, logits) = train_step(net, rule, opt, x, labels, lr, rng_mirror)?;
+        return Ok(StepSums {
+            loss,
+            top1: top_k_correct(&logits, labels, 1),
+            top5: top_k_correct(&logits, labels, 5),
+        });
+    }
+    let mut outs = net.forward(x, true);
+    let logits = outs.pop().expect("a network has layers");
+    let (loss, mut delta) = softmax_cross_entropy(&logits, labels);
+    let n = labels.len();
+    // [Σ loss, top-1, top-5, then one "not finite" flag per rank]
+    let mut sums = vec![0.0; 3 + comm.size()];
+    sums[0] = loss as f64 * n as f64;
+    sums[1] = top_k_correct(&logits, labels, 1) as f64;
+    sums[2] = top_k_correct(&logits, labels, 5) as f64;
+    sums[3 + comm.rank()] = f64::from(u8::from(!loss.is_finite()));
+    outs.push(logits);
+    comm.sum(&mut sums);
+    if let Some(k) = sums[3..].iter().position(|&f| f > 0.0) {
+        return Err(if loss.is_finite() {
+            format!("rank {k}'s batch")
+        } else {
+            net.first_non_finite(&outs)
+                .unwrap_or_else(|| "the loss".to_string())
+        });
+    }
+    let scale = (n as f64 / global as f64) as f32;
+    delta.apply(|d| d * scale);
+    net.backward(x, &outs, delta, rule, None);
+    reduce_gradients(net, comm);
+    opt.apply(net, rule, lr);
+    rule.after_step(&mut net.weight_layers_mut(), rng_mirror);
+    Ok(StepSums {
+        loss: sums[0] / global as f64,
+        top1: sums[1] as usize,
+        top5: sums[2] as usize,
+    })
+}
+
+/// Sums every rank's gradients of `W`, the biases and the plain parameters (one collective for
+/// all of them), and averages batch norm's running statistics.
+fn reduce_gradients(net: &mut Network<f32>, comm: &dyn Collective) {
+    let mut buf: Vec<f32> = Vec::new();
+    for l in net.weight_layers() {
+        let p = l.params();
+        buf.extend_from_slice(p.grad_w.data());
+        if let Some(g) = &p.grad_bias {
+            buf.extend_from_slice(g.data());
+        }
+    }
+    for p in net.params() {
+        buf.extend_from_slice(p.grad.data());
+    }
+    let grads = buf.len();
+    for (_, b) in net.buffers() {
+        buf.extend_from_slice(b.data());
+    }
+    comm.sum_f32(&mut buf);
+    let inv = 1.0 / comm.size() as f32;
+    for v in &mut buf[grads..] {
+        *v *= inv;
+    }
+    let mut at = 0;
+    let mut take = |t: &mut Tensor<f32>| {
+        let n = t.len();
+        t.data_mut().copy_from_slice(&buf[at..at + n]);
+        at += n;
+    };
+    for l in net.weight_layers_mut() {
+        let p = l.params_mut();
+        take(&mut p.grad_w);
+        if let Some(g) = p.grad_bias.as_mut() {
+            take(g);
+        }
+    }
+    for p in net.params_mut() {
+        take(&mut p.grad);
+    }
+    for (_, b) in net.buffers_mut() {
+        take(b);
+    }
+}
+
 /// Values of input per evaluation chunk (341 CIFAR images; 6 at 224×224), which bounds the
 /// memory of the largest activation.
 const EVAL_CHUNK_VALUES: usize = 1 << 20;
 
 /// Loss and top-1/top-5 error over `data`, in evaluation mode.
 pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {
-    let (mut loss, mut top1, mut top5) = (0f64, 0usize, 0usize);
-    let idx: Vec<usize> = (0..data.len()).collect();
+    evaluate_on(&Solo, net, data)
+}
+
+/// [`evaluate`] split over the ranks of `comm`: each evaluates its share of `data`, and the
+/// sums are reduced (every rank receives the whole evaluation).
+pub fn evaluate_on(
+    comm: &dyn Collective,
+    net: &mut Network<f32>,
+    data: &Dataset,
+) -> Result<Evaluation> {
+    let mut sums = [0f64; 3];
+    let idx: Vec<usize> = share(data.len(), comm.rank(), comm.size()).collect();
     let chunk_len = (EVAL_CHUNK_VALUES / data.dim.max(1)).clamp(1, 1000);
     for chunk in idx.chunks(chunk_len) {
         let (x, y) = data.batch(chunk)?;
         let logits = net.predict(&x, false);
-        loss += softmax_cross_entropy(&logits, &y).0 as f64 * chunk.len() as f64;
-        top1 += top_k_correct(&logits, &y, 1);
-        top5 += top_k_correct(&logits, &y, 5);
+        sums[0] += softmax_cross_entropy(&logits, &y).0 as f64 * chunk.len() as f64;
+        sums[1] += top_k_correct(&logits, &y, 1) as f64;
+        sums[2] += top_k_correct(&logits, &y, 5) as f64;
     }
+    comm.sum(&mut sums);
     let n = data.len().max(1) as f64;
     Ok(Evaluation {
-        loss: loss / n,
-        top1_err: 1.0 - top1 as f64 / n,
-        top5_err: (data.classes >= 10).then(|| 1.0 - top5 as f64 / n),
+        loss: sums[0] / n,
+        top1_err: 1.0 - sums[1] / n,
+        top5_err: (data.classes >= 10).then(|| 1.0 - sums[2] / n),
     })
 }
 
@@ -413,7 +537,30 @@ pub fn train_from(
     state: &mut TrainState,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
+    train_from_on(cfg, data, state, &Solo, on_event)
+}
+
+/// [`train_from`] as rank `comm.rank()` of a data-parallel run ([`crate::dist`]): every rank
+/// calls it with the same config, data and state; each trains on its share of every global
+/// batch and evaluates its share of the evaluation sets, and all end with the same `W` and `B`.
+pub fn train_from_on(
+    cfg: &TrainConfig,
+    data: &Split,
+    state: &mut TrainState,
+    comm: &dyn Collective,
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+) -> Result<Outcome> {
     cfg.validate()?;
+    if cfg.batch_size < comm.size() {
+        return Err(Error::config(
+            "batch_size",
+            format!(
+                "the global batch ({}) must have a sample for each of the {} ranks",
+                cfg.batch_size,
+                comm.size()
+            ),
+        ));
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.resolved_threads())
         .build()
@@ -422,13 +569,14 @@ pub fn train_from(
         .num_threads(cfg.data_threads)
         .build()
         .map_err(|e| Error::config("data_threads", e.to_string()))?;
-    pool.install(|| run(cfg, data, state, &data_pool, on_event))
+    pool.install(|| run(cfg, data, state, comm, &data_pool, on_event))
 }
 
 fn run(
     cfg: &TrainConfig,
     data: &Split,
     st: &mut TrainState,
+    comm: &dyn Collective,
     data_pool: &rayon::ThreadPool,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
@@ -485,9 +633,11 @@ fn run(
                 // A generator per step, so a resumed run augments exactly as an unbroken one.
                 let stream = STREAM_AUGMENT + ((((epoch as u64) << 24) | step as u64) << 8);
                 let mut rng = crate::rng(cfg.seed, stream);
+                let idx = batch_idx(step);
+                let mine = share(idx.len(), comm.rank(), comm.size());
                 data_pool.install(|| {
                     data.train
-                        .train_batch(batch_idx(step), cfg.augment, &mut rng)
+                        .train_batch_share(idx, mine, cfg.augment, &mut rng)
                 })
             });
             while st.step < steps {
@@ -497,7 +647,10 @@ fn run(
                     .recv()
                     .ok_or_else(|| Error::config("data_threads", "the data thread stopped"))??;
                 opt.set_step((epoch * steps + step) as u64 + 1);
-                let (loss, logits) = train_step(
+                let global = batch_idx(step).len();
+                let sums = train_step_on(
+                    comm,
+                    global,
                     &mut st.net,
                     rule.as_ref(),
                     &opt,
@@ -511,6 +664,7 @@ fn run(
                     step: step + 1,
                     origin,
                 })?;
+                let loss = sums.loss;
                 if let Some(what) = diverged(
                     cfg,
                     st,
@@ -524,10 +678,10 @@ fn run(
                         what,
                     });
                 }
-                st.sums.loss += loss * y.len() as f64;
-                st.sums.top1 += top_k_correct(&logits, &y, 1);
-                st.sums.top5 += top_k_correct(&logits, &y, 5);
-                st.sums.seen += y.len();
+                st.sums.loss += loss * global as f64;
+                st.sums.top1 += sums.top1;
+                st.sums.top5 += sums.top5;
+                st.sums.seen += global;
                 st.step += 1;
                 let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
                 if on_event(Event::Step {
@@ -554,9 +708,9 @@ fn run(
             top1_err: 1.0 - st.sums.top1 as f64 / n,
             top5_err: (data.train.classes >= 10).then(|| 1.0 - st.sums.top5 as f64 / n),
         };
-        let test = evaluate(&mut st.net, &data.test)?;
+        let test = evaluate_on(comm, &mut st.net, &data.test)?;
         let val = match &data.val {
-            Some(v) => Some(evaluate(&mut st.net, v)?),
+            Some(v) => Some(evaluate_on(comm, &mut st.net, v)?),
             None => None,
         };
         let layers = layer_records(&mut st.net, rule.as_ref(), &probe_x, &probe_y);

@@ -9,6 +9,7 @@ pub mod image_folder;
 pub mod prefetch;
 pub mod transform;
 
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use rand::seq::SliceRandom;
@@ -136,7 +137,7 @@ impl Dataset {
     /// The samples at `idx` as an evaluation batch `[idx.len(), dim]` (encoded images: resized
     /// and centre-cropped).
     pub fn batch(&self, idx: &[usize]) -> Result<(Tensor<f32>, Vec<u32>)> {
-        self.make_batch(idx, None)
+        self.make_batch(idx, 0..idx.len(), None)
     }
 
     /// The samples at `idx` as a training batch: with `augment`, CIFAR-style crop and flip of
@@ -147,24 +148,43 @@ impl Dataset {
         augment: bool,
         rng: &mut crate::Rng,
     ) -> Result<(Tensor<f32>, Vec<u32>)> {
-        self.make_batch(idx, augment.then_some(rng))
+        self.make_batch(idx, 0..idx.len(), augment.then_some(rng))
+    }
+
+    /// The samples `idx[keep]` of the training batch `idx`, exactly as in
+    /// [`Dataset::train_batch`]`(idx, …)` with the same `rng` (the draws of the samples before
+    /// `keep` are made and dropped): one rank's share of a global batch.
+    pub fn train_batch_share(
+        &self,
+        idx: &[usize],
+        keep: Range<usize>,
+        augment: bool,
+        rng: &mut crate::Rng,
+    ) -> Result<(Tensor<f32>, Vec<u32>)> {
+        self.make_batch(idx, keep, augment.then_some(rng))
     }
 
     fn make_batch(
         &self,
-        idx: &[usize],
+        all: &[usize],
+        keep: Range<usize>,
         rng: Option<&mut crate::Rng>,
     ) -> Result<(Tensor<f32>, Vec<u32>)> {
+        let idx = &all[keep.clone()];
         let y = idx.iter().map(|&i| self.y[i]).collect();
         if !self.is_encoded() {
             let mut x = Tensor::from_vec(&[idx.len(), self.dim], self.rows(idx));
             if let Some(rng) = rng {
-                augment_crop_flip(&mut x, self.shape, 4, rng);
+                augment_crop_flip(&mut x, self.shape, 4, keep.start, rng);
             }
             return Ok((x, y));
         }
-        // One seed per image, drawn in order, so the result does not depend on the threads.
-        let seeds: Option<Vec<u64>> = rng.map(|r| idx.iter().map(|_| r.next_u64()).collect());
+        // One seed per image of the whole batch, drawn in order, so the result does not depend
+        // on the threads or on the share.
+        let seeds: Option<Vec<u64>> = rng.map(|r| {
+            let all: Vec<u64> = (0..keep.end).map(|_| r.next_u64()).collect();
+            all[keep.clone()].to_vec()
+        });
         let size = self.shape[1] as u32;
         let mut x = vec![0f32; idx.len() * self.dim];
         x.par_chunks_mut(self.dim)
@@ -442,16 +462,30 @@ fn channel_moments(x: &[f32], shape: Image) -> Vec<(f32, f32)> {
 /// CIFAR-style augmentation of a batch `[N, C·H·W]` of images `shape`, in place: each image is
 /// shifted by a random offset in `[−pad, pad]²` (the uncovered border is 0, the normalised
 /// mean) — a random crop of the zero-padded image — and flipped left-right with probability ½.
-pub fn augment_crop_flip(x: &mut Tensor<f32>, shape: Image, pad: usize, rng: &mut crate::Rng) {
+/// `x` holds the images from position `first` of a batch: the draws of the `first` images
+/// before them are made first and dropped, so a share of a batch is augmented as in the whole.
+pub fn augment_crop_flip(
+    x: &mut Tensor<f32>,
+    shape: Image,
+    pad: usize,
+    first: usize,
+    rng: &mut crate::Rng,
+) {
     use rand::Rng;
     let [c, h, w] = shape;
     let p = pad as isize;
-    for img in x.data_mut().chunks_exact_mut(c * h * w) {
+    let mut draw = || {
         let (dy, dx) = (
             rng.random_range(-p as i64..=p as i64) as isize,
             rng.random_range(-p as i64..=p as i64) as isize,
         );
-        let flip = rng.random_bool(0.5);
+        (dy, dx, rng.random_bool(0.5))
+    };
+    for _ in 0..first {
+        draw();
+    }
+    for img in x.data_mut().chunks_exact_mut(c * h * w) {
+        let (dy, dx, flip) = draw();
         let src = img.to_vec();
         for ch in 0..c {
             for i in 0..h {
