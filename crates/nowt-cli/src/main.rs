@@ -9,6 +9,7 @@ mod figures;
 mod provenance;
 mod report;
 mod run;
+mod world;
 
 use std::process::ExitCode;
 
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
     // unchanged: it is the same activations.
     // SAFETY: sets a process-wide allocator option before any thread is started.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    world::init();
     let cli = args::Cli::parse();
     let result = match cli.command {
         args::Command::Train(a) => run::train(a),
@@ -43,15 +45,19 @@ fn main() -> ExitCode {
         args::Command::Presets(a) => config_file::presets(a.show.as_deref()),
         args::Command::Check(a) => run::check(a),
     };
-    match result {
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.is::<run::Interrupted>() => {
             ExitCode::from(e.downcast_ref::<run::Interrupted>().map_or(130, |i| i.0))
         }
         Err(e) => {
-            // One line: the context chain, outermost first.
+            // One line: the context chain, outermost first. With several ranks, every rank
+            // ends with this one.
+            world::fail_all(&format!("{e:#}"));
             eprintln!("nowt: error: {e:#}");
             ExitCode::FAILURE
         }
-    }
+    };
+    world::finish();
+    code
 }

@@ -6,7 +6,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use nowt::config::TrainConfig;
 use nowt::rules::RuleKind;
@@ -332,7 +332,8 @@ impl RunOpts {
         Self {
             checkpoint_every: a.checkpoint_every,
             keep_checkpoints: a.keep_checkpoints,
-            quiet: a.quiet,
+            // Only rank 0 prints.
+            quiet: a.quiet || !crate::world::leads(),
             log_every: a.log_every,
             label: String::new(),
             init_from: a.init_from.clone(),
@@ -364,11 +365,19 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     }
     check_rule_flags(&a)?;
     let cfg = resolve(&a)?;
-    let dir = run_dir(&cfg)?;
-    if !a.quiet {
+    let world = crate::world::get();
+    let dir = match (&cfg.out, world.size()) {
+        (_, 1) => run_dir(&cfg)?,
+        (None, k) => bail!(
+            "{k} ranks: give --out DIR, the one run directory every rank names (rank 0 writes it)"
+        ),
+        (Some(d), _) if world.rank() == 0 => run_dir(&cfg).map(|_| d.clone())?,
+        (Some(d), _) => d.clone(),
+    };
+    if !a.quiet && world.rank() == 0 {
         eprintln!("nowt: run {}", dir.display());
     }
-    let data = load_data_logged(&cfg, a.quiet).inspect_err(|_| {
+    let data = load_data_logged(&cfg, a.quiet || world.rank() != 0).inspect_err(|_| {
         // Nothing was written yet: leave no empty run directory behind.
         let _ = fs::remove_dir(&dir);
     })?;
@@ -384,10 +393,12 @@ pub fn start(
     opts: &RunOpts,
 ) -> Result<()> {
     cfg.out = Some(dir.to_path_buf());
-    let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
-    fs::write(dir.join("config.toml"), toml_text)
-        .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
-    Provenance::now(&cfg, data).write(dir)?;
+    if crate::world::leads() {
+        let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
+        fs::write(dir.join("config.toml"), toml_text)
+            .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
+        Provenance::now(&cfg, data).write(dir)?;
+    }
     let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
     if let Some(from) = &opts.init_from {
         init_from(&mut state, from, data)?;
@@ -546,59 +557,62 @@ pub fn resume(dir: &Path, a: &RunOpts) -> Result<()> {
         );
     }
     let data = load_data_for(&cfg, &path, input, classes)?;
-    // The data's identity must match the run's, wherever it now lives.
-    let prov_path = dir.join("provenance.json");
-    let mut prov: Option<Provenance> = fs::read_to_string(&prov_path)
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
-    let print = data.fingerprint();
-    match &prov {
-        Some(p) if p.data_fingerprint != print => bail!(
-            "--resume {}: the data at {} is not the data this run trained on (fingerprint {print}, the run's {})",
-            dir.display(),
-            cfg.data_dir
-                .as_ref()
-                .map(|d| d.display().to_string())
-                .unwrap_or_else(|| "its default location".into()),
-            p.data_fingerprint
-        ),
-        Some(_) => {}
-        None => eprintln!(
-            "nowt: warning: {} has no provenance.json (a run from before nowt recorded one): the data's identity is not checked",
-            dir.display()
-        ),
-    }
-    if !changes.is_empty() {
-        // The run's record of its configuration follows the change; a finished run extended
-        // writes its summary again at its new end.
-        let toml_text = toml::to_string(&cfg).context("cannot serialise the config")?;
-        nowt::checkpoint::write_atomic(&dir.join("config.toml"), |w| {
-            w.write_all(toml_text.as_bytes())
-        })?;
-        for f in ["summary.json", "summary.txt"] {
-            let _ = fs::remove_file(dir.join(f));
+    // Rank 0 checks the data's identity and rewrites the run's records; the others read.
+    if crate::world::leads() {
+        // The data's identity must match the run's, wherever it now lives.
+        let prov_path = dir.join("provenance.json");
+        let mut prov: Option<Provenance> = fs::read_to_string(&prov_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let print = data.fingerprint();
+        match &prov {
+            Some(p) if p.data_fingerprint != print => bail!(
+                "--resume {}: the data at {} is not the data this run trained on (fingerprint {print}, the run's {})",
+                dir.display(),
+                cfg.data_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "its default location".into()),
+                p.data_fingerprint
+            ),
+            Some(_) => {}
+            None => eprintln!(
+                "nowt: warning: {} has no provenance.json (a run from before nowt recorded one): the data's identity is not checked",
+                dir.display()
+            ),
         }
+        if !changes.is_empty() {
+            // The run's record of its configuration follows the change; a finished run extended
+            // writes its summary again at its new end.
+            let toml_text = toml::to_string(&cfg).context("cannot serialise the config")?;
+            nowt::checkpoint::write_atomic(&dir.join("config.toml"), |w| {
+                w.write_all(toml_text.as_bytes())
+            })?;
+            for f in ["summary.json", "summary.txt"] {
+                let _ = fs::remove_file(dir.join(f));
+            }
+        }
+        if let Some(p) = prov.as_mut() {
+            let now = Provenance::now(&cfg, &data);
+            p.resumed.push(serde_json::json!({
+                "command": now.command,
+                "git_commit": now.git_commit,
+                "cpu": now.cpu,
+                "from": path.display().to_string(),
+                "changes": changes,
+            }));
+            p.write(dir)?;
+        }
+        // Epoch records written after the checkpoint are written again.
+        let metrics = dir.join("metrics.jsonl");
+        let kept: String = fs::read_to_string(&metrics)
+            .unwrap_or_default()
+            .lines()
+            .take(state.epoch)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        nowt::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
     }
-    if let Some(p) = prov.as_mut() {
-        let now = Provenance::now(&cfg, &data);
-        p.resumed.push(serde_json::json!({
-            "command": now.command,
-            "git_commit": now.git_commit,
-            "cpu": now.cpu,
-            "from": path.display().to_string(),
-            "changes": changes,
-        }));
-        p.write(dir)?;
-    }
-    // Epoch records written after the checkpoint are written again.
-    let metrics = dir.join("metrics.jsonl");
-    let kept: String = fs::read_to_string(&metrics)
-        .unwrap_or_default()
-        .lines()
-        .take(state.epoch)
-        .map(|l| format!("{l}\n"))
-        .collect();
-    nowt::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
     if !a.quiet {
         eprintln!("nowt: resuming {} from {}", dir.display(), path.display());
     }
@@ -638,13 +652,20 @@ fn drive(
 ) -> Result<()> {
     catch_signals();
     let (input, classes) = (data.train.shape, data.train.classes);
+    let world = crate::world::get();
+    let leads = world.rank() == 0;
     let metrics_path = dir.join("metrics.jsonl");
-    let file = fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&metrics_path)
-        .with_context(|| format!("cannot open {}", metrics_path.display()))?;
-    let mut metrics = BufWriter::new(file);
+    // Rank 0 alone writes the run's files.
+    let mut metrics = if leads {
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&metrics_path)
+            .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+        Some(BufWriter::new(file))
+    } else {
+        None
+    };
 
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -669,15 +690,26 @@ fn drive(
     let mut prev_loss = state.last.as_ref().map(|r| r.train.loss);
     let mut failure: Option<anyhow::Error> = None;
     let mut steps_per_epoch = 1usize;
-    let result = nowt::train::train_from(cfg, data, &mut state, &mut |ev| {
-        let mut save =
-            |st: &TrainState| match checkpoint(dir, cfg, st, input, classes, a.keep_checkpoints) {
+    let result = nowt::train::train_from_on(cfg, data, &mut state, world, &mut |ev| {
+        // Every rank checks at every checkpoint that the ranks hold the same W and B.
+        let mut save = |st: &TrainState| {
+            let written = match crate::world::differing_layer(&st.net) {
+                Some(layer) => Err(anyhow!(
+                    "the ranks' W or B of layer {layer} differ at epoch {}, step {}",
+                    st.epoch + 1,
+                    st.step
+                )),
+                None if leads => checkpoint(dir, cfg, st, input, classes, a.keep_checkpoints),
+                None => Ok(()),
+            };
+            match written {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(e) => {
                     failure = Some(e);
                     ControlFlow::Break(())
                 }
-            };
+            }
+        };
         match ev {
             Event::Started {
                 epochs,
@@ -707,7 +739,7 @@ fn drive(
                     "{}epoch {epoch}  loss {loss:.4}  {images_per_s:.0} img/s",
                     a.label
                 ));
-                if STOP.load(Ordering::SeqCst) != 0 {
+                if crate::world::any(STOP.load(Ordering::SeqCst) != 0) {
                     let _ = save(state);
                     return ControlFlow::Break(());
                 }
@@ -719,7 +751,11 @@ fn drive(
             }
             Event::Epoch { record, state } => {
                 let line = serde_json::to_string(record).expect("records serialise");
-                if let Err(e) = writeln!(metrics, "{line}").and_then(|_| metrics.flush()) {
+                let written = match metrics.as_mut() {
+                    Some(m) => writeln!(m, "{line}").and_then(|_| m.flush()),
+                    None => Ok(()),
+                };
+                if let Err(e) = written {
                     failure = Some(
                         anyhow::Error::new(e)
                             .context(format!("cannot write {}", metrics_path.display())),
@@ -732,7 +768,7 @@ fn drive(
                 if !a.quiet {
                     say(line);
                 }
-                if state.selected.is_some_and(|(_, e, _)| e == record.epoch) {
+                if leads && state.selected.is_some_and(|(_, e, _)| e == record.epoch) {
                     // The epoch chosen on validation so far: kept beside the newest ones.
                     let best = dir.join("checkpoints").join(BEST);
                     if let Err(e) = fs::create_dir_all(dir.join("checkpoints"))
@@ -771,6 +807,9 @@ fn drive(
             return Err(Interrupted(code).into());
         }
     };
+    if !leads {
+        return Ok(());
+    }
     let text = summary_text(cfg, &summary, dir);
     // summary.txt first: summary.json, written whole or not at all, marks a finished run.
     fs::write(dir.join("summary.txt"), &text)

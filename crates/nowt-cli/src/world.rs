@@ -1,0 +1,171 @@
+//! The ranks this process trains with ([`nowt::dist`]): one ([`Solo`]) in the default build;
+//! with `--features mpi`, MPI's world under `mpirun -np K nowt …` (rsmpi over Open MPI), whose
+//! element-wise sum is `MPI_Allreduce`. Rank 0 alone writes files and prints; an error on any
+//! rank ends the whole job (`MPI_Abort`) with a message naming the rank.
+
+use std::hash::{Hash, Hasher};
+use std::sync::OnceLock;
+
+use nowt::dist::{Collective, Solo};
+
+static WORLD: OnceLock<Box<dyn Collective>> = OnceLock::new();
+
+/// Starts MPI where built with it (once, before any other thread), else a single rank.
+pub fn init() {
+    #[cfg(feature = "mpi")]
+    let world: Box<dyn Collective> = Box::new(mpi_world::MpiWorld::init());
+    #[cfg(not(feature = "mpi"))]
+    let world: Box<dyn Collective> = Box::new(Solo);
+    let _ = WORLD.set(world);
+}
+
+/// The world [`init`] started (one rank if it was not called).
+pub fn get() -> &'static dyn Collective {
+    WORLD.get_or_init(|| Box::new(Solo)).as_ref()
+}
+
+/// Ends MPI (`MPI_Finalize`) before the process exits; nothing without it.
+pub fn finish() {
+    #[cfg(feature = "mpi")]
+    mpi_world::finalize();
+}
+
+/// Whether this process writes files and prints: rank 0.
+pub fn leads() -> bool {
+    get().rank() == 0
+}
+
+/// Whether `flag` holds on any rank (every rank receives the answer): decisions that end the
+/// training loop, such as a signal one rank saw, are taken by all together.
+pub fn any(flag: bool) -> bool {
+    let w = get();
+    if w.size() == 1 {
+        return flag;
+    }
+    let mut v = [f64::from(u8::from(flag))];
+    w.sum(&mut v);
+    v[0] > 0.0
+}
+
+/// Ends the whole job after an error on this rank, so no rank waits forever in a collective
+/// for it: with more than one rank, prints the error with the rank and aborts every rank.
+pub fn fail_all(message: &str) {
+    let w = get();
+    if w.size() > 1 {
+        eprintln!("nowt: rank {} of {}: {message}", w.rank(), w.size());
+        #[cfg(feature = "mpi")]
+        mpi_world::abort(1);
+    }
+}
+
+/// The per-layer checksum check at a checkpoint: every rank's `W` and `B` must be the same
+/// bits. Returns the first layer (bottom to top) whose bits differ on some rank.
+pub fn differing_layer(net: &nowt::models::Network<f32>) -> Option<String> {
+    let w = get();
+    if w.size() == 1 {
+        return None;
+    }
+    let layers = net.weight_layers();
+    // A 32-bit hash per layer is exact in f64 even summed over ranks: each rank compares the
+    // sum with `size ×` its own, and the ranks then agree on any mismatch.
+    let hashes: Vec<f64> = layers
+        .iter()
+        .map(|l| {
+            let p = l.params();
+            let mut h = std::hash::DefaultHasher::new();
+            for v in p.w.data().iter().chain(p.feedback.data()) {
+                v.to_bits().hash(&mut h);
+            }
+            (h.finish() >> 32) as f64
+        })
+        .collect();
+    let mut sums = hashes.clone();
+    w.sum(&mut sums);
+    let mut mismatch: Vec<f64> = hashes
+        .iter()
+        .zip(&sums)
+        .map(|(h, s)| f64::from(u8::from(*s != h * w.size() as f64)))
+        .collect();
+    w.sum(&mut mismatch);
+    mismatch
+        .iter()
+        .position(|&m| m > 0.0)
+        .map(|i| layers[i].params().name.clone())
+}
+
+#[cfg(feature = "mpi")]
+mod mpi_world {
+    use mpi::collective::SystemOperation;
+    use mpi::environment::Universe;
+    use mpi::topology::SimpleCommunicator;
+    use mpi::traits::*;
+    use mpi::Threading;
+
+    use nowt::dist::Collective;
+
+    /// MPI's world. The universe lives as long as the process (in a static, never dropped);
+    /// [`finalize`] ends MPI.
+    pub struct MpiWorld {
+        world: SimpleCommunicator,
+        rank: usize,
+        size: usize,
+        _universe: Universe,
+    }
+
+    // SAFETY: MPI is initialised with `MPI_THREAD_SERIALIZED`, and nowt calls it from one
+    // thread at a time (the thread running the training loop; the kernels' parallel work never
+    // calls it).
+    unsafe impl Send for MpiWorld {}
+    unsafe impl Sync for MpiWorld {}
+
+    impl MpiWorld {
+        pub fn init() -> Self {
+            let (universe, _) = mpi::initialize_with_threading(Threading::Serialized)
+                .expect("MPI is initialised once");
+            let world = universe.world();
+            Self {
+                rank: world.rank() as usize,
+                size: world.size() as usize,
+                world,
+                _universe: universe,
+            }
+        }
+    }
+
+    impl Collective for MpiWorld {
+        fn rank(&self) -> usize {
+            self.rank
+        }
+        fn size(&self) -> usize {
+            self.size
+        }
+        fn sum(&self, buf: &mut [f64]) {
+            let send = buf.to_vec();
+            self.world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        }
+        fn sum_f32(&self, buf: &mut [f32]) {
+            let send = buf.to_vec();
+            self.world
+                .all_reduce_into(&send[..], buf, SystemOperation::sum());
+        }
+    }
+
+    /// `MPI_Finalize`, once, at the end of `main` (the universe lives in a static and is never
+    /// dropped, so it does not finalise again).
+    pub fn finalize() {
+        // SAFETY: called once, after the last collective, from the main thread.
+        unsafe {
+            mpi::ffi::MPI_Finalize();
+        }
+    }
+
+    /// `MPI_Abort` on the world: every rank ends.
+    pub fn abort(code: i32) {
+        // SAFETY: MPI is initialised (the world exists once `init` ran) and `MPI_Abort` on
+        // `MPI_COMM_WORLD` does not return.
+        unsafe {
+            mpi::ffi::MPI_Abort(mpi::ffi::RSMPI_COMM_WORLD, code);
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! `mpirun -np 2 nowt train …` against one process, end to end over Open MPI. Needs the binary
+//! built with `--features mpi` and `mpirun` on the PATH (Debian: libopenmpi-dev openmpi-bin
+//! libclang-dev); CI runs `cargo test --release -p nowt-cli --features mpi --test mpi`.
+#![cfg(feature = "mpi")]
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::{metrics, nowt, stderr};
+
+/// `mpirun -np <ranks> nowt <args>`, allowed to run as root (CI's containers do).
+fn mpirun(ranks: usize, args: &[&str]) -> Output {
+    Command::new("mpirun")
+        .args(["-np", &ranks.to_string(), "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(env!("CARGO_BIN_EXE_nowt"))
+        .args(args)
+        .output()
+        .expect("run mpirun")
+}
+
+/// Every weight layer's `W` then `B` in the run's newest checkpoint.
+fn final_weights(dir: &Path) -> Vec<f32> {
+    let newest = nowt::checkpoint::list(&dir.join("checkpoints"))
+        .into_iter()
+        .next()
+        .expect("a checkpoint");
+    let (_, state, _, _) = nowt::checkpoint::load(&newest).unwrap();
+    state
+        .net
+        .weight_layers()
+        .iter()
+        .flat_map(|l| {
+            let p = l.params();
+            p.w.data().iter().chain(p.feedback.data()).copied()
+        })
+        .collect()
+}
+
+/// The paper's five rules on the digits MLP, 3 epochs, on 2 ranks and on one: the same test
+/// error every epoch (to 1 sample in 100) and final `W`, `B` within 1e-4 of each other
+/// (relative; the ranks' gradients are summed in another order). The ranks' own `W` and `B`
+/// are compared bit for bit at every checkpoint by the run itself, which stops if they differ.
+#[test]
+fn two_ranks_train_as_one_process() {
+    for rule in ["bp", "fa", "ss", "wm", "kp"] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+        let common = [
+            "train",
+            "--rule",
+            rule,
+            "--epochs",
+            "3",
+            "--threads",
+            "1",
+            "-q",
+            "--out",
+        ];
+        let o = nowt(&[&common[..], &[one.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{rule}, 1 rank: {}", stderr(&o));
+        let o = mpirun(2, &[&common[..], &[two.to_str().unwrap()]].concat());
+        assert!(o.status.success(), "{rule}, 2 ranks: {}", stderr(&o));
+        let (m1, m2) = (metrics(&one), metrics(&two));
+        assert_eq!(m1.len(), 3, "{rule}");
+        assert_eq!(
+            m2.len(),
+            3,
+            "{rule}: rank 0 alone writes one record per epoch"
+        );
+        for (a, b) in m1.iter().zip(&m2) {
+            let err = |m: &serde_json::Value| m["test"]["top1_err"].as_f64().unwrap();
+            assert!(
+                (err(a) - err(b)).abs() <= 0.01,
+                "{rule}: test error {} on 1 rank, {} on 2",
+                err(a),
+                err(b)
+            );
+        }
+        let (w1, w2) = (final_weights(&one), final_weights(&two));
+        let diff: f64 = w1
+            .iter()
+            .zip(&w2)
+            .map(|(a, b)| ((a - b) as f64).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        let norm: f64 = w1.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+        assert!(
+            diff / norm < 1e-4,
+            "{rule}: final weights off by {:.2e}",
+            diff / norm
+        );
+    }
+}
+
+/// Several ranks need one run directory named on the command line.
+#[test]
+fn two_ranks_without_out_are_refused() {
+    let o = mpirun(2, &["train", "--epochs", "1", "-q"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("give --out DIR"), "{}", stderr(&o));
+}
