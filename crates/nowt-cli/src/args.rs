@@ -202,6 +202,10 @@ pub struct TrainArgs {
     /// ImageNet random-resized crop and flip [default: off].
     #[arg(long)]
     pub augment: bool,
+    /// Several ranks (mpirun): batch norm normalises by the whole global batch's statistics,
+    /// summed over the ranks, so K ranks reproduce one [default: off: each rank's own share].
+    #[arg(long)]
+    pub sync_bn: bool,
     /// Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop). [default: 0, the images' own size]
     #[arg(long)]
     pub image_size: Option<usize>,

@@ -212,6 +212,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.augment {
         c.augment = true;
     }
+    if a.sync_bn {
+        c.sync_bn = true;
+    }
     let from = match (&a.config, &a.preset) {
         (Some(p), _) => format!(" (flag or {})", p.display()),
         (_, Some(n)) => format!(" (flag or preset {n})"),

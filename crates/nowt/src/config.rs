@@ -145,6 +145,10 @@ pub struct TrainConfig {
     /// the 4-padded image and a horizontal flip; for image folders with `image_size`, the
     /// ImageNet random-resized crop and flip. Default false.
     pub augment: bool,
+    /// Data-parallel runs ([`crate::dist`]): batch norm normalises by the statistics of the whole
+    /// global batch, summed over the ranks, so K ranks compute what one does (without it, each
+    /// rank's own share, as PyTorch's DDP). No effect on one rank. Default false.
+    pub sync_bn: bool,
     /// Image folders: crop size `S` of the ImageNet transforms (training: random-resized crop
     /// with `augment`; evaluation: resize to `S·256/224`, centre crop `S`). 0 keeps the images'
     /// own size. Default 0.
@@ -200,6 +204,7 @@ impl Default for TrainConfig {
             val_fraction: 0.0,
             probe_size: 256,
             augment: false,
+            sync_bn: false,
             image_size: 0,
             train_limit: 0,
             test_limit: 0,

@@ -12,6 +12,7 @@
 //! step. Everything else — `B` under every rule, the mirror's noise, redrawn magnitudes — is
 //! computed identically on every rank from the shared seed and the shared `W`, and never sent.
 
+use std::cell::Cell;
 use std::sync::{Arc, Barrier, Mutex};
 
 /// The ranks of a run and the sum they share.
@@ -48,6 +49,48 @@ pub fn share(n: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     let (base, extra) = (n / size, n % size);
     let start = rank * base + rank.min(extra);
     start..start + base + usize::from(rank < extra)
+}
+
+thread_local! {
+    /// The ranks batch norm sums its statistics over (`--sync-bn`), while [`with_synced_batch_norm`]
+    /// runs on this thread.
+    static BATCH_NORM: Cell<Option<&'static dyn Collective>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with batch norm in training mode summing its batch statistics over `comm`'s ranks
+/// (`--sync-bn`): every batch-norm layer normalises by the global batch's mean and variance, and
+/// its backward uses the global sums, so K ranks compute what one rank computes on the whole
+/// batch. Every rank must run the same forward and backward passes.
+pub fn with_synced_batch_norm<R>(comm: &dyn Collective, f: impl FnOnce() -> R) -> R {
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            BATCH_NORM.with(|b| b.set(None));
+        }
+    }
+    // SAFETY: the reference is only read on this thread while `f` runs (the guard clears it
+    // when `f` returns or unwinds), and `comm` outlives `f`.
+    let comm: &'static dyn Collective = unsafe { std::mem::transmute(comm) };
+    BATCH_NORM.with(|b| b.set(Some(comm)));
+    let _reset = Reset;
+    f()
+}
+
+/// Sums `buf` over the ranks batch norm is synchronised across, if it is
+/// ([`with_synced_batch_norm`]); `false` (and `buf` unchanged) if not.
+pub(crate) fn batch_norm_sum(buf: &mut [f64]) -> bool {
+    match BATCH_NORM.with(Cell::get) {
+        Some(comm) => {
+            comm.sum(buf);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether batch norm on this thread sums its statistics over ranks.
+pub(crate) fn batch_norm_synced() -> bool {
+    BATCH_NORM.with(Cell::get).is_some()
 }
 
 /// K ranks as threads of one process (for tests): every rank posts its buffer, waits at a

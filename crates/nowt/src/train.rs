@@ -569,7 +569,15 @@ pub fn train_from_on(
         .num_threads(cfg.data_threads)
         .build()
         .map_err(|e| Error::config("data_threads", e.to_string()))?;
-    pool.install(|| run(cfg, data, state, comm, &data_pool, on_event))
+    pool.install(|| {
+        if cfg.sync_bn && comm.size() > 1 {
+            crate::dist::with_synced_batch_norm(comm, || {
+                run(cfg, data, state, comm, &data_pool, on_event)
+            })
+        } else {
+            run(cfg, data, state, comm, &data_pool, on_event)
+        }
+    })
 }
 
 fn run(

@@ -26,6 +26,9 @@ pub struct BatchNorm<T> {
     mean: Vec<T>,
     inv_std: Vec<T>,
     batch_stats: bool,
+    /// The values per channel the last forward's statistics were taken over, `M = N·H·W`
+    /// (summed over the ranks with `--sync-bn`).
+    count: f64,
 }
 
 impl<T: Real> BatchNorm<T> {
@@ -51,6 +54,7 @@ impl<T: Real> BatchNorm<T> {
             mean: Vec::new(),
             inv_std: Vec::new(),
             batch_stats: false,
+            count: 0.0,
         }
     }
     /// Backward (see `Layer::backward`), compiled once with and once without the ReLU.
@@ -62,7 +66,7 @@ impl<T: Real> BatchNorm<T> {
         need_delta_in: bool,
     ) -> Option<Tensor<T>> {
         let (n, c, hw) = dims(delta);
-        let m = T::of((n * hw) as f64);
+        let m = T::of(self.count);
         let at = |p: usize| p * hw..(p + 1) * hw;
         let (mean, inv_std) = (&self.mean, &self.inv_std);
         // The slices of plane `p`: δ, x, and what the ReLU's mask is read from (y; without a
@@ -90,11 +94,23 @@ impl<T: Real> BatchNorm<T> {
                 (sd, sdx)
             })
             .collect();
+        // This rank's part of ∂β, ∂γ (the ranks' parts are summed with the other gradients).
         self.beta.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
         self.gamma.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
         if !need_delta_in {
             return None;
         }
+        // With --sync-bn, δ_in needs the global batch's Σδ and Σ δ x̂.
+        let sums: Vec<(T, T)> = if self.batch_stats && crate::dist::batch_norm_synced() {
+            let mut global: Vec<f64> = sums.iter().flat_map(|s| [s.0.f64(), s.1.f64()]).collect();
+            crate::dist::batch_norm_sum(&mut global);
+            global
+                .chunks_exact(2)
+                .map(|s| (T::of(s[0]), T::of(s[1])))
+                .collect()
+        } else {
+            sums
+        };
         let (gamma, batch) = (self.gamma.value.data(), self.batch_stats);
         let fill = |_: &mut (), p: usize, out: &mut [std::mem::MaybeUninit<T>]| {
             let ch = p % c;
@@ -152,33 +168,70 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
 
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
         let (n, c, hw) = dims(x);
-        let m = (n * hw) as f64;
+        let mut m = (n * hw) as f64;
         let plane = |i: usize, ch: usize| &x.data()[(i * c + ch) * hw..(i * c + ch + 1) * hw];
-        // Per channel (in parallel; each channel's sums in a fixed order): mean and variance.
-        let stats: Vec<(f64, f64)> = (0..c)
-            .into_par_iter()
-            .map(|ch| {
-                if !train {
-                    return (
-                        self.running_mean.data()[ch].f64(),
-                        self.running_var.data()[ch].f64(),
-                    );
-                }
-                // One pass: sums of `x − K` and `(x − K)²` with `K` one of the channel's own
-                // values (shifted, so the difference of the two moments keeps its precision).
-                let k = plane(0, ch).first().copied().unwrap_or(T::zero());
-                let (s1, s2) = (0..n).fold((0f64, 0f64), |(s1, s2), i| {
-                    let p = plane(i, ch);
-                    let [a, b] = lane_sums(hw, |j| {
-                        let d = p[j] - k;
-                        [d, d * d]
-                    });
-                    (s1 + a.f64(), s2 + b.f64())
+        // One pass over a channel: sums of `x − K` and `(x − K)²` (shifted by a value near the
+        // mean, so the difference of the two moments keeps its precision).
+        let shifted_sums = |ch: usize, k: T| {
+            (0..n).fold((0f64, 0f64), |(s1, s2), i| {
+                let p = plane(i, ch);
+                let [a, b] = lane_sums(hw, |j| {
+                    let d = p[j] - k;
+                    [d, d * d]
                 });
-                let shift = s1 / m;
-                (k.f64() + shift, (s2 / m - shift * shift).max(0.0))
+                (s1 + a.f64(), s2 + b.f64())
             })
-            .collect();
+        };
+        // Per channel (in parallel; each channel's sums in a fixed order): mean and variance.
+        let stats: Vec<(f64, f64)> = if train && crate::dist::batch_norm_synced() {
+            // --sync-bn, in two passes over every rank's share: the global mean, then the sums
+            // shifted by it (a shift far from a channel's values would cost the variance its
+            // precision where the channel barely varies).
+            let first = |ch: usize| plane(0, ch).first().copied().unwrap_or(T::zero());
+            let mut sums: Vec<f64> = (0..c)
+                .into_par_iter()
+                .map(|ch| shifted_sums(ch, first(ch)).0 + m * first(ch).f64())
+                .collect();
+            sums.push(m);
+            crate::dist::batch_norm_sum(&mut sums);
+            m = sums[c];
+            let mu: Vec<T> = sums[..c].iter().map(|&s| T::of(s / m)).collect();
+            let mut sums: Vec<f64> = (0..c)
+                .into_par_iter()
+                .flat_map_iter(|ch| {
+                    let (s1, s2) = shifted_sums(ch, mu[ch]);
+                    [s1, s2]
+                })
+                .collect();
+            crate::dist::batch_norm_sum(&mut sums);
+            (0..c)
+                .map(|ch| {
+                    let shift = sums[2 * ch] / m;
+                    (
+                        mu[ch].f64() + shift,
+                        (sums[2 * ch + 1] / m - shift * shift).max(0.0),
+                    )
+                })
+                .collect()
+        } else {
+            (0..c)
+                .into_par_iter()
+                .map(|ch| {
+                    if !train {
+                        return (
+                            self.running_mean.data()[ch].f64(),
+                            self.running_var.data()[ch].f64(),
+                        );
+                    }
+                    // K: one of the channel's own values.
+                    let k = plane(0, ch).first().copied().unwrap_or(T::zero());
+                    let (s1, s2) = shifted_sums(ch, k);
+                    let shift = s1 / m;
+                    (k.f64() + shift, (s2 / m - shift * shift).max(0.0))
+                })
+                .collect()
+        };
+        self.count = m;
         if train {
             let k = self.momentum;
             for (ch, &(mu, var)) in stats.iter().enumerate() {
