@@ -84,8 +84,13 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     seeds.retain(|s| seen.insert(*s));
     // Every run's config, resolved and checked before anything starts.
     let mut runs = Vec::new();
+    let world = crate::world::get();
     let out = match &t.out {
         Some(o) => o.clone(),
+        None if world.size() > 1 => bail!(
+            "{} ranks: give --out DIR, the one comparison directory every rank names (rank 0 writes it)",
+            world.size()
+        ),
         None => {
             let secs = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
@@ -109,7 +114,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             runs.push((cfg, dir));
         }
     }
-    fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let leads = world.rank() == 0;
+    // With several ranks, rank 0 alone writes: the record, the runs' directories, the report.
+    if leads {
+        fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    }
     let file = run::config_file(t)?;
     let record = Record {
         nowt_version: env!("CARGO_PKG_VERSION").into(),
@@ -123,8 +132,15 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         "# How this comparison was made (written again each time it is started).\n{}",
         toml::to_string(&record).context("cannot serialise compare.toml")?
     );
-    fs::write(out.join("compare.toml"), record)
-        .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
+    if leads {
+        fs::write(out.join("compare.toml"), record)
+            .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
+    }
+    let say = |line: String| {
+        if leads {
+            eprintln!("{line}");
+        }
+    };
 
     let n = runs.len();
     for (i, (cfg, dir)) in runs.into_iter().enumerate() {
@@ -134,6 +150,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             ..RunOpts::of(t)
         };
         let st = status(&dir);
+        // Every rank has read the run's status before rank 0 changes anything in it.
+        crate::world::any(false);
         if !matches!(st, Status::New) {
             let theirs = run::read_config(&dir.join("config.toml"))?;
             if !same_run(&theirs, &cfg) {
@@ -145,46 +163,58 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
         let result = match st {
             Status::Finished => {
-                eprintln!("nowt compare: {what}: finished earlier, kept");
+                say(format!("nowt compare: {what}: finished earlier, kept"));
                 continue;
             }
             Status::Failed(why) => {
-                eprintln!("nowt compare: {what}: stopped earlier ({why}), not retried");
+                say(format!(
+                    "nowt compare: {what}: stopped earlier ({why}), not retried"
+                ));
                 continue;
             }
             Status::Started => {
-                eprintln!("nowt compare: {what}: resuming {}", dir.display());
+                say(format!("nowt compare: {what}: resuming {}", dir.display()));
                 run::resume(&dir, &opts)
             }
             Status::New => {
-                eprintln!("nowt compare: {what}: starting {}", dir.display());
-                fresh(&dir)?;
-                let data = run::load_data_logged(&cfg, t.quiet)?;
+                say(format!("nowt compare: {what}: starting {}", dir.display()));
+                if leads {
+                    fresh(&dir)?;
+                }
+                // The others start once the run's directory is ready.
+                crate::world::any(false);
+                let data = run::load_data_logged(&cfg, opts.quiet)?;
                 run::start(cfg, &data, &dir, &opts)
             }
         };
         match result {
             Ok(()) => {}
             Err(e) if e.is::<run::Interrupted>() => {
-                eprintln!(
+                say(format!(
                     "nowt compare: interrupted; start the same command again to continue ({})",
                     out.display()
-                );
+                ));
                 return Err(e);
             }
             Err(e) => {
                 let why = format!("{e:#}");
-                eprintln!("nowt compare: {what} stopped: {why}; going on without it");
-                fs::write(dir.join(FAILED), format!("{why}\n"))
-                    .with_context(|| format!("cannot write {}/{FAILED}", dir.display()))?;
+                say(format!(
+                    "nowt compare: {what} stopped: {why}; going on without it"
+                ));
+                if leads {
+                    fs::write(dir.join(FAILED), format!("{why}\n"))
+                        .with_context(|| format!("cannot write {}/{FAILED}", dir.display()))?;
+                }
             }
         }
     }
-    crate::report::write_report(std::slice::from_ref(&out), &out)?;
-    eprintln!(
-        "nowt compare: report in {}",
-        out.join("report.md").display()
-    );
+    if leads {
+        crate::report::write_report(std::slice::from_ref(&out), &out)?;
+        eprintln!(
+            "nowt compare: report in {}",
+            out.join("report.md").display()
+        );
+    }
     Ok(())
 }
 

@@ -705,6 +705,11 @@ fn drive(
                 None if leads => checkpoint(dir, cfg, st, input, classes, a.keep_checkpoints),
                 None => Ok(()),
             };
+            // If rank 0 could not write, every rank stops (none waits for the others).
+            let written = match (crate::world::any(written.is_err()), written) {
+                (true, Ok(())) => Err(anyhow!("rank 0 could not write the checkpoint")),
+                (_, w) => w,
+            };
             match written {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(e) => {
@@ -758,6 +763,10 @@ fn drive(
                     Some(m) => writeln!(m, "{line}").and_then(|_| m.flush()),
                     None => Ok(()),
                 };
+                let written = match (crate::world::any(written.is_err()), written) {
+                    (true, Ok(())) => Err(std::io::Error::other("rank 0 could not write it")),
+                    (_, w) => w,
+                };
                 if let Err(e) = written {
                     failure = Some(
                         anyhow::Error::new(e)
@@ -771,19 +780,23 @@ fn drive(
                 if !a.quiet {
                     say(line);
                 }
+                // The epoch chosen on validation so far: kept beside the newest ones.
+                let best = dir.join("checkpoints").join(BEST);
+                let mut written = Ok(());
                 if leads && state.selected.is_some_and(|(_, e, _)| e == record.epoch) {
-                    // The epoch chosen on validation so far: kept beside the newest ones.
-                    let best = dir.join("checkpoints").join(BEST);
-                    if let Err(e) = fs::create_dir_all(dir.join("checkpoints"))
+                    written = fs::create_dir_all(dir.join("checkpoints"))
                         .map_err(anyhow::Error::from)
                         .and_then(|()| {
                             nowt::checkpoint::save(&best, cfg, state, input, classes)
                                 .map_err(anyhow::Error::from)
-                        })
-                    {
-                        failure = Some(e.context(format!("cannot write {}", best.display())));
-                        return ControlFlow::Break(());
-                    }
+                        });
+                }
+                if crate::world::any(written.is_err()) {
+                    let e = written
+                        .err()
+                        .unwrap_or_else(|| anyhow!("rank 0 could not write it"));
+                    failure = Some(e.context(format!("cannot write {}", best.display())));
+                    return ControlFlow::Break(());
                 }
                 save(state)
             }

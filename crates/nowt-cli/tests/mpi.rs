@@ -143,3 +143,102 @@ fn two_ranks_with_synced_batch_norm_train_as_one_process() {
         diff / norm
     );
 }
+
+/// `nowt compare` on 2 ranks: rank 0 writes the comparison, and its runs end with one
+/// process's test errors (to 1 sample in 100).
+#[test]
+fn two_ranks_compare_as_one_process() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
+    let common = [
+        "compare",
+        "--rules",
+        "bp,fa",
+        "--seeds",
+        "0",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "-q",
+        "--out",
+    ];
+    let o = nowt(&[&common[..], &[one.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "1 rank: {}", stderr(&o));
+    let o = mpirun(2, &[&common[..], &[two.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "2 ranks: {}", stderr(&o));
+    assert!(two.join("report.md").exists());
+    for run in ["bp-s0", "fa-s0"] {
+        let err = |d: &Path| {
+            metrics(&d.join(run))[1]["test"]["top1_err"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!((err(&one) - err(&two)).abs() <= 0.01, "{run}");
+    }
+}
+
+/// One rank killed (SIGKILL) mid-run ends the job without a hang; `--resume` on 2 ranks then
+/// finishes it with exactly the weights of an uninterrupted 2-rank run.
+#[test]
+fn a_killed_rank_ends_the_job_and_the_run_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (whole, broken) = (tmp.path().join("whole"), tmp.path().join("broken"));
+    let common = [
+        "train",
+        "--rule",
+        "wm",
+        "--epochs",
+        "150",
+        "--threads",
+        "1",
+        "--checkpoint-every",
+        "20",
+        "-q",
+        "--out",
+    ];
+    let o = mpirun(2, &[&common[..], &[whole.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let mut job = Command::new("mpirun")
+        .args(["-np", "2", "--oversubscribe"])
+        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
+        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
+        .arg(env!("CARGO_BIN_EXE_nowt"))
+        .args(&common)
+        .arg(&broken)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Once a few checkpoints are written, kill one rank.
+    let ckpts = broken.join("checkpoints");
+    let start = std::time::Instant::now();
+    while nowt::checkpoint::list(&ckpts).len() < 2 {
+        assert!(start.elapsed().as_secs() < 60, "no checkpoint in 60 s");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let ranks = Command::new("pgrep")
+        .args(["-P", &job.id().to_string()])
+        .output()
+        .unwrap();
+    let victim = String::from_utf8_lossy(&ranks.stdout)
+        .lines()
+        .last()
+        .expect("a rank process")
+        .to_string();
+    Command::new("kill").args(["-9", &victim]).status().unwrap();
+    let killed = std::time::Instant::now();
+    let status = job.wait().unwrap();
+    assert!(!status.success(), "the job must fail when a rank dies");
+    assert!(
+        killed.elapsed().as_secs() < 20,
+        "the job took {:?} to end",
+        killed.elapsed()
+    );
+    assert!(
+        !broken.join("summary.json").exists(),
+        "killed before the end"
+    );
+    let o = mpirun(2, &["train", "--resume", broken.to_str().unwrap(), "-q"]);
+    assert!(o.status.success(), "resume: {}", stderr(&o));
+    assert_eq!(final_weights(&whole), final_weights(&broken));
+}
