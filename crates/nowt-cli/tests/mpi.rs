@@ -204,7 +204,7 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .arg(env!("CARGO_BIN_EXE_nowt"))
-        .args(&common)
+        .args(common)
         .arg(&broken)
         .stderr(std::process::Stdio::null())
         .spawn()
