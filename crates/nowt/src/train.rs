@@ -551,15 +551,21 @@ pub fn train_from_on(
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
     cfg.validate()?;
-    if cfg.batch_size < comm.size() {
-        return Err(Error::config(
-            "batch_size",
-            format!(
-                "the global batch ({}) must have a sample for each of the {} ranks",
-                cfg.batch_size,
-                comm.size()
-            ),
-        ));
+    // Every step needs a sample on every rank, the epoch's last (partial) batch included.
+    let last = data.train.len() % cfg.batch_size;
+    for (what, n) in [
+        ("the global batch", cfg.batch_size),
+        ("the epoch's last batch", last),
+    ] {
+        if n != 0 && n < comm.size() {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{what} has {n} samples, fewer than the {} ranks (each needs one); choose another batch size",
+                    comm.size()
+                ),
+            ));
+        }
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.resolved_threads())

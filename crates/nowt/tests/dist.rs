@@ -181,3 +181,26 @@ fn relative_gap(a: &[f32], b: &[f32]) -> f64 {
         .sqrt();
     diff / b.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt()
 }
+
+/// A global batch, or the epoch's last one, with fewer samples than ranks is refused before
+/// training (a rank with no sample would have no loss to add).
+#[test]
+fn batches_smaller_than_the_ranks_are_refused() {
+    let data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
+    let n = data.train.len();
+    for (batch_size, what) in [(1, "the global batch"), (n - 1, "the epoch's last batch")] {
+        let cfg = TrainConfig {
+            batch_size,
+            epochs: 1,
+            threads: 1,
+            ..Default::default()
+        };
+        for g in ThreadGroup::new(2) {
+            let mut st = TrainState::new(&cfg, data.train.shape, data.train.classes);
+            let e = train_from_on(&cfg, &data, &mut st, &g, &mut |_| ControlFlow::Continue(()))
+                .err()
+                .expect("refused");
+            assert!(e.to_string().contains(what), "{e}");
+        }
+    }
+}
