@@ -67,17 +67,10 @@ fn ranks_train_as_one_under_every_rule() {
                 );
             }
             let (w, rec) = &ranks[0];
-            let diff: f64 = w
-                .iter()
-                .zip(&solo)
-                .map(|(a, b)| ((a - b) as f64).powi(2))
-                .sum::<f64>()
-                .sqrt();
-            let norm: f64 = solo.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
+            let gap = relative_gap(w, &solo);
             assert!(
-                diff / norm < 1e-4,
-                "{rule:?}, {k} ranks: weights off the 1-rank run's by {:.2e}",
-                diff / norm
+                gap < 1e-4,
+                "{rule:?}, {k} ranks: weights off the 1-rank run's by {gap:.2e}"
             );
             assert!(
                 (rec.test.top1_err - solo_rec.test.top1_err).abs() <= 0.01,
@@ -108,19 +101,8 @@ fn a_share_of_an_augmented_batch_is_augmented_as_in_the_whole() {
     };
     let (solo, _) = train_on(&cfg, &data, &Solo);
     let ranks = on_ranks(&cfg, &data, 2);
-    let (w, _) = &ranks[0];
-    let diff: f64 = w
-        .iter()
-        .zip(&solo)
-        .map(|(a, b)| ((a - b) as f64).powi(2))
-        .sum::<f64>()
-        .sqrt();
-    let norm: f64 = solo.iter().map(|&v| (v as f64).powi(2)).sum::<f64>().sqrt();
-    assert!(
-        diff / norm < 1e-4,
-        "off the 1-rank run by {:.2e}",
-        diff / norm
-    );
+    let gap = relative_gap(&ranks[0].0, &solo);
+    assert!(gap < 1e-4, "off the 1-rank run by {gap:.2e}");
 }
 
 /// Batch norm across ranks: a ResNet-20 on 2 ranks with `sync_bn` ends within 1e-6 of one

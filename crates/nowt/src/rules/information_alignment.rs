@@ -32,7 +32,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::weight_mirror::{draw_noise, tap_step, MirrorNoise};
+use super::weight_mirror::{draw_noise, noise_batches, tap_step, MirrorNoise};
 use super::{Knob, Rule, RuleInfo, RuleKind};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
@@ -156,11 +156,9 @@ impl InformationAlignment {
         batches: usize,
         rng: &mut crate::Rng,
     ) {
-        for _ in 0..batches {
-            for layer in layers.iter_mut().skip(1) {
-                information_step(&mut **layer, &self.cfg, rng);
-            }
-        }
+        noise_batches(layers, batches, rng, |l, rng| {
+            information_step(l, &self.cfg, rng)
+        });
     }
 }
 

@@ -211,6 +211,22 @@ pub struct WeightMirror {
     pub cfg: MirrorConfig,
 }
 
+/// `batches` noise batches, each a `step` of every layer in turn but the first, whose `B`
+/// carries no error (nothing below it needs one): the mirror's schedule, and information
+/// alignment's.
+pub(super) fn noise_batches<T: Real>(
+    layers: &mut [&mut dyn WeightLayer<T>],
+    batches: usize,
+    rng: &mut crate::Rng,
+    step: impl Fn(&mut dyn WeightLayer<T>, &mut crate::Rng),
+) {
+    for _ in 0..batches {
+        for layer in layers.iter_mut().skip(1) {
+            step(&mut **layer, rng);
+        }
+    }
+}
+
 impl WeightMirror {
     fn mirror<T: Real>(
         &self,
@@ -218,12 +234,9 @@ impl WeightMirror {
         batches: usize,
         rng: &mut crate::Rng,
     ) {
-        // The first weight layer's `B` carries no error (nothing below it needs one): skipped.
-        for _ in 0..batches {
-            for layer in layers.iter_mut().skip(1) {
-                mirror_step(&mut **layer, &self.cfg, rng);
-            }
-        }
+        noise_batches(layers, batches, rng, |l, rng| {
+            mirror_step(l, &self.cfg, rng)
+        });
     }
 }
 
