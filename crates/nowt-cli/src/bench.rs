@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use nowt::config::TrainConfig;
 use nowt::optim::Sgd;
 use nowt::tensor::Tensor;
-use nowt::train::{build_model, train_step};
+use nowt::train::{build_model, train_step, train_step_on};
 
 use crate::args::BenchArgs;
 
@@ -37,6 +37,13 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         ..Default::default()
     };
     cfg.validate().context("bad bench configuration")?;
+    let ranks = crate::world::get().size();
+    if a.batch_size < ranks {
+        anyhow::bail!(
+            "--batch-size {} is smaller than the {ranks} ranks",
+            a.batch_size
+        );
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads.max(1))
         .build()
@@ -60,14 +67,39 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             weight_decay: 1e-4,
         };
         let mut rng = nowt::rng(0, 7);
-        let x = Tensor::<f32>::randn(&[a.batch_size, input.iter().product()], 1.0, &mut rng);
+        let dim: usize = input.iter().product();
+        let x = Tensor::<f32>::randn(&[a.batch_size, dim], 1.0, &mut rng);
         let y: Vec<u32> = (0..a.batch_size).map(|i| (i % classes) as u32).collect();
+        // Under mpirun, each rank steps on its share of the batch (`--batch-size` is global).
+        let world = crate::world::get();
+        let mine = nowt::dist::share(a.batch_size, world.rank(), world.size());
+        let x_mine = Tensor::from_vec(
+            &[mine.len(), dim],
+            x.data()[mine.start * dim..mine.end * dim].to_vec(),
+        );
         let mut times = Vec::with_capacity(a.steps);
         for i in 0..a.warmup + a.steps {
             let t = Instant::now();
-            train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng).map_err(
-                |origin| anyhow::anyhow!("bench diverged: non-finite values in {origin}"),
-            )?;
+            let stepped = if world.size() == 1 {
+                train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng).map(|_| ())
+            } else {
+                let (sgd, y) = (&sgd, &y[mine.clone()]);
+                train_step_on(
+                    world,
+                    a.batch_size,
+                    &mut net,
+                    rule.as_ref(),
+                    sgd,
+                    &x_mine,
+                    y,
+                    0.05,
+                    &mut rng,
+                )
+                .map(|_| ())
+            };
+            stepped.map_err(|origin| {
+                anyhow::anyhow!("bench diverged: non-finite values in {origin}")
+            })?;
             if i >= a.warmup {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
@@ -75,8 +107,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         times.sort_by(f64::total_cmp);
         Ok::<f64, anyhow::Error>(times[times.len() / 2])
     })?;
+    if !crate::world::leads() {
+        return Ok(());
+    }
+    // With several ranks: the global batch's step, and rank 0's memory.
+    let ranks = match crate::world::get().size() {
+        1 => String::new(),
+        k => format!(" ranks={k}"),
+    };
     println!(
-        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}",
+        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}{ranks}",
         a.model.name(),
         a.image_size,
         a.rule.alias(),
