@@ -235,10 +235,16 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
 /// `nowt bench` on 2 ranks times the global batch's step and prints once, from rank 0.
 #[test]
 fn two_ranks_bench_prints_one_line() {
-    let o = mpirun(2, &["bench", "--steps", "3", "--warmup", "1", "--threads", "1"]);
+    let o = mpirun(
+        2,
+        &["bench", "--steps", "3", "--warmup", "1", "--threads", "1"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
     let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("NOWT ")).collect();
     assert_eq!(lines.len(), 1, "{out}");
-    assert!(lines[0].contains("batch=128") && lines[0].ends_with("ranks=2"), "{out}");
+    assert!(
+        lines[0].contains("batch=128") && lines[0].ends_with("ranks=2"),
+        "{out}"
+    );
 }
