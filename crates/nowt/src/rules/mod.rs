@@ -262,50 +262,65 @@ impl RuleConfig {
                 ))
             }
         };
+        // A rule whose update shrinks B by `(1 − s)`: `s ≥ 1` would flip B's sign every time.
+        let keeps_sign =
+            |key: &str, what: &str, (s, got): (f64, String), update: &str, when: &str| {
+                if s < 1.0 {
+                    Ok(())
+                } else {
+                    Err(Error::config(
+                        key,
+                        format!(
+                            "{what} must be below 1 ({update} would flip B's sign every {when}), \
+                         got {got}"
+                        ),
+                    ))
+                }
+            };
         positive("rules.fa_init_scale", self.fa_init_scale)?;
         positive("rules.dfa_init_scale", self.dfa_init_scale)?;
         non_negative("rules.kp_decay", self.kp_decay)?;
         positive("rules.wm.sigma", self.wm.sigma)?;
         positive("rules.wm.lr", self.wm.lr)?;
         non_negative("rules.wm.decay", self.wm.decay)?;
-        if self.wm.lr * self.wm.decay >= 1.0 {
-            return Err(Error::config(
-                "rules.wm",
-                format!(
-                    "lr × decay must be below 1 (B ← (1 − η_B λ_WM) B would flip B's sign every \
-                     mirror batch), got {} × {}",
-                    self.wm.lr, self.wm.decay
-                ),
-            ));
-        }
+        keeps_sign(
+            "rules.wm",
+            "lr × decay",
+            (
+                self.wm.lr * self.wm.decay,
+                format!("{} × {}", self.wm.lr, self.wm.decay),
+            ),
+            "B ← (1 − η_B λ_WM) B",
+            "mirror batch",
+        )?;
         positive("rules.sa.lr", self.sa.lr)?;
         non_negative("rules.sa.alpha", self.sa.alpha)?;
         non_negative("rules.sa.beta", self.sa.beta)?;
-        if 2.0 * self.sa.lr * self.sa.alpha >= 1.0 {
-            return Err(Error::config(
-                "rules.sa",
-                format!(
-                    "2 × lr × alpha must be below 1 (B ← (1 − 2η_B α) B + η_B β W would flip B's \
-                     sign every step), got 2 × {} × {}",
-                    self.sa.lr, self.sa.alpha
-                ),
-            ));
-        }
+        keeps_sign(
+            "rules.sa",
+            "2 × lr × alpha",
+            (
+                2.0 * self.sa.lr * self.sa.alpha,
+                format!("2 × {} × {}", self.sa.lr, self.sa.alpha),
+            ),
+            "B ← (1 − 2η_B α) B + η_B β W",
+            "step",
+        )?;
         positive("rules.ia.sigma", self.ia.sigma)?;
         positive("rules.ia.lr", self.ia.lr)?;
         non_negative("rules.ia.alpha", self.ia.alpha)?;
         non_negative("rules.ia.beta", self.ia.beta)?;
         non_negative("rules.ia.gamma", self.ia.gamma)?;
-        if 2.0 * self.ia.lr * self.ia.gamma >= 1.0 {
-            return Err(Error::config(
-                "rules.ia",
-                format!(
-                    "2 × lr × gamma must be below 1 (B ← (1 − 2η_B γ) B + … would flip B's sign \
-                     every noise batch), got 2 × {} × {}",
-                    self.ia.lr, self.ia.gamma
-                ),
-            ));
-        }
+        keeps_sign(
+            "rules.ia",
+            "2 × lr × gamma",
+            (
+                2.0 * self.ia.lr * self.ia.gamma,
+                format!("2 × {} × {}", self.ia.lr, self.ia.gamma),
+            ),
+            "B ← (1 − 2η_B γ) B + …",
+            "noise batch",
+        )?;
         Ok(())
     }
 }
