@@ -284,6 +284,24 @@ pub struct TrainArgs {
     /// Information alignment: noise batches before training. [default: 500]
     #[arg(long)]
     pub ia_warmup_batches: Option<usize>,
+    /// Activation alignment: noise std σ. [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub aa_sigma: Option<f64>,
+    /// Activation alignment: B's learning rate η_B. [default: 0.01]
+    #[arg(long, allow_negative_numbers = true)]
+    pub aa_lr: Option<f64>,
+    /// Activation alignment: α, the sparsity primitive's weight. [default: 0.5]
+    #[arg(long, allow_negative_numbers = true)]
+    pub aa_alpha: Option<f64>,
+    /// Activation alignment: β, the amplification primitive's weight (B settles at βW/(2α)). [default: 1]
+    #[arg(long, allow_negative_numbers = true)]
+    pub aa_beta: Option<f64>,
+    /// Activation alignment: noise samples per batch (0: the training batch). [default: 0]
+    #[arg(long)]
+    pub aa_batch_size: Option<usize>,
+    /// Activation alignment: noise batches before training. [default: 500]
+    #[arg(long)]
+    pub aa_warmup_batches: Option<usize>,
     /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
     #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
     pub ss_scale: Option<nowt::rules::SignScale>,

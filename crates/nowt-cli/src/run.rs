@@ -180,6 +180,12 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(rules.ia.gamma = a.ia_gamma);
     set!(rules.ia.batch_size = a.ia_batch_size);
     set!(rules.ia.warmup_batches = a.ia_warmup_batches);
+    set!(rules.aa.sigma = a.aa_sigma);
+    set!(rules.aa.lr = a.aa_lr);
+    set!(rules.aa.alpha = a.aa_alpha);
+    set!(rules.aa.beta = a.aa_beta);
+    set!(rules.aa.batch_size = a.aa_batch_size);
+    set!(rules.aa.warmup_batches = a.aa_warmup_batches);
     set!(rules.ss_scale = a.ss_scale);
     set!(rules.wm.sigma = a.wm_sigma);
     set!(rules.wm.lr = a.wm_lr);
@@ -439,6 +445,12 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         ("ia-gamma", a.ia_gamma.is_some()),
         ("ia-batch-size", a.ia_batch_size.is_some()),
         ("ia-warmup-batches", a.ia_warmup_batches.is_some()),
+        ("aa-sigma", a.aa_sigma.is_some()),
+        ("aa-lr", a.aa_lr.is_some()),
+        ("aa-alpha", a.aa_alpha.is_some()),
+        ("aa-beta", a.aa_beta.is_some()),
+        ("aa-batch-size", a.aa_batch_size.is_some()),
+        ("aa-warmup-batches", a.aa_warmup_batches.is_some()),
     ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
         let flags: Vec<String> = owner

@@ -286,6 +286,15 @@ fn bad_flags_and_config_are_one_line_errors() {
         &["--rule", "wm", "--wm-lr", "0.5", "--wm-decay", "2"],
         "lr × decay must be below 1",
     );
+    fails(
+        &["--rule", "aa", "--aa-lr", "0.5", "--aa-sigma", "2"],
+        "2 × lr × alpha × sigma² must be below 1",
+    );
+    fails(&["--rule", "aa", "--aa-alpha", "0"], "rules.aa.alpha");
+    fails(
+        &["--rule", "bp", "--aa-beta", "2"],
+        "--aa-beta only apply to rule activation-alignment",
+    );
     let tmp = tempfile::tempdir().unwrap();
     let cfg = tmp.path().join("bad.toml");
     fs::write(&cfg, "epochs = 2\nlearning_rate = 0.1\n").unwrap();

@@ -20,19 +20,21 @@
 //!   `∠(W, B) ≈ arctan √(in/N)` law on a linear layer;
 //! - **ia-mirror** (per model) and **ia-law**: information alignment with `β = 0`, `α = 1`,
 //!   `γ = λ/2` is the weight mirror bit for bit, and on a linear layer its `B` settles where
-//!   `(βσ²WWᵀ + γI) B = (ασ²/2) W`.
+//!   `(βσ²WWᵀ + γI) B = (ασ²/2) W`;
+//! - **aa-law**: activation alignment's `B` settles at `βW/(2α)` on a zero-padded convolution
+//!   with a frozen `W`.
 //!
 //! Checks take the rule as built by the registry, so a rule whose code is changed is checked
 //! as changed.
 
 use crate::config::{ModelKind, TrainConfig};
-use crate::layers::{softmax_cross_entropy, DeltaRecord, Linear, WeightLayer};
+use crate::layers::{softmax_cross_entropy, Conv2d, DeltaRecord, Linear, WeightLayer};
 use crate::metrics::angle_deg;
 use crate::models::Network;
 use crate::optim::Sgd;
 use crate::rules::{
-    self, information_step, mirror_step, InformationAlignment, InformationConfig, MirrorConfig,
-    MirrorInit, Rule, RuleConfig, RuleKind, WeightMirror,
+    self, activation_step, information_step, mirror_step, ActivationConfig, InformationAlignment,
+    InformationConfig, MirrorConfig, MirrorInit, Rule, RuleConfig, RuleKind, WeightMirror,
 };
 use crate::tensor::{matmul_naive, Real, Tensor};
 use crate::train::{build_model, train_step};
@@ -142,8 +144,8 @@ pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Ou
     out
 }
 
-/// The model-free laws of `kinds`, on a lone linear layer: the weight mirror's and information
-/// alignment's.
+/// The model-free laws of `kinds`, on a lone layer: the weight mirror's, information
+/// alignment's and activation alignment's.
 pub fn laws(kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
     let mut out = Vec::new();
     if kinds.contains(&RuleKind::WeightMirror) {
@@ -151,6 +153,9 @@ pub fn laws(kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
     }
     if kinds.contains(&RuleKind::InformationAlignment) {
         out.push(information_law(&cfg.ia));
+    }
+    if kinds.contains(&RuleKind::ActivationAlignment) {
+        out.push(activation_law(&cfg.aa));
     }
     out
 }
@@ -436,7 +441,8 @@ fn equation_matrix<T: Real>(
         | RuleKind::WeightMirror
         | RuleKind::KolenPollack
         | RuleKind::SymmetricAlignment
-        | RuleKind::InformationAlignment => b.clone(),
+        | RuleKind::InformationAlignment
+        | RuleKind::ActivationAlignment => b.clone(),
         RuleKind::SignSymmetry => {
             let s = match cfg.ss_scale {
                 rules::SignScale::InitStd => T::of(init_std),
@@ -606,7 +612,8 @@ fn equation_name(kind: RuleKind) -> &'static str {
         | RuleKind::WeightMirror
         | RuleKind::KolenPollack
         | RuleKind::SymmetricAlignment
-        | RuleKind::InformationAlignment => "B",
+        | RuleKind::InformationAlignment
+        | RuleKind::ActivationAlignment => "B",
         RuleKind::SignSymmetry => "s·sign(W)",
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
         RuleKind::DirectFeedbackAlignment => "D (the output error's)",
@@ -679,10 +686,14 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Out
                 t + 1,
                 100.0 * kept(&now, &before)
             )),
-            RuleKind::SymmetricAlignment | RuleKind::InformationAlignment if now[0] != start[0] => {
+            RuleKind::SymmetricAlignment
+            | RuleKind::InformationAlignment
+            | RuleKind::ActivationAlignment
+                if now[0] != start[0] =>
+            {
                 Some("the first layer's B, which carries no error, changed".into())
             }
-            RuleKind::InformationAlignment
+            RuleKind::InformationAlignment | RuleKind::ActivationAlignment
                 if now.iter().zip(&before).skip(1).any(|(a, b)| a == b) =>
             {
                 Some(format!("step {}: a layer's B did not move", t + 1))
@@ -727,7 +738,7 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Out
         RuleKind::WeightMirror => {
             "B moved by the mirror without non-finite values (its law: below)"
         }
-        RuleKind::InformationAlignment => {
+        RuleKind::InformationAlignment | RuleKind::ActivationAlignment => {
             "B moved every step but the first layer's, without non-finite values (its law: below)"
         }
     };
@@ -861,6 +872,55 @@ pub fn information_law(ia: &InformationConfig) -> Outcome {
     }
 }
 
+/// Activation alignment's fixed point on a zero-padded 3×3 convolution (4 → 6 channels, 6×6
+/// planes, stride 1) with a frozen `W` (the rule's `σ`, `α`, `β`; `η_B = 1/(4ασ²)`, 64 noise
+/// samples a batch). At `B = βW/(2α)` the step's error `β ξWᵀ − 2α ξBᵀ` is zero for every `ξ`,
+/// and away from it `B − βW/(2α)` contracts by `(1 − 2η_B α σ²) = ½` a batch in expectation: after
+/// 100 batches `‖B − βW/(2α)‖ / ‖βW/(2α)‖ < 10⁻⁶`.
+pub fn activation_law(aa: &ActivationConfig) -> Outcome {
+    let (c_in, c_out, side) = (4, 6, 6);
+    let mut layer: Conv2d<f64> = Conv2d::new(
+        "conv",
+        c_in,
+        c_out,
+        3,
+        1,
+        1,
+        false,
+        (side, side),
+        (9.0 * c_in as f64).sqrt().recip(),
+        &mut crate::rng(7, 6),
+        &mut crate::rng(7, 7),
+    );
+    let cfg = ActivationConfig {
+        lr: 0.25 / (aa.alpha * aa.sigma * aa.sigma),
+        batch_size: 64,
+        ..aa.clone()
+    };
+    let mut noise = crate::rng(7, 8);
+    for _ in 0..100 {
+        activation_step(&mut layer as &mut dyn WeightLayer<f64>, &cfg, &mut noise);
+    }
+    let (w, b) = (&layer.p.w, &layer.p.feedback);
+    let target = w.map(|v| cfg.beta / (2.0 * cfg.alpha) * v);
+    // β = 0: B → 0, measured against ‖W‖.
+    let scale = if cfg.beta == 0.0 {
+        w.norm()
+    } else {
+        target.norm()
+    };
+    let err = b.zip_map(&target, |b, t| b - t).norm() / scale;
+    Outcome {
+        model: format!("conv {c_in}→{c_out}"),
+        rule: Some(RuleKind::ActivationAlignment),
+        check: "aa-law",
+        passed: err < 1e-6,
+        detail: format!(
+            "3×3 pad 1 on {side}×{side}: ‖B − βW/(2α)‖ / ‖βW/(2α)‖ = {err:.1e} after 100 batches of 64"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -898,11 +958,14 @@ mod tests {
             (RuleKind::DirectFeedbackAlignment, false),
             (RuleKind::SymmetricAlignment, true),
             (RuleKind::InformationAlignment, true),
+            (RuleKind::ActivationAlignment, true),
         ] {
             for model in models {
                 if matches!(
                     claims,
-                    RuleKind::SymmetricAlignment | RuleKind::InformationAlignment
+                    RuleKind::SymmetricAlignment
+                        | RuleKind::InformationAlignment
+                        | RuleKind::ActivationAlignment
                 ) {
                     // No B dynamics at all: its feedback law fails.
                     let o = feedback(model, &Swapped { claims, uses_w }, &cfg);

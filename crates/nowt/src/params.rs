@@ -94,8 +94,9 @@ impl<T: Real> WeightParams<T> {
 pub trait WeightLayer<T: Real>: Send + Sync {
     fn params(&self) -> &WeightParams<T>;
     fn params_mut(&mut self) -> &mut WeightParams<T>;
-    /// The linear part alone, `y = x Wᵀ` (no bias): what the weight mirror drives with noise.
-    fn linear(&self, x: &Tensor<T>) -> Tensor<T>;
+    /// The linear part alone through `m` (a tensor of `W`'s shape), `y = x mᵀ` (no bias): with
+    /// `m = W` what the weight mirror drives with noise; activation alignment also passes `B`.
+    fn linear(&self, x: &Tensor<T>, m: &Tensor<T>) -> Tensor<T>;
     /// The weight gradient for input `x` and output error `delta` (linear: `δᵀ x`), the same
     /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
     /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).

@@ -1481,15 +1481,13 @@ fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
         };
         let rng = nowt::rng(21, 0);
         let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
-        let r = layer.linear(&xi);
+        let r = layer.linear(&xi, &layer.params().w);
         let before = layer.clone();
         let objective = |b: &Tensor<f64>| {
-            let mut with_b = before.clone();
-            with_b.params_mut().w = b.clone();
             let amp: f64 = r
                 .data()
                 .iter()
-                .zip(with_b.linear(&xi).data())
+                .zip(before.linear(&xi, b).data())
                 .map(|(r, s)| r * s)
                 .sum();
             let x_hat = before.input_error(&r, b, xi.shape());
@@ -1511,6 +1509,69 @@ fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
         assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
     }
     let (mut rw, mut rb) = (nowt::rng(22, 0), nowt::rng(22, 1));
+    check(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb), "linear 5→4");
+    for (k, stride, pad, side) in [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4)] {
+        let conv = Conv2d::new(
+            "conv",
+            2,
+            3,
+            k,
+            stride,
+            pad,
+            false,
+            (side, side),
+            0.5,
+            &mut rw,
+            &mut rb,
+        );
+        check(
+            conv,
+            &format!("{k}×{k} stride {stride} pad {pad} on {side}×{side}"),
+        );
+    }
+}
+
+/// Activation alignment's noise step on a linear layer and on padded convolutions (stride 1
+/// and 2, 1×1): `ΔB` at tap `t` is `−(η_B / r_t) · ∂R/∂B` for
+/// `R = (1/N) Σ_n [α ‖B ξ_n‖² − β (W ξ_n)·(B ξ_n)]` on the step's own noise (`‖W ξ‖²` does not
+/// depend on `B`), the derivative taken by central differences in `f64` (`R` is quadratic in
+/// `B`), `B ξ` formed by the layer's `linear` through `B`.
+#[test]
+fn activation_alignment_step_is_its_objectives_gradient_tap_by_tap() {
+    use nowt::rules::{activation_step, ActivationConfig};
+    fn check<L: WeightLayer<f64> + Clone>(mut layer: L, what: &str) {
+        let cfg = ActivationConfig {
+            sigma: 0.7,
+            lr: 0.03,
+            alpha: 0.3,
+            beta: 1.7,
+            batch_size: 3,
+            warmup_batches: 0,
+        };
+        let rng = nowt::rng(23, 0);
+        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
+        let r = layer.linear(&xi, &layer.params().w);
+        let objective = |b: &Tensor<f64>| {
+            let s = layer.linear(&xi, b);
+            let amp: f64 = r.data().iter().zip(s.data()).map(|(r, s)| r * s).sum();
+            (cfg.alpha * s.norm().powi(2) - cfg.beta * amp) / 3.0
+        };
+        let b0 = layer.params().feedback.clone();
+        let reach = layer.tap_reach();
+        let mut want = Tensor::<f64>::zeros(b0.shape());
+        for i in 0..b0.len() {
+            let (mut plus, mut minus) = (b0.clone(), b0.clone());
+            plus.data_mut()[i] += 1e-4;
+            minus.data_mut()[i] -= 1e-4;
+            let grad = (objective(&plus) - objective(&minus)) / 2e-4;
+            want.data_mut()[i] = -cfg.lr / reach[i % reach.len()] as f64 * grad;
+        }
+        activation_step(&mut layer, &cfg, &mut rng.clone());
+        let got = layer.params().feedback.zip_map(&b0, |b, b0| b - b0);
+        let err = got.zip_map(&want, |a, b| a - b).norm() / want.norm();
+        assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
+    }
+    let (mut rw, mut rb) = (nowt::rng(24, 0), nowt::rng(24, 1));
     check(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb), "linear 5→4");
     for (k, stride, pad, side) in [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4)] {
         let conv = Conv2d::new(

@@ -214,8 +214,8 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
     fn params_mut(&mut self) -> &mut WeightParams<T> {
         &mut self.p
     }
-    fn linear(&self, x: &Tensor<T>) -> Tensor<T> {
-        self.conv(x, &self.p.w)
+    fn linear(&self, x: &Tensor<T>, m: &Tensor<T>) -> Tensor<T> {
+        self.conv(x, m)
     }
     fn weight_grad(
         &self,

@@ -75,9 +75,9 @@ impl<T: Real> WeightLayer<T> for Linear<T> {
     fn params_mut(&mut self) -> &mut WeightParams<T> {
         &mut self.p
     }
-    fn linear(&self, x: &Tensor<T>) -> Tensor<T> {
+    fn linear(&self, x: &Tensor<T>, m: &Tensor<T>) -> Tensor<T> {
         // [N, in] · [out, in]ᵀ → [N, out]
-        matmul(x, false, &self.p.w, true)
+        matmul(x, false, m, true)
     }
     fn weight_grad(
         &self,

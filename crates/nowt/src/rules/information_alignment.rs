@@ -133,7 +133,7 @@ pub fn information_step<T: Real>(
 ) {
     let n = cfg.batch_size.max(1);
     let xi = draw_noise(&*layer, n, cfg.sigma, MirrorNoise::Gaussian, rng);
-    let r = layer.linear(&xi);
+    let r = layer.linear(&xi, &layer.params().w);
     let mut g = Tensor::zeros(&[0]);
     layer.weight_grad(&xi, &r, &mut g, T::zero(), T::of(cfg.alpha));
     if cfg.beta != 0.0 {

@@ -5,6 +5,7 @@
 //! Each rule's file declares its [`RuleInfo`]; [`REGISTRY`] is the one list of rules, which the
 //! CLI enumerates.
 
+mod activation_alignment;
 mod backprop;
 mod batchwise_random_sign;
 mod direct_feedback_alignment;
@@ -17,6 +18,7 @@ mod sign_symmetry;
 mod symmetric_alignment;
 mod weight_mirror;
 
+pub use activation_alignment::{activation_step, ActivationAlignment, ActivationConfig};
 pub use backprop::Backprop;
 pub use batchwise_random_sign::BatchwiseRandomSign;
 pub use direct_feedback_alignment::{tile_output_error, DirectFeedbackAlignment};
@@ -110,7 +112,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
 /// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
-pub const REGISTRY: [&RuleInfo; 10] = [
+pub const REGISTRY: [&RuleInfo; 11] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -121,6 +123,7 @@ pub const REGISTRY: [&RuleInfo; 10] = [
     &direct_feedback_alignment::INFO,
     &symmetric_alignment::INFO,
     &information_alignment::INFO,
+    &activation_alignment::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -137,6 +140,7 @@ pub enum RuleKind {
     DirectFeedbackAlignment,
     SymmetricAlignment,
     InformationAlignment,
+    ActivationAlignment,
 }
 
 impl RuleKind {
@@ -223,6 +227,8 @@ pub struct RuleConfig {
     pub sa: SymmetricConfig,
     /// Information alignment's coefficients and schedule.
     pub ia: InformationConfig,
+    /// Activation alignment's coefficients and schedule.
+    pub aa: ActivationConfig,
 }
 
 impl Default for RuleConfig {
@@ -235,6 +241,7 @@ impl Default for RuleConfig {
             dfa_init_scale: 1.0,
             sa: SymmetricConfig::default(),
             ia: InformationConfig::default(),
+            aa: ActivationConfig::default(),
         }
     }
 }
@@ -319,6 +326,22 @@ impl RuleConfig {
                 format!("2 × {} × {}", self.ia.lr, self.ia.gamma),
             ),
             "B ← (1 − 2η_B γ) B + …",
+            "noise batch",
+        )?;
+        positive("rules.aa.sigma", self.aa.sigma)?;
+        positive("rules.aa.lr", self.aa.lr)?;
+        // Without the sparsity term nothing bounds B.
+        positive("rules.aa.alpha", self.aa.alpha)?;
+        non_negative("rules.aa.beta", self.aa.beta)?;
+        let s2 = self.aa.sigma * self.aa.sigma;
+        keeps_sign(
+            "rules.aa",
+            "2 × lr × alpha × sigma²",
+            (
+                2.0 * self.aa.lr * self.aa.alpha * s2,
+                format!("2 × {} × {} × {s2}", self.aa.lr, self.aa.alpha),
+            ),
+            "B ← (1 − 2η_B α σ²) B + η_B β σ² W in expectation",
             "noise batch",
         )?;
         Ok(())

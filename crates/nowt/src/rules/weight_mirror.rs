@@ -155,7 +155,7 @@ pub fn mirror_step<T: Real>(
 ) {
     let n = cfg.batch_size.max(1);
     let xi = draw_noise(&*layer, n, cfg.sigma, cfg.noise, rng);
-    let eta = layer.linear(&xi);
+    let eta = layer.linear(&xi, &layer.params().w);
     let mut g = Tensor::zeros(&[0]);
     layer.weight_grad(&xi, &eta, &mut g, T::zero(), T::one());
     tap_step(layer, &g, cfg.lr, n, 1.0 - cfg.lr * cfg.decay);
