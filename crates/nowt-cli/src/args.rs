@@ -120,6 +120,68 @@ fn rule(s: &str) -> Result<RuleKind, String> {
     RuleKind::from_name(s).map_err(|e| e.to_string())
 }
 
+/// One rule knob given on the command line: `--<flag> <value>`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnobFlag {
+    pub rule: RuleKind,
+    /// The config key under `[rules]` (`wm.lr`).
+    pub key: &'static str,
+    pub flag: &'static str,
+    pub value: String,
+}
+
+/// Every rule's knobs as flags, generated from the registry ([`nowt::rules::REGISTRY`]): a
+/// rule's file declares its knobs once (key, flag, doc) and they appear here, in `nowt rules`
+/// and in `--help` without code in the CLI. Values are TOML values (`0.01`, `zero`), applied to
+/// the config under `[rules]` by [`crate::run::resolve`], which type-checks them.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RuleKnobs(pub Vec<KnobFlag>);
+
+fn knobs() -> impl Iterator<Item = (RuleKind, &'static nowt::rules::Knob)> {
+    nowt::rules::REGISTRY
+        .iter()
+        .flat_map(|r| r.knobs.iter().map(move |k| (r.kind, k)))
+}
+
+impl clap::FromArgMatches for RuleKnobs {
+    fn from_arg_matches(m: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        Ok(Self(
+            knobs()
+                .filter_map(|(rule, k)| {
+                    m.get_one::<String>(k.flag).map(|v| KnobFlag {
+                        rule,
+                        key: k.key,
+                        flag: k.flag,
+                        value: v.clone(),
+                    })
+                })
+                .collect(),
+        ))
+    }
+    fn update_from_arg_matches(&mut self, m: &clap::ArgMatches) -> Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for RuleKnobs {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        knobs().fold(cmd, |cmd, (rule, k)| {
+            cmd.arg(
+                clap::Arg::new(k.flag)
+                    .long(k.flag)
+                    .value_name("VALUE")
+                    .allow_negative_numbers(true)
+                    .help_heading("Rule knobs (nowt rules lists them)")
+                    .help(format!("{}: {} [rules.{}]", rule.name(), k.doc, k.key)),
+            )
+        })
+    }
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
 /// Parses any kebab-case name the library defines (model, dataset, activation, ...).
 pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     use serde::de::IntoDeserializer;
@@ -248,95 +310,12 @@ pub struct TrainArgs {
     /// Run directory (must not exist yet, or be empty). [default: runs/<dataset>-<model>-<rule>-s<seed>-<time>]
     #[arg(long)]
     pub out: Option<PathBuf>,
-    /// Feedback alignment: scale of B₀ relative to W's init std. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub fa_init_scale: Option<f64>,
-    /// Direct feedback alignment: scale of D relative to W's init std. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub dfa_init_scale: Option<f64>,
-    /// Symmetric alignment: B's learning rate η_B. [default: 0.01]
-    #[arg(long, allow_negative_numbers = true)]
-    pub sa_lr: Option<f64>,
-    /// Symmetric alignment: α, the decay primitive's weight. [default: 0.5]
-    #[arg(long, allow_negative_numbers = true)]
-    pub sa_alpha: Option<f64>,
-    /// Symmetric alignment: β, the self primitive's weight (B settles at βW/(2α)). [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub sa_beta: Option<f64>,
-    /// Information alignment: noise std σ. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub ia_sigma: Option<f64>,
-    /// Information alignment: B's learning rate η_B. [default: 0.01]
-    #[arg(long, allow_negative_numbers = true)]
-    pub ia_lr: Option<f64>,
-    /// Information alignment: α, the amplification primitive's weight. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub ia_alpha: Option<f64>,
-    /// Information alignment: β, the null primitive's weight (0: the weight mirror). [default: 0.1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub ia_beta: Option<f64>,
-    /// Information alignment: γ, the decay primitive's weight. [default: 0.5]
-    #[arg(long, allow_negative_numbers = true)]
-    pub ia_gamma: Option<f64>,
-    /// Information alignment: noise samples per batch (0: the training batch). [default: 0]
-    #[arg(long)]
-    pub ia_batch_size: Option<usize>,
-    /// Information alignment: noise batches before training. [default: 500]
-    #[arg(long)]
-    pub ia_warmup_batches: Option<usize>,
-    /// Activation alignment: noise std σ. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub aa_sigma: Option<f64>,
-    /// Activation alignment: B's learning rate η_B. [default: 0.01]
-    #[arg(long, allow_negative_numbers = true)]
-    pub aa_lr: Option<f64>,
-    /// Activation alignment: α, the sparsity primitive's weight. [default: 0.5]
-    #[arg(long, allow_negative_numbers = true)]
-    pub aa_alpha: Option<f64>,
-    /// Activation alignment: β, the amplification primitive's weight (B settles at βW/(2α)). [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub aa_beta: Option<f64>,
-    /// Activation alignment: noise samples per batch (0: the training batch). [default: 0]
-    #[arg(long)]
-    pub aa_batch_size: Option<usize>,
-    /// Activation alignment: noise batches before training. [default: 500]
-    #[arg(long)]
-    pub aa_warmup_batches: Option<usize>,
-    /// Sign symmetry scale: init-std or mean-abs. [default: init-std]
-    #[arg(long, value_parser = name::<nowt::rules::SignScale>)]
-    pub ss_scale: Option<nowt::rules::SignScale>,
-    /// Weight mirror: noise std σ. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub wm_sigma: Option<f64>,
-    /// Weight mirror: mirror learning rate η_B. [default: 0.01]
-    #[arg(long, allow_negative_numbers = true)]
-    pub wm_lr: Option<f64>,
-    /// Weight mirror: decay λ_WM. [default: 1]
-    #[arg(long, allow_negative_numbers = true)]
-    pub wm_decay: Option<f64>,
-    /// Weight mirror: noise samples per mirror batch (0: the training batch size). [default: 0]
-    #[arg(long)]
-    pub wm_batch_size: Option<usize>,
-    /// Weight mirror: mirror batches per training step. [default: 1]
-    #[arg(long)]
-    pub wm_batches_per_step: Option<usize>,
-    /// Weight mirror: mirror-only batches before training. [default: 500]
-    #[arg(long)]
-    pub wm_warmup_batches: Option<usize>,
-    /// Weight mirror: B₀, random or zero. [default: random]
-    #[arg(long, value_parser = name::<nowt::rules::MirrorInit>)]
-    pub wm_init: Option<nowt::rules::MirrorInit>,
-    /// Weight mirror: noise distribution (variance σ² either way), gaussian or uniform.
-    /// [default: gaussian]
-    #[arg(long, value_parser = name::<nowt::rules::MirrorNoise>)]
-    pub wm_noise: Option<nowt::rules::MirrorNoise>,
     /// The output layer's error: same (the rule) or backprop (M = W at the top weight layer,
     /// the rule below it: the output-layer ablation). [default: same]
     #[arg(long, value_parser = name::<nowt::rules::OutputLayerRule>)]
     pub output_layer_rule: Option<nowt::rules::OutputLayerRule>,
-    /// Kolen-Pollack: decay λ for both W and B. [default: 1e-3]
-    #[arg(long, allow_negative_numbers = true)]
-    pub kp_decay: Option<f64>,
+    #[command(flatten)]
+    pub knobs: RuleKnobs,
     /// Also print a progress line every N training steps (0: only per epoch).
     #[arg(long, default_value_t = 0)]
     pub log_every: usize,

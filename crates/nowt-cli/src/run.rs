@@ -15,7 +15,7 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
-use crate::args::TrainArgs;
+use crate::args::{RuleKnobs, TrainArgs};
 use crate::config_file::ConfigFile;
 use crate::provenance::{init_from, Provenance};
 
@@ -168,34 +168,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(train_limit = a.train_limit);
     set!(test_limit = a.test_limit);
     set!(data_threads = a.data_threads);
-    set!(rules.fa_init_scale = a.fa_init_scale);
-    set!(rules.dfa_init_scale = a.dfa_init_scale);
-    set!(rules.sa.lr = a.sa_lr);
-    set!(rules.sa.alpha = a.sa_alpha);
-    set!(rules.sa.beta = a.sa_beta);
-    set!(rules.ia.sigma = a.ia_sigma);
-    set!(rules.ia.lr = a.ia_lr);
-    set!(rules.ia.alpha = a.ia_alpha);
-    set!(rules.ia.beta = a.ia_beta);
-    set!(rules.ia.gamma = a.ia_gamma);
-    set!(rules.ia.batch_size = a.ia_batch_size);
-    set!(rules.ia.warmup_batches = a.ia_warmup_batches);
-    set!(rules.aa.sigma = a.aa_sigma);
-    set!(rules.aa.lr = a.aa_lr);
-    set!(rules.aa.alpha = a.aa_alpha);
-    set!(rules.aa.beta = a.aa_beta);
-    set!(rules.aa.batch_size = a.aa_batch_size);
-    set!(rules.aa.warmup_batches = a.aa_warmup_batches);
-    set!(rules.ss_scale = a.ss_scale);
-    set!(rules.wm.sigma = a.wm_sigma);
-    set!(rules.wm.lr = a.wm_lr);
-    set!(rules.wm.decay = a.wm_decay);
-    set!(rules.wm.batch_size = a.wm_batch_size);
-    set!(rules.wm.batches_per_step = a.wm_batches_per_step);
-    set!(rules.wm.warmup_batches = a.wm_warmup_batches);
-    set!(rules.wm.init = a.wm_init);
-    set!(rules.wm.noise = a.wm_noise);
-    set!(rules.kp_decay = a.kp_decay);
+    c.rules = with_knobs(&c.rules, &a.knobs)?;
     set!(output_layer_rule = a.output_layer_rule);
     set!(divergence_loss_factor = a.divergence_loss_factor);
     set!(divergence_weight_factor = a.divergence_weight_factor);
@@ -415,6 +388,43 @@ pub fn start(
     drive(&cfg, data, dir, state, opts)
 }
 
+/// `rules` with every knob flag applied: each value is read as a TOML value, else as a number
+/// (`.5`), else as a string (`zero`), and set at its key, and the result type-checked, so a
+/// flag takes exactly what its config key takes.
+fn with_knobs(
+    rules: &nowt::rules::RuleConfig,
+    knobs: &RuleKnobs,
+) -> Result<nowt::rules::RuleConfig> {
+    if knobs.0.is_empty() {
+        return Ok(rules.clone());
+    }
+    let mut table = toml::Table::try_from(rules).context("cannot serialise the rules' config")?;
+    for k in &knobs.0 {
+        let value = toml::from_str::<toml::Table>(&format!("v = {}", k.value))
+            .ok()
+            .and_then(|mut t| t.remove("v"))
+            .or_else(|| k.value.parse::<f64>().ok().map(toml::Value::Float))
+            .unwrap_or_else(|| toml::Value::String(k.value.clone()));
+        let (path, last) = match k.key.rsplit_once('.') {
+            Some((section, last)) => (Some(section), last),
+            None => (None, k.key),
+        };
+        let mut at = &mut table;
+        for part in path.into_iter().flat_map(|p| p.split('.')) {
+            at = at
+                .get_mut(part)
+                .and_then(toml::Value::as_table_mut)
+                .with_context(|| format!("rules.{}: no such section", k.key))?;
+        }
+        at.insert(last.to_string(), value.clone());
+        // Type-check each flag alone, so the error names it.
+        toml::Value::Table(table.clone())
+            .try_into::<nowt::rules::RuleConfig>()
+            .map_err(|e| anyhow!("invalid --{} {}: {}", k.flag, k.value, e.message()))?;
+    }
+    Ok(toml::Value::Table(table).try_into()?)
+}
+
 /// Rule knobs given as flags for a rule that is not the one trained are mistakes, not no-ops.
 fn check_rule_flags(a: &TrainArgs) -> Result<()> {
     let rule = match (a.rule, config_file(a)?) {
@@ -422,42 +432,12 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
         (None, Some(f)) => f.for_rule(None)?.rule,
         (None, None) => TrainConfig::default().rule,
     };
-    let set = [
-        ("fa-init-scale", a.fa_init_scale.is_some()),
-        ("ss-scale", a.ss_scale.is_some()),
-        ("wm-sigma", a.wm_sigma.is_some()),
-        ("wm-lr", a.wm_lr.is_some()),
-        ("wm-decay", a.wm_decay.is_some()),
-        ("wm-batch-size", a.wm_batch_size.is_some()),
-        ("wm-batches-per-step", a.wm_batches_per_step.is_some()),
-        ("wm-warmup-batches", a.wm_warmup_batches.is_some()),
-        ("wm-init", a.wm_init.is_some()),
-        ("wm-noise", a.wm_noise.is_some()),
-        ("kp-decay", a.kp_decay.is_some()),
-        ("dfa-init-scale", a.dfa_init_scale.is_some()),
-        ("sa-lr", a.sa_lr.is_some()),
-        ("sa-alpha", a.sa_alpha.is_some()),
-        ("sa-beta", a.sa_beta.is_some()),
-        ("ia-sigma", a.ia_sigma.is_some()),
-        ("ia-lr", a.ia_lr.is_some()),
-        ("ia-alpha", a.ia_alpha.is_some()),
-        ("ia-beta", a.ia_beta.is_some()),
-        ("ia-gamma", a.ia_gamma.is_some()),
-        ("ia-batch-size", a.ia_batch_size.is_some()),
-        ("ia-warmup-batches", a.ia_warmup_batches.is_some()),
-        ("aa-sigma", a.aa_sigma.is_some()),
-        ("aa-lr", a.aa_lr.is_some()),
-        ("aa-alpha", a.aa_alpha.is_some()),
-        ("aa-beta", a.aa_beta.is_some()),
-        ("aa-batch-size", a.aa_batch_size.is_some()),
-        ("aa-warmup-batches", a.aa_warmup_batches.is_some()),
-    ];
     for owner in RuleKind::ALL.into_iter().filter(|&k| k != rule) {
-        let flags: Vec<String> = owner
-            .info()
+        let flags: Vec<String> = a
             .knobs
+            .0
             .iter()
-            .filter(|k| set.contains(&(k.flag, true)))
+            .filter(|k| k.rule == owner)
             .map(|k| format!("--{}", k.flag))
             .collect();
         if !flags.is_empty() {
@@ -1031,5 +1011,58 @@ mod tests {
             loss_rise(Some(0.5), f64::INFINITY, 3),
             "  ⚠ train loss ×inf over epoch 2"
         );
+    }
+
+    /// Every leaf of `t` as (dotted key, value).
+    fn leaves(t: &toml::Table, prefix: &str) -> Vec<(String, toml::Value)> {
+        t.iter()
+            .flat_map(|(k, v)| {
+                let key = format!("{prefix}{k}");
+                match v {
+                    toml::Value::Table(t) => leaves(t, &format!("{key}.")),
+                    v => vec![(key, v.clone())],
+                }
+            })
+            .collect()
+    }
+
+    /// Every registry knob's flag sets exactly its config key under `[rules]` and nothing else,
+    /// in the type the key has (a name, an integer, or a number given as `.005` or `2e-3`).
+    #[test]
+    fn every_knob_flag_sets_its_config_key() {
+        use clap::Parser;
+        let defaults = leaves(
+            &toml::Table::try_from(nowt::rules::RuleConfig::default()).unwrap(),
+            "",
+        );
+        for owner in RuleKind::ALL {
+            for knob in owner.info().knobs {
+                let (value, want) = match knob.flag {
+                    "ss-scale" => ("mean-abs", toml::Value::from("mean-abs")),
+                    "wm-init" => ("zero", toml::Value::from("zero")),
+                    "wm-noise" => ("uniform", toml::Value::from("uniform")),
+                    k if k.ends_with("batch-size")
+                        || k.ends_with("batches")
+                        || k.ends_with("per-step") =>
+                    {
+                        ("3", toml::Value::from(3))
+                    }
+                    k if k.ends_with("lr") => (".005", toml::Value::from(0.005)),
+                    _ => ("2e-3", toml::Value::from(2e-3)),
+                };
+                let flag = format!("--{}", knob.flag);
+                let argv = ["nowt", "train", "--rule", owner.alias(), &flag, value];
+                let crate::args::Command::Train(a) = crate::args::Cli::parse_from(argv).command
+                else {
+                    unreachable!("a train command")
+                };
+                let got = leaves(
+                    &toml::Table::try_from(resolve(&a).unwrap().rules).unwrap(),
+                    "",
+                );
+                let changed: Vec<_> = got.iter().filter(|kv| !defaults.contains(kv)).collect();
+                assert_eq!(changed, [&(knob.key.to_string(), want)], "{flag} {value}");
+            }
+        }
     }
 }

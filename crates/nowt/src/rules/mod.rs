@@ -111,7 +111,9 @@ pub trait AnyRule: Rule<f32> + Rule<f64> {}
 impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 
 /// Every rule, in the order the paper introduces them, then the rules beyond it. Adding a rule
-/// is its file (with its `INFO`), a [`RuleKind`] variant and one line here.
+/// is its file (with its `INFO`: name, aliases, summary, knobs, constructor), a [`RuleKind`]
+/// variant, one line here and, if it has knobs, its section of [`RuleConfig`] with their ranges
+/// (the CLI's flags and `nowt rules` come from the knobs); `check.rs` states its oracles.
 pub const REGISTRY: [&RuleInfo; 11] = [
     &backprop::INFO,
     &feedback_alignment::INFO,

@@ -18,7 +18,7 @@ pub const INFO: RuleInfo = RuleInfo {
     knobs: &[Knob {
         key: "ss_scale",
         flag: "ss-scale",
-        doc: "s: init-std (W's init std, default) or mean-abs (mean |W|, every step)",
+        doc: "s: init-std (W's init std) or mean-abs (mean |W|, every step) (default init-std)",
     }],
     build: |cfg, _| {
         Box::new(SignSymmetry {
