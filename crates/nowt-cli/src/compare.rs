@@ -151,7 +151,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         };
         let st = status(&dir);
         // Every rank has read the run's status before rank 0 changes anything in it.
-        crate::world::any(false);
+        crate::world::barrier();
         if !matches!(st, Status::New) {
             let theirs = run::read_config(&dir.join("config.toml"))?;
             if !same_run(&theirs, &cfg) {
@@ -182,7 +182,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     fresh(&dir)?;
                 }
                 // The others start once the run's directory is ready.
-                crate::world::any(false);
+                crate::world::barrier();
                 let data = run::load_data_logged(&cfg, opts.quiet)?;
                 run::start(cfg, &data, &dir, &opts)
             }

@@ -47,6 +47,11 @@ pub fn any(flag: bool) -> bool {
     v[0] > 0.0
 }
 
+/// Waits until every rank reaches this point (one empty sum).
+pub fn barrier() {
+    any(false);
+}
+
 /// Ends the whole job after an error on this rank, so no rank waits forever in a collective
 /// for it: with more than one rank, prints the error with the rank and aborts every rank.
 pub fn fail_all(message: &str) {

@@ -216,6 +216,9 @@ fn check_passes_every_rule_on_the_mlp_and_refuses_an_unknown_model() {
         "kp-identity",
         "kp-adamw",
         "mirror-law",
+        "ia-mirror",
+        "ia-law",
+        "aa-law",
     ] {
         assert!(s.contains(check), "{s}");
     }
