@@ -1593,3 +1593,65 @@ fn activation_alignment_step_is_its_objectives_gradient_tap_by_tap() {
         );
     }
 }
+
+/// The noise rules' `batch_size = 0` means the training batch: built from the registry for a
+/// training batch of 16, the mirror, information and activation alignment each step `B` bit for
+/// bit as the rule built with 16 noise samples a batch (a rule left at `N = 1` would not).
+#[test]
+fn noise_batch_size_zero_is_the_training_batch() {
+    use nowt::rules::{
+        ActivationAlignment, ActivationConfig, InformationAlignment, InformationConfig,
+        WeightMirror,
+    };
+    let explicit: [(RuleKind, Box<dyn Rule<f32>>); 3] = [
+        (
+            RuleKind::WeightMirror,
+            Box::new(WeightMirror {
+                cfg: MirrorConfig {
+                    batch_size: 16,
+                    ..Default::default()
+                },
+            }),
+        ),
+        (
+            RuleKind::InformationAlignment,
+            Box::new(InformationAlignment {
+                cfg: InformationConfig {
+                    batch_size: 16,
+                    ..Default::default()
+                },
+            }),
+        ),
+        (
+            RuleKind::ActivationAlignment,
+            Box::new(ActivationAlignment {
+                cfg: ActivationConfig {
+                    batch_size: 16,
+                    ..Default::default()
+                },
+            }),
+        ),
+    ];
+    for (kind, want) in explicit {
+        let step = |rule: &dyn Rule<f32>| -> Vec<Vec<u32>> {
+            let mut n = build_model(&cfg(kind), [1, 8, 8], 10, rule);
+            rule.after_step(&mut n.weight_layers_mut(), &mut nowt::rng(3, 0));
+            n.weight_layers()
+                .iter()
+                .map(|l| {
+                    l.params()
+                        .feedback
+                        .data()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect()
+                })
+                .collect()
+        };
+        let built = rules::build::<f32>(kind, &Default::default(), 16);
+        assert!(
+            step(built.as_ref()) == step(want.as_ref()),
+            "{kind:?}: B after a noise batch differs from the rule with N = 16"
+        );
+    }
+}
