@@ -1633,25 +1633,67 @@ fn noise_batch_size_zero_is_the_training_batch() {
         ),
     ];
     for (kind, want) in explicit {
-        let step = |rule: &dyn Rule<f32>| -> Vec<Vec<u32>> {
+        let step = |rule: &dyn Rule<f32>| {
             let mut n = build_model(&cfg(kind), [1, 8, 8], 10, rule);
             rule.after_step(&mut n.weight_layers_mut(), &mut nowt::rng(3, 0));
-            n.weight_layers()
-                .iter()
-                .map(|l| {
-                    l.params()
-                        .feedback
-                        .data()
-                        .iter()
-                        .map(|v| v.to_bits())
-                        .collect()
-                })
-                .collect()
+            feedback_bits(&n)
         };
         let built = rules::build::<f32>(kind, &Default::default(), 16);
         assert!(
             step(built.as_ref()) == step(want.as_ref()),
             "{kind:?}: B after a noise batch differs from the rule with N = 16"
         );
+    }
+}
+
+/// The noise rules' warm-up: `before_training` with `warmup_batches = 2` moves every `B` but the
+/// first layer's, and leaves them bit for bit where two per-step noise batches from the same
+/// stream do (a warm-up that does nothing, or something else, fails).
+#[test]
+fn noise_rules_warm_up_is_their_noise_batches() {
+    use nowt::rules::{ActivationConfig, InformationConfig, RuleConfig};
+    let c = RuleConfig {
+        wm: MirrorConfig {
+            warmup_batches: 2,
+            ..Default::default()
+        },
+        ia: InformationConfig {
+            warmup_batches: 2,
+            ..Default::default()
+        },
+        aa: ActivationConfig {
+            warmup_batches: 2,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for kind in [
+        RuleKind::WeightMirror,
+        RuleKind::InformationAlignment,
+        RuleKind::ActivationAlignment,
+    ] {
+        let rule = rules::build::<f32>(kind, &c, 16);
+        let (mut warm, mut stepped) = (
+            build_model(&cfg(kind), [1, 8, 8], 10, rule.as_ref()),
+            build_model(&cfg(kind), [1, 8, 8], 10, rule.as_ref()),
+        );
+        let b0 = feedback_bits(&warm);
+        rule.before_training(&mut warm.weight_layers_mut(), &mut nowt::rng(4, 0));
+        let mut rng = nowt::rng(4, 0);
+        for _ in 0..2 {
+            rule.after_step(&mut stepped.weight_layers_mut(), &mut rng);
+        }
+        let b = feedback_bits(&warm);
+        assert!(
+            b == feedback_bits(&stepped),
+            "{kind:?}: warm-up ≠ 2 noise batches"
+        );
+        assert!(b[0] == b0[0], "{kind:?}: the first layer's B moved");
+        for (l, (now, then)) in b.iter().zip(&b0).enumerate().skip(1) {
+            assert!(
+                now != then,
+                "{kind:?}: layer {l}'s B did not move in the warm-up"
+            );
+        }
     }
 }
