@@ -405,18 +405,16 @@ fn with_knobs(
             .and_then(|mut t| t.remove("v"))
             .or_else(|| k.value.parse::<f64>().ok().map(toml::Value::Float))
             .unwrap_or_else(|| toml::Value::String(k.value.clone()));
-        let (path, last) = match k.key.rsplit_once('.') {
-            Some((section, last)) => (Some(section), last),
-            None => (None, k.key),
-        };
+        let mut path: Vec<&str> = k.key.split('.').collect();
+        let last = path.pop().expect("a knob's key is not empty");
         let mut at = &mut table;
-        for part in path.into_iter().flat_map(|p| p.split('.')) {
+        for part in path {
             at = at
                 .get_mut(part)
                 .and_then(toml::Value::as_table_mut)
                 .with_context(|| format!("rules.{}: no such section", k.key))?;
         }
-        at.insert(last.to_string(), value.clone());
+        at.insert(last.to_string(), value);
         // Type-check each flag alone, so the error names it.
         toml::Value::Table(table.clone())
             .try_into::<nowt::rules::RuleConfig>()
