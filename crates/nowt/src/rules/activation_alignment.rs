@@ -25,13 +25,11 @@
 //! covariance has full rank. `B` is stepped with its own rate `η_B`, not the network's optimiser.
 //! The first weight layer is skipped: its `B` carries no error.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
-use super::weight_mirror::{draw_noise, noise_batches, tap_step, MirrorNoise};
-use super::{Knob, Rule, RuleInfo, RuleKind};
-use crate::params::{WeightLayer, WeightParams};
+use super::weight_mirror::{draw_noise, tap_step, MirrorNoise, NoiseRule, NoiseStep};
+use super::{Knob, RuleInfo, RuleKind};
+use crate::params::WeightLayer;
 use crate::tensor::{Real, Tensor};
 
 pub const INFO: RuleInfo = RuleInfo {
@@ -134,35 +132,14 @@ pub fn activation_step<T: Real>(
 }
 
 /// `M = B`, `B` stepped down `R_AA` on noise.
-#[derive(Clone, Debug)]
-pub struct ActivationAlignment {
-    pub cfg: ActivationConfig,
-}
+pub type ActivationAlignment = NoiseRule<ActivationConfig>;
 
-impl ActivationAlignment {
-    fn align<T: Real>(
-        &self,
-        layers: &mut [&mut dyn WeightLayer<T>],
-        batches: usize,
-        rng: &mut crate::Rng,
-    ) {
-        noise_batches(layers, batches, rng, |l, rng| {
-            activation_step(l, &self.cfg, rng)
-        });
+impl NoiseStep for ActivationConfig {
+    const KIND: RuleKind = RuleKind::ActivationAlignment;
+    fn warmup_batches(&self) -> usize {
+        self.warmup_batches
     }
-}
-
-impl<T: Real> Rule<T> for ActivationAlignment {
-    fn kind(&self) -> RuleKind {
-        RuleKind::ActivationAlignment
-    }
-    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
-        Cow::Borrowed(&p.feedback)
-    }
-    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.align(layers, self.cfg.warmup_batches, rng);
-    }
-    fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.align(layers, 1, rng);
+    fn step<T: Real>(&self, layer: &mut dyn WeightLayer<T>, rng: &mut crate::Rng) {
+        activation_step(layer, self, rng)
     }
 }

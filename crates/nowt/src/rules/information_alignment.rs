@@ -28,13 +28,11 @@
 //! (warm-up batches, then one noise batch after every training step) rather than with the
 //! network's optimiser, and skips the first weight layer, whose `B` carries no error.
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Serialize};
 
-use super::weight_mirror::{draw_noise, noise_batches, tap_step, MirrorNoise};
-use super::{Knob, Rule, RuleInfo, RuleKind};
-use crate::params::{WeightLayer, WeightParams};
+use super::weight_mirror::{draw_noise, tap_step, MirrorNoise, NoiseRule, NoiseStep};
+use super::{Knob, RuleInfo, RuleKind};
+use crate::params::WeightLayer;
 use crate::tensor::{Real, Tensor};
 
 pub const INFO: RuleInfo = RuleInfo {
@@ -144,35 +142,14 @@ pub fn information_step<T: Real>(
 }
 
 /// `M = B`, `B` stepped down `R_IA` on noise.
-#[derive(Clone, Debug)]
-pub struct InformationAlignment {
-    pub cfg: InformationConfig,
-}
+pub type InformationAlignment = NoiseRule<InformationConfig>;
 
-impl InformationAlignment {
-    fn align<T: Real>(
-        &self,
-        layers: &mut [&mut dyn WeightLayer<T>],
-        batches: usize,
-        rng: &mut crate::Rng,
-    ) {
-        noise_batches(layers, batches, rng, |l, rng| {
-            information_step(l, &self.cfg, rng)
-        });
+impl NoiseStep for InformationConfig {
+    const KIND: RuleKind = RuleKind::InformationAlignment;
+    fn warmup_batches(&self) -> usize {
+        self.warmup_batches
     }
-}
-
-impl<T: Real> Rule<T> for InformationAlignment {
-    fn kind(&self) -> RuleKind {
-        RuleKind::InformationAlignment
-    }
-    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
-        Cow::Borrowed(&p.feedback)
-    }
-    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.align(layers, self.cfg.warmup_batches, rng);
-    }
-    fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.align(layers, 1, rng);
+    fn step<T: Real>(&self, layer: &mut dyn WeightLayer<T>, rng: &mut crate::Rng) {
+        information_step(layer, self, rng)
     }
 }

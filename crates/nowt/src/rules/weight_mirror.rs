@@ -212,8 +212,7 @@ pub struct WeightMirror {
 }
 
 /// `batches` noise batches, each a `step` of every layer in turn but the first, whose `B`
-/// carries no error (nothing below it needs one): the mirror's schedule, and information
-/// alignment's.
+/// carries no error (nothing below it needs one): the mirror's schedule, and [`NoiseRule`]'s.
 pub(super) fn noise_batches<T: Real>(
     layers: &mut [&mut dyn WeightLayer<T>],
     batches: usize,
@@ -224,6 +223,38 @@ pub(super) fn noise_batches<T: Real>(
         for layer in layers.iter_mut().skip(1) {
             step(&mut **layer, rng);
         }
+    }
+}
+
+/// A rule that learns `B` from noise with `M = B`, on the mirror's schedule (its warm-up
+/// batches, then one noise batch after every training step, every layer but the first): what
+/// its config says is the rule's kind, the warm-up and one noise batch's step of one layer.
+pub trait NoiseStep: Send + Sync {
+    const KIND: RuleKind;
+    fn warmup_batches(&self) -> usize;
+    fn step<T: Real>(&self, layer: &mut dyn WeightLayer<T>, rng: &mut crate::Rng);
+}
+
+/// The rule of a [`NoiseStep`] config: information and activation alignment.
+#[derive(Clone, Debug)]
+pub struct NoiseRule<C> {
+    pub cfg: C,
+}
+
+impl<T: Real, C: NoiseStep> Rule<T> for NoiseRule<C> {
+    fn kind(&self) -> RuleKind {
+        C::KIND
+    }
+    fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
+        Cow::Borrowed(&p.feedback)
+    }
+    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        noise_batches(layers, self.cfg.warmup_batches(), rng, |l, rng| {
+            self.cfg.step(l, rng)
+        });
+    }
+    fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        noise_batches(layers, 1, rng, |l, rng| self.cfg.step(l, rng));
     }
 }
 
