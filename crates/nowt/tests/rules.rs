@@ -1461,55 +1461,23 @@ fn symmetric_alignment_drives_b_to_beta_w_over_two_alpha_on_a_frozen_w() {
     assert_eq!(net.weight_layers()[0].params().feedback.data(), b0.data());
 }
 
-/// Information alignment's noise step on a linear layer and on padded convolutions (stride 1
-/// and 2), with `γ = 0`: `ΔB` at tap `t` is `−(η_B / r_t) · ∂R/∂B` for
-/// `R = (1/N) Σ_n [−α (W ξ_n)·(B ξ_n) + β ‖r_n B‖²]` on the step's own noise, the derivative
-/// taken by central differences in `f64` (`R` is quadratic in `B`), `B ξ` formed by the layer's
-/// forward with `W := B` and `r B` by its transpose (both proven by the gradient checks).
-#[test]
-fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
-    use nowt::rules::{information_step, InformationConfig};
-    fn check<L: WeightLayer<f64> + Clone>(mut layer: L, what: &str) {
-        let cfg = InformationConfig {
-            sigma: 0.7,
-            lr: 0.03,
-            alpha: 1.3,
-            beta: 0.4,
-            gamma: 0.0,
-            batch_size: 3,
-            warmup_batches: 0,
-        };
-        let rng = nowt::rng(21, 0);
-        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
-        let r = layer.linear(&xi, &layer.params().w);
-        let before = layer.clone();
-        let objective = |b: &Tensor<f64>| {
-            let amp: f64 = r
-                .data()
-                .iter()
-                .zip(before.linear(&xi, b).data())
-                .map(|(r, s)| r * s)
-                .sum();
-            let x_hat = before.input_error(&r, b, xi.shape());
-            (-cfg.alpha * amp + cfg.beta * x_hat.norm().powi(2)) / 3.0
-        };
-        let b0 = layer.params().feedback.clone();
-        let reach = layer.tap_reach();
-        information_step(&mut layer, &cfg, &mut rng.clone());
-        let got = layer.params().feedback.zip_map(&b0, |b, b0| b - b0);
-        let mut want = Tensor::<f64>::zeros(b0.shape());
-        for i in 0..b0.len() {
-            let (mut plus, mut minus) = (b0.clone(), b0.clone());
-            plus.data_mut()[i] += 1e-4;
-            minus.data_mut()[i] -= 1e-4;
-            let grad = (objective(&plus) - objective(&minus)) / 2e-4;
-            want.data_mut()[i] = -cfg.lr / reach[i % reach.len()] as f64 * grad;
-        }
-        let err = got.zip_map(&want, |a, b| a - b).norm() / want.norm();
-        assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
-    }
-    let (mut rw, mut rb) = (nowt::rng(22, 0), nowt::rng(22, 1));
-    check(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb), "linear 5→4");
+/// A noise rule's step against its objective's gradient, tap by tap, on a linear layer and on
+/// padded convolutions (stride 1 and 2, 1×1): `ΔB` at tap `t` must be `−(η_B / r_t) · ∂R/∂B`,
+/// `R(B)` the rule's objective on the step's own noise (`N = 3` samples of `σ = 0.7`, drawn from
+/// `nowt::rng(seed, 0)` as the step draws them), the derivative by central differences in `f64`
+/// (every `R` here is quadratic in `B`, so they are exact up to rounding). `objective` is given
+/// the layer, `ξ`, `r = W ξ` and the candidate `B`.
+fn noise_step_is_objective_gradient(
+    seed: u64,
+    lr: f64,
+    step: impl Fn(&mut dyn WeightLayer<f64>, &mut nowt::Rng),
+    objective: impl Fn(&dyn WeightLayer<f64>, &Tensor<f64>, &Tensor<f64>, &Tensor<f64>) -> f64,
+) {
+    let (mut rw, mut rb) = (nowt::rng(seed + 1, 0), nowt::rng(seed + 1, 1));
+    let mut layers: Vec<(Box<dyn WeightLayer<f64>>, String)> = vec![(
+        Box::new(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb)),
+        "linear 5→4".into(),
+    )];
     for (k, stride, pad, side) in [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4)] {
         let conv = Conv2d::new(
             "conv",
@@ -1524,74 +1492,85 @@ fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
             &mut rw,
             &mut rb,
         );
-        check(
-            conv,
-            &format!("{k}×{k} stride {stride} pad {pad} on {side}×{side}"),
-        );
+        let what = format!("{k}×{k} stride {stride} pad {pad} on {side}×{side}");
+        layers.push((Box::new(conv), what));
+    }
+    for (mut layer, what) in layers {
+        let rng = nowt::rng(seed, 0);
+        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
+        let r = layer.linear(&xi, &layer.params().w);
+        let b0 = layer.params().feedback.clone();
+        let reach = layer.tap_reach();
+        let mut want = Tensor::<f64>::zeros(b0.shape());
+        for i in 0..b0.len() {
+            let (mut plus, mut minus) = (b0.clone(), b0.clone());
+            plus.data_mut()[i] += 1e-4;
+            minus.data_mut()[i] -= 1e-4;
+            let grad =
+                (objective(&*layer, &xi, &r, &plus) - objective(&*layer, &xi, &r, &minus)) / 2e-4;
+            want.data_mut()[i] = -lr / reach[i % reach.len()] as f64 * grad;
+        }
+        step(&mut *layer, &mut rng.clone());
+        let got = layer.params().feedback.zip_map(&b0, |b, b0| b - b0);
+        let err = got.zip_map(&want, |a, b| a - b).norm() / want.norm();
+        assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
     }
 }
 
-/// Activation alignment's noise step on a linear layer and on padded convolutions (stride 1
-/// and 2, 1×1): `ΔB` at tap `t` is `−(η_B / r_t) · ∂R/∂B` for
-/// `R = (1/N) Σ_n [α ‖B ξ_n‖² − β (W ξ_n)·(B ξ_n)]` on the step's own noise (`‖W ξ‖²` does not
-/// depend on `B`), the derivative taken by central differences in `f64` (`R` is quadratic in
-/// `B`), `B ξ` formed by the layer's `linear` through `B`.
+/// `r · s`, summed over every entry.
+fn dot(r: &Tensor<f64>, s: &Tensor<f64>) -> f64 {
+    r.data().iter().zip(s.data()).map(|(r, s)| r * s).sum()
+}
+
+/// Information alignment's noise step, with `γ = 0`, is its objective's gradient tap by tap:
+/// `R = (1/N) Σ_n [−α (W ξ_n)·(B ξ_n) + β ‖r_n B‖²]`, `B ξ` formed by the layer's forward with
+/// `W := B` and `r B` by its transpose (both proven by the gradient checks).
+#[test]
+fn information_alignment_step_is_its_objectives_gradient_tap_by_tap() {
+    use nowt::rules::{information_step, InformationConfig};
+    let cfg = InformationConfig {
+        sigma: 0.7,
+        lr: 0.03,
+        alpha: 1.3,
+        beta: 0.4,
+        gamma: 0.0,
+        batch_size: 3,
+        warmup_batches: 0,
+    };
+    noise_step_is_objective_gradient(
+        21,
+        cfg.lr,
+        |layer, rng| information_step(layer, &cfg, rng),
+        |layer, xi, r, b| {
+            let x_hat = layer.input_error(r, b, xi.shape());
+            (-cfg.alpha * dot(r, &layer.linear(xi, b)) + cfg.beta * x_hat.norm().powi(2)) / 3.0
+        },
+    );
+}
+
+/// Activation alignment's noise step is its objective's gradient tap by tap:
+/// `R = (1/N) Σ_n [α ‖B ξ_n‖² − β (W ξ_n)·(B ξ_n)]` (`‖W ξ‖²` does not depend on `B`), `B ξ`
+/// formed by the layer's `linear` through `B`.
 #[test]
 fn activation_alignment_step_is_its_objectives_gradient_tap_by_tap() {
     use nowt::rules::{activation_step, ActivationConfig};
-    fn check<L: WeightLayer<f64> + Clone>(mut layer: L, what: &str) {
-        let cfg = ActivationConfig {
-            sigma: 0.7,
-            lr: 0.03,
-            alpha: 0.3,
-            beta: 1.7,
-            batch_size: 3,
-            warmup_batches: 0,
-        };
-        let rng = nowt::rng(23, 0);
-        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
-        let r = layer.linear(&xi, &layer.params().w);
-        let objective = |b: &Tensor<f64>| {
-            let s = layer.linear(&xi, b);
-            let amp: f64 = r.data().iter().zip(s.data()).map(|(r, s)| r * s).sum();
-            (cfg.alpha * s.norm().powi(2) - cfg.beta * amp) / 3.0
-        };
-        let b0 = layer.params().feedback.clone();
-        let reach = layer.tap_reach();
-        let mut want = Tensor::<f64>::zeros(b0.shape());
-        for i in 0..b0.len() {
-            let (mut plus, mut minus) = (b0.clone(), b0.clone());
-            plus.data_mut()[i] += 1e-4;
-            minus.data_mut()[i] -= 1e-4;
-            let grad = (objective(&plus) - objective(&minus)) / 2e-4;
-            want.data_mut()[i] = -cfg.lr / reach[i % reach.len()] as f64 * grad;
-        }
-        activation_step(&mut layer, &cfg, &mut rng.clone());
-        let got = layer.params().feedback.zip_map(&b0, |b, b0| b - b0);
-        let err = got.zip_map(&want, |a, b| a - b).norm() / want.norm();
-        assert!(err < 1e-7, "{what}: ΔB off −η_B ∂R/∂B / r_t by {err:.2e}");
-    }
-    let (mut rw, mut rb) = (nowt::rng(24, 0), nowt::rng(24, 1));
-    check(Linear::new("fc", 5, 4, 0.5, &mut rw, &mut rb), "linear 5→4");
-    for (k, stride, pad, side) in [(3, 1, 1, 5), (3, 2, 1, 6), (1, 1, 0, 4)] {
-        let conv = Conv2d::new(
-            "conv",
-            2,
-            3,
-            k,
-            stride,
-            pad,
-            false,
-            (side, side),
-            0.5,
-            &mut rw,
-            &mut rb,
-        );
-        check(
-            conv,
-            &format!("{k}×{k} stride {stride} pad {pad} on {side}×{side}"),
-        );
-    }
+    let cfg = ActivationConfig {
+        sigma: 0.7,
+        lr: 0.03,
+        alpha: 0.3,
+        beta: 1.7,
+        batch_size: 3,
+        warmup_batches: 0,
+    };
+    noise_step_is_objective_gradient(
+        23,
+        cfg.lr,
+        |layer, rng| activation_step(layer, &cfg, rng),
+        |layer, xi, r, b| {
+            let s = layer.linear(xi, b);
+            (cfg.alpha * s.norm().powi(2) - cfg.beta * dot(r, &s)) / 3.0
+        },
+    );
 }
 
 /// The noise rules' `batch_size = 0` means the training batch: built from the registry for a
