@@ -394,6 +394,167 @@ mod tests {
         }
     }
 
+    /// SGD without momentum, with momentum and with Nesterov momentum against PyTorch's
+    /// recurrence written out in f64, three steps, with decay.
+    #[test]
+    fn sgd_variants_match_the_pytorch_recurrence() {
+        for (momentum, nesterov) in [(0.0, false), (0.9, false), (0.9, true)] {
+            let sgd = Sgd {
+                momentum,
+                nesterov,
+                weight_decay: 0.0,
+            };
+            let (lr, lambda) = (0.05, 0.1);
+            let mut p = Tensor::from_vec(&[2], vec![1.0f64, -2.0]);
+            let mut buf = None;
+            let (mut want, mut v) = ([1.0f64, -2.0], [0.0f64; 2]);
+            for (t, grads) in [[0.5, -0.25], [0.1, 0.3], [-0.4, 0.2]]
+                .into_iter()
+                .enumerate()
+            {
+                let g = Tensor::from_vec(&[2], grads.to_vec());
+                sgd.update(&mut p, &g, &mut buf, lr, lambda);
+                for i in 0..2 {
+                    let d = grads[i] + lambda * want[i];
+                    v[i] = if t == 0 { d } else { momentum * v[i] + d };
+                    want[i] -= lr * if nesterov { d + momentum * v[i] } else { v[i] };
+                }
+                for (got, want) in p.data().iter().zip(want) {
+                    assert!(
+                        (got - want).abs() < 1e-12,
+                        "momentum {momentum}, nesterov {nesterov}, step {}: {got} vs {want}",
+                        t + 1,
+                    );
+                }
+            }
+        }
+    }
+
+    /// Which decay reaches which tensor through `Step::apply`, from each tensor's first step
+    /// written out (`p ← (1 − ηλ_d) p − η f(d)`, `d = g + λ_c p`; SGD: `f(d) = d`, Adam at
+    /// `t = 1`: `f(d) = d / (|d| + ε)`): `W` gets the optimiser's weight decay (SGD and Adam
+    /// through the gradient, AdamW decoupled) or, under a shared update (Kolen-Pollack), the
+    /// rule's `λ` decoupled under Adam; so does every `B` but the first, with `W`'s gradient;
+    /// biases get no decay; other rules leave `B` as it is.
+    #[test]
+    fn apply_gives_each_tensor_its_gradient_and_decay() {
+        use crate::layers::ActivationKind;
+        use crate::rules::{Backprop, KolenPollack};
+        let (lr, wd, lambda, eps) = (0.05, 0.1, 0.3, 1e-3);
+        let sgd = Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: wd,
+        };
+        let adam = |decoupled| Adam {
+            beta1: 0.8,
+            beta2: 0.9,
+            eps,
+            weight_decay: wd,
+            decoupled,
+            t: 1,
+        };
+        let kp = KolenPollack { decay: lambda };
+        for opt in [
+            Optimizer::Sgd(sgd),
+            Optimizer::Adam(adam(false)),
+            Optimizer::Adam(adam(true)),
+        ] {
+            for (rule, shared) in [(&Backprop as &dyn Rule<f64>, false), (&kp, true)] {
+                let mut net = crate::models::mlp::<f64>(
+                    4,
+                    &[3, 3],
+                    2,
+                    ActivationKind::Tanh,
+                    &mut crate::rng(7, 0),
+                    &mut crate::rng(7, 1),
+                );
+                let mut rng = crate::rng(7, 2);
+                let mut before = Vec::new();
+                for l in net.weight_layers_mut() {
+                    let p = l.params_mut();
+                    p.grad_w = Tensor::randn(p.w.shape(), 1.0, &mut rng);
+                    p.grad_bias = Some(Tensor::randn(&[p.w.shape()[0]], 1.0, &mut rng));
+                    p.bias = Some(Tensor::randn(&[p.w.shape()[0]], 1.0, &mut rng));
+                    before.push(p.clone());
+                }
+                opt.apply(&mut net, rule, lr);
+                // First steps written out, with the decay through the gradient (`c`) or not (`d`).
+                let step = |p: &Tensor<f64>, g: &Tensor<f64>, c: f64, d: f64| {
+                    p.zip_map(g, |p, g| {
+                        let grad = g + c * p;
+                        let f = match opt {
+                            Optimizer::Sgd(_) => grad,
+                            Optimizer::Adam(_) => grad / (grad.abs() + eps),
+                        };
+                        (1.0 - lr * d) * p - lr * f
+                    })
+                };
+                let (c, d) = match (opt, shared) {
+                    (Optimizer::Sgd(_), true) => (lambda, 0.0),
+                    (Optimizer::Sgd(_), false) => (wd, 0.0),
+                    (Optimizer::Adam(_), true) => (0.0, lambda),
+                    (Optimizer::Adam(a), false) if a.decoupled => (0.0, wd),
+                    (Optimizer::Adam(_), false) => (wd, 0.0),
+                };
+                let close = |a: &Tensor<f64>, b: &Tensor<f64>| {
+                    a.zip_map(b, |a, b| a - b).norm() <= 1e-12 * b.norm()
+                };
+                for (i, (l, p0)) in net.weight_layers().iter().zip(&before).enumerate() {
+                    let (p, what) = (l.params(), format!("{opt:?}, shared {shared}, layer {i}"));
+                    assert!(close(&p.w, &step(&p0.w, &p0.grad_w, c, d)), "W: {what}");
+                    let bias = p0.bias.as_ref().unwrap();
+                    let grad_bias = p0.grad_bias.as_ref().unwrap();
+                    let want = step(bias, grad_bias, 0.0, 0.0);
+                    assert!(close(p.bias.as_ref().unwrap(), &want), "bias: {what}");
+                    if shared && i > 0 {
+                        let want = step(&p0.feedback, &p0.grad_w, c, d);
+                        assert!(close(&p.feedback, &want), "B: {what}");
+                    } else {
+                        assert_eq!(p.feedback, p0.feedback, "B moved: {what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `set_step` tells Adam the step it takes (its bias correction needs it); SGD has none.
+    #[test]
+    fn set_step_tells_adam_its_step() {
+        let adam = Adam {
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            t: 0,
+        };
+        let mut opt = Optimizer::Adam(adam);
+        opt.set_step(5);
+        assert_eq!(opt, Optimizer::Adam(Adam { t: 5, ..adam }));
+        let sgd = Sgd {
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+        };
+        let mut opt = Optimizer::Sgd(sgd);
+        opt.set_step(5);
+        assert_eq!(opt, Optimizer::Sgd(sgd));
+    }
+
+    /// A schedule's name is the value its config key takes.
+    #[test]
+    fn schedule_names_are_their_config_values() {
+        for kind in [
+            ScheduleKind::Constant,
+            ScheduleKind::Multistep,
+            ScheduleKind::Cosine,
+        ] {
+            let value = serde_json::to_value(kind).unwrap();
+            assert_eq!(value, serde_json::Value::String(kind.name().into()));
+        }
+    }
+
     #[test]
     fn sgd_matches_the_pytorch_recurrence() {
         let sgd = Sgd {
