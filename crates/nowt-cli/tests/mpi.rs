@@ -5,21 +5,36 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{metrics, nowt, stderr};
 
-/// `mpirun -np <ranks> nowt <args>`, allowed to run as root (CI's containers do).
-fn mpirun(ranks: usize, args: &[&str]) -> Output {
-    Command::new("mpirun")
-        .args(["-np", &ranks.to_string(), "--oversubscribe"])
+/// `mpirun -np <ranks> nowt <args>`, allowed to run as root (CI's containers do), not started.
+fn mpirun_command(ranks: usize, args: &[&str]) -> Command {
+    let mut c = Command::new("mpirun");
+    c.args(["-np", &ranks.to_string(), "--oversubscribe"])
         .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
         .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
         .arg(env!("CARGO_BIN_EXE_nowt"))
-        .args(args)
-        .output()
-        .expect("run mpirun")
+        .args(args);
+    c
+}
+
+/// `mpirun -np <ranks> nowt <args>`, run to the end.
+fn mpirun(ranks: usize, args: &[&str]) -> Output {
+    mpirun_command(ranks, args).output().expect("run mpirun")
+}
+
+/// `nowt <args> --out DIR` as one process (into `dir/one`) and on 2 ranks (into `dir/two`),
+/// each asserted to succeed: the two run directories.
+fn one_process_and_two_ranks(dir: &Path, args: &[&str], what: &str) -> (PathBuf, PathBuf) {
+    let (one, two) = (dir.join("one"), dir.join("two"));
+    let o = nowt(&[args, &["--out", one.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{what}, 1 rank: {}", stderr(&o));
+    let o = mpirun(2, &[args, &["--out", two.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{what}, 2 ranks: {}", stderr(&o));
+    (one, two)
 }
 
 /// Every weight layer's `W` then `B` in the run's newest checkpoint.
@@ -59,8 +74,7 @@ fn relative_gap(a: &[f32], b: &[f32]) -> f64 {
 fn two_ranks_train_as_one_process() {
     for rule in ["bp", "fa", "ss", "wm", "kp"] {
         let tmp = tempfile::tempdir().unwrap();
-        let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-        let common = [
+        let args = [
             "train",
             "--rule",
             rule,
@@ -69,12 +83,8 @@ fn two_ranks_train_as_one_process() {
             "--threads",
             "1",
             "-q",
-            "--out",
         ];
-        let o = nowt(&[&common[..], &[one.to_str().unwrap()]].concat());
-        assert!(o.status.success(), "{rule}, 1 rank: {}", stderr(&o));
-        let o = mpirun(2, &[&common[..], &[two.to_str().unwrap()]].concat());
-        assert!(o.status.success(), "{rule}, 2 ranks: {}", stderr(&o));
+        let (one, two) = one_process_and_two_ranks(tmp.path(), &args, rule);
         let (m1, m2) = (metrics(&one), metrics(&two));
         assert_eq!(m1.len(), 3, "{rule}");
         assert_eq!(
@@ -110,8 +120,7 @@ fn two_ranks_without_out_are_refused() {
 #[test]
 fn two_ranks_with_synced_batch_norm_train_as_one_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    let common = [
+    let args = [
         "train",
         "--model",
         "resnet20",
@@ -123,12 +132,8 @@ fn two_ranks_with_synced_batch_norm_train_as_one_process() {
         "--threads",
         "1",
         "-q",
-        "--out",
     ];
-    let o = nowt(&[&common[..], &[one.to_str().unwrap()]].concat());
-    assert!(o.status.success(), "1 rank: {}", stderr(&o));
-    let o = mpirun(2, &[&common[..], &[two.to_str().unwrap()]].concat());
-    assert!(o.status.success(), "2 ranks: {}", stderr(&o));
+    let (one, two) = one_process_and_two_ranks(tmp.path(), &args, "resnet20 --sync-bn");
     let gap = relative_gap(&final_weights(&two), &final_weights(&one));
     assert!(gap < 1e-4, "final weights off by {gap:.2e}");
 }
@@ -138,8 +143,7 @@ fn two_ranks_with_synced_batch_norm_train_as_one_process() {
 #[test]
 fn two_ranks_compare_as_one_process() {
     let tmp = tempfile::tempdir().unwrap();
-    let (one, two) = (tmp.path().join("one"), tmp.path().join("two"));
-    let common = [
+    let args = [
         "compare",
         "--rules",
         "bp,fa",
@@ -150,12 +154,8 @@ fn two_ranks_compare_as_one_process() {
         "--threads",
         "1",
         "-q",
-        "--out",
     ];
-    let o = nowt(&[&common[..], &[one.to_str().unwrap()]].concat());
-    assert!(o.status.success(), "1 rank: {}", stderr(&o));
-    let o = mpirun(2, &[&common[..], &[two.to_str().unwrap()]].concat());
-    assert!(o.status.success(), "2 ranks: {}", stderr(&o));
+    let (one, two) = one_process_and_two_ranks(tmp.path(), &args, "compare");
     assert!(two.join("report.md").exists());
     for run in ["bp-s0", "fa-s0"] {
         let err = |d: &Path| {
@@ -188,12 +188,7 @@ fn a_killed_rank_ends_the_job_and_the_run_resumes() {
     ];
     let o = mpirun(2, &[&common[..], &[whole.to_str().unwrap()]].concat());
     assert!(o.status.success(), "{}", stderr(&o));
-    let mut job = Command::new("mpirun")
-        .args(["-np", "2", "--oversubscribe"])
-        .env("OMPI_ALLOW_RUN_AS_ROOT", "1")
-        .env("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM", "1")
-        .arg(env!("CARGO_BIN_EXE_nowt"))
-        .args(common)
+    let mut job = mpirun_command(2, &common)
         .arg(&broken)
         .stderr(std::process::Stdio::null())
         .spawn()
