@@ -355,6 +355,41 @@ fn sign_symmetry_matrix_is_scaled_sign_of_w() {
     }
 }
 
+/// frSF's and brSF's `M` is exactly `|B| ⊙ sign W` after their initialisation, with
+/// `sign 0 = 0`.
+#[test]
+fn random_sign_matrix_is_magnitudes_times_sign_of_w() {
+    let mut l = Linear::<f32>::new(
+        "fc",
+        30,
+        20,
+        0.7,
+        &mut nowt::rng(5, 0),
+        &mut nowt::rng(5, 1),
+    );
+    l.p.w.data_mut()[3] = 0.0;
+    for kind in [RuleKind::FixedRandomSign, RuleKind::BatchwiseRandomSign] {
+        let rule = rules::build::<f32>(kind, &Default::default(), 8);
+        let mut p = l.p.clone();
+        let mut init = rules::FeedbackInit {
+            classes: 20,
+            rng: nowt::rng(5, 2),
+        };
+        rule.init_feedback(&mut p, &mut init);
+        let m = rule.backward_matrix(&p).into_owned();
+        for ((&w, &b), &mv) in p.w.data().iter().zip(l.p.feedback.data()).zip(m.data()) {
+            let expect = if w > 0.0 {
+                b.abs()
+            } else if w < 0.0 {
+                -b.abs()
+            } else {
+                0.0
+            };
+            assert_eq!(mv.to_bits(), expect.to_bits(), "{kind:?}: w={w}, b={b}");
+        }
+    }
+}
+
 /// DESIGN.md §5's facts about angles.
 #[test]
 fn angles_have_their_known_values() {
@@ -986,6 +1021,38 @@ fn feedback_alignment_b0_has_its_configured_scale() {
         for (x, y) in a.feedback.data().iter().zip(b.feedback.data()) {
             assert!((3.0 * x - y).abs() <= 1e-6 * y.abs().max(1e-6), "{x} {y}");
         }
+    }
+}
+
+/// The mirror's `B₀`: the same random draw as every rule's by default, zero under
+/// `wm.init = "zero"` (built through the registry, as training builds it).
+#[test]
+fn weight_mirror_b0_is_random_or_zero_as_configured() {
+    let build = |rule: RuleKind, init: MirrorInit| {
+        let rc = rules::RuleConfig {
+            wm: MirrorConfig {
+                init,
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let r = rules::build::<f32>(rule, &rc, 32);
+        let c = TrainConfig {
+            rules: rc,
+            ..cfg(rule)
+        };
+        feedback_bits(&build_model(&c, [1, 8, 8], 10, r.as_ref()))
+    };
+    let random = build(RuleKind::FeedbackAlignment, MirrorInit::Random);
+    assert_eq!(
+        build(RuleKind::WeightMirror, MirrorInit::Random),
+        random,
+        "wm.init = random keeps B₀"
+    );
+    let zero = build(RuleKind::WeightMirror, MirrorInit::Zero);
+    for (z, r) in zero.iter().zip(&random) {
+        assert_eq!(z.len(), r.len());
+        assert!(z.iter().all(|&b| b == 0), "wm.init = zero leaves B ≠ 0");
     }
 }
 

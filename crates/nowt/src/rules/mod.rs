@@ -364,3 +364,119 @@ pub fn build<T: Real>(kind: RuleKind, cfg: &RuleConfig, batch_size: usize) -> Bo
         .downcast::<Box<dyn Rule<T>>>()
         .expect("Real is implemented for f32 and f64 only")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The default config with one edit, validated; the error as the user reads it.
+    fn validated(edit: impl FnOnce(&mut RuleConfig)) -> std::result::Result<(), String> {
+        let mut cfg = RuleConfig::default();
+        edit(&mut cfg);
+        cfg.validate().map_err(|e| e.to_string())
+    }
+
+    type Field = fn(&mut RuleConfig) -> &mut f64;
+
+    /// Every range `validate` checks, at its edges: positive keys reject 0, negatives, NaN and
+    /// ∞; non-negative keys accept 0 and reject the rest; each error names its key.
+    #[test]
+    fn validate_checks_every_knobs_range_and_names_its_key() {
+        validated(|_| ()).unwrap();
+        let positive: [(&str, Field); 9] = [
+            ("rules.fa_init_scale", |c| &mut c.fa_init_scale),
+            ("rules.dfa_init_scale", |c| &mut c.dfa_init_scale),
+            ("rules.wm.sigma", |c| &mut c.wm.sigma),
+            ("rules.wm.lr", |c| &mut c.wm.lr),
+            ("rules.sa.lr", |c| &mut c.sa.lr),
+            ("rules.ia.sigma", |c| &mut c.ia.sigma),
+            ("rules.ia.lr", |c| &mut c.ia.lr),
+            ("rules.aa.sigma", |c| &mut c.aa.sigma),
+            ("rules.aa.lr", |c| &mut c.aa.lr),
+        ];
+        let non_negative: [(&str, Field); 7] = [
+            ("rules.kp_decay", |c| &mut c.kp_decay),
+            ("rules.wm.decay", |c| &mut c.wm.decay),
+            ("rules.sa.alpha", |c| &mut c.sa.alpha),
+            ("rules.sa.beta", |c| &mut c.sa.beta),
+            ("rules.ia.alpha", |c| &mut c.ia.alpha),
+            ("rules.ia.beta", |c| &mut c.ia.beta),
+            ("rules.ia.gamma", |c| &mut c.ia.gamma),
+        ];
+        // AA's α must be positive (nothing else bounds B); its β only non-negative.
+        let positive = positive
+            .into_iter()
+            .chain([("rules.aa.alpha", (|c| &mut c.aa.alpha) as Field)]);
+        let non_negative = non_negative
+            .into_iter()
+            .chain([("rules.aa.beta", (|c| &mut c.aa.beta) as Field)]);
+        for (key, field) in positive {
+            for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+                let err = validated(|c| *field(c) = bad).unwrap_err();
+                let want = format!("invalid {key}: must be a positive number, got {bad}");
+                assert_eq!(err, want);
+            }
+            validated(|c| *field(c) = 1e-3).unwrap_or_else(|e| panic!("{key} = 1e-3: {e}"));
+        }
+        for (key, field) in non_negative {
+            for bad in [-1.0, f64::NAN, f64::INFINITY] {
+                let err = validated(|c| *field(c) = bad).unwrap_err();
+                let want = format!("invalid {key}: must be a non-negative number, got {bad}");
+                assert_eq!(err, want);
+            }
+            validated(|c| *field(c) = 0.0).unwrap_or_else(|e| panic!("{key} = 0: {e}"));
+        }
+    }
+
+    /// A rule's shrink factor `s` (B ← (1 − s) B) must stay below 1: accepted at 0.99, rejected
+    /// at exactly 1, for the mirror (`η_B λ_WM`), symmetric alignment (`2η_B α`), information
+    /// alignment (`2η_B γ`) and activation alignment (`2η_B α σ²`, here with σ = 0.5).
+    #[test]
+    fn validate_rejects_a_shrink_factor_of_one_and_accepts_one_below() {
+        let cases: [(&str, fn(&mut RuleConfig, f64)); 4] = [
+            ("rules.wm", |c, s| {
+                c.wm.lr = 0.5;
+                c.wm.decay = 2.0 * s;
+            }),
+            ("rules.sa", |c, s| {
+                c.sa.lr = 0.5;
+                c.sa.alpha = s;
+            }),
+            ("rules.ia", |c, s| {
+                c.ia.lr = 0.5;
+                c.ia.gamma = s;
+            }),
+            ("rules.aa", |c, s| {
+                c.aa.sigma = 0.5;
+                c.aa.lr = 0.5;
+                c.aa.alpha = 4.0 * s;
+            }),
+        ];
+        for (key, set) in cases {
+            validated(|c| set(c, 0.99)).unwrap_or_else(|e| panic!("{key} at 0.99: {e}"));
+            let err = validated(|c| set(c, 1.0)).unwrap_err();
+            assert!(
+                err.starts_with(&format!("invalid {key}: ")) && err.contains("must be below 1"),
+                "{key} at 1: {err}"
+            );
+        }
+    }
+
+    /// The short names name compare's run directories (`bp-s0`); the summaries are each
+    /// rule's own line.
+    #[test]
+    fn aliases_and_summaries_are_each_rules_own() {
+        let aliases: Vec<&str> = RuleKind::ALL.iter().map(|k| k.alias()).collect();
+        assert_eq!(
+            aliases,
+            ["bp", "fa", "ss", "wm", "kp", "frsf", "brsf", "dfa", "sa", "ia", "aa"]
+        );
+        let summaries: std::collections::HashSet<&str> =
+            RuleKind::ALL.iter().map(|k| k.summary()).collect();
+        assert_eq!(summaries.len(), RuleKind::ALL.len());
+        for k in RuleKind::ALL {
+            assert_eq!(k.summary(), k.info().summary);
+        }
+        assert!(RuleKind::Backprop.summary().starts_with("M = W"));
+    }
+}
