@@ -377,6 +377,8 @@ mod tests {
     }
 
     type Field = fn(&mut RuleConfig) -> &mut f64;
+    /// Sets a rule's coefficients so that its shrink factor is the given `s`.
+    type Shrink = fn(&mut RuleConfig, f64);
 
     /// Every range `validate` checks, at its edges: positive keys reject 0, negatives, NaN and
     /// ∞; non-negative keys accept 0 and reject the rest; each error names its key.
@@ -433,7 +435,7 @@ mod tests {
     /// alignment (`2η_B γ`) and activation alignment (`2η_B α σ²`, here with σ = 0.5).
     #[test]
     fn validate_rejects_a_shrink_factor_of_one_and_accepts_one_below() {
-        let cases: [(&str, fn(&mut RuleConfig, f64)); 4] = [
+        let cases: [(&str, Shrink); 4] = [
             ("rules.wm", |c, s| {
                 c.wm.lr = 0.5;
                 c.wm.decay = 2.0 * s;
