@@ -321,9 +321,8 @@ fn build_w0() -> Tensor<f64> {
         .clone()
 }
 
-/// Sign symmetry's `M` is exactly `s · sign(W)`, with `s` the init std or `mean |W|`.
-#[test]
-fn sign_symmetry_matrix_is_scaled_sign_of_w() {
+/// A 30→20 linear layer (init std 0.7) with one weight exactly 0, where `sign W = 0`.
+fn layer_with_a_zero_weight() -> Linear<f32> {
     let mut l = Linear::<f32>::new(
         "fc",
         30,
@@ -333,6 +332,13 @@ fn sign_symmetry_matrix_is_scaled_sign_of_w() {
         &mut nowt::rng(5, 1),
     );
     l.p.w.data_mut()[3] = 0.0;
+    l
+}
+
+/// Sign symmetry's `M` is exactly `s · sign(W)`, with `s` the init std or `mean |W|`.
+#[test]
+fn sign_symmetry_matrix_is_scaled_sign_of_w() {
+    let l = layer_with_a_zero_weight();
     for scale in [SignScale::InitStd, SignScale::MeanAbs] {
         let ss = SignSymmetry { scale };
         let m = Rule::<f32>::backward_matrix(&ss, &l.p).into_owned();
@@ -359,15 +365,7 @@ fn sign_symmetry_matrix_is_scaled_sign_of_w() {
 /// `sign 0 = 0`.
 #[test]
 fn random_sign_matrix_is_magnitudes_times_sign_of_w() {
-    let mut l = Linear::<f32>::new(
-        "fc",
-        30,
-        20,
-        0.7,
-        &mut nowt::rng(5, 0),
-        &mut nowt::rng(5, 1),
-    );
-    l.p.w.data_mut()[3] = 0.0;
+    let l = layer_with_a_zero_weight();
     for kind in [RuleKind::FixedRandomSign, RuleKind::BatchwiseRandomSign] {
         let rule = rules::build::<f32>(kind, &Default::default(), 8);
         let mut p = l.p.clone();
