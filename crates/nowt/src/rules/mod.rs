@@ -385,7 +385,7 @@ mod tests {
     #[test]
     fn validate_checks_every_knobs_range_and_names_its_key() {
         validated(|_| ()).unwrap();
-        let positive: [(&str, Field); 9] = [
+        let positive: &[(&str, Field)] = &[
             ("rules.fa_init_scale", |c| &mut c.fa_init_scale),
             ("rules.dfa_init_scale", |c| &mut c.dfa_init_scale),
             ("rules.wm.sigma", |c| &mut c.wm.sigma),
@@ -395,8 +395,10 @@ mod tests {
             ("rules.ia.lr", |c| &mut c.ia.lr),
             ("rules.aa.sigma", |c| &mut c.aa.sigma),
             ("rules.aa.lr", |c| &mut c.aa.lr),
+            // AA's α must be positive (nothing else bounds B); its β only non-negative.
+            ("rules.aa.alpha", |c| &mut c.aa.alpha),
         ];
-        let non_negative: [(&str, Field); 7] = [
+        let non_negative: &[(&str, Field)] = &[
             ("rules.kp_decay", |c| &mut c.kp_decay),
             ("rules.wm.decay", |c| &mut c.wm.decay),
             ("rules.sa.alpha", |c| &mut c.sa.alpha),
@@ -404,29 +406,32 @@ mod tests {
             ("rules.ia.alpha", |c| &mut c.ia.alpha),
             ("rules.ia.beta", |c| &mut c.ia.beta),
             ("rules.ia.gamma", |c| &mut c.ia.gamma),
+            ("rules.aa.beta", |c| &mut c.aa.beta),
         ];
-        // AA's α must be positive (nothing else bounds B); its β only non-negative.
-        let positive = positive
-            .into_iter()
-            .chain([("rules.aa.alpha", (|c| &mut c.aa.alpha) as Field)]);
-        let non_negative = non_negative
-            .into_iter()
-            .chain([("rules.aa.beta", (|c| &mut c.aa.beta) as Field)]);
-        for (key, field) in positive {
-            for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-                let err = validated(|c| *field(c) = bad).unwrap_err();
-                let want = format!("invalid {key}: must be a positive number, got {bad}");
-                assert_eq!(err, want);
+        // (what the message says, the values rejected, the smallest accepted, the knobs)
+        let ranges: [(&str, &[f64], f64, &[(&str, Field)]); 2] = [
+            (
+                "positive",
+                &[0.0, -1.0, f64::NAN, f64::INFINITY],
+                1e-3,
+                positive,
+            ),
+            (
+                "non-negative",
+                &[-1.0, f64::NAN, f64::INFINITY],
+                0.0,
+                non_negative,
+            ),
+        ];
+        for (range, bad, ok, knobs) in ranges {
+            for &(key, field) in knobs {
+                for &bad in bad {
+                    let err = validated(|c| *field(c) = bad).unwrap_err();
+                    let want = format!("invalid {key}: must be a {range} number, got {bad}");
+                    assert_eq!(err, want);
+                }
+                validated(|c| *field(c) = ok).unwrap_or_else(|e| panic!("{key} = {ok}: {e}"));
             }
-            validated(|c| *field(c) = 1e-3).unwrap_or_else(|e| panic!("{key} = 1e-3: {e}"));
-        }
-        for (key, field) in non_negative {
-            for bad in [-1.0, f64::NAN, f64::INFINITY] {
-                let err = validated(|c| *field(c) = bad).unwrap_err();
-                let want = format!("invalid {key}: must be a non-negative number, got {bad}");
-                assert_eq!(err, want);
-            }
-            validated(|c| *field(c) = 0.0).unwrap_or_else(|e| panic!("{key} = 0: {e}"));
         }
     }
 
