@@ -377,6 +377,8 @@ mod tests {
     }
 
     type Field = fn(&mut RuleConfig) -> &mut f64;
+    /// Knobs by config key.
+    type Knobs<'a> = &'a [(&'a str, Field)];
     /// Sets a rule's coefficients so that its shrink factor is the given `s`.
     type Shrink = fn(&mut RuleConfig, f64);
 
@@ -385,7 +387,7 @@ mod tests {
     #[test]
     fn validate_checks_every_knobs_range_and_names_its_key() {
         validated(|_| ()).unwrap();
-        let positive: &[(&str, Field)] = &[
+        let positive: Knobs = &[
             ("rules.fa_init_scale", |c| &mut c.fa_init_scale),
             ("rules.dfa_init_scale", |c| &mut c.dfa_init_scale),
             ("rules.wm.sigma", |c| &mut c.wm.sigma),
@@ -398,7 +400,7 @@ mod tests {
             // AA's α must be positive (nothing else bounds B); its β only non-negative.
             ("rules.aa.alpha", |c| &mut c.aa.alpha),
         ];
-        let non_negative: &[(&str, Field)] = &[
+        let non_negative: Knobs = &[
             ("rules.kp_decay", |c| &mut c.kp_decay),
             ("rules.wm.decay", |c| &mut c.wm.decay),
             ("rules.sa.alpha", |c| &mut c.sa.alpha),
@@ -409,7 +411,7 @@ mod tests {
             ("rules.aa.beta", |c| &mut c.aa.beta),
         ];
         // (what the message says, the values rejected, the smallest accepted, the knobs)
-        let ranges: [(&str, &[f64], f64, &[(&str, Field)]); 2] = [
+        let ranges: [(&str, &[f64], f64, Knobs); 2] = [
             (
                 "positive",
                 &[0.0, -1.0, f64::NAN, f64::INFINITY],
