@@ -734,28 +734,33 @@ fn weight_mirror_noise_is_independent_across_layers() {
     );
 }
 
-/// The first weight layer computes no `δ_in`; the others do.
-#[test]
-fn first_layer_skips_its_input_error() {
-    let mut net = mlp::<f32>(
-        8,
-        &[6],
-        3,
-        ActivationKind::Relu,
-        &mut nowt::rng(0, 0),
-        &mut nowt::rng(0, 1),
-    );
-    let x = Tensor::randn(&[4, 8], 1.0, &mut nowt::rng(0, 5));
+/// The records of one backprop pass through `net` on a random batch of `inputs` values each.
+fn delta_records(mut net: Network<f32>, inputs: usize) -> Vec<(String, Option<Tensor<f32>>)> {
+    let x = Tensor::randn(&[4, inputs], 1.0, &mut nowt::rng(0, 5));
     let outs = net.forward(&x, true);
     let delta = Tensor::randn(outs.last().unwrap().shape(), 1.0, &mut nowt::rng(0, 6));
     let mut rec = Vec::new();
     net.backward(&x, &outs, delta, &Backprop, Some(&mut rec));
+    rec
+}
+
+/// The first weight layer computes no `δ_in`; the others do. Also where the network starts
+/// with a layer without weights (LeNet-5's reshape of the flat input into an image).
+#[test]
+fn first_layer_skips_its_input_error() {
+    let (mut w, mut b) = (nowt::rng(0, 0), nowt::rng(0, 1));
+    let rec = delta_records(mlp(8, &[6], 3, ActivationKind::Relu, &mut w, &mut b), 8);
     // top to bottom: fc2 sends an error into the hidden layer, fc1 computes none
     assert_eq!(rec.len(), 2);
     assert_eq!(rec[0].0, "fc2");
     assert_eq!(rec[0].1.as_ref().unwrap().shape(), &[4, 6]);
     assert_eq!(rec[1].0, "fc1");
     assert!(rec[1].1.is_none());
+    let rec = delta_records(nowt::models::lenet5([1, 28, 28], 10, &mut w, &mut b), 784);
+    let names: Vec<&str> = rec.iter().map(|r| r.0.as_str()).collect();
+    assert_eq!(names, ["fc3", "fc2", "fc1", "conv2", "conv1"]);
+    assert!(rec[..4].iter().all(|r| r.1.is_some()));
+    assert!(rec[4].1.is_none(), "conv1 computed a δ_in");
 }
 
 /// Every listed rule parses by name and alias and builds.

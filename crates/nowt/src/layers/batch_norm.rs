@@ -311,3 +311,56 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         out.push((format!("{}.running_var", self.name), &mut self.running_var));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A training-mode forward moves the running statistics as PyTorch does (momentum 0.1, the
+    /// batch variance made unbiased by `M/(M − 1)`); a channel of one value (`M = 1`) adds its
+    /// biased variance, 0. An evaluation-mode forward leaves them where they were.
+    #[test]
+    fn running_statistics_follow_pytorch() {
+        let (r0, v0) = ([0.3, -0.2, 0.5], [0.7, 1.3, 2.0]);
+        for shape in [vec![2, 3, 2, 2], vec![1, 3]] {
+            let mut bn = BatchNorm::<f64>::new("bn", 3);
+            bn.running_mean = Tensor::from_vec(&[3], r0.to_vec());
+            bn.running_var = Tensor::from_vec(&[3], v0.to_vec());
+            let x = Tensor::randn(&shape, 2.0, &mut crate::rng(5, 0)).map(|v| v + 1.0);
+            bn.forward(&x, false);
+            assert_eq!(bn.running_mean.data(), r0, "{shape:?}: evaluation");
+            assert_eq!(bn.running_var.data(), v0, "{shape:?}: evaluation");
+            bn.forward(&x, true);
+            let hw: usize = shape[2..].iter().product();
+            for ch in 0..3 {
+                let values: Vec<f64> = (0..shape[0])
+                    .flat_map(|i| x.data()[(i * 3 + ch) * hw..(i * 3 + ch + 1) * hw].to_vec())
+                    .collect();
+                let m = values.len() as f64;
+                let mean = values.iter().sum::<f64>() / m;
+                let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
+                let unbiased = if values.len() > 1 {
+                    squares / (m - 1.0)
+                } else {
+                    0.0
+                };
+                let got = (bn.running_mean.data()[ch], bn.running_var.data()[ch]);
+                let want = (0.9 * r0[ch] + 0.1 * mean, 0.9 * v0[ch] + 0.1 * unbiased);
+                assert!(
+                    (got.0 - want.0).abs() < 1e-12 && (got.1 - want.1).abs() < 1e-12,
+                    "{shape:?} channel {ch}: (mean, var) {got:?}, want {want:?}"
+                );
+            }
+        }
+    }
+
+    /// `with_relu` is the same normalisation followed by `max(0, ·)`.
+    #[test]
+    fn with_relu_rectifies_the_normalised_output() {
+        let x = Tensor::randn(&[4, 3, 2, 2], 1.0, &mut crate::rng(6, 0));
+        let plain = BatchNorm::<f64>::new("bn", 3).forward(&x, true);
+        let fused = BatchNorm::<f64>::with_relu("bn", 3).forward(&x, true);
+        assert!(plain.data().iter().any(|&v| v < 0.0));
+        assert_eq!(fused.data(), plain.map(|v| v.max(0.0)).data());
+    }
+}

@@ -126,3 +126,139 @@ impl<T: Real> Network<T> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::ActivationKind;
+
+    /// Small ResNets of every block kind, with odd image sizes (stride-2 stages round up), and
+    /// their flat input sizes.
+    fn resnets() -> Vec<(&'static str, usize, Network<f32>)> {
+        let (mut w, mut b) = (crate::rng(0, 0), crate::rng(0, 1));
+        vec![
+            (
+                "ResNet-8",
+                300,
+                resnet_cifar(8, [3, 10, 10], 10, &mut w, &mut b),
+            ),
+            (
+                "ResNet-18",
+                3267,
+                resnet_imagenet(18, [3, 33, 33], 10, &mut w, &mut b),
+            ),
+            (
+                "ResNet-50",
+                3267,
+                resnet_imagenet(50, [3, 33, 33], 10, &mut w, &mut b),
+            ),
+        ]
+    }
+
+    fn mlp_of(act: ActivationKind) -> Network<f32> {
+        mlp(
+            64,
+            &[48, 32],
+            10,
+            act,
+            &mut crate::rng(0, 0),
+            &mut crate::rng(0, 1),
+        )
+    }
+
+    fn names(net: &Network<f32>) -> Vec<&str> {
+        net.layers.iter().map(|l| l.name()).collect()
+    }
+
+    /// Every layer's name, as divergence messages ([`Network::first_non_finite`]) give it.
+    #[test]
+    fn layers_have_their_names() {
+        let relu = mlp_of(ActivationKind::Relu);
+        assert_eq!(names(&relu), ["fc1", "relu1", "fc2", "relu2", "fc3"]);
+        assert_eq!(names(&mlp_of(ActivationKind::Tanh))[1], "tanh1");
+        assert_eq!(names(&mlp_of(ActivationKind::Sigmoid))[3], "sigmoid2");
+        let (mut w, mut b) = (crate::rng(0, 0), crate::rng(0, 1));
+        let lenet = lenet5::<f32>([1, 28, 28], 10, &mut w, &mut b);
+        let front = [
+            "image", "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "flatten",
+        ];
+        assert_eq!(names(&lenet)[..8], front);
+        let nets = resnets();
+        let cifar = [
+            "image", "stem", "stem_bn", "layer1.0", "layer2.0", "layer3.0", "pool", "fc",
+        ];
+        assert_eq!(names(&nets[0].2), cifar);
+        assert_eq!(names(&nets[1].2)[3..5], ["stem_pool", "layer1.0"]);
+    }
+
+    /// Each convolution is built for the planes a forward pass brings it (what the weight
+    /// mirror's noise and per-tap counts use before the first batch).
+    #[test]
+    fn convolutions_are_built_for_the_planes_they_see() {
+        for (name, inputs, mut net) in resnets() {
+            let shapes = |net: &Network<f32>| -> Vec<Vec<usize>> {
+                net.weight_layers()
+                    .iter()
+                    .map(|l| l.input_shape(2))
+                    .collect()
+            };
+            let built = shapes(&net);
+            net.forward(&Tensor::zeros(&[2, inputs]), false);
+            assert_eq!(built, shapes(&net), "{name}");
+        }
+    }
+
+    /// The optimiser and checkpoints reach every batch norm's `γ`, `β` and running statistics:
+    /// one `<conv>_bn` after each convolution, stem, main paths and projection shortcuts.
+    #[test]
+    fn every_batch_norm_is_trained_and_checkpointed() {
+        for (name, _, mut net) in resnets() {
+            let convs: Vec<String> = (net.weight_layers().iter())
+                .filter(|l| l.params().w.shape().len() == 4)
+                .map(|l| l.params().name.clone())
+                .collect();
+            let want = |what: [&str; 2]| -> Vec<String> {
+                (convs.iter())
+                    .flat_map(|c| what.map(|s| format!("{c}_bn.{s}")))
+                    .collect()
+            };
+            let params: Vec<String> = net.params().iter().map(|p| p.name.clone()).collect();
+            assert_eq!(params, want(["gamma", "beta"]), "{name}");
+            let params_mut: Vec<String> = net.params_mut().iter().map(|p| p.name.clone()).collect();
+            assert_eq!(params_mut, params, "{name}");
+            let buffers: Vec<String> = net.buffers().into_iter().map(|b| b.0).collect();
+            assert_eq!(buffers, want(["running_mean", "running_var"]), "{name}");
+            let buffers_mut: Vec<String> = net.buffers_mut().into_iter().map(|b| b.0).collect();
+            assert_eq!(buffers_mut, buffers, "{name}");
+        }
+    }
+
+    /// Weights start at their documented scale: `N(0, 2/(k² C_in))` (He) for every convolution
+    /// of a ResNet, `N(0, gain²/fan_in)` for an MLP (gain √2 for ReLU, 1 for tanh and sigmoid).
+    /// Each layer's sample standard deviation within 15 % (≥ 320 weights: about 4 σ).
+    #[test]
+    fn weights_start_at_their_init_scale() {
+        let std = |w: &Tensor<f32>| {
+            let n = w.len() as f64;
+            (w.data().iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt()
+        };
+        let check = |net: &Network<f32>, gain: f64, what: &str| {
+            for l in net.weight_layers() {
+                let w = &l.params().w;
+                let fan_in: usize = w.shape()[1..].iter().product();
+                let want = gain / (fan_in as f64).sqrt();
+                let got = std(w);
+                assert!(
+                    (got / want - 1.0).abs() < 0.15,
+                    "{what} {}: std {got}, want {want}",
+                    l.params().name
+                );
+            }
+        };
+        for (name, _, net) in resnets() {
+            check(&net, 2f64.sqrt(), name);
+        }
+        check(&mlp_of(ActivationKind::Relu), 2f64.sqrt(), "ReLU MLP");
+        check(&mlp_of(ActivationKind::Tanh), 1.0, "tanh MLP");
+    }
+}
