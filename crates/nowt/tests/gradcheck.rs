@@ -345,6 +345,14 @@ fn pooling_values_by_hand() {
     let y = avg.forward(&x, false);
     assert_eq!(y.data()[0], -1.0);
     assert_eq!(y.data()[4], -2.5);
+    // Stride 2: the window of output o starts at o·s − p (what finite differences, which move
+    // forward and backward together, cannot see).
+    let x = Tensor::from_vec(&[1, 1, 4, 4], (1..=16).map(f64::from).collect());
+    let y = Pool2d::new("max", PoolKind::Max, 2, 2, 0).forward(&x, false);
+    assert_eq!(y.data(), &[6.0, 8.0, 14.0, 16.0]);
+    let y = Pool2d::new("avg", PoolKind::Avg, 3, 2, 1).forward(&x, false);
+    assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    assert_eq!(y.data(), [14.0, 30.0, 57.0, 99.0].map(|s| s * (1.0 / 9.0)));
 }
 
 /// Residual blocks (BasicBlock and Bottleneck) with a projection shortcut (stride 2, widening),
