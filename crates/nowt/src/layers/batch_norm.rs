@@ -354,6 +354,46 @@ mod tests {
         }
     }
 
+    /// `y = γ (x − μ) / √(σ² + ε) + β` with the batch's (biased) statistics in training and the
+    /// running ones in evaluation, ε = 10⁻⁵ included (finite differences cannot see ε's sign:
+    /// the backward formula holds for any constant under the root). Channels of small variance
+    /// (10⁻⁴) make ε matter at 5 %.
+    #[test]
+    fn normalises_with_the_batch_or_running_statistics_and_epsilon() {
+        let (n, c, hw) = (3, 2, 4);
+        let x = Tensor::randn(&[n, c, 2, 2], 0.01, &mut crate::rng(7, 0)).map(|v| v + 0.5);
+        let mut bn = BatchNorm::<f64>::new("bn", c);
+        bn.gamma.value = Tensor::from_vec(&[c], vec![1.5, -0.5]);
+        bn.beta.value = Tensor::from_vec(&[c], vec![0.25, 2.0]);
+        bn.running_mean = Tensor::from_vec(&[c], vec![0.4, 0.6]);
+        bn.running_var = Tensor::from_vec(&[c], vec![2e-4, 5e-5]);
+        for train in [true, false] {
+            let y = bn.clone().forward(&x, train);
+            for ch in 0..c {
+                let at = |i: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+                let values: Vec<f64> = (0..n).flat_map(|i| x.data()[at(i)].to_vec()).collect();
+                let m = values.len() as f64;
+                let mean = values.iter().sum::<f64>() / m;
+                let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m;
+                let (mu, var) = if train {
+                    (mean, var)
+                } else {
+                    (bn.running_mean.data()[ch], bn.running_var.data()[ch])
+                };
+                let (g, b) = (bn.gamma.value.data()[ch], bn.beta.value.data()[ch]);
+                for i in 0..n {
+                    for (&yv, &xv) in y.data()[at(i)].iter().zip(&x.data()[at(i)]) {
+                        let want = g * (xv - mu) / (var + 1e-5).sqrt() + b;
+                        assert!(
+                            (yv - want).abs() < 1e-9,
+                            "train={train} channel {ch}: {yv}, want {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+
     /// `with_relu` is the same normalisation followed by `max(0, ·)`.
     #[test]
     fn with_relu_rectifies_the_normalised_output() {
