@@ -213,12 +213,15 @@ mod tests {
     #[test]
     fn every_batch_norm_is_trained_and_checkpointed() {
         for (name, _, mut net) in resnets() {
-            let convs: Vec<String> = (net.weight_layers().iter())
+            let convs: Vec<String> = net
+                .weight_layers()
+                .iter()
                 .filter(|l| l.params().w.shape().len() == 4)
                 .map(|l| l.params().name.clone())
                 .collect();
             let want = |what: [&str; 2]| -> Vec<String> {
-                (convs.iter())
+                convs
+                    .iter()
                     .flat_map(|c| what.map(|s| format!("{c}_bn.{s}")))
                     .collect()
             };
