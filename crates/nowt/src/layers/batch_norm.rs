@@ -316,6 +316,18 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
 mod tests {
     use super::*;
 
+    /// The values of channel `ch` of `x: [N, C, …]`, sample by sample, with their mean and
+    /// biased variance.
+    fn channel(x: &Tensor<f64>, ch: usize) -> (Vec<f64>, f64, f64) {
+        let (n, c, hw) = dims(x);
+        let at = |i: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
+        let values: Vec<f64> = (0..n).flat_map(|i| x.data()[at(i)].to_vec()).collect();
+        let m = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / m;
+        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m;
+        (values, mean, var)
+    }
+
     /// A training-mode forward moves the running statistics as PyTorch does (momentum 0.1, the
     /// batch variance made unbiased by `M/(M − 1)`); a channel of one value (`M = 1`) adds its
     /// biased variance, 0. An evaluation-mode forward leaves them where they were.
@@ -331,19 +343,10 @@ mod tests {
             assert_eq!(bn.running_mean.data(), r0, "{shape:?}: evaluation");
             assert_eq!(bn.running_var.data(), v0, "{shape:?}: evaluation");
             bn.forward(&x, true);
-            let hw: usize = shape[2..].iter().product();
             for ch in 0..3 {
-                let values: Vec<f64> = (0..shape[0])
-                    .flat_map(|i| x.data()[(i * 3 + ch) * hw..(i * 3 + ch + 1) * hw].to_vec())
-                    .collect();
+                let (values, mean, var) = channel(&x, ch);
                 let m = values.len() as f64;
-                let mean = values.iter().sum::<f64>() / m;
-                let squares: f64 = values.iter().map(|v| (v - mean) * (v - mean)).sum();
-                let unbiased = if values.len() > 1 {
-                    squares / (m - 1.0)
-                } else {
-                    0.0
-                };
+                let unbiased = if m > 1.0 { var * m / (m - 1.0) } else { 0.0 };
                 let got = (bn.running_mean.data()[ch], bn.running_var.data()[ch]);
                 let want = (0.9 * r0[ch] + 0.1 * mean, 0.9 * v0[ch] + 0.1 * unbiased);
                 assert!(
@@ -360,35 +363,28 @@ mod tests {
     /// (10⁻⁴) make ε matter at 5 %.
     #[test]
     fn normalises_with_the_batch_or_running_statistics_and_epsilon() {
-        let (n, c, hw) = (3, 2, 4);
-        let x = Tensor::randn(&[n, c, 2, 2], 0.01, &mut crate::rng(7, 0)).map(|v| v + 0.5);
-        let mut bn = BatchNorm::<f64>::new("bn", c);
-        bn.gamma.value = Tensor::from_vec(&[c], vec![1.5, -0.5]);
-        bn.beta.value = Tensor::from_vec(&[c], vec![0.25, 2.0]);
-        bn.running_mean = Tensor::from_vec(&[c], vec![0.4, 0.6]);
-        bn.running_var = Tensor::from_vec(&[c], vec![2e-4, 5e-5]);
+        let x = Tensor::randn(&[3, 2, 2, 2], 0.01, &mut crate::rng(7, 0)).map(|v| v + 0.5);
+        let mut bn = BatchNorm::<f64>::new("bn", 2);
+        bn.gamma.value = Tensor::from_vec(&[2], vec![1.5, -0.5]);
+        bn.beta.value = Tensor::from_vec(&[2], vec![0.25, 2.0]);
+        bn.running_mean = Tensor::from_vec(&[2], vec![0.4, 0.6]);
+        bn.running_var = Tensor::from_vec(&[2], vec![2e-4, 5e-5]);
         for train in [true, false] {
             let y = bn.clone().forward(&x, train);
-            for ch in 0..c {
-                let at = |i: usize| (i * c + ch) * hw..(i * c + ch + 1) * hw;
-                let values: Vec<f64> = (0..n).flat_map(|i| x.data()[at(i)].to_vec()).collect();
-                let m = values.len() as f64;
-                let mean = values.iter().sum::<f64>() / m;
-                let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / m;
+            for ch in 0..2 {
+                let (xs, mean, var) = channel(&x, ch);
                 let (mu, var) = if train {
                     (mean, var)
                 } else {
                     (bn.running_mean.data()[ch], bn.running_var.data()[ch])
                 };
                 let (g, b) = (bn.gamma.value.data()[ch], bn.beta.value.data()[ch]);
-                for i in 0..n {
-                    for (&yv, &xv) in y.data()[at(i)].iter().zip(&x.data()[at(i)]) {
-                        let want = g * (xv - mu) / (var + 1e-5).sqrt() + b;
-                        assert!(
-                            (yv - want).abs() < 1e-9,
-                            "train={train} channel {ch}: {yv}, want {want}"
-                        );
-                    }
+                for (yv, xv) in channel(&y, ch).0.into_iter().zip(xs) {
+                    let want = g * (xv - mu) / (var + 1e-5).sqrt() + b;
+                    assert!(
+                        (yv - want).abs() < 1e-9,
+                        "train={train} channel {ch}: {yv}, want {want}"
+                    );
                 }
             }
         }
