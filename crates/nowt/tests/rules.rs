@@ -3,7 +3,7 @@
 use nowt::config::TrainConfig;
 use nowt::data::{self, DatasetKind};
 use nowt::layers::softmax_cross_entropy;
-use nowt::layers::{ActivationKind, Backward, Conv2d, Layer, Linear, WeightLayer};
+use nowt::layers::{ActivationKind, Backward, Conv2d, DeltaRecord, Layer, Linear, WeightLayer};
 use nowt::metrics::angle_deg;
 use nowt::models::{mlp, Network};
 use nowt::optim::Sgd;
@@ -735,7 +735,7 @@ fn weight_mirror_noise_is_independent_across_layers() {
 }
 
 /// The records of one backprop pass through `net` on a random batch of `inputs` values each.
-fn delta_records(mut net: Network<f32>, inputs: usize) -> Vec<(String, Option<Tensor<f32>>)> {
+fn delta_records(mut net: Network<f32>, inputs: usize) -> DeltaRecord<f32> {
     let x = Tensor::randn(&[4, inputs], 1.0, &mut nowt::rng(0, 5));
     let outs = net.forward(&x, true);
     let delta = Tensor::randn(outs.last().unwrap().shape(), 1.0, &mut nowt::rng(0, 6));

@@ -136,21 +136,23 @@ mod tests {
     /// their flat input sizes.
     fn resnets() -> Vec<(&'static str, usize, Network<f32>)> {
         let (mut w, mut b) = (crate::rng(0, 0), crate::rng(0, 1));
+        let (cifar, imagenet) = ([3, 10, 10], [3, 33, 33]);
+        let flat = |image: [usize; 3]| image.iter().product();
         vec![
             (
                 "ResNet-8",
-                300,
-                resnet_cifar(8, [3, 10, 10], 10, &mut w, &mut b),
+                flat(cifar),
+                resnet_cifar(8, cifar, 10, &mut w, &mut b),
             ),
             (
                 "ResNet-18",
-                3267,
-                resnet_imagenet(18, [3, 33, 33], 10, &mut w, &mut b),
+                flat(imagenet),
+                resnet_imagenet(18, imagenet, 10, &mut w, &mut b),
             ),
             (
                 "ResNet-50",
-                3267,
-                resnet_imagenet(50, [3, 33, 33], 10, &mut w, &mut b),
+                flat(imagenet),
+                resnet_imagenet(50, imagenet, 10, &mut w, &mut b),
             ),
         ]
     }
@@ -241,16 +243,12 @@ mod tests {
     /// Each layer's sample standard deviation within 15 % (≥ 320 weights: about 4 σ).
     #[test]
     fn weights_start_at_their_init_scale() {
-        let std = |w: &Tensor<f32>| {
-            let n = w.len() as f64;
-            (w.data().iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt()
-        };
         let check = |net: &Network<f32>, gain: f64, what: &str| {
             for l in net.weight_layers() {
                 let w = &l.params().w;
                 let fan_in: usize = w.shape()[1..].iter().product();
                 let want = gain / (fan_in as f64).sqrt();
-                let got = std(w);
+                let got = w.norm() / (w.len() as f64).sqrt();
                 assert!(
                     (got / want - 1.0).abs() < 0.15,
                     "{what} {}: std {got}, want {want}",
