@@ -280,7 +280,7 @@ pub struct TrainArgs {
     /// Threads that decode and augment batches in the background. [default: 1]
     #[arg(long)]
     pub data_threads: Option<usize>,
-    /// Weight decay λ on weights, not biases (Kolen-Pollack uses --kp-decay) [default: 1e-4].
+    /// Weight decay λ on weights, not biases (Kolen-Pollack's λ for W and B too, unless --kp-decay gives its own) [default: 1e-4].
     #[arg(long, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Learning-rate schedule: constant, multistep, cosine. [default: cosine]

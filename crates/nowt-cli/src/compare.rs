@@ -115,6 +115,10 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         }
     }
     let leads = world.rank() == 0;
+    let (decay, equal) = crate::report::decay_statement(runs.iter().map(|(c, _)| c));
+    if leads && !equal {
+        eprintln!("nowt compare: warning: {}", decay.replace('`', ""));
+    }
     // With several ranks, rank 0 alone writes: the record, the runs' directories, the report.
     if leads {
         fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;

@@ -96,6 +96,34 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
         .collect()
 }
 
+/// How much `W` decays under each rule of `cfgs` (`TrainConfig::w_decay`): one sentence, and
+/// whether it is the same under every rule (a comparison that decays `W` differently cannot rank
+/// the rules: more decay is more regularisation).
+pub fn decay_statement<'a>(cfgs: impl IntoIterator<Item = &'a TrainConfig>) -> (String, bool) {
+    let mut decays: Vec<(RuleKind, f64)> = Vec::new();
+    for c in cfgs {
+        let d = (c.rule, c.w_decay());
+        if !decays.contains(&d) {
+            decays.push(d);
+        }
+    }
+    let first = decays.first().map_or(0.0, |d| d.1);
+    if decays.iter().all(|d| d.1 == first) {
+        let line = format!("`W` decays by λ = {first:e} a step under every rule (`weight_decay`).");
+        return (line, true);
+    }
+    let each: Vec<String> = decays
+        .iter()
+        .map(|(r, d)| format!("{} {d:e}", r.name()))
+        .collect();
+    let line = format!(
+        "`W` decays differently between rules ({}; `weight_decay`, `rules.kp_decay` or a rule's \
+         overrides): more decay is more regularisation, so these rows cannot be ranked.",
+        each.join(", ")
+    );
+    (line, false)
+}
+
 /// Mean and sample standard deviation (`None` for one value).
 pub fn mean_std(v: &[f64]) -> Option<(f64, Option<f64>)> {
     if v.is_empty() {
@@ -287,7 +315,8 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
          (output = the top weight layer; means over the layers that carry an error). \
          `∠(W,M)`: forward weights against the matrix that carries the error; `∠(δ,δbp)`: the \
          rule's error against backprop's at each layer's input on the probe batch. Figures in \
-         `figures/`.\n"
+         `figures/`. {}\n",
+        decay_statement(runs.iter().map(|r| &r.cfg)).0
     );
     let mut header = String::from("| rule | seeds | runs |");
     let mut rule_line = String::from("|---|---|---|");

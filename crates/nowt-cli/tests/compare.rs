@@ -89,6 +89,13 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     for r in RUNS {
         assert!(out.join(r).join("summary.json").is_file(), "{r} finished");
     }
+    // Kolen-Pollack's λ is the comparison's weight decay: no warning, and the report says so.
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("`W` decays by λ = 1e-4 a step under every rule"),
+        "{md}"
+    );
     // For a given seed every rule's run has the same configuration but for the rule (so the
     // same W₀: W is drawn from the seed's own stream).
     let cfg = |run: &str| -> nowt::config::TrainConfig {
@@ -355,4 +362,34 @@ fn per_rule_overrides_and_refusals() {
     let o = nowt(&["compare", "--rule", "bp"]);
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--rules"), "{}", stderr(&o));
+}
+
+/// Rules of one comparison that would decay `W` by different amounts (Kolen-Pollack given its
+/// own `λ`) get a warning naming each rule's decay, and the report says the rows cannot be
+/// ranked.
+#[test]
+fn a_comparison_that_decays_w_differently_warns_and_says_so() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let o = nowt(&[
+        "compare",
+        "--rules",
+        "bp,kp",
+        "--epochs",
+        "1",
+        "--kp-decay",
+        "1e-3",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let want = "W decays differently between rules (backprop 1e-4, kolen-pollack 1e-3;";
+    assert!(
+        stderr(&o).contains(&format!("warning: {want}")),
+        "{}",
+        stderr(&o)
+    );
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("these rows cannot be ranked"), "{md}");
 }

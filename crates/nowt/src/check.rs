@@ -332,7 +332,7 @@ pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
         p.feedback = p.w.clone();
     }
     // Backprop's weight decay is KP's λ, so that W's updates agree.
-    let s = sgd(0.9, cfg.kp_decay);
+    let s = sgd(0.9, cfg.kp_decay.unwrap_or(1e-3));
     let mut rng = crate::rng(5, 6);
     let mut problem = None;
     for t in 0..STEPS {
@@ -362,12 +362,12 @@ pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
 pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
     const STEPS: usize = 3;
     let cfg = RuleConfig {
-        kp_decay: 0.5,
+        kp_decay: Some(0.5),
         ..cfg.clone()
     };
     let kp = rule::<f32>(RuleKind::KolenPollack, &cfg);
     let mut n = net(model, kp.as_ref());
-    let (eta, lambda) = (0.01, cfg.kp_decay);
+    let (eta, lambda) = (0.01, 0.5);
     let d0 = w_minus_b(&n);
     let top = |n: &Network<f32>| {
         n.weight_layers()
@@ -640,8 +640,8 @@ pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Out
     const STEPS: usize = 3;
     let kind = rule.kind();
     let mut n = net(model, rule);
-    // KP's λ is its own (it replaces W's weight decay); 1e-3 for the others.
-    let (eta, lambda) = (0.05, rule.shared_update_decay().unwrap_or(1e-3));
+    // W's decay is 1e-3, which KP shares with B unless its config gives its own λ.
+    let (eta, lambda) = (0.05, rule.shared_update_decay(1e-3).unwrap_or(1e-3));
     let s = sgd(0.0, lambda);
     let start = feedback_bits(&n);
     let diff0 = w_minus_b(&n);

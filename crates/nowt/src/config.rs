@@ -117,7 +117,8 @@ pub struct TrainConfig {
     pub momentum: f64,
     /// Default false.
     pub nesterov: bool,
-    /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack uses `rules.kp_decay`.
+    /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack applies it to `W`
+    /// and `B` alike unless `rules.kp_decay` gives its own.
     pub weight_decay: f64,
     /// Adam's `β₁`. Default 0.9.
     pub adam_beta1: f64,
@@ -347,6 +348,15 @@ impl TrainConfig {
             train_limit: self.train_limit,
             test_limit: self.test_limit,
         }
+    }
+
+    /// The decay `W` receives under this config's rule: `weight_decay`, or a rule's own `λ`
+    /// where it replaces it (Kolen-Pollack with `rules.kp_decay` set). A fair comparison has
+    /// the same value under every rule.
+    pub fn w_decay(&self) -> f64 {
+        crate::rules::build::<f32>(self.rule, &self.rules, self.batch_size)
+            .shared_update_decay(self.weight_decay)
+            .unwrap_or(self.weight_decay)
     }
 
     /// The thread count actually used.

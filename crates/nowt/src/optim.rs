@@ -94,7 +94,7 @@ impl Step for Adam {
             let (v, g) = (&mut p.value, &p.grad);
             self.update(v, g, &mut p.momentum, &mut p.second_moment, lr, 0.0, 0.0);
         }
-        let shared = rule.shared_update_decay();
+        let shared = rule.shared_update_decay(self.weight_decay);
         let (coupled, decoupled) = match shared {
             Some(lambda) => (0.0, lambda),
             None if self.decoupled => (0.0, self.weight_decay),
@@ -179,7 +179,7 @@ impl Sgd {
         rule: &dyn Rule<T>,
         lr: f64,
     ) {
-        let shared = rule.shared_update_decay();
+        let shared = rule.shared_update_decay(self.weight_decay);
         for (i, layer) in layers.iter_mut().enumerate() {
             let p = layer.params_mut();
             let decay_w = shared.unwrap_or(self.weight_decay);
@@ -454,7 +454,9 @@ mod tests {
             decoupled,
             t: 1,
         };
-        let kp = KolenPollack { decay: lambda };
+        let kp = KolenPollack {
+            decay: Some(lambda),
+        };
         for opt in [
             Optimizer::Sgd(sgd),
             Optimizer::Adam(adam(false)),

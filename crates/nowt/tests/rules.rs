@@ -160,8 +160,8 @@ fn output_layer_backprop_keeps_every_rules_feedback_dynamics() {
         };
         assert_eq!(feedback(&a), feedback(&b), "{kind:?}: B₀");
         assert_eq!(
-            plain.shared_update_decay(),
-            wrapped.shared_update_decay(),
+            plain.shared_update_decay(0.1),
+            wrapped.shared_update_decay(0.1),
             "{kind:?}"
         );
         let (mut ra, mut rb) = (nowt::rng(6, 0), nowt::rng(6, 0));
@@ -184,7 +184,7 @@ fn kolen_pollack_under_adam_shrinks_w_minus_b_by_one_minus_eta_lambda() {
     for kind in [OptimizerKind::Adam, OptimizerKind::Adamw] {
         let mut c = cfg(RuleKind::KolenPollack);
         c.optimizer = kind;
-        c.rules.kp_decay = lambda;
+        c.rules.kp_decay = Some(lambda);
         let kp = rules::build::<f32>(RuleKind::KolenPollack, &c.rules, 32);
         let mut net = build_model(&c, [1, 8, 8], 10, kp.as_ref());
         let diff = |n: &Network<f32>| -> Vec<Tensor<f32>> {
@@ -217,15 +217,17 @@ fn kolen_pollack_under_adam_shrinks_w_minus_b_by_one_minus_eta_lambda() {
     }
 }
 
-/// Kolen-Pollack started at `B₀ = W₀` stays bit-identical to backprop (same decay, momentum).
+/// Kolen-Pollack started at `B₀ = W₀` stays bit-identical to backprop: by default its `λ` is
+/// the optimiser's weight decay, so both decay `W` alike (and momentum is the same).
 #[test]
 fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
     let lambda = 1e-3;
     let batches = digits_batches(32, 30);
     let bp = rules::build::<f32>(RuleKind::Backprop, &Default::default(), 32);
-    let kp = KolenPollack { decay: lambda };
+    let kp = rules::build::<f32>(RuleKind::KolenPollack, &Default::default(), 32);
+    let kp = kp.as_ref();
     let mut a = build_model(&cfg(RuleKind::Backprop), [1, 8, 8], 10, bp.as_ref());
-    let mut b = build_model(&cfg(RuleKind::KolenPollack), [1, 8, 8], 10, &kp);
+    let mut b = build_model(&cfg(RuleKind::KolenPollack), [1, 8, 8], 10, kp);
     for l in b.weight_layers_mut() {
         let p = l.params_mut();
         p.feedback = p.w.clone();
@@ -238,7 +240,7 @@ fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
     let mut rng = nowt::rng(0, 3);
     for (step, (x, y)) in batches.iter().enumerate() {
         train_step(&mut a, bp.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
-        train_step(&mut b, &kp, &sgd, x, y, 0.05, &mut rng).unwrap();
+        train_step(&mut b, kp, &sgd, x, y, 0.05, &mut rng).unwrap();
         assert_eq!(bits(&a), bits(&b), "step {step}");
         // The first layer's B carries no error and is not updated.
         for l in b.weight_layers().iter().skip(1) {
@@ -254,7 +256,9 @@ fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
     let (eta, steps) = (0.05, 25);
     let split = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
     for lambda in [0.0, 0.01, 0.2] {
-        let kp = KolenPollack { decay: lambda };
+        let kp = KolenPollack {
+            decay: Some(lambda),
+        };
         let mut net = mlp::<f64>(
             64,
             &[20],
@@ -766,8 +770,12 @@ fn first_layer_skips_its_input_error() {
 /// Every listed rule parses by name and alias and builds.
 #[test]
 fn every_rule_is_listed_and_builds() {
-    // Every knob names a real key of the `[rules]` config section.
-    let defaults = serde_json::to_value(rules::RuleConfig::default()).unwrap();
+    // Every knob names a real key of the `[rules]` config section (optional keys given).
+    let defaults = serde_json::to_value(rules::RuleConfig {
+        kp_decay: Some(0.0),
+        ..Default::default()
+    })
+    .unwrap();
     for k in RuleKind::ALL {
         let info = k.info();
         assert_eq!(info.kind, k);
@@ -887,7 +895,9 @@ fn rule_oracles(make: impl Fn() -> Network<f32>, batches: &[(Tensor<f32>, Vec<u3
         nesterov: false,
         weight_decay: lambda,
     };
-    let kp = KolenPollack { decay: lambda };
+    let kp = KolenPollack {
+        decay: Some(lambda),
+    };
     let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 8);
     let (mut bp_net, mut kp_net, mut fa_net, mut fa_rand) = (make(), make(), make(), make());
     for net in [&mut kp_net, &mut fa_net] {

@@ -63,8 +63,9 @@ pub trait Rule<T: Real>: Send + Sync {
     fn init_feedback(&self, _p: &mut WeightParams<T>, _net: &mut FeedbackInit) {}
 
     /// `Some(λ)` when `B` receives `W`'s update term and the decay `λ`, which `W` then also
-    /// uses (Kolen-Pollack, paper eqs. 16–17). The optimiser applies it with `B`'s own buffer.
-    fn shared_update_decay(&self) -> Option<f64> {
+    /// uses (Kolen-Pollack, paper eqs. 16–17); `weight_decay` is what `W` decays by under every
+    /// other rule. The optimiser applies it with `B`'s own buffer.
+    fn shared_update_decay(&self, _weight_decay: f64) -> Option<f64> {
         None
     }
 
@@ -220,9 +221,11 @@ pub struct RuleConfig {
     pub ss_scale: SignScale,
     /// Weight mirror knobs.
     pub wm: MirrorConfig,
-    /// Kolen-Pollack: the decay `λ` applied to both `W` and `B` (replacing the weight decay on
-    /// `W`). Must be > 0 for `W − B` to shrink. Default 1e-3.
-    pub kp_decay: f64,
+    /// Kolen-Pollack: the decay `λ` applied to both `W` and `B`. Must be > 0 for `W − B` to
+    /// shrink. Default (absent): the run's `weight_decay`, so `W` decays by the same amount
+    /// under every rule; a value replaces `W`'s decay too.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kp_decay: Option<f64>,
     /// Direct feedback alignment: `D ~ N(0, (init_scale · init_std)²)`. Default 1.
     pub dfa_init_scale: f64,
     /// Symmetric alignment's coefficients.
@@ -239,7 +242,7 @@ impl Default for RuleConfig {
             fa_init_scale: 1.0,
             ss_scale: SignScale::InitStd,
             wm: MirrorConfig::default(),
-            kp_decay: 1e-3,
+            kp_decay: None,
             dfa_init_scale: 1.0,
             sa: SymmetricConfig::default(),
             ia: InformationConfig::default(),
@@ -288,7 +291,9 @@ impl RuleConfig {
             };
         positive("rules.fa_init_scale", self.fa_init_scale)?;
         positive("rules.dfa_init_scale", self.dfa_init_scale)?;
-        non_negative("rules.kp_decay", self.kp_decay)?;
+        if let Some(lambda) = self.kp_decay {
+            non_negative("rules.kp_decay", lambda)?;
+        }
         positive("rules.wm.sigma", self.wm.sigma)?;
         positive("rules.wm.lr", self.wm.lr)?;
         non_negative("rules.wm.decay", self.wm.decay)?;
@@ -401,7 +406,7 @@ mod tests {
             ("rules.aa.alpha", |c| &mut c.aa.alpha),
         ];
         let non_negative: Knobs = &[
-            ("rules.kp_decay", |c| &mut c.kp_decay),
+            ("rules.kp_decay", |c| c.kp_decay.insert(0.0)),
             ("rules.wm.decay", |c| &mut c.wm.decay),
             ("rules.sa.alpha", |c| &mut c.sa.alpha),
             ("rules.sa.beta", |c| &mut c.sa.beta),

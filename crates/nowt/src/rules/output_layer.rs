@@ -80,8 +80,8 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         self.inner.init_feedback(p, net)
     }
 
-    fn shared_update_decay(&self) -> Option<f64> {
-        self.inner.shared_update_decay()
+    fn shared_update_decay(&self, weight_decay: f64) -> Option<f64> {
+        self.inner.shared_update_decay(weight_decay)
     }
 
     fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
