@@ -314,6 +314,10 @@ pub struct TrainArgs {
     /// the rule below it: the output-layer ablation). [default: same]
     #[arg(long, value_parser = name::<nowt::rules::OutputLayerRule>)]
     pub output_layer_rule: Option<nowt::rules::OutputLayerRule>,
+    /// How W and B are first drawn: he (N(0, init_std²) at the model's He scale) or
+    /// xavier-uniform (BioTorch's, for W, B and DFA's D). [default: he]
+    #[arg(long, value_parser = name::<nowt::params::Init>)]
+    pub init: Option<nowt::params::Init>,
     #[command(flatten)]
     pub knobs: RuleKnobs,
     /// Also print a progress line every N training steps (0: only per epoch).

@@ -170,6 +170,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(data_threads = a.data_threads);
     c.rules = with_knobs(&c.rules, &a.knobs)?;
     set!(output_layer_rule = a.output_layer_rule);
+    set!(init = a.init);
     set!(divergence_loss_factor = a.divergence_loss_factor);
     set!(divergence_weight_factor = a.divergence_weight_factor);
     if a.allow_divergence {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DatasetKind;
 use crate::layers::ActivationKind;
 use crate::optim::{Adam, Optimizer, OptimizerKind, ScheduleKind, Sgd};
+use crate::params::Init;
 use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
 use crate::{Error, Result};
 
@@ -173,6 +174,10 @@ pub struct TrainConfig {
     /// How the output layer sends its error down: `same` (the rule) or `backprop` (the
     /// output-layer ablation, rules/output_layer.rs). Default `same`.
     pub output_layer_rule: OutputLayerRule,
+    /// How `W` and `B` are first drawn: `he` (`N(0, init_std²)` at the model's scale) or
+    /// `xavier-uniform` (BioTorch's, for `W`, `B` and DFA's `D`; sign symmetry's scale and the
+    /// random-sign magnitudes follow). Default `he`.
+    pub init: Init,
     /// Per-rule knobs.
     pub rules: RuleConfig,
 }
@@ -215,6 +220,7 @@ impl Default for TrainConfig {
             allow_divergence: false,
             out: None,
             output_layer_rule: OutputLayerRule::Same,
+            init: Init::He,
             rules: RuleConfig::default(),
         }
     }

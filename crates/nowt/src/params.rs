@@ -2,7 +2,57 @@
 //! layer (`W`, `B` of the same shape, bias, gradients, momentum) and the [`WeightLayer`]
 //! interface, kept apart from `layers/` so that the rules need nothing of the layers' code.
 
+use serde::{Deserialize, Serialize};
+
 use crate::tensor::{Real, Tensor};
+
+/// How `W` and `B` are first drawn (config key `init`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Init {
+    /// `N(0, init_std²)` with the model's scale (He et al. for ReLU layers). The default.
+    #[default]
+    He,
+    /// Glorot & Bengio's `U(−a, a)`, `a = √(6 / (fan_in + fan_out))` (std
+    /// `√(2 / (fan_in + fan_out))`), for `W` and `B` alike, as BioTorch draws them; the fans are
+    /// PyTorch's (`fan_in = shape[1] · k²`, `fan_out = shape[0] · k²`).
+    XavierUniform,
+}
+
+impl Init {
+    pub fn name(self) -> &'static str {
+        match self {
+            Init::He => "he",
+            Init::XavierUniform => "xavier-uniform",
+        }
+    }
+
+    /// Xavier's standard deviation `√(2 / (fan_in + fan_out))` for a tensor of `shape`
+    /// (`[out, in]` or `[out, in, kh, kw]`).
+    pub fn xavier_std(shape: &[usize]) -> f64 {
+        let receptive: usize = shape[2..].iter().product();
+        let (fan_in, fan_out) = (shape[1] * receptive, shape[0] * receptive);
+        (2.0 / (fan_in + fan_out) as f64).sqrt()
+    }
+
+    /// A tensor of `shape` from this family with standard deviation `std`: `N(0, std²)` under
+    /// `he`, `U(−√3·std, √3·std)` under `xavier-uniform`.
+    pub fn draw<T: Real>(self, shape: &[usize], std: f64, rng: &mut crate::Rng) -> Tensor<T> {
+        match self {
+            Init::He => Tensor::randn(shape, std, rng),
+            Init::XavierUniform => Tensor::rand_uniform(shape, 3f64.sqrt() * std, rng),
+        }
+    }
+
+    /// One magnitude `|r|` of a draw with standard deviation `std` (sign-concordant feedback).
+    pub fn draw_magnitude<T: Real>(self, std: f64, rng: &mut crate::Rng) -> T {
+        use rand::Rng as _;
+        match self {
+            Init::He => (T::standard_normal(rng) * T::of(std)).abs(),
+            Init::XavierUniform => T::of(rng.random_range(0.0..3f64.sqrt() * std)),
+        }
+    }
+}
 
 /// A trained parameter outside the rule seam (batch norm's scale and shift): its value,
 /// gradient and momentum buffer.
@@ -58,6 +108,8 @@ pub struct WeightParams<T> {
     pub grad_bias: Option<Tensor<T>>,
     /// The standard deviation `W` was initialised with (sign symmetry's default scale).
     pub init_std: f64,
+    /// The family `W` and `B` were drawn from; rules that draw feedback draw from it too.
+    pub init: Init,
     pub momentum: Momentum<T>,
     /// Adam's second moments (empty under SGD).
     pub second_moment: Momentum<T>,
@@ -84,6 +136,7 @@ impl<T: Real> WeightParams<T> {
             grad_w: Tensor::zeros(shape),
             grad_bias: bias.then(|| Tensor::zeros(&[out])),
             init_std,
+            init: Init::He,
             momentum: Momentum::default(),
             second_moment: Momentum::default(),
         }

@@ -14,6 +14,7 @@ use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
 use crate::optim::{Schedule, Step};
+use crate::params::Init;
 use crate::rules::{self, Backprop, Rule};
 use crate::tensor::{Real, Tensor};
 use crate::{Error, Result};
@@ -132,6 +133,12 @@ pub fn build_model<T: Real>(
         }
         ModelKind::Lenet5 => lenet5(input, classes, &mut rng_w, &mut rng_b),
     };
+    if cfg.init != Init::He {
+        // Drawn again from the start of the same streams, so `W₀` stays the same under every rule.
+        let mut rng_w = crate::rng(cfg.seed, STREAM_WEIGHTS);
+        let mut rng_b = crate::rng(cfg.seed, STREAM_FEEDBACK);
+        crate::models::redraw(&mut net, cfg.init, &mut rng_w, &mut rng_b);
+    }
     let mut init = rules::FeedbackInit {
         classes,
         rng: crate::rng(cfg.seed, STREAM_RULE_INIT),

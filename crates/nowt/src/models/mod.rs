@@ -11,8 +11,32 @@ pub use resnet::{resnet_cifar, resnet_imagenet};
 use crate::layers::{
     backward_chain, forward_chain, Backward, DeltaRecord, Layer, Param, WeightLayer,
 };
+use crate::params::Init;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
+
+/// Draws every weight layer's `W` and `B` again from `init` at its own scale (Xavier-uniform:
+/// `√(2 / (fan_in + fan_out))`), bottom to top, `W` from `rng_w` and `B` from `rng_b`; each
+/// layer then records the family and scale it was drawn with. Biases stay zero.
+pub fn redraw<T: Real>(
+    net: &mut Network<T>,
+    init: Init,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) {
+    for layer in net.weight_layers_mut() {
+        let p = layer.params_mut();
+        let shape = p.w.shape().to_vec();
+        let std = match init {
+            Init::He => p.init_std,
+            Init::XavierUniform => Init::xavier_std(&shape),
+        };
+        p.w = init.draw(&shape, std, rng_w);
+        p.feedback = init.draw(&shape, std, rng_b);
+        p.init_std = std;
+        p.init = init;
+    }
+}
 
 /// A chain of layers, trained with any rule.
 pub struct Network<T: Real> {

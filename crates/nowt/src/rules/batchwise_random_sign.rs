@@ -45,9 +45,9 @@ impl<T: Real> Rule<T> for BatchwiseRandomSign {
         // The first weight layer's `M` carries no error: nothing to redraw.
         for layer in layers.iter_mut().skip(1) {
             let p = layer.params_mut();
-            let std = p.init_std;
+            let (init, std) = (p.init, p.init_std);
             for b in p.feedback.data_mut() {
-                *b = (T::standard_normal(rng) * T::of(std)).abs();
+                *b = init.draw_magnitude(std, rng);
             }
         }
     }

@@ -18,7 +18,7 @@
 use std::borrow::Cow;
 
 use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind};
-use crate::params::WeightParams;
+use crate::params::{Init, WeightParams};
 use crate::tensor::{Real, Tensor};
 
 pub const INFO: RuleInfo = RuleInfo {
@@ -80,10 +80,11 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
         let mut shape = p.w.shape().to_vec();
         shape[0] = net.classes;
-        p.direct = Some(Tensor::randn(
-            &shape,
-            self.init_scale * p.init_std,
-            &mut net.rng,
-        ));
+        // Under Xavier-uniform, `D` has Xavier's scale for its own shape (BioTorch's).
+        let std = match p.init {
+            Init::He => p.init_std,
+            Init::XavierUniform => Init::xavier_std(&shape),
+        };
+        p.direct = Some(p.init.draw(&shape, self.init_scale * std, &mut net.rng));
     }
 }

@@ -1,0 +1,136 @@
+//! `init = "xavier-uniform"` (BioTorch's protocol): `W` and `B` of every weight layer are drawn
+//! from `U(−a, a)`, `a = √(6 / (fan_in + fan_out))`, with PyTorch's fans; `W₀` is the same under
+//! every rule; the rules that draw feedback of their own (DFA's `D`, the random-sign
+//! magnitudes) draw it from the same family; sign symmetry's scale is Xavier's std. `he` (the
+//! default) leaves the models as they were.
+
+use nowt::config::{ModelKind, TrainConfig};
+use nowt::models::Network;
+use nowt::params::Init;
+use nowt::rules::{self, RuleKind};
+use nowt::tensor::Tensor;
+use nowt::train::build_model;
+
+fn config(model: ModelKind, rule: RuleKind, init: Init) -> TrainConfig {
+    TrainConfig {
+        model,
+        rule,
+        init,
+        hidden: vec![64, 32],
+        seed: 4,
+        ..Default::default()
+    }
+}
+
+/// The network of `model` (on 3×32×32 images, 10 classes) under `rule` and `init`.
+fn net(model: ModelKind, rule: RuleKind, init: Init) -> Network<f32> {
+    let cfg = config(model, rule, init);
+    let r = rules::build::<f32>(rule, &cfg.rules, 8);
+    build_model(&cfg, [3, 32, 32], 10, r.as_ref())
+}
+
+/// `(max |x|, std)` of a tensor's entries.
+fn spread(t: &Tensor<f32>) -> (f64, f64) {
+    let max = t.data().iter().fold(0f64, |m, &x| m.max(x.abs() as f64));
+    (max, t.norm() / (t.len() as f64).sqrt())
+}
+
+/// Every entry within `±a` and the entries' std within 10 % of `a/√3` (layers of ≥ 400 entries).
+fn assert_uniform(t: &Tensor<f32>, std: f64, what: &str) {
+    let a = 3f64.sqrt() * std;
+    let (max, got) = spread(t);
+    assert!(max <= a * (1.0 + 1e-6), "{what}: |x| up to {max}, a = {a}");
+    assert!(max > 0.9 * a, "{what}: |x| only up to {max}, a = {a}");
+    if t.len() >= 400 {
+        assert!(
+            (got / std - 1.0).abs() < 0.1,
+            "{what}: std {got}, want {std}"
+        );
+    }
+}
+
+#[test]
+fn xavier_uniform_draws_w_and_b_at_xaviers_scale_for_every_model() {
+    for model in [ModelKind::Mlp, ModelKind::Lenet5, ModelKind::Resnet20] {
+        let n = net(model, RuleKind::FeedbackAlignment, Init::XavierUniform);
+        for l in n.weight_layers() {
+            let p = l.params();
+            let s = p.w.shape();
+            let k: usize = s[2..].iter().product();
+            let std = (2.0 / ((s[0] + s[1]) * k) as f64).sqrt();
+            assert_eq!(p.init, Init::XavierUniform);
+            assert!((p.init_std / std - 1.0).abs() < 1e-12, "{}", p.name);
+            assert_uniform(&p.w, std, &format!("{model:?} {} W", p.name));
+            assert_uniform(&p.feedback, std, &format!("{model:?} {} B", p.name));
+            assert_ne!(p.w, p.feedback, "{}: B is drawn apart from W", p.name);
+            if let Some(b) = &p.bias {
+                assert!(b.data().iter().all(|&x| x == 0.0), "{}: bias 0", p.name);
+            }
+        }
+    }
+}
+
+#[test]
+fn w0_is_the_same_under_every_rule_and_he_is_unchanged() {
+    let weights = |n: &Network<f32>| -> Vec<Tensor<f32>> {
+        n.weight_layers()
+            .iter()
+            .map(|l| l.params().w.clone())
+            .collect()
+    };
+    for init in [Init::He, Init::XavierUniform] {
+        let bp = weights(&net(ModelKind::Lenet5, RuleKind::Backprop, init));
+        for &rule in &RuleKind::ALL {
+            assert_eq!(
+                weights(&net(ModelKind::Lenet5, rule, init)),
+                bp,
+                "{rule:?} {init:?}"
+            );
+        }
+    }
+    // He is the models' own draw: the layers keep the scale they were built with.
+    let he = net(ModelKind::Mlp, RuleKind::Backprop, Init::He);
+    let xavier = net(ModelKind::Mlp, RuleKind::Backprop, Init::XavierUniform);
+    for (a, b) in he.weight_layers().iter().zip(xavier.weight_layers()) {
+        assert_eq!(a.params().init, Init::He);
+        let fan_in = a.params().w.shape()[1] as f64;
+        assert!((a.params().init_std - (2.0 / fan_in).sqrt()).abs() < 1e-12);
+        assert_ne!(a.params().w, b.params().w);
+    }
+}
+
+/// DFA's `D: [classes, C_in, kh, kw]` is Xavier-uniform for its own shape; frSF's and brSF's
+/// magnitudes are `|U(−a, a)|` at the layer's scale (brSF's redrawn so after a step); sign
+/// symmetry's `M` is `√(2/(fan_in + fan_out)) · sign W`.
+#[test]
+fn the_rules_own_feedback_follows_xavier_uniform() {
+    let dfa = net(
+        ModelKind::Lenet5,
+        RuleKind::DirectFeedbackAlignment,
+        Init::XavierUniform,
+    );
+    for l in dfa.weight_layers() {
+        let d = l.params().direct.as_ref().expect("D");
+        let s = d.shape();
+        let k: usize = s[2..].iter().product();
+        let std = (2.0 / ((s[0] + s[1]) * k) as f64).sqrt();
+        assert_uniform(d, std, &format!("DFA {} D", l.params().name));
+    }
+    for rule in [RuleKind::FixedRandomSign, RuleKind::BatchwiseRandomSign] {
+        let mut n = net(ModelKind::Lenet5, rule, Init::XavierUniform);
+        let r = rules::build::<f32>(rule, &Default::default(), 8);
+        r.after_step(&mut n.weight_layers_mut(), &mut nowt::rng(1, 2));
+        for l in n.weight_layers().iter().skip(1) {
+            let p = l.params();
+            assert!(p.feedback.data().iter().all(|&b| b >= 0.0), "{rule:?}");
+            // |U(−a, a)| has the same second moment as U(−a, a).
+            assert_uniform(&p.feedback, p.init_std, &format!("{rule:?} {}", p.name));
+        }
+    }
+    let n = net(ModelKind::Mlp, RuleKind::SignSymmetry, Init::XavierUniform);
+    let ss = rules::build::<f32>(RuleKind::SignSymmetry, &Default::default(), 8);
+    let p = n.weight_layers()[1].params();
+    let m = ss.backward_matrix(p);
+    let want = p.w.map(|w| w.signum() * (2.0f32 / (64 + 32) as f32).sqrt());
+    assert_eq!(m.as_ref(), &want);
+}
