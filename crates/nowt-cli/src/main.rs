@@ -9,6 +9,7 @@ mod figures;
 mod provenance;
 mod report;
 mod run;
+mod stats;
 mod world;
 
 use std::process::ExitCode;

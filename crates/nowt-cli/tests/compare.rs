@@ -113,6 +113,7 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
 
     // Final test error: the mean over seeds of each run's last metrics record.
     let rows = untimed_csv(&out);
+    let mut means = Vec::new();
     for (rule, alias) in [("backprop", "bp"), ("kolen-pollack", "kp")] {
         let errs: Vec<f64> = [0, 1]
             .iter()
@@ -122,6 +123,7 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
             })
             .collect();
         let mean = (errs[0] + errs[1]) / 2.0;
+        means.push(mean);
         let got = column(&rows, "final_test_top1_err_pct_mean", rule);
         assert!((got - mean).abs() < 1e-9, "{rule}: {got} vs {mean}");
         let std = (errs[0] - errs[1]).abs() / 2f64.sqrt();
@@ -141,7 +143,11 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
             "{rule}: angle {got}"
         );
     }
+    // Two seeds a side: Welch's test of backprop against Kolen-Pollack, row minus column.
     let md = fs::read_to_string(out.join("report.md")).unwrap();
+    let row = format!("| backprop (n = 2) | – | {:+.2} (p ", means[0] - means[1]);
+    assert!(md.contains("## Differences beyond seed noise"), "{md}");
+    assert!(md.contains(&row), "{row} in {md}");
     assert!(
         md.contains("| backprop | 0,1 | finished |")
             && md.contains("| kolen-pollack | 0,1 | finished |"),
@@ -392,4 +398,5 @@ fn a_comparison_that_decays_w_differently_warns_and_says_so() {
     );
     let md = fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("these rows cannot be ranked"), "{md}");
+    assert!(md.contains("no difference between rules can be told from seed noise"));
 }
