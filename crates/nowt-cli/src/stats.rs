@@ -60,10 +60,13 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
 mod tests {
     use super::*;
 
+    /// Two samples and SciPy's `t`, `ν` and `p` for them.
+    type Case<'a> = (&'a [f64], &'a [f64], f64, f64, f64);
+
     /// Against SciPy 1.x `ttest_ind(a, b, equal_var=False)`.
     #[test]
     fn matches_scipys_welch_test() {
-        let cases: [(&[f64], &[f64], f64, f64, f64); 2] = [
+        let cases: [Case; 2] = [
             (
                 &[15.70, 15.2, 16.1],
                 &[14.37, 14.9, 14.1],
