@@ -60,6 +60,12 @@ pub struct CompareArgs {
     /// Seeds to run each rule with.
     #[arg(long, value_delimiter = ',', default_value = "0")]
     pub seeds: Vec<u64>,
+    /// A sweep: every rule at each value of a config key, KEY=V1,V2,… (keys as in config files:
+    /// lr, weight_decay, rules.wm.lr; repeat the flag for the product of several keys). Needs
+    /// --val-fraction: the report keeps each rule's value with the lowest validation error.
+    /// A key that a rule's [overrides.<rule>] sets keeps its published value [default: none].
+    #[arg(long, value_parser = crate::sweep::axis)]
+    pub grid: Vec<crate::sweep::Axis>,
     /// The configuration (a preset or a TOML file with `[overrides.<rule>]` tables) and any
     /// training flag on top; `--out` is the comparison's directory, one run in `<rule>-s<seed>`.
     #[command(flatten)]

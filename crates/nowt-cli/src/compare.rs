@@ -12,6 +12,7 @@ use nowt::config::TrainConfig;
 
 use crate::args::{CompareArgs, TrainArgs};
 use crate::run::{self, RunOpts};
+use crate::sweep::{self, Point};
 
 /// `OUT/compare.toml`: how the comparison was made (the report quotes it).
 #[derive(serde::Serialize)]
@@ -20,14 +21,21 @@ struct Record {
     command: String,
     rules: Vec<String>,
     seeds: Vec<u64>,
+    /// The sweep's axes as given (`lr=0.1,0.03`); empty for none.
+    grid: Vec<String>,
     config_origin: Option<String>,
     /// The config file's or preset's text, as written.
     config: Option<String>,
 }
 
-/// A run's directory name in a comparison.
-pub fn run_name(cfg: &TrainConfig) -> String {
-    format!("{}-s{}", cfg.rule.alias(), cfg.seed)
+/// A run's directory name in a comparison: `<rule>-s<seed>`, or in a sweep
+/// `<rule>-<point>-s<seed>` (`bp-lr0.1-s0`).
+pub fn run_name(cfg: &TrainConfig, point: &Point) -> String {
+    if point.is_empty() {
+        format!("{}-s{}", cfg.rule.alias(), cfg.seed)
+    } else {
+        format!("{}-{}-s{}", cfg.rule.alias(), sweep::label(point), cfg.seed)
+    }
 }
 
 /// Written by a run that stopped with an error (it diverged, say): the comparison goes on
@@ -100,6 +108,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             PathBuf::from(format!("runs/compare-{what}-{secs}"))
         }
     };
+    let file = run::config_file(t)?;
     for &seed in &seeds {
         for &rule in &rules {
             let ta = TrainArgs {
@@ -108,10 +117,22 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                 out: None,
                 ..t.clone()
             };
-            let mut cfg = run::resolve(&ta)?;
-            let dir = out.join(run_name(&cfg));
-            cfg.out = Some(dir.clone());
-            runs.push((cfg, dir));
+            let base = run::resolve(&ta)?;
+            sweep::needs_validation(&base, &a.grid)?;
+            for point in sweep::points(&a.grid) {
+                // A key the rule's [overrides.<rule>] sets keeps its published value.
+                let point: Point = point
+                    .into_iter()
+                    .filter(|(k, _)| !file.as_ref().is_some_and(|f| f.overrides_key(rule, k)))
+                    .collect();
+                let mut cfg = sweep::apply(&base, &point)?;
+                let dir = out.join(run_name(&cfg, &point));
+                if runs.iter().any(|(_, d)| *d == dir) {
+                    continue;
+                }
+                cfg.out = Some(dir.clone());
+                runs.push((cfg, dir));
+            }
         }
     }
     let leads = world.rank() == 0;
@@ -123,12 +144,16 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     if leads {
         fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     }
-    let file = run::config_file(t)?;
     let record = Record {
         nowt_version: env!("CARGO_PKG_VERSION").into(),
         command: std::env::args().collect::<Vec<_>>().join(" "),
         rules: rules.iter().map(|r| r.name().to_string()).collect(),
         seeds: seeds.clone(),
+        grid: a
+            .grid
+            .iter()
+            .map(|x| format!("{}={}", x.key, x.values.join(",")))
+            .collect(),
         config_origin: file.as_ref().map(|f| f.origin.clone()),
         config: file.map(|f| f.text),
     };
@@ -148,9 +173,12 @@ pub fn compare(a: CompareArgs) -> Result<()> {
 
     let n = runs.len();
     for (i, (cfg, dir)) in runs.into_iter().enumerate() {
-        let what = format!("run {}/{n}: {} seed {}", i + 1, cfg.rule.name(), cfg.seed);
+        let name = dir
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into());
+        let what = format!("run {}/{n}: {name}", i + 1);
         let opts = RunOpts {
-            label: format!("[{} s{} {}/{n}] ", cfg.rule.alias(), cfg.seed, i + 1),
+            label: format!("[{name} {}/{n}] ", i + 1),
             ..RunOpts::of(t)
         };
         let st = status(&dir);

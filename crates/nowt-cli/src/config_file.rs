@@ -178,6 +178,28 @@ impl ConfigFile {
     }
 }
 
+impl ConfigFile {
+    /// Whether `[overrides.<rule>]` sets `key` (dotted for sections): a published per-rule value
+    /// that a sweep leaves as it is.
+    pub fn overrides_key(&self, rule: RuleKind, key: &str) -> bool {
+        self.overrides
+            .iter()
+            .filter(|(r, _)| *r == rule)
+            .any(|(_, t)| {
+                let mut parts = key.split('.').peekable();
+                let mut at = t;
+                while let Some(p) = parts.next() {
+                    match (at.get(p), parts.peek()) {
+                        (Some(_), None) => return true,
+                        (Some(toml::Value::Table(next)), Some(_)) => at = next,
+                        _ => return false,
+                    }
+                }
+                false
+            })
+    }
+}
+
 /// `base` with `top`'s keys on top, tables merged key by key.
 fn merge(base: &mut toml::Table, top: &toml::Table) {
     for (k, v) in top {

@@ -81,8 +81,11 @@ fn per_rule_curves(
     log_y: bool,
     f: impl Fn(&EpochRecord) -> Option<f64> + Copy,
 ) -> Result<()> {
-    let curves: Vec<_> = groups.iter().map(|g| (g.rule, per_epoch(g, f))).collect();
-    let pts = curves.iter().flat_map(|(_, c)| c.iter());
+    let curves: Vec<_> = groups
+        .iter()
+        .map(|g| (g.rule, g.title(), per_epoch(g, f)))
+        .collect();
+    let pts = curves.iter().flat_map(|(_, _, c)| c.iter());
     let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max);
     let y_lo = pts.clone().map(|p| p.2).fold(f64::INFINITY, f64::min);
     let y_hi = pts.map(|p| p.3).fold(f64::NEG_INFINITY, f64::max);
@@ -110,7 +113,7 @@ fn per_rule_curves(
                 .axis_desc_style((FONT, 16))
                 .draw()
                 .map_err(fail(file))?;
-            for (rule, c) in &curves {
+            for (rule, title, c) in &curves {
                 let colour = rule_colour(*rule);
                 if c.iter().any(|p| p.2 != p.3) {
                     let band: Vec<(f64, f64)> = c
@@ -128,7 +131,7 @@ fn per_rule_curves(
                         colour.stroke_width(2),
                     ))
                     .map_err(fail(file))?
-                    .label(rule.name())
+                    .label(title.as_str())
                     .legend(move |(x, y)| {
                         PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
                     });
@@ -176,10 +179,7 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
         let layers = run.epochs.first().map_or(0, |e| e.layers.len());
         let x_max = (run.epochs.len() as f64).max(2.0);
         let mut chart = ChartBuilder::on(&area)
-            .caption(
-                format!("{} (seed {})", g.rule.name(), run.cfg.seed),
-                (FONT, 16),
-            )
+            .caption(format!("{} (seed {})", g.title(), run.cfg.seed), (FONT, 16))
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(48)
@@ -249,7 +249,7 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
             chart
                 .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                 .map_err(fail(file))?
-                .label(g.rule.name())
+                .label(g.title())
                 .legend(move |(x, y)| {
                     PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
                 });
@@ -266,8 +266,106 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Draws every figure into `dir`; returns `(file name, caption)` of each.
-pub fn draw(groups: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
+/// A sweep: each rule's validation error (mean over seeds, bars from the lowest to the highest
+/// seed) at every setting, the settings in order along the x axis.
+fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
+    let mut settings: Vec<&str> = Vec::new();
+    for g in all {
+        if !settings.contains(&g.setting.as_str()) {
+            settings.push(&g.setting);
+        }
+    }
+    let at = |g: &Group| settings.iter().position(|s| *s == g.setting).unwrap_or(0) as f64;
+    let points: Vec<(RuleKind, f64, f64, f64, f64)> = all
+        .iter()
+        .filter_map(|g| {
+            let v = crate::report::val_errors(g);
+            let (mean, _) = crate::report::mean_std(&v)?;
+            let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            Some((g.rule, at(g), mean, lo, hi))
+        })
+        .collect();
+    let y_lo = points.iter().map(|p| p.3).fold(f64::INFINITY, f64::min);
+    let y_hi = points.iter().map(|p| p.4).fold(f64::NEG_INFINITY, f64::max);
+    let (y_lo, y_hi) = if y_lo.is_finite() {
+        (y_lo, y_hi)
+    } else {
+        (0.0, 1.0)
+    };
+    let pad = ((y_hi - y_lo) * 0.08).max(0.5);
+    let root = SVGBackend::new(file, SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(fail(file))?;
+    let n = settings.len().max(1) as f64;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(
+            "Validation error at each setting of the sweep (bars: lowest to highest seed)",
+            (FONT, 20),
+        )
+        .margin(14)
+        .x_label_area_size(44)
+        .y_label_area_size(70)
+        .build_cartesian_2d(-0.5f64..n - 0.5, (y_lo - pad).max(0.0)..y_hi + pad)
+        .map_err(fail(file))?;
+    let label = |x: &f64| {
+        let i = x.round();
+        if (x - i).abs() < 1e-9 && i >= 0.0 {
+            settings
+                .get(i as usize)
+                .map_or(String::new(), |s| s.to_string())
+        } else {
+            String::new()
+        }
+    };
+    chart
+        .configure_mesh()
+        .x_labels(settings.len().max(2) * 2 + 1)
+        .x_label_formatter(&label)
+        .x_desc("setting")
+        .y_desc("lowest validation top-1 error (%)")
+        .axis_desc_style((FONT, 16))
+        .draw()
+        .map_err(fail(file))?;
+    for &rule in &RuleKind::ALL {
+        let mine: Vec<_> = points.iter().filter(|p| p.0 == rule).collect();
+        if mine.is_empty() {
+            continue;
+        }
+        let colour = rule_colour(rule);
+        for p in &mine {
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(p.1, p.3), (p.1, p.4)],
+                    colour.stroke_width(1),
+                )))
+                .map_err(fail(file))?;
+        }
+        chart
+            .draw_series(LineSeries::new(
+                mine.iter().map(|p| (p.1, p.2)),
+                colour.stroke_width(2),
+            ))
+            .map_err(fail(file))?
+            .label(rule.name())
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+            });
+    }
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(fail(file))?;
+    root.present().map_err(fail(file))?;
+    Ok(())
+}
+
+/// Draws every figure into `dir` (`groups`: the table's rows; `all`: every group, a sweep's
+/// points included); returns `(file name, caption)` of each.
+pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut add = |name: &str, caption: &str| {
         out.push((name.to_string(), caption.to_string()));
@@ -300,5 +398,11 @@ pub fn draw(groups: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
             "Final ∠(W, M) and ∠(δ, δbp) against layer depth",
         ),
     )?;
+    if all.iter().any(|g| !g.setting.is_empty()) {
+        sweep_figure(
+            all,
+            &add("sweep.svg", "Validation error at each setting of the sweep"),
+        )?;
+    }
     Ok(out)
 }

@@ -10,6 +10,7 @@ mod provenance;
 mod report;
 mod run;
 mod stats;
+mod sweep;
 mod world;
 
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! `figures/*.svg`). Every number is read from the runs' `metrics.jsonl`; unfinished runs are
 //! shown as far as they got.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -79,21 +80,176 @@ pub fn collect(dirs: &[PathBuf]) -> Result<Vec<Run>> {
     Ok(runs)
 }
 
-/// The runs of one rule (over seeds).
+/// The runs of one rule at one configuration (over seeds).
+#[derive(Clone)]
 pub struct Group<'a> {
     pub rule: RuleKind,
+    /// The config keys that set this group apart from the rule's other groups (`lr=0.1`: a
+    /// sweep's point); empty when the rule has one configuration.
+    pub setting: String,
     pub runs: Vec<&'a Run>,
 }
 
-/// Runs grouped by rule, in the order of [`RuleKind::ALL`].
+impl Group<'_> {
+    /// The rule's name, with the setting where there is one.
+    pub fn title(&self) -> String {
+        if self.setting.is_empty() {
+            self.rule.name().to_string()
+        } else {
+            format!("{} ({})", self.rule.name(), self.setting)
+        }
+    }
+}
+
+/// A run's configuration apart from its seed and where and on how many threads it ran, as
+/// dotted keys and TOML values.
+fn setting_keys(c: &TrainConfig) -> BTreeMap<String, String> {
+    fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
+        for (k, v) in t {
+            let key = format!("{prefix}{k}");
+            match v {
+                toml::Value::Table(t) => flatten(&format!("{key}."), t, out),
+                v => {
+                    out.insert(key, v.to_string());
+                }
+            }
+        }
+    }
+    let stripped = TrainConfig {
+        seed: 0,
+        threads: 0,
+        out: None,
+        data_dir: None,
+        ..c.clone()
+    };
+    let mut out = BTreeMap::new();
+    if let Ok(t) = toml::Table::try_from(&stripped) {
+        flatten("", &t, &mut out);
+    }
+    out
+}
+
+/// Sorts settings by their values, numerically where they are numbers.
+fn setting_order(a: &[Option<String>], b: &[Option<String>]) -> std::cmp::Ordering {
+    let num = |v: &Option<String>| v.as_deref().and_then(|s| s.parse::<f64>().ok());
+    for (x, y) in a.iter().zip(b) {
+        let o = match (num(x), num(y)) {
+            (Some(p), Some(q)) => p.total_cmp(&q),
+            _ => x.cmp(y),
+        };
+        if o.is_ne() {
+            return o;
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+/// Runs grouped by rule, in the order of [`RuleKind::ALL`], and within a rule by configuration
+/// (a sweep's points, in the order of their values), each named by the keys that differ.
 pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
-    RuleKind::ALL
+    let mut out = Vec::new();
+    for &rule in &RuleKind::ALL {
+        let mut variants: Vec<(BTreeMap<String, String>, Vec<&Run>)> = Vec::new();
+        for r in runs.iter().filter(|r| r.cfg.rule == rule) {
+            let keys = setting_keys(&r.cfg);
+            match variants.iter_mut().find(|(k, _)| *k == keys) {
+                Some((_, rs)) => rs.push(r),
+                None => variants.push((keys, vec![r])),
+            }
+        }
+        let all: std::collections::BTreeSet<&String> =
+            variants.iter().flat_map(|(k, _)| k.keys()).collect();
+        let differing: Vec<String> = all
+            .into_iter()
+            .filter(|k| {
+                variants
+                    .iter()
+                    .any(|(v, _)| v.get(*k) != variants[0].0.get(*k))
+            })
+            .cloned()
+            .collect();
+        let values = |k: &BTreeMap<String, String>| -> Vec<Option<String>> {
+            differing.iter().map(|d| k.get(d).cloned()).collect()
+        };
+        variants.sort_by(|a, b| setting_order(&values(&a.0), &values(&b.0)));
+        for (keys, rs) in &variants {
+            let setting = differing
+                .iter()
+                .map(|d| format!("{d}={}", keys.get(d).map_or("–", String::as_str)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            out.push(Group {
+                rule,
+                setting,
+                runs: rs.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// Each run's lowest validation top-1 error (%) over its epochs: what a sweep chooses by
+/// (runs without a validation split have none).
+pub fn val_errors(g: &Group) -> Vec<f64> {
+    g.runs
         .iter()
-        .filter_map(|&rule| {
-            let rs: Vec<&Run> = runs.iter().filter(|r| r.cfg.rule == rule).collect();
-            (!rs.is_empty()).then_some(Group { rule, runs: rs })
+        .filter_map(|r| {
+            r.epochs
+                .iter()
+                .filter_map(|e| Some(100.0 * e.val.as_ref()?.top1_err))
+                .reduce(f64::min)
         })
         .collect()
+}
+
+/// The groups the table shows: a rule's only one, or in a sweep the one with the lowest mean
+/// validation error (all of the rule's groups where none has a validation split).
+fn chosen<'a>(groups: &[Group<'a>]) -> Vec<Group<'a>> {
+    let mut out = Vec::new();
+    for &rule in &RuleKind::ALL {
+        let mine: Vec<&Group> = groups.iter().filter(|g| g.rule == rule).collect();
+        let best = mine
+            .iter()
+            .filter_map(|g| Some((*g, mean_std(&val_errors(g))?.0)))
+            .reduce(|a, b| if b.1 < a.1 { b } else { a });
+        match best {
+            Some((g, _)) if mine.len() > 1 => out.push(g.clone()),
+            _ => out.extend(mine.into_iter().cloned()),
+        }
+    }
+    out
+}
+
+/// The sweep's table: every rule at every setting, and which one the report keeps.
+fn sweep_table(all: &[Group], shown: &[Group]) -> String {
+    let mut md = String::from(
+        "## Sweep\n\nEvery rule at every setting, mean ± sample std over seeds. A rule's row \
+         in the table above is its setting with the lowest mean validation error (each run's \
+         lowest over its epochs); its test error at the epoch chosen on validation is the \
+         number to compare, the final test error is for orientation. Figure: \
+         `figures/sweep.svg`.\n\n",
+    );
+    md += "| rule | setting | seeds | lowest val top-1 err % | test top-1 err % at the epoch \
+           chosen on validation | final test top-1 err % | kept |\n|---|---|---|---|---|---|---|\n";
+    let test_at_val = &COLUMNS[2];
+    for g in all {
+        let seeds: Vec<String> = g.runs.iter().map(|r| r.cfg.seed.to_string()).collect();
+        let kept = shown
+            .iter()
+            .any(|s| s.rule == g.rule && s.setting == g.setting);
+        let _ = writeln!(
+            md,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            g.rule.name(),
+            g.setting,
+            seeds.join(","),
+            cell(&val_errors(g), 2),
+            cell(&values(g, test_at_val), 2),
+            cell(&final_errors(g), 2),
+            if kept { "✓" } else { "" }
+        );
+    }
+    md
 }
 
 /// How much `W` decays under each rule of `cfgs` (`TrainConfig::w_decay`): one sentence, and
@@ -312,7 +468,7 @@ fn differences(groups: &[Group]) -> String {
            its own, with no correction for the number of pairs).\n\n";
     let names: Vec<String> = tested
         .iter()
-        .map(|(g, e)| format!("{} (n = {})", g.rule.name(), e.len()))
+        .map(|(g, e)| format!("{} (n = {})", g.title(), e.len()))
         .collect();
     let _ = writeln!(md, "| row − column | {} |", names.join(" | "));
     let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
@@ -335,7 +491,8 @@ fn differences(groups: &[Group]) -> String {
 /// Writes `report.md`, `report.csv` and `figures/` for the runs in `dirs` into `out`.
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let runs = collect(dirs)?;
-    let groups = groups(&runs);
+    let all = groups(&runs);
+    let groups = chosen(&all);
     let record = compare_record(dirs);
     let reference: Option<&Reference> = record
         .as_ref()
@@ -385,12 +542,12 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     if reference.is_some() {
         csv += ",published";
     }
-    csv += "\n";
+    csv += ",setting\n";
     for g in &groups {
         let seeds: Vec<String> = g.runs.iter().map(|r| r.cfg.seed.to_string()).collect();
         let mut row = format!(
             "| {} | {} | {} |",
-            g.rule.name(),
+            g.title(),
             seeds.join(","),
             run_states(g)
         );
@@ -416,7 +573,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
             let _ = write!(csv, ",{}", v.map(|v| v.to_string()).unwrap_or_default());
         }
         let _ = writeln!(md, "{row}");
-        csv += "\n";
+        let _ = writeln!(csv, ",\"{}\"", g.setting.replace('"', "'"));
     }
     if let Some(r) = reference {
         let _ = writeln!(
@@ -427,6 +584,9 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     }
 
     let _ = writeln!(md, "\n{}", differences(&groups));
+    if all.len() > groups.len() || groups.iter().any(|g| !g.setting.is_empty()) {
+        let _ = writeln!(md, "{}", sweep_table(&all, &groups));
+    }
 
     let _ = writeln!(md, "\n## Runs\n");
     for r in &runs {
@@ -445,7 +605,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
             r.dir.display()
         );
     }
-    let figures = crate::figures::draw(&groups, &out.join("figures"))?;
+    let figures = crate::figures::draw(&groups, &all, &out.join("figures"))?;
     let _ = writeln!(md, "\n## Figures\n");
     for (file, caption) in &figures {
         let _ = writeln!(md, "![{caption}](figures/{file})\n");

@@ -400,3 +400,82 @@ fn a_comparison_that_decays_w_differently_warns_and_says_so() {
     assert!(md.contains("these rows cannot be ranked"), "{md}");
     assert!(md.contains("no difference between rules can be told from seed noise"));
 }
+
+/// `--grid lr=…` trains every rule at every value on a validation split; the report's table
+/// keeps each rule's value with the lowest mean validation error (computed here from the runs'
+/// metrics), the sweep's table and figure show every point, and a rule whose
+/// `[overrides.<rule>]` sets the key keeps its published value (one run, no point in its name).
+#[test]
+fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    fs::write(&cfg, "epochs = 2\n[overrides.kp]\nlr = 0.002\n").unwrap();
+    let out = tmp.path().join("sweep");
+    let o = nowt(&[
+        "compare",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--rules",
+        "bp,fa,kp",
+        "--seeds",
+        "0,1",
+        "--grid",
+        "lr=0.1,0.003",
+        "--val-fraction",
+        "0.2",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lowest_val = |run: &str| -> f64 {
+        metrics(&out.join(run))
+            .iter()
+            .map(|e| 100.0 * e["val"]["top1_err"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    for (rule, alias) in [("backprop", "bp"), ("feedback-alignment", "fa")] {
+        let mean = |lr: &str| {
+            (lowest_val(&format!("{alias}-lr{lr}-s0")) + lowest_val(&format!("{alias}-lr{lr}-s1")))
+                / 2.0
+        };
+        let best = if mean("0.1") <= mean("0.003") {
+            "0.1"
+        } else {
+            "0.003"
+        };
+        assert!(
+            md.contains(&format!("\n| {rule} (lr={best}) | 0,1 | finished |")),
+            "{rule} keeps lr {best}: {md}"
+        );
+        for lr in ["0.1", "0.003"] {
+            let kept = if lr == best { "✓" } else { "" };
+            let row = format!("| {rule} | lr={lr} | 0,1 | {:.2} ± ", mean(lr));
+            let line = md
+                .lines()
+                .find(|l| l.starts_with(&row))
+                .unwrap_or_else(|| panic!("{row} in {md}"));
+            assert!(line.ends_with(&format!("| {kept} |")), "{line}");
+        }
+    }
+    assert!(out.join("kp-s0").join("summary.json").is_file());
+    assert!(!out.join("kp-lr0.1-s0").exists());
+    assert!(md.contains("\n| kolen-pollack | 0,1 | finished |"), "{md}");
+    assert!(out.join("figures").join("sweep.svg").is_file());
+    let record = fs::read_to_string(out.join("compare.toml")).unwrap();
+    assert!(record.contains("grid = [\"lr=0.1,0.003\"]"), "{record}");
+    // Without a validation split a sweep has nothing to choose by: refused before any run.
+    let o = nowt(&[
+        "compare",
+        "--rules",
+        "bp",
+        "--grid",
+        "lr=0.1",
+        "--out",
+        tmp.path().join("x").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("give --val-fraction"), "{}", stderr(&o));
+    assert!(!tmp.path().join("x").exists());
+}
