@@ -266,6 +266,10 @@ pub struct TrainArgs {
     /// Use Nesterov momentum [default: off].
     #[arg(long)]
     pub nesterov: bool,
+    /// Decay every parameter (biases, batch norm) by --weight-decay, as BioTorch does [default:
+    /// off: weights only].
+    #[arg(long)]
+    pub decay_all: bool,
     /// Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the
     /// ImageNet random-resized crop and flip [default: off].
     #[arg(long)]

@@ -65,6 +65,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 1e-4,
+            decay_all: false,
         };
         let mut rng = nowt::rng(0, 7);
         let dim: usize = input.iter().product();

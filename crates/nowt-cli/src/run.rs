@@ -186,6 +186,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.out.is_some() {
         c.out = a.out.clone();
     }
+    if a.decay_all {
+        c.decay_all = true;
+    }
     if a.nesterov {
         c.nesterov = true;
     }

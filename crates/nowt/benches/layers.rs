@@ -95,6 +95,7 @@ fn steps(c: &mut Criterion) {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 1e-4,
+            decay_all: false,
         };
         let mut rng = nowt::rng(0, 7);
         let x = Tensor::randn(&[128, 784], 1.0, &mut rng);
@@ -129,6 +130,7 @@ fn convnet_steps(c: &mut Criterion) {
                 momentum: 0.9,
                 nesterov: false,
                 weight_decay: 1e-4,
+                decay_all: false,
             };
             let mut rng = nowt::rng(0, 7);
             let x = Tensor::randn(&[128, input.iter().product()], 1.0, &mut rng);

@@ -130,6 +130,7 @@ fn sgd(momentum: f64, weight_decay: f64) -> Sgd {
         momentum,
         nesterov: false,
         weight_decay,
+        decay_all: false,
     }
 }
 
@@ -383,6 +384,7 @@ pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
         beta2: 0.999,
         eps: 1e-8,
         weight_decay: 0.0,
+        decay_all: false,
         decoupled: true,
         t: 0,
     });

@@ -121,6 +121,9 @@ pub struct TrainConfig {
     /// Weight decay `λ` on weights (not biases). Default 1e-4. Kolen-Pollack applies it to `W`
     /// and `B` alike unless `rules.kp_decay` gives its own.
     pub weight_decay: f64,
+    /// Also decay biases and batch norm's scale and shift by `weight_decay`, as BioTorch does
+    /// (PyTorch's `weight_decay` on every parameter). Default false: weights only.
+    pub decay_all: bool,
     /// Adam's `β₁`. Default 0.9.
     pub adam_beta1: f64,
     /// Adam's `β₂`. Default 0.999.
@@ -198,6 +201,7 @@ impl Default for TrainConfig {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 1e-4,
+            decay_all: false,
             adam_beta1: 0.9,
             adam_beta2: 0.999,
             adam_eps: 1e-8,
@@ -235,12 +239,14 @@ impl TrainConfig {
                 momentum: self.momentum,
                 nesterov: self.nesterov,
                 weight_decay: self.weight_decay,
+                decay_all: self.decay_all,
             }),
             OptimizerKind::Adam | OptimizerKind::Adamw => Optimizer::Adam(Adam {
                 beta1: self.adam_beta1,
                 beta2: self.adam_beta2,
                 eps: self.adam_eps,
                 weight_decay: self.weight_decay,
+                decay_all: self.decay_all,
                 decoupled: self.optimizer == OptimizerKind::Adamw,
                 t: 0,
             }),

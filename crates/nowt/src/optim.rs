@@ -56,8 +56,13 @@ impl Step for Optimizer {
 
 impl Step for Sgd {
     fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64) {
+        let other = if self.decay_all {
+            self.weight_decay
+        } else {
+            0.0
+        };
         for p in net.params_mut() {
-            self.update(&mut p.value, &p.grad, &mut p.momentum, lr, 0.0);
+            self.update(&mut p.value, &p.grad, &mut p.momentum, lr, other);
         }
         self.step(&mut net.weight_layers_mut(), rule, lr);
     }
@@ -80,8 +85,11 @@ pub struct Adam {
     pub beta1: f64,
     pub beta2: f64,
     pub eps: f64,
-    /// `λ` for weights. Biases are not decayed.
+    /// `λ` for weights.
     pub weight_decay: f64,
+    /// Also decay biases and batch norm's parameters by `weight_decay` (BioTorch decays every
+    /// parameter); otherwise they are not decayed.
+    pub decay_all: bool,
     /// AdamW: `weight_decay` is decoupled from the gradient.
     pub decoupled: bool,
     /// The step being taken, from 1.
@@ -90,15 +98,27 @@ pub struct Adam {
 
 impl Step for Adam {
     fn apply<T: Real>(&self, net: &mut Network<T>, rule: &dyn Rule<T>, lr: f64) {
+        // Adam decays through the gradient, AdamW decoupled: `(coupled, decoupled)`.
+        let split = |lambda: f64| {
+            if self.decoupled {
+                (0.0, lambda)
+            } else {
+                (lambda, 0.0)
+            }
+        };
+        let (oc, od) = split(if self.decay_all {
+            self.weight_decay
+        } else {
+            0.0
+        });
         for p in net.params_mut() {
             let (v, g) = (&mut p.value, &p.grad);
-            self.update(v, g, &mut p.momentum, &mut p.second_moment, lr, 0.0, 0.0);
+            self.update(v, g, &mut p.momentum, &mut p.second_moment, lr, oc, od);
         }
         let shared = rule.shared_update_decay(self.weight_decay);
         let (coupled, decoupled) = match shared {
             Some(lambda) => (0.0, lambda),
-            None if self.decoupled => (0.0, self.weight_decay),
-            None => (self.weight_decay, 0.0),
+            None => split(self.weight_decay),
         };
         for (i, layer) in net.weight_layers_mut().iter_mut().enumerate() {
             let p = layer.params_mut();
@@ -112,7 +132,7 @@ impl Step for Adam {
                 self.update(b, g, &mut m.feedback, &mut v.feedback, lr, 0.0, lambda);
             }
             if let (Some(b), Some(g)) = (p.bias.as_mut(), p.grad_bias.as_ref()) {
-                self.update(b, g, &mut m.bias, &mut v.bias, lr, 0.0, 0.0);
+                self.update(b, g, &mut m.bias, &mut v.bias, lr, oc, od);
             }
         }
     }
@@ -163,8 +183,11 @@ impl Adam {
 pub struct Sgd {
     pub momentum: f64,
     pub nesterov: bool,
-    /// `λ` for weights. Biases are not decayed.
+    /// `λ` for weights.
     pub weight_decay: f64,
+    /// Also decay biases and batch norm's parameters by `weight_decay` (BioTorch decays every
+    /// parameter); otherwise they are not decayed.
+    pub decay_all: bool,
 }
 
 impl Sgd {
@@ -195,7 +218,12 @@ impl Sgd {
                 );
             }
             if let (Some(b), Some(g)) = (p.bias.as_mut(), p.grad_bias.as_ref()) {
-                self.update(b, g, &mut p.momentum.bias, lr, 0.0);
+                let other = if self.decay_all {
+                    self.weight_decay
+                } else {
+                    0.0
+                };
+                self.update(b, g, &mut p.momentum.bias, lr, other);
             }
         }
     }
@@ -356,6 +384,7 @@ mod tests {
                 beta2: 0.9,
                 eps: 1e-3,
                 weight_decay: 0.1,
+                decay_all: false,
                 decoupled,
                 t: 0,
             };
@@ -403,6 +432,7 @@ mod tests {
                 momentum,
                 nesterov,
                 weight_decay: 0.0,
+                decay_all: false,
             };
             let (lr, lambda) = (0.05, 0.1);
             let mut p = Tensor::from_vec(&[2], vec![1.0f64, -2.0]);
@@ -441,27 +471,32 @@ mod tests {
         use crate::layers::ActivationKind;
         use crate::rules::{Backprop, KolenPollack};
         let (lr, wd, lambda, eps) = (0.05, 0.1, 0.3, 1e-3);
-        let sgd = Sgd {
+        let sgd = |decay_all| Sgd {
             momentum: 0.9,
             nesterov: false,
             weight_decay: wd,
+            decay_all,
         };
-        let adam = |decoupled| Adam {
+        let adam = |decoupled, decay_all| Adam {
             beta1: 0.8,
             beta2: 0.9,
             eps,
             weight_decay: wd,
+            decay_all,
             decoupled,
             t: 1,
         };
         let kp = KolenPollack {
             decay: Some(lambda),
         };
-        for opt in [
-            Optimizer::Sgd(sgd),
-            Optimizer::Adam(adam(false)),
-            Optimizer::Adam(adam(true)),
-        ] {
+        let opts = [false, true].into_iter().flat_map(|all| {
+            [
+                Optimizer::Sgd(sgd(all)),
+                Optimizer::Adam(adam(false, all)),
+                Optimizer::Adam(adam(true, all)),
+            ]
+        });
+        for opt in opts {
             for (rule, shared) in [(&Backprop as &dyn Rule<f64>, false), (&kp, true)] {
                 let mut net = crate::models::mlp::<f64>(
                     4,
@@ -507,7 +542,14 @@ mod tests {
                     assert!(close(&p.w, &step(&p0.w, &p0.grad_w, c, d)), "W: {what}");
                     let bias = p0.bias.as_ref().unwrap();
                     let grad_bias = p0.grad_bias.as_ref().unwrap();
-                    let want = step(bias, grad_bias, 0.0, 0.0);
+                    // Biases decay only with `decay_all`, by `weight_decay` (KP's λ aside).
+                    let (cb, db) = match opt {
+                        Optimizer::Sgd(o) if o.decay_all => (wd, 0.0),
+                        Optimizer::Adam(a) if a.decay_all && a.decoupled => (0.0, wd),
+                        Optimizer::Adam(a) if a.decay_all => (wd, 0.0),
+                        _ => (0.0, 0.0),
+                    };
+                    let want = step(bias, grad_bias, cb, db);
                     assert!(close(p.bias.as_ref().unwrap(), &want), "bias: {what}");
                     if shared && i > 0 {
                         let want = step(&p0.feedback, &p0.grad_w, c, d);
@@ -515,6 +557,56 @@ mod tests {
                     } else {
                         assert_eq!(p.feedback, p0.feedback, "B moved: {what}");
                     }
+                }
+            }
+        }
+    }
+
+    /// Batch norm's scale and shift decay by `weight_decay` only with `decay_all` (with a zero
+    /// gradient and no momentum history, one step scales them by `1 − ηλ`, AdamW's too).
+    #[test]
+    fn decay_all_reaches_batch_norm() {
+        use crate::rules::Backprop;
+        let (lr, wd) = (0.1, 0.5);
+        for decay_all in [false, true] {
+            let sgd = Optimizer::Sgd(Sgd {
+                momentum: 0.0,
+                nesterov: false,
+                weight_decay: wd,
+                decay_all,
+            });
+            let adamw = Optimizer::Adam(Adam {
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                weight_decay: wd,
+                decay_all,
+                decoupled: true,
+                t: 1,
+            });
+            for opt in [sgd, adamw] {
+                let mut net = crate::models::resnet_cifar::<f64>(
+                    8,
+                    [3, 8, 8],
+                    10,
+                    &mut crate::rng(1, 0),
+                    &mut crate::rng(1, 1),
+                );
+                for p in net.params_mut() {
+                    p.grad = Tensor::zeros(p.value.shape());
+                    p.value = p.value.map(|v| v + 0.5);
+                }
+                let before: Vec<Tensor<f64>> =
+                    net.params_mut().iter().map(|p| p.value.clone()).collect();
+                assert!(!before.is_empty());
+                opt.apply(&mut net, &Backprop, lr);
+                let keep = if decay_all { 1.0 - lr * wd } else { 1.0 };
+                for (p, b) in net.params_mut().iter().zip(&before) {
+                    let want = b.map(|v| v * keep);
+                    let err = p.value.zip_map(&want, |a, b| a - b).norm();
+                    // Plain SGD's decay through the gradient and AdamW's decoupled one agree
+                    // here: Adam's own step on a zero gradient is zero.
+                    assert!(err < 1e-12, "{opt:?}: {} off by {err:e}", p.name);
                 }
             }
         }
@@ -528,6 +620,7 @@ mod tests {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.0,
+            decay_all: false,
             decoupled: false,
             t: 0,
         };
@@ -538,6 +631,7 @@ mod tests {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 0.0,
+            decay_all: false,
         };
         let mut opt = Optimizer::Sgd(sgd);
         opt.set_step(5);
@@ -563,6 +657,7 @@ mod tests {
             momentum: 0.9,
             nesterov: false,
             weight_decay: 0.1,
+            decay_all: false,
         };
         let mut p = Tensor::from_vec(&[1], vec![1.0f64]);
         let g = Tensor::from_vec(&[1], vec![0.5f64]);

@@ -54,6 +54,7 @@ fn feedback_alignment_with_b_equal_w_is_backprop() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-4,
+        decay_all: false,
     };
     let bp = rules::build::<f32>(RuleKind::Backprop, &Default::default(), 32);
     let fa = rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 32);
@@ -103,6 +104,7 @@ fn output_layer_backprop_sends_w_at_the_top_and_the_rule_below() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-4,
+        decay_all: false,
     };
     let fa = || rules::build::<f32>(RuleKind::FeedbackAlignment, &Default::default(), 32);
     let net = || {
@@ -236,6 +238,7 @@ fn kolen_pollack_from_b_equal_w_is_backprop_for_many_steps() {
         momentum: 0.9,
         nesterov: true,
         weight_decay: lambda,
+        decay_all: false,
     };
     let mut rng = nowt::rng(0, 3);
     for (step, (x, y)) in batches.iter().enumerate() {
@@ -284,6 +287,7 @@ fn kolen_pollack_shrinks_w_minus_b_by_one_minus_eta_lambda() {
             momentum: 0.0,
             nesterov: false,
             weight_decay: 0.0,
+            decay_all: false,
         };
         let mut rng = nowt::rng(0, 3);
         for t in 1..=steps {
@@ -894,6 +898,7 @@ fn rule_oracles(make: impl Fn() -> Network<f32>, batches: &[(Tensor<f32>, Vec<u3
         momentum: 0.9,
         nesterov: false,
         weight_decay: lambda,
+        decay_all: false,
     };
     let kp = KolenPollack {
         decay: Some(lambda),
@@ -977,6 +982,7 @@ fn training_leaves_b_unchanged_under_fa_frsf_ss_and_bp() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-3,
+        decay_all: false,
     };
     for kind in [
         RuleKind::FeedbackAlignment,
@@ -1166,6 +1172,7 @@ fn random_sign_concordant_feedback_has_signs_of_w_and_half_normal_magnitudes() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-4,
+        decay_all: false,
     };
     let c = |rule| TrainConfig {
         rule,
@@ -1366,6 +1373,7 @@ fn direct_feedback_alignment_with_the_true_jacobian_is_backprop() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-4,
+        decay_all: false,
     };
     let c = TrainConfig {
         hidden: vec![24],
@@ -1474,6 +1482,7 @@ fn direct_feedback_alignment_draws_d_once_with_its_scale() {
         momentum: 0.9,
         nesterov: false,
         weight_decay: 1e-3,
+        decay_all: false,
     };
     let mut rng = nowt::rng(0, 3);
     for (x, y) in &digits_batches(16, 4) {
