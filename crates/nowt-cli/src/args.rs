@@ -324,6 +324,11 @@ pub struct TrainArgs {
     /// the rule below it: the output-layer ablation). [default: same]
     #[arg(long, value_parser = name::<nowt::rules::OutputLayerRule>)]
     pub output_layer_rule: Option<nowt::rules::OutputLayerRule>,
+    /// The CIFAR ResNets' shortcut where a stage begins: projection (1×1 conv + batch norm, He et
+    /// al.'s option B) or identity (subsampling with zero-padded channels, option A, BioTorch's).
+    /// [default: projection]
+    #[arg(long, value_parser = name::<nowt::layers::Shortcut>)]
+    pub shortcut: Option<nowt::layers::Shortcut>,
     /// How W and B are first drawn: he (N(0, init_std²) at the model's He scale) or
     /// xavier-uniform (BioTorch's, for W, B and DFA's D). [default: he]
     #[arg(long, value_parser = name::<nowt::params::Init>)]

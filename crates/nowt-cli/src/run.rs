@@ -171,6 +171,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     c.rules = with_knobs(&c.rules, &a.knobs)?;
     set!(output_layer_rule = a.output_layer_rule);
     set!(init = a.init);
+    set!(shortcut = a.shortcut);
     set!(divergence_loss_factor = a.divergence_loss_factor);
     set!(divergence_weight_factor = a.divergence_weight_factor);
     if a.allow_divergence {

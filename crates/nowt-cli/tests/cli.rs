@@ -286,6 +286,12 @@ fn bad_flags_and_config_are_one_line_errors() {
     fails(&["--optimizer", "lamb"], "unknown variant `lamb`");
     fails(&["--output-layer-rule", "fa"], "unknown variant `fa`");
     fails(
+        &["--shortcut", "identity"],
+        "invalid shortcut: identity (option A) is for the CIFAR ResNets (resnet20, resnet32, \
+         resnet56), not mlp",
+    );
+    fails(&["--init", "gaussian"], "unknown variant `gaussian`");
+    fails(
         &["--rule", "wm", "--wm-lr", "0.5", "--wm-decay", "2"],
         "lr × decay must be below 1",
     );

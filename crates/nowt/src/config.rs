@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
-use crate::layers::ActivationKind;
+use crate::layers::{ActivationKind, Shortcut};
 use crate::optim::{Adam, Optimizer, OptimizerKind, ScheduleKind, Sgd};
 use crate::params::Init;
 use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
@@ -95,6 +95,10 @@ pub struct TrainConfig {
     pub rule: RuleKind,
     /// Architecture. Default `mlp`.
     pub model: ModelKind,
+    /// The CIFAR ResNets' shortcut where a stage begins: `projection` (1×1 convolution and batch
+    /// norm, He et al.'s option B) or `identity` (subsampling with zero-padded channels, option
+    /// A: He et al.'s CIFAR networks and BioTorch's). Default `projection`.
+    pub shortcut: Shortcut,
     /// MLP hidden layer sizes. Default `[256]`.
     pub hidden: Vec<usize>,
     /// MLP nonlinearity. Default `relu`.
@@ -190,6 +194,7 @@ impl Default for TrainConfig {
         Self {
             rule: RuleKind::Backprop,
             model: ModelKind::Mlp,
+            shortcut: Shortcut::Projection,
             hidden: vec![256],
             activation: ActivationKind::Relu,
             dataset: DatasetKind::Digits,
@@ -342,6 +347,20 @@ impl TrainConfig {
                     "{:?} given with schedule {}: milestones only apply to schedule multistep",
                     self.milestones,
                     self.schedule.name()
+                ),
+            );
+        }
+        let cifar_resnet = matches!(
+            self.model,
+            ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56
+        );
+        if self.shortcut == Shortcut::Identity && !cifar_resnet {
+            return bad(
+                "shortcut",
+                format!(
+                    "identity (option A) is for the CIFAR ResNets (resnet20, resnet32, resnet56), \
+                     not {}",
+                    self.model.name()
                 ),
             );
         }

@@ -589,6 +589,7 @@ mod tests {
                     8,
                     [3, 8, 8],
                     10,
+                    crate::layers::Shortcut::Projection,
                     &mut crate::rng(1, 0),
                     &mut crate::rng(1, 1),
                 );

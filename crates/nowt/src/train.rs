@@ -126,7 +126,8 @@ pub fn build_model<T: Real>(
             &mut rng_b,
         ),
         ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => {
-            resnet_cifar(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
+            let (depth, short) = (cfg.model.depth(), cfg.shortcut);
+            resnet_cifar(depth, input, classes, short, &mut rng_w, &mut rng_b)
         }
         ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => {
             resnet_imagenet(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)

@@ -355,6 +355,42 @@ fn pooling_values_by_hand() {
     assert_eq!(y.data(), [14.0, 30.0, 57.0, 99.0].map(|s| s * (1.0 / 9.0)));
 }
 
+/// Option A's shortcut: `x[:, :, ::s, ::s]` with `(C_out − C_in)/2` zero channels in front, by
+/// hand on an odd plane (7×7, stride 2: rows and columns 0, 2, 4, 6), and its backward against
+/// central differences; a BasicBlock with it matches central differences too, and has only its
+/// two convolutions as weight layers.
+#[test]
+fn subsample_pad_shortcut_by_hand_and_finite_differences() {
+    use nowt::layers::{Residual, Shortcut, SubsamplePad};
+    let mut pad = SubsamplePad {
+        name: "short".into(),
+        stride: 2,
+        c_out: 5,
+    };
+    let x = Tensor::randn(&[2, 2, 7, 7], 1.0, &mut rng(46));
+    let y = pad.forward(&x, true);
+    assert_eq!(y.shape(), &[2, 5, 4, 4]);
+    for (n, c, i, j) in [(0, 0, 0, 0), (1, 4, 3, 2), (1, 0, 2, 3)] {
+        let at = ((n * 5 + c) * 4 + i) * 4 + j;
+        let want = match c {
+            1 | 2 => x.data()[((n * 2 + c - 1) * 7 + 2 * i) * 7 + 2 * j],
+            _ => 0.0,
+        };
+        assert_eq!(y.data()[at], want, "y[{n}, {c}, {i}, {j}]");
+    }
+    let e = input_error(&mut pad, &x, &Backprop);
+    assert!(e < TOL, "subsample-pad δ_in: {e:e}");
+    let x = Tensor::randn(&[4, 2, 8, 8], 1.0, &mut rng(47));
+    let (shortcut, r1, r2) = (Shortcut::Identity, &mut rng(48), &mut rng(49));
+    let mut block = Residual::<f64>::basic("basic", 2, 4, 2, (8, 8), shortcut, r1, r2);
+    let e = input_error(&mut block, &x, &Backprop);
+    assert!(e < TOL, "BasicBlock with option A: δ_in {e:e}");
+    let mut v = Vec::new();
+    block.collect_weights(&mut v);
+    let names: Vec<&str> = v.iter().map(|w| w.params().name.as_str()).collect();
+    assert_eq!(names, ["basic.conv1", "basic.conv2"]);
+}
+
 /// Residual blocks (BasicBlock and Bottleneck) with a projection shortcut (stride 2, widening),
 /// in training mode: the input error and every convolution's weight gradient match central
 /// differences. (Batch norm over only a few values per channel is strongly curved; 4 images of
@@ -364,7 +400,16 @@ fn residual_block_matches_finite_differences() {
     use nowt::layers::Residual;
     let x = Tensor::randn(&[4, 2, 8, 8], 1.0, &mut rng(40));
     let blocks = [
-        Residual::<f64>::basic("basic", 2, 3, 2, (8, 8), &mut rng(41), &mut rng(42)),
+        Residual::<f64>::basic(
+            "basic",
+            2,
+            3,
+            2,
+            (8, 8),
+            nowt::layers::Shortcut::Projection,
+            &mut rng(41),
+            &mut rng(42),
+        ),
         Residual::<f64>::bottleneck("bottleneck", 2, 2, 2, (8, 8), &mut rng(44), &mut rng(45)),
     ];
     for (mut block, convs) in blocks.into_iter().zip([3, 4]) {
@@ -481,14 +526,18 @@ fn whole_network_check(
 }
 
 /// LeNet-5 (convolutions with bias, max pooling, flatten, linear layers) and a small CIFAR ResNet
-/// (batch norm in training mode, residual blocks with projections, global average pooling),
-/// each checked whole under backprop.
+/// (batch norm in training mode, residual blocks with projections or option A's shortcuts,
+/// global average pooling), each checked whole under backprop.
 #[test]
 fn whole_lenet_and_small_resnet_match_finite_differences() {
     let mut lenet = nowt::models::lenet5::<f64>([1, 12, 12], 4, &mut rng(61), &mut rng(62));
     let x = Tensor::randn(&[3, 144], 1.0, &mut rng(63));
     whole_network_check(&mut lenet, &x, &[0, 3, 1], 12);
-    let mut resnet = nowt::models::resnet_cifar::<f64>(8, [3, 8, 8], 5, &mut rng(64), &mut rng(65));
-    let x = Tensor::randn(&[4, 192], 1.0, &mut rng(66));
-    whole_network_check(&mut resnet, &x, &[0, 4, 2, 2], 6);
+    use nowt::layers::Shortcut;
+    for shortcut in [Shortcut::Projection, Shortcut::Identity] {
+        let (r1, r2) = (&mut rng(64), &mut rng(65));
+        let mut resnet = nowt::models::resnet_cifar::<f64>(8, [3, 8, 8], 5, shortcut, r1, r2);
+        let x = Tensor::randn(&[4, 192], 1.0, &mut rng(66));
+        whole_network_check(&mut resnet, &x, &[0, 4, 2, 2], 6);
+    }
 }

@@ -855,10 +855,15 @@ fn weight_mirror_aligns_a_convolution() {
 }
 
 fn small_resnet(seed: u64) -> Network<f32> {
+    small_resnet_with(seed, nowt::layers::Shortcut::Projection)
+}
+
+fn small_resnet_with(seed: u64, shortcut: nowt::layers::Shortcut) -> Network<f32> {
     nowt::models::resnet_cifar(
         8,
         [3, 8, 8],
         10,
+        shortcut,
         &mut nowt::rng(seed, 0),
         &mut nowt::rng(seed, 1),
     )
@@ -934,6 +939,13 @@ fn rule_oracles(make: impl Fn() -> Network<f32>, batches: &[(Tensor<f32>, Vec<u3
 fn rule_oracles_hold_on_a_small_resnet() {
     assert!(small_resnet(1).weight_layers().len() >= 8);
     rule_oracles(|| small_resnet(1), &image_batches(22, 8, 192));
+    // Option A's shortcuts carry the error past the rule seam with no weights of their own.
+    let identity = || small_resnet_with(1, nowt::layers::Shortcut::Identity);
+    assert_eq!(
+        identity().weight_layers().len(),
+        small_resnet(1).weight_layers().len() - 2
+    );
+    rule_oracles(identity, &image_batches(22, 8, 192));
 }
 
 /// On LeNet-5 (pooling, flatten, biases) and on an ImageNet ResNet-18 and ResNet-50

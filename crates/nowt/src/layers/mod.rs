@@ -22,8 +22,8 @@ pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
 pub use pool::{Pool2d, PoolKind};
-pub use residual::{conv_bn, same_out, Residual};
-pub use shape::{GlobalAvgPool, Reshape};
+pub use residual::{conv_bn, same_out, Residual, Shortcut};
+pub use shape::{GlobalAvgPool, Reshape, SubsamplePad};
 
 pub use crate::params::{Momentum, Param, WeightLayer, WeightParams};
 use crate::rules::Rule;

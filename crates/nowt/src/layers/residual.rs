@@ -1,19 +1,38 @@
 //! The residual blocks of He et al. (2016): BasicBlock (two 3×3 convolutions) and Bottleneck
-//! (1×1 reduce, 3×3, 1×1 expand ×4), each with batch norm and an identity or 1×1 projection
-//! shortcut. One composition: every derivative is its parts'.
+//! (1×1 reduce, 3×3, 1×1 expand ×4), each with batch norm and an identity shortcut, or where the
+//! stride or width changes a 1×1 projection (option B) or a subsample-and-pad (option A). One
+//! composition: every derivative is its parts'.
+
+use serde::{Deserialize, Serialize};
 
 use super::{
-    backward_chain, forward_chain, Backward, BatchNorm, Conv2d, Layer, Param, WeightLayer,
+    backward_chain, forward_chain, Backward, BatchNorm, Conv2d, Layer, Param, SubsamplePad,
+    WeightLayer,
 };
 use crate::tensor::{Real, Tensor};
 
+/// A block's shortcut where the stride or the width changes (He et al. 2016, §3.3 and §4.2;
+/// config key `shortcut`, for the CIFAR ResNets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shortcut {
+    /// `bn(conv1×1(x))` with the block's stride (option B; a weight layer on the rule seam).
+    /// The default.
+    #[default]
+    Projection,
+    /// `x[:, :, ::s, ::s]` with zero channels added (option A: no parameters), what He et al.
+    /// use for CIFAR and BioTorch's CIFAR ResNets do.
+    Identity,
+}
+
 /// `y = relu(main(x) + shortcut(x))`: `main` is a chain of conv → bn (→ relu) stages ending in
-/// a batch norm, shortcut = `x`, or `bn(conv1×1(x))` when the stride or the width changes.
+/// a batch norm, shortcut = `x`, or when the stride or the width changes `bn(conv1×1(x))`
+/// ([`Shortcut::Projection`]) or `x` subsampled and zero-padded ([`Shortcut::Identity`]).
 pub struct Residual<T> {
     pub name: String,
     /// The main path, in order (BasicBlock: conv1, conv1_bn with its ReLU, conv2, conv2_bn).
     main: Vec<Box<dyn Layer<T>>>,
-    /// 1×1 projection and its batch norm, if any.
+    /// 1×1 projection and its batch norm, or the subsample-and-pad, if any.
     shortcut: Vec<Box<dyn Layer<T>>>,
     /// From the last forward: each main and shortcut layer's output (the main path's last one
     /// replaced by an empty placeholder, see `forward`).
@@ -79,12 +98,14 @@ type Stage = (
 impl<T: Real> Residual<T> {
     /// The BasicBlock from `c_in` to `c_out` channels at input resolution `in_hw`: conv3×3
     /// (stride) → bn → relu → conv3×3 → bn. Layers `{name}.conv1`, `{name}.conv1_bn`, ….
+    #[allow(clippy::too_many_arguments)]
     pub fn basic(
         name: &str,
         c_in: usize,
         c_out: usize,
         stride: usize,
         in_hw: (usize, usize),
+        shortcut: Shortcut,
         rng_w: &mut crate::Rng,
         rng_b: &mut crate::Rng,
     ) -> Self {
@@ -94,7 +115,8 @@ impl<T: Real> Residual<T> {
             ("conv2", c_out, c_out, 3, 1, false, mid_hw),
         ];
         let main = Self::main_path(name, &stages, rng_w, rng_b);
-        Self::new(name, main, c_in, c_out, stride, in_hw, rng_w, rng_b)
+        let geometry = (c_in, c_out, stride, in_hw);
+        Self::new(name, main, geometry, shortcut, rng_w, rng_b)
     }
 
     /// The Bottleneck from `c_in` to `4·width` channels: conv1×1 to `width` → bn → relu →
@@ -116,7 +138,8 @@ impl<T: Real> Residual<T> {
             ("conv3", width, 4 * width, 1, 1, false, out_hw),
         ];
         let main = Self::main_path(name, &stages, rng_w, rng_b);
-        Self::new(name, main, c_in, 4 * width, stride, in_hw, rng_w, rng_b)
+        let geometry = (c_in, 4 * width, stride, in_hw);
+        Self::new(name, main, geometry, Shortcut::Projection, rng_w, rng_b)
     }
 
     /// The conv → bn (→ relu) stages of a main path, in order.
@@ -135,18 +158,24 @@ impl<T: Real> Residual<T> {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// The block around `main`; `geometry` is `(C_in, C_out, stride, input resolution)`.
     fn new(
         name: &str,
         main: Vec<Box<dyn Layer<T>>>,
-        c_in: usize,
-        c_out: usize,
-        stride: usize,
-        in_hw: (usize, usize),
+        geometry: (usize, usize, usize, (usize, usize)),
+        kind: Shortcut,
         rng_w: &mut crate::Rng,
         rng_b: &mut crate::Rng,
     ) -> Self {
-        let shortcut: Vec<Box<dyn Layer<T>>> = if stride != 1 || c_in != c_out {
+        let (c_in, c_out, stride, in_hw) = geometry;
+        let changes = stride != 1 || c_in != c_out;
+        let shortcut: Vec<Box<dyn Layer<T>>> = if changes && kind == Shortcut::Identity {
+            vec![Box::new(SubsamplePad {
+                name: format!("{name}.short"),
+                stride,
+                c_out,
+            })]
+        } else if changes {
             conv_bn(
                 &format!("{name}.short"),
                 c_in,

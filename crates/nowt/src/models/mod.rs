@@ -166,7 +166,7 @@ mod tests {
             (
                 "ResNet-8",
                 flat(cifar),
-                resnet_cifar(8, cifar, 10, &mut w, &mut b),
+                resnet_cifar(8, cifar, 10, Default::default(), &mut w, &mut b),
             ),
             (
                 "ResNet-18",

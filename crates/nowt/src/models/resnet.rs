@@ -1,8 +1,9 @@
 //! The ResNets of He et al. (2016), written once for every rule.
 //!
 //! CIFAR (§4.2): a 3×3 stem of 16 channels, three stages of `n` BasicBlocks with 16, 32 and 64
-//! channels (stride 2 entering stages 2 and 3, with 1×1 projection shortcuts), global average
-//! pooling and a linear classifier; depth `6n + 2` (ResNet-20: n = 3, ResNet-32: 5, ResNet-56: 9).
+//! channels (stride 2 entering stages 2 and 3, with 1×1 projection shortcuts — option B — or
+//! He et al.'s own option A, subsampling with zero-padded channels), global average pooling and a
+//! linear classifier; depth `6n + 2` (ResNet-20: n = 3, ResNet-32: 5, ResNet-56: 9).
 //!
 //! ImageNet (Table 1): a 7×7 stride-2 stem of 64 channels, 3×3 stride-2 max pooling, four
 //! stages of 64, 128, 256, 512 channels (stride 2 entering stages 2–4), global average
@@ -12,15 +13,17 @@
 
 use super::Network;
 use crate::layers::{
-    conv_bn, same_out, GlobalAvgPool, Layer, Linear, Pool2d, PoolKind, Reshape, Residual,
+    conv_bn, same_out, GlobalAvgPool, Layer, Linear, Pool2d, PoolKind, Reshape, Residual, Shortcut,
 };
 use crate::tensor::Real;
 
-/// A CIFAR ResNet of `depth` (`6n + 2`) for flat inputs holding images of `[C, H, W]`.
+/// A CIFAR ResNet of `depth` (`6n + 2`) for flat inputs holding images of `[C, H, W]`, with
+/// `shortcut` where a stage begins.
 pub fn resnet_cifar<T: Real>(
     depth: usize,
     image: [usize; 3],
     classes: usize,
+    shortcut: Shortcut,
     rng_w: &mut crate::Rng,
     rng_b: &mut crate::Rng,
 ) -> Network<T> {
@@ -37,7 +40,7 @@ pub fn resnet_cifar<T: Real>(
             let stride = if stage > 0 && b == 0 { 2 } else { 1 };
             let name = format!("layer{}.{b}", stage + 1);
             layers.push(Box::new(Residual::basic(
-                &name, ch, width, stride, hw, rng_w, rng_b,
+                &name, ch, width, stride, hw, shortcut, rng_w, rng_b,
             )));
             ch = width;
             hw = same_out(hw, 3, stride);
@@ -73,7 +76,8 @@ pub fn resnet_imagenet<T: Real>(
             let block = if bottleneck {
                 Residual::bottleneck(&name, ch, width, stride, hw, rng_w, rng_b)
             } else {
-                Residual::basic(&name, ch, width, stride, hw, rng_w, rng_b)
+                let projection = Shortcut::Projection;
+                Residual::basic(&name, ch, width, stride, hw, projection, rng_w, rng_b)
             };
             layers.push(Box::new(block));
             ch = if bottleneck { 4 * width } else { width };
