@@ -64,6 +64,7 @@ fn tiny(model: ModelKind, rule: RuleKind) -> (TrainConfig, [usize; 3]) {
     let input = match model {
         ModelKind::Mlp => [1, 3, 3],
         ModelKind::Lenet5 => [1, 12, 12],
+        ModelKind::LenetBiotorch => [1, 32, 32],
         ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => [3, 8, 8],
         ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => [3, 32, 32],
     };

@@ -20,6 +20,9 @@ pub enum ModelKind {
     Mlp,
     /// LeNet-5-style CNN (two 5×5 convolutions with max pooling, three linear layers).
     Lenet5,
+    /// BioTorch's LeNet for 32×32 inputs (three unpadded 5×5 convolutions, the third to 120
+    /// channels, two linear layers; `image_size = 32` resizes (Fashion-)MNIST as BioTorch does).
+    LenetBiotorch,
     /// CIFAR ResNet-20 (He et al. 2016 §4.2).
     Resnet20,
     /// CIFAR ResNet-32.
@@ -35,9 +38,10 @@ pub enum ModelKind {
 }
 
 impl ModelKind {
-    pub const ALL: [ModelKind; 8] = [
+    pub const ALL: [ModelKind; 9] = [
         ModelKind::Mlp,
         ModelKind::Lenet5,
+        ModelKind::LenetBiotorch,
         ModelKind::Resnet20,
         ModelKind::Resnet32,
         ModelKind::Resnet56,
@@ -49,6 +53,7 @@ impl ModelKind {
         match self {
             ModelKind::Mlp => "mlp",
             ModelKind::Lenet5 => "lenet5",
+            ModelKind::LenetBiotorch => "lenet-biotorch",
             ModelKind::Resnet20 => "resnet20",
             ModelKind::Resnet32 => "resnet32",
             ModelKind::Resnet56 => "resnet56",
@@ -60,7 +65,7 @@ impl ModelKind {
     /// The depth of a ResNet (0 for the others).
     pub fn depth(self) -> usize {
         match self {
-            ModelKind::Mlp | ModelKind::Lenet5 => 0,
+            ModelKind::Mlp | ModelKind::Lenet5 | ModelKind::LenetBiotorch => 0,
             ModelKind::Resnet20 => 20,
             ModelKind::Resnet32 => 32,
             ModelKind::Resnet56 => 56,
@@ -76,6 +81,14 @@ impl ModelKind {
                 "model",
                 format!(
                     "lenet5 needs images of at least 12×12, the dataset's are {}×{}",
+                    image[1], image[2]
+                ),
+            )),
+            ModelKind::LenetBiotorch if image[1] < 32 || image[2] < 32 => Err(Error::config(
+                "model",
+                format!(
+                    "lenet-biotorch needs images of at least 32×32, the dataset's are {}×{} \
+                     (image_size = 32 resizes MNIST and Fashion-MNIST, as BioTorch does)",
                     image[1], image[2]
                 ),
             )),

@@ -12,7 +12,7 @@ use crate::data::{Dataset, Image, Split};
 use crate::dist::{share, Collective, Solo};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
-use crate::models::{lenet5, mlp, resnet_cifar, resnet_imagenet, Network};
+use crate::models::{lenet5, lenet_biotorch, mlp, resnet_cifar, resnet_imagenet, Network};
 use crate::optim::{Schedule, Step};
 use crate::params::Init;
 use crate::rules::{self, Backprop, Rule};
@@ -133,6 +133,7 @@ pub fn build_model<T: Real>(
             resnet_imagenet(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
         }
         ModelKind::Lenet5 => lenet5(input, classes, &mut rng_w, &mut rng_b),
+        ModelKind::LenetBiotorch => lenet_biotorch(input, classes, &mut rng_w, &mut rng_b),
     };
     if cfg.init != Init::He {
         // Drawn again from the start of the same streams, so `W₀` stays the same under every rule.

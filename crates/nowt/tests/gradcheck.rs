@@ -525,7 +525,8 @@ fn whole_network_check(
     }
 }
 
-/// LeNet-5 (convolutions with bias, max pooling, flatten, linear layers) and a small CIFAR ResNet
+/// LeNet-5 and BioTorch's LeNet (convolutions with bias, max pooling, flatten, linear layers;
+/// BioTorch's with its shapes) and a small CIFAR ResNet
 /// (batch norm in training mode, residual blocks with projections or option A's shortcuts,
 /// global average pooling), each checked whole under backprop.
 #[test]
@@ -533,6 +534,23 @@ fn whole_lenet_and_small_resnet_match_finite_differences() {
     let mut lenet = nowt::models::lenet5::<f64>([1, 12, 12], 4, &mut rng(61), &mut rng(62));
     let x = Tensor::randn(&[3, 144], 1.0, &mut rng(63));
     whole_network_check(&mut lenet, &x, &[0, 3, 1], 12);
+    let mut biotorch =
+        nowt::models::lenet_biotorch::<f64>([1, 32, 32], 4, &mut rng(67), &mut rng(68));
+    let x = Tensor::randn(&[2, 1024], 1.0, &mut rng(69));
+    whole_network_check(&mut biotorch, &x, &[1, 3], 8);
+    let shapes: Vec<Vec<usize>> = biotorch
+        .weight_layers()
+        .iter()
+        .map(|l| l.params().w.shape().to_vec())
+        .collect();
+    let want: [&[usize]; 5] = [
+        &[6, 1, 5, 5],
+        &[16, 6, 5, 5],
+        &[120, 16, 5, 5],
+        &[84, 120],
+        &[4, 84],
+    ];
+    assert_eq!(shapes, want);
     use nowt::layers::Shortcut;
     for shortcut in [Shortcut::Projection, Shortcut::Identity] {
         let (r1, r2) = (&mut rng(64), &mut rng(65));

@@ -7,6 +7,7 @@ mod digits;
 pub mod idx;
 pub mod image_folder;
 pub mod prefetch;
+pub mod resize;
 pub mod transform;
 
 use std::ops::Range;
@@ -409,14 +410,23 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
         (chosen(train, &pick.train), val, chosen(test, &pick.test))
     };
     if image_size > 0 && !train.is_encoded() {
-        return Err(Error::config(
-            "image_size",
-            format!(
-                "only image folders are resized; {} comes decoded at {:?}",
-                kind.name(),
-                train.shape
-            ),
-        ));
+        if !matches!(kind, DatasetKind::Mnist | DatasetKind::FashionMnist) {
+            return Err(Error::config(
+                "image_size",
+                format!(
+                    "only image folders, mnist and fashion-mnist are resized; {} comes decoded \
+                     at {:?}",
+                    kind.name(),
+                    train.shape
+                ),
+            ));
+        }
+        for d in [Some(&mut train), val.as_mut(), Some(&mut test)]
+            .into_iter()
+            .flatten()
+        {
+            resize_8bit(d, image_size);
+        }
     }
     if train.shape != test.shape {
         return Err(Error::data(
@@ -449,6 +459,25 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
         }
     }
     Ok(Split { train, val, test })
+}
+
+/// Resizes decoded 8-bit images (values `k/255`) to `size × size`, plane by plane, as Pillow's
+/// bilinear `resize` does ([`resize::bilinear_u8`]): BioTorch's `Resize((32, 32))` of
+/// (Fashion-)MNIST.
+fn resize_8bit(d: &mut Dataset, size: usize) {
+    let [c, h, w] = d.shape;
+    let x: Vec<f32> =
+        d.x.par_chunks(h * w)
+            .flat_map_iter(|plane| {
+                let bytes: Vec<u8> = plane.iter().map(|&v| (v * 255.0).round() as u8).collect();
+                resize::bilinear_u8(&bytes, (h, w), (size, size))
+                    .into_iter()
+                    .map(|p| p as f32 / 255.0)
+            })
+            .collect();
+    d.x = x;
+    d.shape = [c, size, size];
+    d.dim = c * size * size;
 }
 
 /// Per-channel mean and standard deviation of samples `x` of `shape`.

@@ -4,7 +4,7 @@ mod lenet;
 mod mlp;
 mod resnet;
 
-pub use lenet::lenet5;
+pub use lenet::{lenet5, lenet_biotorch};
 pub use mlp::{mlp, mlp_shapes};
 pub use resnet::{resnet_cifar, resnet_imagenet};
 
