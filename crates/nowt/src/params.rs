@@ -159,6 +159,17 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// the input gradient of a convolution with kernel `M`. With `m = W` it is backprop's `δ_in`;
     /// the seam passes the rule's `M`.
     fn input_error(&self, source: &Tensor<T>, m: &Tensor<T>, input_shape: &[usize]) -> Tensor<T>;
+    /// The error for an input of shape `input_shape` from `e: [N, rows of m]`, the same vector at
+    /// every output position: `input_error(e tiled over the output positions, m)`. A linear
+    /// layer has one position, so it is `e · M`; a convolution overrides it to skip the tiling.
+    fn broadcast_input_error(
+        &self,
+        e: &Tensor<T>,
+        m: &Tensor<T>,
+        input_shape: &[usize],
+    ) -> Tensor<T> {
+        self.input_error(e, m, input_shape)
+    }
     /// The shape of a batch of `n` inputs to this layer (for mirror noise).
     fn input_shape(&self, n: usize) -> Vec<usize>;
     /// For each tap of `W`'s trailing (spatial) axes, row-major, the number of `(input, output)`

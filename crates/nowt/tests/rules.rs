@@ -1316,12 +1316,23 @@ fn direct_feedback_alignment_sends_e_through_d_on_a_linear_layer() {
 }
 
 /// DFA on convolutions: `δ_in` is the input gradient of a convolution with kernel `D` of `e`
-/// tiled over the output positions — against a loop nest, on the im2col path (stride 2, 3×3
-/// and 1×1) and the flipped-kernel and Winograd paths (stride 1, "same", 16×16 planes).
+/// tiled over the output positions — against a loop nest and against the tiled tensor through
+/// the layer's own transposed convolution (today's oracle, to rounding), for strides 1 and 2,
+/// 1×1, 3×3 and 5×5 kernels, padded or not, odd and even planes (the taps that reach each
+/// input row differ at the borders and between rows under stride 2).
 #[test]
 fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
     let (n, classes, c_in) = (2, 5, 3);
-    for (k, stride, pad, hw) in [(3, 2, 1, 9), (1, 2, 0, 8), (3, 1, 1, 16), (5, 1, 2, 16)] {
+    let cases = [
+        (3, 2, 1, 9),
+        (1, 2, 0, 8),
+        (3, 1, 1, 16),
+        (5, 1, 2, 16),
+        (5, 1, 0, 12),
+        (3, 2, 0, 10),
+        (7, 2, 3, 11),
+    ];
+    for (k, stride, pad, hw) in cases {
         let mut rng = nowt::rng(9, k as u64);
         let mut conv = Conv2d::<f64>::new(
             "conv",
@@ -1372,6 +1383,11 @@ fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
             .map(|(g, w)| (g - w).abs())
             .fold(0.0, f64::max);
         assert!(err < 1e-10, "k {k} stride {stride} {hw}×{hw}: off by {err}");
+        let y = conv.forward(&x, true);
+        let tiled = rules::tile_output_error(&e, &y);
+        let today = conv.input_error(&tiled, &d, x.shape());
+        let err = got.zip_map(&today, |a, b| a - b).norm() / today.norm();
+        assert!(err < 1e-12, "k {k} stride {stride} {hw}×{hw}: {err:e} from the tiled form");
     }
 }
 

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::winograd;
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Pooled, Real, Tensor, View};
+use crate::tensor::{gemm_slice, gemm_slice_uninit, matmul, ConvGeom, Pooled, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
 /// in order), so results do not depend on the thread count.
@@ -304,6 +304,67 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
                 };
             }
         }
+    }
+    /// Direct feedback alignment's `conv2d_input_grad(ē, M)` with `ē[n, k, i, j] = e[n, k]` at
+    /// every output position, without `ē`: since `ē` does not vary over positions,
+    ///
+    /// ```text
+    /// δ_in[n, c, y, x] = Σ_{a: reaches(a, y)} Σ_{b: reaches(b, x)} G[n, c, a, b],   G = e · M
+    /// ```
+    ///
+    /// with `reaches(a, y)` when tap row `a` reads input row `y` at some output row (`y + p − a`
+    /// a multiple of `s` in `[0, s·H_o)`). `G: [N, C_in·k·k]` is one small GEMM, the tap sums
+    /// `k` additions per value along each axis: at most a forward convolution's memory and far
+    /// less than its work, where the tiled form builds `[N, classes, H_o, W_o]` and convolves
+    /// it with `classes` input channels. Equal to the tiled form to rounding (tested).
+    fn broadcast_input_error(
+        &self,
+        e: &Tensor<T>,
+        m: &Tensor<T>,
+        input_shape: &[usize],
+    ) -> Tensor<T> {
+        let geom = self.geom_of(input_shape);
+        let (ho, wo) = geom.out_hw();
+        let (c, h, w, k) = (geom.c, geom.h, geom.w, geom.k);
+        let mut flat = m.clone();
+        flat.reshape(&[m.rows(), c * k * k]);
+        let g = matmul(e, false, &flat, false);
+        // The taps that reach each input row (column), per axis.
+        let reach = |len: usize, outs: usize| -> Vec<Vec<usize>> {
+            (0..len)
+                .map(|y| {
+                    (0..k)
+                        .filter(|&a| {
+                            (y + geom.pad)
+                                .checked_sub(a)
+                                .is_some_and(|t| t % geom.stride == 0 && t / geom.stride < outs)
+                        })
+                        .collect()
+                })
+                .collect()
+        };
+        let (rows, cols) = (reach(h, ho), reach(w, wo));
+        let mut out = Tensor::zeros(input_shape);
+        out.data_mut()
+            .par_chunks_mut(h * w)
+            .zip(g.data().par_chunks(k * k))
+            .for_each(|(plane, taps)| {
+                // Σ over the reaching columns first: `by_col[a][x]`, then over the rows.
+                let by_col: Vec<T> = (0..k)
+                    .flat_map(|a| {
+                        cols.iter()
+                            .map(move |bs| bs.iter().fold(T::zero(), |s, &b| s + taps[a * k + b]))
+                    })
+                    .collect();
+                for (y, row) in plane.chunks_exact_mut(w).enumerate() {
+                    for &a in &rows[y] {
+                        for (v, &t) in row.iter_mut().zip(&by_col[a * w..][..w]) {
+                            *v += t;
+                        }
+                    }
+                }
+            });
+        out
     }
     /// `δ_in = conv2d_input_grad(source, M)`: `source: [N, C_out', H_o, W_o]` through a kernel
     /// `M: [C_out', C_in, kh, kw]` (`C_out' = C_out`, or the classes under direct feedback

@@ -26,7 +26,7 @@ pub use residual::{conv_bn, same_out, Residual, Shortcut};
 pub use shape::{GlobalAvgPool, Reshape, SubsamplePad};
 
 pub use crate::params::{Momentum, Param, WeightLayer, WeightParams};
-use crate::rules::Rule;
+use crate::rules::{Rule, Source};
 use crate::tensor::{Real, Tensor};
 
 /// The errors weight layers sent to their inputs during one backward pass, by layer name, top
@@ -148,8 +148,9 @@ pub fn backward_chain<T: Real>(
 /// The seam (DESIGN.md §3), the same for every weight layer: `grad_W` from `x` and `δ_out`
 /// under every rule (written into its buffer, no allocation), then — when asked — the error for
 /// the layer below through the rule's matrix, `δ_in = input_error(source, M)`, recorded by name.
-/// `source` is `δ_out` under every rule but direct feedback alignment (the output error tiled
-/// over `δ_out`'s positions); [`WeightLayer::input_error`] is the layer's transpose,
+/// `source` is `δ_out` under every rule but direct feedback alignment (the output error, the
+/// same at every one of `δ_out`'s positions: [`WeightLayer::broadcast_input_error`]);
+/// [`WeightLayer::input_error`] is the layer's transpose,
 /// `source · M` (linear) or the input gradient of a convolution with kernel `M`. (Bias
 /// gradients, which differ in shape per layer, are the layer's own.)
 pub fn seam_backward<T: Real, L: WeightLayer<T>>(
@@ -164,9 +165,11 @@ pub fn seam_backward<T: Real, L: WeightLayer<T>>(
     layer.params_mut().grad_w = g;
     let d = need_delta_in.then(|| {
         let p = layer.params();
-        let source = ctx.rule.backward_source(p, delta, ctx.output_error);
         let m = ctx.rule.backward_matrix(p);
-        layer.input_error(&source, &m, x.shape())
+        match ctx.rule.backward_source(p, delta, ctx.output_error) {
+            Source::PerPosition(source) => layer.input_error(source, &m, x.shape()),
+            Source::Broadcast(e) => layer.broadcast_input_error(e, &m, x.shape()),
+        }
     });
     ctx.record(&layer.params().name, &d);
     d

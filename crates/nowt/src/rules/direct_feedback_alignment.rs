@@ -11,13 +11,15 @@
 //! so the hidden error is `δ_l = φ'(a_l) ⊙ (e · D_{l+1})` (Nøkland's eq. 3): no error passes
 //! from one hidden layer to the next. The convolutional form (tiling `e` over the layer's
 //! output positions, as BioTorch does) makes DFA work on any architecture, residual blocks
-//! included. `D ~ N(0, (init_scale · init_std)²)` with the layer's `W` init std, drawn once from
+//! included; a convolution computes it without the tiled tensor (`[N, classes, H_o, W_o]`): every
+//! output position carries the same `e`, so `δ_in` at an input position is `e · D` summed over the
+//! kernel taps that reach it (`Conv2d::broadcast_input_error`). `D ~ N(0, (init_scale · init_std)²)` with the layer's `W` init std, drawn once from
 //! the rule's own stream and never changed; at the output layer `D` has `W`'s shape and DFA is
 //! feedback alignment. `grad_W` is unchanged, as under every rule.
 
 use std::borrow::Cow;
 
-use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind};
+use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind, Source};
 use crate::params::{Init, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -45,7 +47,9 @@ pub struct DirectFeedbackAlignment {
     pub init_scale: f64,
 }
 
-/// `e: [N, classes]` repeated at every position of `like: [N, C, …]`: `[N, classes, …]`.
+/// `e: [N, classes]` repeated at every position of `like: [N, C, …]`: `[N, classes, …]`. The
+/// convolutional form written out (what a convolution's `broadcast_input_error` computes without
+/// it): the tests' oracle.
 pub fn tile_output_error<T: Real>(e: &Tensor<T>, like: &Tensor<T>) -> Tensor<T> {
     let positions: usize = like.shape()[2..].iter().product();
     let mut shape = like.shape().to_vec();
@@ -70,11 +74,12 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
     fn backward_source<'a>(
         &self,
         _p: &WeightParams<T>,
-        delta: &'a Tensor<T>,
-        output_error: Option<&Tensor<T>>,
-    ) -> Cow<'a, Tensor<T>> {
-        let e = output_error.expect("direct feedback alignment needs the network's output error");
-        Cow::Owned(tile_output_error(e, delta))
+        _delta: &'a Tensor<T>,
+        output_error: Option<&'a Tensor<T>>,
+    ) -> Source<'a, T> {
+        Source::Broadcast(
+            output_error.expect("direct feedback alignment needs the network's output error"),
+        )
     }
 
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {

@@ -49,14 +49,15 @@ pub trait Rule<T: Real>: Send + Sync {
 
     /// The error that crosses the layer through `M`: `δ_in = source · M`. The layer's own
     /// `δ_out` under every rule but direct feedback alignment, which sends the network's output
-    /// error `e = ∂loss/∂logits` (`output_error`, when the backward pass started at the logits).
+    /// error `e = ∂loss/∂logits` (`output_error`, when the backward pass started at the logits)
+    /// the same at every output position.
     fn backward_source<'a>(
         &self,
         _p: &WeightParams<T>,
         delta: &'a Tensor<T>,
-        _output_error: Option<&Tensor<T>>,
-    ) -> Cow<'a, Tensor<T>> {
-        Cow::Borrowed(delta)
+        _output_error: Option<&'a Tensor<T>>,
+    ) -> Source<'a, T> {
+        Source::PerPosition(delta)
     }
 
     /// Called once per layer after `W` and `B ~ N(0, init_std²)` are drawn.
@@ -74,6 +75,18 @@ pub trait Rule<T: Real>: Send + Sync {
 
     /// Work on `B` after every training step (the weight mirror's mirror mode).
     fn after_step(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
+}
+
+/// What crosses a weight layer through the rule's matrix `M` (see [`Rule::backward_source`]).
+#[derive(Clone, Copy, Debug)]
+pub enum Source<'a, T> {
+    /// An error for every output position, `δ_out`'s shape: `δ_in = input_error(source, M)`.
+    PerPosition(&'a Tensor<T>),
+    /// One vector per sample, `[N, rows of M]`, the same at every output position (direct
+    /// feedback alignment's `e`): `δ_in` is the input error of that vector tiled over the output
+    /// positions, which a convolution computes without tiling it
+    /// ([`WeightLayer::broadcast_input_error`]).
+    Broadcast(&'a Tensor<T>),
 }
 
 /// What a rule may need, besides the layer, to initialise its feedback: the network's output

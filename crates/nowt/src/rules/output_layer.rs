@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FeedbackInit, Rule, RuleKind};
+use super::{FeedbackInit, Rule, RuleKind, Source};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -67,10 +67,10 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         &self,
         p: &WeightParams<T>,
         delta: &'a Tensor<T>,
-        output_error: Option<&Tensor<T>>,
-    ) -> Cow<'a, Tensor<T>> {
+        output_error: Option<&'a Tensor<T>>,
+    ) -> Source<'a, T> {
         if p.name == self.output {
-            Cow::Borrowed(delta)
+            Source::PerPosition(delta)
         } else {
             self.inner.backward_source(p, delta, output_error)
         }
