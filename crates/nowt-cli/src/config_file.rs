@@ -16,8 +16,9 @@ use nowt::rules::RuleKind;
 use serde::{Deserialize, Serialize};
 
 /// The presets: `(name, TOML)`, each citing the protocol it follows in its opening comment.
-pub const PRESETS: [(&str, &str); 5] = [
+pub const PRESETS: [(&str, &str); 6] = [
     ("mnist-mlp", include_str!("../presets/mnist-mlp.toml")),
+    ("mnist-lenet", include_str!("../presets/mnist-lenet.toml")),
     (
         "fashion-mnist-lenet",
         include_str!("../presets/fashion-mnist-lenet.toml"),

@@ -268,10 +268,21 @@ pub fn decay_statement<'a>(cfgs: impl IntoIterator<Item = &'a TrainConfig>) -> (
         let line = format!("`W` decays by λ = {first:e} a step under every rule (`weight_decay`).");
         return (line, true);
     }
-    let each: Vec<String> = decays
+    // Each decay with its rules, the most common last as "every other rule".
+    let mut values: Vec<(f64, Vec<&str>)> = Vec::new();
+    for (r, d) in &decays {
+        match values.iter_mut().find(|(v, _)| v == d) {
+            Some((_, rs)) => rs.push(r.name()),
+            None => values.push((*d, vec![r.name()])),
+        }
+    }
+    values.sort_by_key(|(_, rs)| std::cmp::Reverse(rs.len()));
+    let common = (values[0].1.len() > 1).then(|| values.remove(0).0);
+    let mut each: Vec<String> = values
         .iter()
-        .map(|(r, d)| format!("{} {d:e}", r.name()))
+        .map(|(d, rs)| format!("{} {d:e}", rs.join(", ")))
         .collect();
+    each.extend(common.map(|c| format!("every other rule {c:e}")));
     let line = format!(
         "`W` decays differently between rules ({}; `weight_decay`, `rules.kp_decay` or a rule's \
          overrides): more decay is more regularisation, so these rows cannot be ranked.",

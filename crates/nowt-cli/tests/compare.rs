@@ -288,6 +288,7 @@ fn presets_are_listed_shown_and_usable_by_train() {
     let list = String::from_utf8_lossy(&o.stdout);
     for p in [
         "mnist-mlp",
+        "mnist-lenet",
         "fashion-mnist-lenet",
         "cifar10-resnet20",
         "cifar10-resnet20-short",

@@ -1387,7 +1387,10 @@ fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
         let tiled = rules::tile_output_error(&e, &y);
         let today = conv.input_error(&tiled, &d, x.shape());
         let err = got.zip_map(&today, |a, b| a - b).norm() / today.norm();
-        assert!(err < 1e-12, "k {k} stride {stride} {hw}×{hw}: {err:e} from the tiled form");
+        assert!(
+            err < 1e-12,
+            "k {k} stride {stride} {hw}×{hw}: {err:e} from the tiled form"
+        );
     }
 }
 
