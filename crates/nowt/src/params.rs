@@ -160,13 +160,15 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// the seam passes the rule's `M`.
     fn input_error(&self, source: &Tensor<T>, m: &Tensor<T>, input_shape: &[usize]) -> Tensor<T>;
     /// The error for an input of shape `input_shape` from `e: [N, rows of m]`, the same vector at
-    /// every output position: `input_error(e tiled over the output positions, m)`. A linear
-    /// layer has one position, so it is `e · M`; a convolution overrides it to skip the tiling.
+    /// every output position: `input_error(e tiled over the output positions, m)`, with `e`
+    /// divided by the number of positions when `spread`. A linear layer has one position, so it
+    /// is `e · M`; a convolution overrides it to skip the tiling.
     fn broadcast_input_error(
         &self,
         e: &Tensor<T>,
         m: &Tensor<T>,
         input_shape: &[usize],
+        _spread: bool,
     ) -> Tensor<T> {
         self.input_error(e, m, input_shape)
     }

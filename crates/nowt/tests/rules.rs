@@ -1391,6 +1391,28 @@ fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
             err < 1e-12,
             "k {k} stride {stride} {hw}×{hw}: {err:e} from the tiled form"
         );
+        // `dfa_spread`: each position's share of e, as the tiled e / (H_o·W_o).
+        let spread = rules::build::<f64>(
+            RuleKind::DirectFeedbackAlignment,
+            &rules::RuleConfig {
+                dfa_spread: true,
+                ..Default::default()
+            },
+            4,
+        );
+        let mut ctx = Backward {
+            rule: spread.as_ref(),
+            record: None,
+            output_error: Some(&e),
+        };
+        let shared = conv.backward(&x, &y, &y, &mut ctx, true).unwrap();
+        let tiled = tiled.map(|v| v / (ho * ho) as f64);
+        let today = conv.input_error(&tiled, &d, x.shape());
+        let err = shared.zip_map(&today, |a, b| a - b).norm() / today.norm();
+        assert!(
+            err < 1e-12,
+            "spread, k {k} stride {stride} {hw}×{hw}: {err:e}"
+        );
     }
 }
 

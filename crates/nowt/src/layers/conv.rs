@@ -316,19 +316,25 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
     /// a multiple of `s` in `[0, s·H_o)`). `G: [N, C_in·k·k]` is one small GEMM, the tap sums
     /// `k` additions per value along each axis: at most a forward convolution's memory and far
     /// less than its work, where the tiled form builds `[N, classes, H_o, W_o]` and convolves
-    /// it with `classes` input channels. Equal to the tiled form to rounding (tested).
+    /// it with `classes` input channels. Equal to the tiled form to rounding (tested). With
+    /// `spread` each position carries `e / (H_o·W_o)`.
     fn broadcast_input_error(
         &self,
         e: &Tensor<T>,
         m: &Tensor<T>,
         input_shape: &[usize],
+        spread: bool,
     ) -> Tensor<T> {
         let geom = self.geom_of(input_shape);
         let (ho, wo) = geom.out_hw();
         let (c, h, w, k) = (geom.c, geom.h, geom.w, geom.k);
         let mut flat = m.clone();
         flat.reshape(&[m.rows(), c * k * k]);
-        let g = matmul(e, false, &flat, false);
+        let mut g = matmul(e, false, &flat, false);
+        if spread {
+            let share = T::of(1.0 / (ho * wo) as f64);
+            g.apply(|v| v * share);
+        }
         // The taps that reach each input row (column), per axis.
         let reach = |len: usize, outs: usize| -> Vec<Vec<usize>> {
             (0..len)

@@ -168,7 +168,9 @@ pub fn seam_backward<T: Real, L: WeightLayer<T>>(
         let m = ctx.rule.backward_matrix(p);
         match ctx.rule.backward_source(p, delta, ctx.output_error) {
             Source::PerPosition(source) => layer.input_error(source, &m, x.shape()),
-            Source::Broadcast(e) => layer.broadcast_input_error(e, &m, x.shape()),
+            Source::Broadcast { e, spread } => {
+                layer.broadcast_input_error(e, &m, x.shape(), spread)
+            }
         }
     });
     ctx.record(&layer.params().name, &d);

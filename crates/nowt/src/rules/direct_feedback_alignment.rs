@@ -13,7 +13,10 @@
 //! output positions, as BioTorch does) makes DFA work on any architecture, residual blocks
 //! included; a convolution computes it without the tiled tensor (`[N, classes, H_o, W_o]`): every
 //! output position carries the same `e`, so `δ_in` at an input position is `e · D` summed over the
-//! kernel taps that reach it (`Conv2d::broadcast_input_error`). `D ~ N(0, (init_scale · init_std)²)` with the layer's `W` init std, drawn once from
+//! kernel taps that reach it (`Conv2d::broadcast_input_error`). BioTorch's form sends the whole
+//! `e` to every position, so a convolution's `δ_in` is up to `H_o·W_o` times backprop's scale (a
+//! global average pool divides backprop's error among the positions); `rules.dfa_spread` sends
+//! each position `e / (H_o·W_o)` instead, as the pool does. `D ~ N(0, (init_scale · init_std)²)` with the layer's `W` init std, drawn once from
 //! the rule's own stream and never changed; at the output layer `D` has `W`'s shape and DFA is
 //! feedback alignment. `grad_W` is unchanged, as under every rule.
 
@@ -29,14 +32,24 @@ pub const INFO: RuleInfo = RuleInfo {
     aliases: &["dfa"],
     summary: "δ_in = e·D: the output error e through a fixed random D [classes, in] \
               (conv: e tiled over the output positions); B unused (Nøkland 2016)",
-    knobs: &[Knob {
-        key: "dfa_init_scale",
-        flag: "dfa-init-scale",
-        doc: "D's scale relative to W's init std (default 1)",
-    }],
+    knobs: &[
+        Knob {
+            key: "dfa_init_scale",
+            flag: "dfa-init-scale",
+            doc: "D's scale relative to W's init std (default 1)",
+        },
+        Knob {
+            key: "dfa_spread",
+            flag: "dfa-spread",
+            doc: "a convolution's output positions each receive e/(H_o·W_o), as a global \
+                  average pool shares backprop's error, not the whole e (default false: \
+                  BioTorch's form)",
+        },
+    ],
     build: |cfg, _| {
         Box::new(DirectFeedbackAlignment {
             init_scale: cfg.dfa_init_scale,
+            spread: cfg.dfa_spread,
         })
     },
 };
@@ -45,6 +58,8 @@ pub const INFO: RuleInfo = RuleInfo {
 #[derive(Clone, Copy, Debug)]
 pub struct DirectFeedbackAlignment {
     pub init_scale: f64,
+    /// Each of a convolution's `H_o·W_o` output positions receives `e / (H_o·W_o)`.
+    pub spread: bool,
 }
 
 /// `e: [N, classes]` repeated at every position of `like: [N, C, …]`: `[N, classes, …]`. The
@@ -77,9 +92,10 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
         _delta: &'a Tensor<T>,
         output_error: Option<&'a Tensor<T>>,
     ) -> Source<'a, T> {
-        Source::Broadcast(
-            output_error.expect("direct feedback alignment needs the network's output error"),
-        )
+        Source::Broadcast {
+            e: output_error.expect("direct feedback alignment needs the network's output error"),
+            spread: self.spread,
+        }
     }
 
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {

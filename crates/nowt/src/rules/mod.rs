@@ -84,9 +84,9 @@ pub enum Source<'a, T> {
     PerPosition(&'a Tensor<T>),
     /// One vector per sample, `[N, rows of M]`, the same at every output position (direct
     /// feedback alignment's `e`): `δ_in` is the input error of that vector tiled over the output
-    /// positions, which a convolution computes without tiling it
-    /// ([`WeightLayer::broadcast_input_error`]).
-    Broadcast(&'a Tensor<T>),
+    /// positions — each position's share `e / positions` when `spread` — which a convolution
+    /// computes without tiling it ([`WeightLayer::broadcast_input_error`]).
+    Broadcast { e: &'a Tensor<T>, spread: bool },
 }
 
 /// What a rule may need, besides the layer, to initialise its feedback: the network's output
@@ -241,6 +241,10 @@ pub struct RuleConfig {
     pub kp_decay: Option<f64>,
     /// Direct feedback alignment: `D ~ N(0, (init_scale · init_std)²)`. Default 1.
     pub dfa_init_scale: f64,
+    /// Direct feedback alignment on a convolution: each output position receives
+    /// `e / (H_o · W_o)`, the share a global average pool gives backprop's error, instead of the
+    /// whole `e` (BioTorch's form, the default false).
+    pub dfa_spread: bool,
     /// Symmetric alignment's coefficients.
     pub sa: SymmetricConfig,
     /// Information alignment's coefficients and schedule.
@@ -257,6 +261,7 @@ impl Default for RuleConfig {
             wm: MirrorConfig::default(),
             kp_decay: None,
             dfa_init_scale: 1.0,
+            dfa_spread: false,
             sa: SymmetricConfig::default(),
             ia: InformationConfig::default(),
             aa: ActivationConfig::default(),
