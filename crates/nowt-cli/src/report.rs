@@ -518,13 +518,22 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
         .collect();
 
     let mut md = String::new();
-    let first = &runs[0].cfg;
-    let _ = writeln!(
-        md,
-        "# nowt report: {} on {}\n",
-        first.model.name(),
-        first.dataset.name()
-    );
+    let mut settings: Vec<String> = Vec::new();
+    for r in &runs {
+        let s = format!("{} on {}", r.cfg.model.name(), r.cfg.dataset.name());
+        if !settings.contains(&s) {
+            settings.push(s);
+        }
+    }
+    let _ = writeln!(md, "# nowt report: {}\n", settings.join(", "));
+    if settings.len() > 1 {
+        let _ = writeln!(
+            md,
+            "**These runs are of different networks or datasets**: each row is one rule at one \
+             configuration, named by the keys that set it apart; compare rows only within one \
+             network and dataset.\n"
+        );
+    }
     let _ = writeln!(
         md,
         "One row per rule: mean ± sample std over seeds where there are several. Errors are \

@@ -480,3 +480,49 @@ fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
     assert!(stderr(&o).contains("give --val-fraction"), "{}", stderr(&o));
     assert!(!tmp.path().join("x").exists());
 }
+
+/// `nowt report` over runs of different networks and datasets (a digits MLP of two widths and
+/// an MNIST MLP) keeps each configuration in its own row, named by what sets it apart, and says
+/// in its title and first lines that the runs differ.
+#[test]
+fn a_report_over_different_configurations_keeps_them_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mnist = tmp.path().join("mnist");
+    common::fake_mnist(&mnist, 16, 16);
+    let runs = tmp.path().join("runs");
+    let train = |name: &str, extra: &[&str]| {
+        let out = runs.join(name);
+        let mut args = vec![
+            "train",
+            "--epochs",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "-q",
+        ];
+        args.extend(extra);
+        let o = nowt(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    train("digits-256", &[]);
+    train("digits-32", &["--hidden", "32"]);
+    let dir = mnist.to_str().unwrap();
+    train("mnist", &["--dataset", "mnist", "--data-dir", dir]);
+    let o = nowt(&["report", runs.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = fs::read_to_string(runs.join("report.md")).unwrap();
+    assert!(
+        md.starts_with("# nowt report: mlp on digits, mlp on mnist\n"),
+        "{md}"
+    );
+    assert!(md.contains("**These runs are of different networks or datasets**"));
+    let rows: Vec<&str> = md
+        .lines()
+        .filter(|l| l.starts_with("| backprop ("))
+        .collect();
+    assert_eq!(rows.len(), 3, "{md}");
+    assert!(
+        rows.iter().any(|r| r.contains("dataset=\"mnist\"")),
+        "{rows:?}"
+    );
+}
