@@ -117,14 +117,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         k => format!(" ranks={k}"),
     };
     println!(
-        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0}{ranks}",
+        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0} isa={}{ranks}",
         a.model.name(),
         a.image_size,
         a.rule.alias(),
         a.batch_size,
         a.threads,
         a.batch_size as f64 / ms * 1e3,
-        peak_rss_mb().unwrap_or(f64::NAN)
+        peak_rss_mb().unwrap_or(f64::NAN),
+        nowt::tensor::instruction_sets()
     );
     Ok(())
 }

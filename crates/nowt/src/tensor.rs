@@ -337,6 +337,31 @@ impl<S: 'static> Drop for Pooled<S> {
     }
 }
 
+/// The instruction sets this CPU's kernels run on, chosen at run time (one binary for every x86
+/// CPU): the GEMM (the `gemm` crate, built with its `x86-v4` kernels) and nowt's own kernels
+/// (Winograd products and sums, element-wise passes). Results are bit-identical per instruction
+/// set; between them they differ by rounding.
+pub fn instruction_sets() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let (avx512, avx2) = (
+            is_x86_feature_detected!("avx512f"),
+            is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"),
+        );
+        let gemm = match (avx512, avx2) {
+            (true, _) => "avx512f",
+            (false, true) => "avx2+fma",
+            _ => "scalar",
+        };
+        let own = if avx2 { "avx2+fma" } else { "scalar" };
+        format!("gemm:{gemm},own:{own}")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        "gemm:portable,own:scalar".to_string()
+    }
+}
+
 /// `C = op(A) · op(B)` for 2-D views, where `op` transposes when its flag is set.
 ///
 /// `a` is viewed as `[a.rows(), a.cols()]` and `b` likewise, so a `[C_out, C_in, k, k]` weight is
