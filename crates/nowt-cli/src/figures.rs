@@ -46,6 +46,27 @@ fn layer_colour(i: usize, n: usize) -> RGBColor {
     RGBColor(mix(40.0, 220.0), mix(70.0, 40.0), mix(220.0, 40.0))
 }
 
+/// A legend entry's mark: a short line in the series' colour.
+fn legend_line(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
+    move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+}
+
+/// Draws `chart`'s legend at `position` on a white, framed box.
+fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+    file: &Path,
+) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .draw()
+        .map_err(fail(file))
+}
+
 fn fail<E: std::fmt::Display>(file: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("cannot draw {}: {e}", file.display())
 }
@@ -132,18 +153,9 @@ fn per_rule_curves(
                     ))
                     .map_err(fail(file))?
                     .label(title.as_str())
-                    .legend(move |(x, y)| {
-                        PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
-                    });
+                    .legend(legend_line(colour));
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .label_font((FONT, 15))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .draw()
-                .map_err(fail(file))?;
+            legend(&mut chart, SeriesLabelPosition::UpperRight, file)?;
         }};
     }
     if log_y {
@@ -250,17 +262,9 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
                 .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                 .map_err(fail(file))?
                 .label(g.title())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
-                });
+                .legend(legend_line(colour));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(fail(file))?;
+        legend(&mut chart, SeriesLabelPosition::UpperLeft, file)?;
     }
     root.present().map_err(fail(file))?;
     Ok(())
@@ -347,18 +351,9 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
             ))
             .map_err(fail(file))?
             .label(rule.name())
-            .legend(move |(x, y)| {
-                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
-            });
+            .legend(legend_line(colour));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(fail(file))?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight, file)?;
     root.present().map_err(fail(file))?;
     Ok(())
 }

@@ -10,6 +10,20 @@ use super::Network;
 use crate::layers::{Activation, ActivationKind, Conv2d, Layer, Linear, Pool2d, PoolKind, Reshape};
 use crate::tensor::Real;
 
+/// He et al.'s standard deviation for a layer of `fan_in` inputs, `√(2 / fan_in)`.
+fn he(fan_in: usize) -> f64 {
+    (2.0 / fan_in as f64).sqrt()
+}
+
+fn relu<T: Real>(name: &str) -> Box<dyn Layer<T>> {
+    Box::new(Activation::new(name, ActivationKind::Relu))
+}
+
+/// 2×2 max pooling, stride 2.
+fn max_pool<T: Real>(name: &str) -> Box<dyn Layer<T>> {
+    Box::new(Pool2d::new(name, PoolKind::Max, 2, 2, 0))
+}
+
 /// LeNet-5 for flat inputs holding images of `[C, H, W]` (H, W ≥ 12).
 pub fn lenet5<T: Real>(
     image: [usize; 3],
@@ -22,10 +36,6 @@ pub fn lenet5<T: Real>(
         h >= 12 && w >= 12,
         "LeNet-5 needs images of at least 12×12, got {h}×{w}"
     );
-    let he = |fan_in: usize| (2.0 / fan_in as f64).sqrt();
-    let relu =
-        |name: &str| -> Box<dyn Layer<T>> { Box::new(Activation::new(name, ActivationKind::Relu)) };
-    let pool = |name: &str| Pool2d::new(name, PoolKind::Max, 2, 2, 0);
     let (h1, w1) = (h / 2, w / 2);
     let (h2, w2) = ((h1 - 4) / 2, (w1 - 4) / 2);
     let features = 16 * h2 * w2;
@@ -48,7 +58,7 @@ pub fn lenet5<T: Real>(
             rng_b,
         )),
         relu("relu1"),
-        Box::new(pool("pool1")),
+        max_pool("pool1"),
         Box::new(Conv2d::new(
             "conv2",
             6,
@@ -63,7 +73,7 @@ pub fn lenet5<T: Real>(
             rng_b,
         )),
         relu("relu2"),
-        Box::new(pool("pool2")),
+        max_pool("pool2"),
         Box::new(Reshape {
             name: "flatten".into(),
             shape: vec![features],
@@ -97,11 +107,6 @@ pub fn lenet_biotorch<T: Real>(
         h >= 32 && w >= 32,
         "BioTorch's LeNet needs images of at least 32×32, got {h}×{w}"
     );
-    let he = |fan_in: usize| (2.0 / fan_in as f64).sqrt();
-    let relu =
-        |name: &str| -> Box<dyn Layer<T>> { Box::new(Activation::new(name, ActivationKind::Relu)) };
-    let pool =
-        |name: &str| -> Box<dyn Layer<T>> { Box::new(Pool2d::new(name, PoolKind::Max, 2, 2, 0)) };
     // (name, C_in, C_out, input resolution) of the three unpadded 5×5 convolutions.
     let (h1, w1) = ((h - 4) / 2, (w - 4) / 2);
     let (h2, w2) = ((h1 - 4) / 2, (w1 - 4) / 2);
@@ -121,7 +126,7 @@ pub fn lenet_biotorch<T: Real>(
         layers.push(Box::new(conv));
         layers.push(relu(&format!("relu{}", i + 1)));
         if i < 2 {
-            layers.push(pool(&format!("pool{}", i + 1)));
+            layers.push(max_pool(&format!("pool{}", i + 1)));
         }
     }
     layers.extend([
