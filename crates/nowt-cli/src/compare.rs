@@ -92,6 +92,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     seeds.retain(|s| seen.insert(*s));
     // Every run's config, resolved and checked before anything starts.
     let mut runs = Vec::new();
+    // Each run's sweep point (empty without --grid), for the decay check within a point.
+    let mut points: Vec<String> = Vec::new();
     let world = crate::world::get();
     let out = match &t.out {
         Some(o) => o.clone(),
@@ -131,14 +133,19 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     continue;
                 }
                 cfg.out = Some(dir.clone());
+                points.push(sweep::label(&point));
                 runs.push((cfg, dir));
             }
         }
     }
     let leads = world.rank() == 0;
-    let (decay, equal) = crate::report::decay_statement(runs.iter().map(|(c, _)| c));
-    if leads && !equal {
-        eprintln!("nowt compare: warning: {}", decay.replace('`', ""));
+    // The rules of one point must decay W alike (a sweep over weight_decay is not a mismatch).
+    for point in points.iter().collect::<std::collections::BTreeSet<_>>() {
+        let same_point = runs.iter().zip(&points).filter(|(_, p)| *p == point);
+        let (decay, equal) = crate::report::decay_statement(same_point.map(|((c, _), _)| c));
+        if leads && !equal {
+            eprintln!("nowt compare: warning: {}", decay.replace('`', ""));
+        }
     }
     // With several ranks, rank 0 alone writes: the record, the runs' directories, the report.
     if leads {

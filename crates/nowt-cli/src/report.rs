@@ -542,7 +542,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
          `∠(W,M)`: forward weights against the matrix that carries the error; `∠(δ,δbp)`: the \
          rule's error against backprop's at each layer's input on the probe batch. Figures in \
          `figures/`. {}\n",
-        decay_statement(runs.iter().map(|r| &r.cfg)).0
+        decay_statement(groups.iter().flat_map(|g| g.runs.iter().map(|r| &r.cfg))).0
     );
     let mut header = String::from("| rule | seeds | runs |");
     let mut rule_line = String::from("|---|---|---|");

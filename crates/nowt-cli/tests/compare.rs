@@ -400,6 +400,24 @@ fn a_comparison_that_decays_w_differently_warns_and_says_so() {
     let md = fs::read_to_string(out.join("report.md")).unwrap();
     assert!(md.contains("these rows cannot be ranked"), "{md}");
     assert!(md.contains("no difference between rules can be told from seed noise"));
+    // A sweep over the decay itself is no mismatch: the rules of each point decay W alike.
+    let sweep = tmp.path().join("sweep");
+    let o = nowt(&[
+        "compare",
+        "--rules",
+        "bp,kp",
+        "--epochs",
+        "1",
+        "--grid",
+        "weight_decay=1e-4,1e-3",
+        "--val-fraction",
+        "0.2",
+        "--out",
+        sweep.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
 
 /// `--grid lr=…` trains every rule at every value on a validation split; the report's table
