@@ -122,6 +122,23 @@ fn model_or_all(s: &str) -> Result<ModelChoice, String> {
     }
 }
 
+/// `nowt bench --rule`: a rule, or every rule.
+#[derive(Clone, Copy, Debug)]
+pub enum RuleChoice {
+    All,
+    One(RuleKind),
+}
+
+fn rule_or_all(s: &str) -> Result<RuleChoice, String> {
+    if s == "all" {
+        Ok(RuleChoice::All)
+    } else {
+        rule(s)
+            .map(RuleChoice::One)
+            .map_err(|e| format!("{e}, or `all`"))
+    }
+}
+
 fn rule(s: &str) -> Result<RuleKind, String> {
     RuleKind::from_name(s).map_err(|e| e.to_string())
 }
@@ -369,9 +386,10 @@ pub struct BenchArgs {
     /// Classes of the classifier.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
-    /// Learning rule (full name or alias).
-    #[arg(long, value_parser = rule, default_value = "backprop")]
-    pub rule: RuleKind,
+    /// Learning rule (full name or alias), or `all`: every rule, then a table of each rule's
+    /// step time and its ratio to backprop's.
+    #[arg(long, value_parser = rule_or_all, default_value = "backprop")]
+    pub rule: RuleChoice,
     /// Samples per training step (`--batch` is accepted too).
     #[arg(long, alias = "batch", default_value_t = 128)]
     pub batch_size: usize,

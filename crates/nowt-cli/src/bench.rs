@@ -10,7 +10,9 @@ use nowt::optim::Sgd;
 use nowt::tensor::Tensor;
 use nowt::train::{build_model, train_step, train_step_on};
 
-use crate::args::BenchArgs;
+use nowt::rules::RuleKind;
+
+use crate::args::{BenchArgs, RuleChoice};
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
 fn peak_rss_mb() -> Option<f64> {
@@ -29,10 +31,38 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if a.batch_size == 0 || a.steps == 0 {
         anyhow::bail!("--batch-size and --steps must be positive");
     }
+    let rules = match a.rule {
+        RuleChoice::All => RuleKind::ALL.to_vec(),
+        RuleChoice::One(r) => vec![r],
+    };
+    let mut times = Vec::new();
+    for &rule in &rules {
+        let ms = step_ms(&a, rule)?;
+        times.push((rule, ms));
+        if crate::world::leads() {
+            print_line(&a, rule, ms);
+        }
+    }
+    if times.len() > 1 && crate::world::leads() {
+        println!("\n{:<28} {:>10} {:>11}", "rule", "ms/step", "× backprop");
+        let bp = times
+            .iter()
+            .find(|(r, _)| *r == RuleKind::Backprop)
+            .map(|t| t.1);
+        for (rule, ms) in &times {
+            let ratio = bp.map_or("–".to_string(), |b| format!("{:.2}", ms / b));
+            println!("{:<28} {ms:>10.2} {ratio:>11}", rule.name());
+        }
+    }
+    Ok(())
+}
+
+/// The median time in ms of a training step of `a`'s configuration under `rule`.
+fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
     let cfg = TrainConfig {
         model: a.model,
         hidden: a.hidden.clone(),
-        rule: a.rule,
+        rule,
         batch_size: a.batch_size,
         ..Default::default()
     };
@@ -49,13 +79,15 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         .build()
         .context("--threads")?;
     let classes = a.classes.max(1);
-    let ms = pool.install(|| {
+    pool.install(|| {
         let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
         // The peer's inputs: flat MNIST-sized vectors for the MLP, CIFAR images for the
         // convnets (LeNet-5: one channel), or `--image-size`.
         let input = match a.model {
             nowt::config::ModelKind::Mlp => [1, 1, a.inputs],
-            nowt::config::ModelKind::Lenet5 => [1, a.image_size, a.image_size],
+            nowt::config::ModelKind::Lenet5 | nowt::config::ModelKind::LenetBiotorch => {
+                [1, a.image_size, a.image_size]
+            }
             _ => [3, a.image_size, a.image_size],
         };
         cfg.model.check_input(input)?;
@@ -107,11 +139,12 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         Ok::<f64, anyhow::Error>(times[times.len() / 2])
-    })?;
-    if !crate::world::leads() {
-        return Ok(());
-    }
-    // With several ranks: the global batch's step, and rank 0's memory.
+    })
+}
+
+/// The peer's line format for one rule's median step (with several ranks: the global batch's
+/// step, and rank 0's memory; with several rules, the process's peak so far).
+fn print_line(a: &BenchArgs, rule: RuleKind, ms: f64) {
     let ranks = match crate::world::get().size() {
         1 => String::new(),
         k => format!(" ranks={k}"),
@@ -120,12 +153,11 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0} isa={}{ranks}",
         a.model.name(),
         a.image_size,
-        a.rule.alias(),
+        rule.alias(),
         a.batch_size,
         a.threads,
         a.batch_size as f64 / ms * 1e3,
         peak_rss_mb().unwrap_or(f64::NAN),
         nowt::tensor::instruction_sets()
     );
-    Ok(())
 }

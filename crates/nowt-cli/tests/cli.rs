@@ -725,3 +725,39 @@ fn biotorch_lenet_trains_on_mnist_resized_to_32() {
         .collect();
     assert_eq!(names, ["conv1", "conv2", "conv3", "fc1", "fc2"]);
 }
+
+/// `nowt bench --rule all` times every rule, one peer-format line each (naming the instruction
+/// sets), then a table of each rule's step time and its ratio to backprop's.
+#[test]
+fn bench_rule_all_prints_every_rule_and_its_ratio_to_backprop() {
+    let o = nowt(&[
+        "bench",
+        "--model",
+        "mlp",
+        "--hidden",
+        "8",
+        "--rule",
+        "all",
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--threads",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("NOWT ")).collect();
+    assert_eq!(lines.len(), nowt::rules::RuleKind::ALL.len(), "{out}");
+    assert!(lines.iter().all(|l| l.contains(" isa=gemm:")), "{out}");
+    assert!(out.contains("× backprop"), "{out}");
+    for rule in nowt::rules::RuleKind::ALL {
+        let row = out
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(rule.name()))
+            .unwrap_or_else(|| panic!("{} in {out}", rule.name()));
+        if rule == nowt::rules::RuleKind::Backprop {
+            assert!(row.ends_with(" 1.00"), "{row}");
+        }
+    }
+}
