@@ -105,38 +105,33 @@ pub struct EvalArgs {
 }
 
 /// Parses a rule by full name or alias.
-/// One `--model` of `nowt check`: a model, or every model.
+/// A `--model` of `nowt check` or the `--rule` of `nowt bench`: one, or `all`.
 #[derive(Clone, Copy, Debug)]
-pub enum ModelChoice {
+pub enum Choice<T> {
     All,
-    One(nowt::config::ModelKind),
+    One(T),
+}
+
+pub type ModelChoice = Choice<nowt::config::ModelKind>;
+pub type RuleChoice = Choice<RuleKind>;
+
+/// `all`, or what `one` parses.
+fn or_all<T>(s: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Choice<T>, String> {
+    if s == "all" {
+        Ok(Choice::All)
+    } else {
+        one(s)
+            .map(Choice::One)
+            .map_err(|e| format!("{e}, or `all`"))
+    }
 }
 
 fn model_or_all(s: &str) -> Result<ModelChoice, String> {
-    if s == "all" {
-        Ok(ModelChoice::All)
-    } else {
-        name(s)
-            .map(ModelChoice::One)
-            .map_err(|e: String| format!("{e}, or `all`"))
-    }
-}
-
-/// `nowt bench --rule`: a rule, or every rule.
-#[derive(Clone, Copy, Debug)]
-pub enum RuleChoice {
-    All,
-    One(RuleKind),
+    or_all(s, name)
 }
 
 fn rule_or_all(s: &str) -> Result<RuleChoice, String> {
-    if s == "all" {
-        Ok(RuleChoice::All)
-    } else {
-        rule(s)
-            .map(RuleChoice::One)
-            .map_err(|e| format!("{e}, or `all`"))
-    }
+    or_all(s, rule)
 }
 
 fn rule(s: &str) -> Result<RuleKind, String> {

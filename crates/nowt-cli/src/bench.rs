@@ -12,7 +12,7 @@ use nowt::train::{build_model, train_step, train_step_on};
 
 use nowt::rules::RuleKind;
 
-use crate::args::{BenchArgs, RuleChoice};
+use crate::args::{BenchArgs, Choice};
 
 /// Peak resident memory of this process in MiB (Linux `VmHWM`), if known.
 fn peak_rss_mb() -> Option<f64> {
@@ -32,8 +32,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         anyhow::bail!("--batch-size and --steps must be positive");
     }
     let rules = match a.rule {
-        RuleChoice::All => RuleKind::ALL.to_vec(),
-        RuleChoice::One(r) => vec![r],
+        Choice::All => RuleKind::ALL.to_vec(),
+        Choice::One(r) => vec![r],
     };
     let mut times = Vec::new();
     for &rule in &rules {

@@ -91,9 +91,8 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     let mut seen = std::collections::HashSet::new();
     seeds.retain(|s| seen.insert(*s));
     // Every run's config, resolved and checked before anything starts.
+    // (config, directory, sweep point's label: empty without --grid)
     let mut runs = Vec::new();
-    // Each run's sweep point (empty without --grid), for the decay check within a point.
-    let mut points: Vec<String> = Vec::new();
     let world = crate::world::get();
     let out = match &t.out {
         Some(o) => o.clone(),
@@ -129,20 +128,20 @@ pub fn compare(a: CompareArgs) -> Result<()> {
                     .collect();
                 let mut cfg = sweep::apply(&base, &point)?;
                 let dir = out.join(run_name(&cfg, &point));
-                if runs.iter().any(|(_, d)| *d == dir) {
+                if runs.iter().any(|(_, d, _)| *d == dir) {
                     continue;
                 }
                 cfg.out = Some(dir.clone());
-                points.push(sweep::label(&point));
-                runs.push((cfg, dir));
+                runs.push((cfg, dir, sweep::label(&point)));
             }
         }
     }
     let leads = world.rank() == 0;
     // The rules of one point must decay W alike (a sweep over weight_decay is not a mismatch).
-    for point in points.iter().collect::<std::collections::BTreeSet<_>>() {
-        let same_point = runs.iter().zip(&points).filter(|(_, p)| *p == point);
-        let (decay, equal) = crate::report::decay_statement(same_point.map(|((c, _), _)| c));
+    let points: std::collections::BTreeSet<&String> = runs.iter().map(|(_, _, p)| p).collect();
+    for point in points {
+        let same_point = runs.iter().filter(|(_, _, p)| p == point);
+        let (decay, equal) = crate::report::decay_statement(same_point.map(|(c, _, _)| c));
         if leads && !equal {
             eprintln!("nowt compare: warning: {}", decay.replace('`', ""));
         }
@@ -179,7 +178,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     };
 
     let n = runs.len();
-    for (i, (cfg, dir)) in runs.into_iter().enumerate() {
+    for (i, (cfg, dir, _)) in runs.into_iter().enumerate() {
         let name = dir
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into());

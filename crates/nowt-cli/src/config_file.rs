@@ -154,6 +154,26 @@ impl ConfigFile {
         Ok(file)
     }
 
+    /// Whether `[overrides.<rule>]` sets `key` (dotted for sections): a published per-rule value
+    /// that a sweep leaves as it is.
+    pub fn overrides_key(&self, rule: RuleKind, key: &str) -> bool {
+        self.overrides
+            .iter()
+            .filter(|(r, _)| *r == rule)
+            .any(|(_, t)| {
+                let mut parts = key.split('.').peekable();
+                let mut at = t;
+                while let Some(p) = parts.next() {
+                    match (at.get(p), parts.peek()) {
+                        (Some(_), None) => return true,
+                        (Some(toml::Value::Table(next)), Some(_)) => at = next,
+                        _ => return false,
+                    }
+                }
+                false
+            })
+    }
+
     /// The configuration for `rule` (or the file's own rule): the file's keys, then that rule's
     /// overrides on top.
     pub fn for_rule(&self, rule: Option<RuleKind>) -> Result<TrainConfig> {
@@ -175,28 +195,6 @@ impl ConfigFile {
                     self.origin,
                     e.message().trim()
                 )
-            })
-    }
-}
-
-impl ConfigFile {
-    /// Whether `[overrides.<rule>]` sets `key` (dotted for sections): a published per-rule value
-    /// that a sweep leaves as it is.
-    pub fn overrides_key(&self, rule: RuleKind, key: &str) -> bool {
-        self.overrides
-            .iter()
-            .filter(|(r, _)| *r == rule)
-            .any(|(_, t)| {
-                let mut parts = key.split('.').peekable();
-                let mut at = t;
-                while let Some(p) = parts.next() {
-                    match (at.get(p), parts.peek()) {
-                        (Some(_), None) => return true,
-                        (Some(toml::Value::Table(next)), Some(_)) => at = next,
-                        _ => return false,
-                    }
-                }
-                false
             })
     }
 }

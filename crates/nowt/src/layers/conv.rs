@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use super::winograd;
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use crate::tensor::{gemm_slice, gemm_slice_uninit, matmul, ConvGeom, Pooled, Real, Tensor, View};
+use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Pooled, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
 /// in order), so results do not depend on the thread count.
@@ -328,13 +328,20 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         let geom = self.geom_of(input_shape);
         let (ho, wo) = geom.out_hw();
         let (c, h, w, k) = (geom.c, geom.h, geom.w, geom.k);
-        let mut flat = m.clone();
-        flat.reshape(&[m.rows(), c * k * k]);
-        let mut g = matmul(e, false, &flat, false);
-        if spread {
-            let share = T::of(1.0 / (ho * wo) as f64);
-            g.apply(|v| v * share);
-        }
+        // G = e · M with M read as [classes, C_in·k·k] in place (each position's share folded
+        // into the product's scale under `spread`).
+        let taps = c * k * k;
+        let share = if spread { 1.0 / (ho * wo) as f64 } else { 1.0 };
+        let mut g = vec![T::zero(); e.rows() * taps];
+        let m_flat = View::new(m.data(), m.rows(), taps, false);
+        gemm_slice(
+            &mut g,
+            taps,
+            T::zero(),
+            View::of(e, false),
+            m_flat,
+            T::of(share),
+        );
         // The taps that reach each input row (column), per axis.
         let reach = |len: usize, outs: usize| -> Vec<Vec<usize>> {
             (0..len)
@@ -353,7 +360,7 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         let mut out = Tensor::zeros(input_shape);
         out.data_mut()
             .par_chunks_mut(h * w)
-            .zip(g.data().par_chunks(k * k))
+            .zip(g.par_chunks(k * k))
             .for_each(|(plane, taps)| {
                 // Σ over the reaching columns first: `by_col[a][x]`, then over the rows.
                 let by_col: Vec<T> = (0..k)
