@@ -4,9 +4,7 @@
 mod args;
 mod bench;
 mod compare;
-mod config_file;
 mod figures;
-mod provenance;
 mod report;
 mod run;
 mod stats;
@@ -44,7 +42,7 @@ fn main() -> ExitCode {
         args::Command::Eval(a) => run::eval(a),
         args::Command::Compare(a) => compare::compare(*a),
         args::Command::Report(a) => report::report_cmd(a),
-        args::Command::Presets(a) => config_file::presets(a.show.as_deref()),
+        args::Command::Presets(a) => run::presets(a.show.as_deref()),
         args::Command::Check(a) => run::check(a),
     };
     let code = match result {

@@ -13,7 +13,7 @@ use nowt::rules::RuleKind;
 use nowt::train::EpochRecord;
 
 use crate::args::ReportArgs;
-use crate::config_file::{ConfigFile, Reference};
+use nowt::run::{ConfigFile, Reference};
 
 /// One run directory as read back.
 pub struct Run {

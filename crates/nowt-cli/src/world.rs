@@ -3,7 +3,6 @@
 //! element-wise sum is `MPI_Allreduce`. Rank 0 alone writes files and prints; an error on any
 //! rank ends the whole job (`MPI_Abort`) with a message naming the rank.
 
-use std::hash::{Hash, Hasher};
 use std::sync::OnceLock;
 
 use nowt::dist::{Collective, Solo};
@@ -35,16 +34,9 @@ pub fn leads() -> bool {
     get().rank() == 0
 }
 
-/// Whether `flag` holds on any rank (every rank receives the answer): decisions that end the
-/// training loop, such as a signal one rank saw, are taken by all together.
+/// Whether `flag` holds on any rank ([`nowt::dist::any`]).
 pub fn any(flag: bool) -> bool {
-    let w = get();
-    if w.size() == 1 {
-        return flag;
-    }
-    let mut v = [f64::from(u8::from(flag))];
-    w.sum(&mut v);
-    v[0] > 0.0
+    nowt::dist::any(get(), flag)
 }
 
 /// Waits until every rank reaches this point (one empty sum).
@@ -61,41 +53,6 @@ pub fn fail_all(message: &str) {
         #[cfg(feature = "mpi")]
         mpi_world::abort(1);
     }
-}
-
-/// The per-layer checksum check at a checkpoint: every rank's `W` and `B` must be the same
-/// bits. Returns the first layer (bottom to top) whose bits differ on some rank.
-pub fn differing_layer(net: &nowt::models::Network<f32>) -> Option<String> {
-    let w = get();
-    if w.size() == 1 {
-        return None;
-    }
-    let layers = net.weight_layers();
-    // A 32-bit hash per layer is exact in f64 even summed over ranks: each rank compares the
-    // sum with `size ×` its own, and the ranks then agree on any mismatch.
-    let hashes: Vec<f64> = layers
-        .iter()
-        .map(|l| {
-            let p = l.params();
-            let mut h = std::hash::DefaultHasher::new();
-            for v in p.w.data().iter().chain(p.feedback.data()) {
-                v.to_bits().hash(&mut h);
-            }
-            (h.finish() >> 32) as f64
-        })
-        .collect();
-    let mut sums = hashes.clone();
-    w.sum(&mut sums);
-    let mut mismatch: Vec<f64> = hashes
-        .iter()
-        .zip(&sums)
-        .map(|(h, s)| f64::from(u8::from(*s != h * w.size() as f64)))
-        .collect();
-    w.sum(&mut mismatch);
-    mismatch
-        .iter()
-        .position(|&m| m > 0.0)
-        .map(|i| layers[i].params().name.clone())
 }
 
 #[cfg(feature = "mpi")]

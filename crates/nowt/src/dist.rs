@@ -51,6 +51,55 @@ pub fn share(n: usize, rank: usize, size: usize) -> std::ops::Range<usize> {
     start..start + base + usize::from(rank < extra)
 }
 
+/// Whether `flag` holds on any rank (every rank receives the answer): decisions that end the
+/// training loop, such as a stop one rank was asked for, are taken by all together.
+pub fn any(world: &dyn Collective, flag: bool) -> bool {
+    if world.size() == 1 {
+        return flag;
+    }
+    let mut v = [f64::from(u8::from(flag))];
+    world.sum(&mut v);
+    v[0] > 0.0
+}
+
+/// The per-layer check at a checkpoint: every rank's `W` and `B` must be the same bits. Returns
+/// the first layer (bottom to top) whose bits differ on some rank.
+pub fn differing_layer(
+    world: &dyn Collective,
+    net: &crate::models::Network<f32>,
+) -> Option<String> {
+    use std::hash::{Hash, Hasher};
+    if world.size() == 1 {
+        return None;
+    }
+    let layers = net.weight_layers();
+    // A 32-bit hash per layer is exact in f64 even summed over ranks: each rank compares the
+    // sum with `size ×` its own, and the ranks then agree on any mismatch.
+    let hashes: Vec<f64> = layers
+        .iter()
+        .map(|l| {
+            let p = l.params();
+            let mut h = std::hash::DefaultHasher::new();
+            for v in p.w.data().iter().chain(p.feedback.data()) {
+                v.to_bits().hash(&mut h);
+            }
+            (h.finish() >> 32) as f64
+        })
+        .collect();
+    let mut sums = hashes.clone();
+    world.sum(&mut sums);
+    let mut mismatch: Vec<f64> = hashes
+        .iter()
+        .zip(&sums)
+        .map(|(h, s)| f64::from(u8::from(*s != h * world.size() as f64)))
+        .collect();
+    world.sum(&mut mismatch);
+    mismatch
+        .iter()
+        .position(|&m| m > 0.0)
+        .map(|i| layers[i].params().name.clone())
+}
+
 thread_local! {
     /// The ranks batch norm sums its statistics over (`--sync-bn`), while [`with_synced_batch_norm`]
     /// runs on this thread.

@@ -6,7 +6,9 @@
 //! [`rules::Rule`] only chooses the matrix `M` that carries the error backwards,
 //! `δ_in = δ_out · M`, and how the feedback weights `B` (stored with `W`'s shape) change.
 //!
-//! The library never parses arguments and never prints: the `nowt` binary does that.
+//! The library never parses arguments and never prints: the front ends (the `nowt` binary, the
+//! Python module) do that. What a run is on disk — its directory, records, checkpoints and
+//! resume — is [`run`], which every front end calls.
 
 pub mod check;
 pub mod checkpoint;
@@ -20,6 +22,7 @@ pub mod models;
 pub mod optim;
 pub mod params;
 pub mod rules;
+pub mod run;
 pub mod tensor;
 pub mod train;
 

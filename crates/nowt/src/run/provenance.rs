@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::Path;
 
+use crate::config::TrainConfig;
+use crate::train::TrainState;
 use anyhow::{bail, Context, Result};
-use nowt::config::TrainConfig;
-use nowt::train::TrainState;
 
 /// Where a run came from: `provenance.json` in its directory, written when it starts and
 /// extended each time it is resumed.
@@ -17,7 +17,7 @@ pub struct Provenance {
     pub git_commit: String,
     pub cpu: String,
     pub threads: usize,
-    /// The data's identity ([`nowt::data::Split::fingerprint`]).
+    /// The data's identity ([`crate::data::Split::fingerprint`]).
     pub data_fingerprint: String,
     pub command: String,
     /// Each later process that continued the run: its command, binary and any change made
@@ -27,7 +27,9 @@ pub struct Provenance {
 }
 
 impl Provenance {
-    pub fn now(cfg: &TrainConfig, data: &nowt::data::Split) -> Self {
+    /// The record of a process starting or continuing `cfg` on `data` now, built as `origin`
+    /// says.
+    pub fn now(cfg: &TrainConfig, data: &crate::data::Split, origin: &Origin) -> Self {
         let cpu = fs::read_to_string("/proc/cpuinfo")
             .ok()
             .and_then(|t| {
@@ -39,28 +41,37 @@ impl Provenance {
             .unwrap_or_else(|| std::env::consts::ARCH.to_string());
         Self {
             nowt_version: env!("CARGO_PKG_VERSION").into(),
-            git_commit: env!("NOWT_GIT_COMMIT").into(),
+            git_commit: origin.git_commit.clone(),
             cpu,
             threads: cfg.threads,
             data_fingerprint: data.fingerprint(),
-            command: std::env::args().collect::<Vec<_>>().join(" "),
+            command: origin.command.clone(),
             resumed: Vec::new(),
         }
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
         let text = serde_json::to_string_pretty(self)?;
-        nowt::checkpoint::write_atomic(&dir.join("provenance.json"), |w| {
+        crate::checkpoint::write_atomic(&dir.join("provenance.json"), |w| {
             w.write_all(text.as_bytes())
         })
         .with_context(|| format!("cannot write {}/provenance.json", dir.display()))
     }
 }
 
+/// What started a run: the front end's command and the commit it was built from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// The command line, or the call that started the run.
+    pub command: String,
+    /// The commit the front end was built from (`+changes`: with uncommitted changes).
+    pub git_commit: String,
+}
+
 /// Replaces the fresh state's `W`, `B`, biases and batch-norm parameters and statistics by those
 /// of checkpoint `path` (a model of the same shape); optimiser state and counters start afresh.
-pub fn init_from(st: &mut TrainState, path: &Path, data: &nowt::data::Split) -> Result<()> {
-    let (_, from, input, classes) = nowt::checkpoint::load(path)?;
+pub fn init_from(st: &mut TrainState, path: &Path, data: &crate::data::Split) -> Result<()> {
+    let (_, from, input, classes) = crate::checkpoint::load(path)?;
     if (input, classes) != (data.train.shape, data.train.classes) {
         bail!(
             "--init-from {}: its model takes {input:?} and {classes} classes, the data has {:?} and {}",
@@ -69,9 +80,11 @@ pub fn init_from(st: &mut TrainState, path: &Path, data: &nowt::data::Split) -> 
             data.train.classes
         );
     }
-    let theirs: std::collections::HashMap<String, &nowt::Tensor<f32>> =
-        nowt::checkpoint::named_tensors(&from).into_iter().collect();
-    let take = |name: &str, t: &mut nowt::Tensor<f32>| -> Result<()> {
+    let theirs: std::collections::HashMap<String, &crate::Tensor<f32>> =
+        crate::checkpoint::named_tensors(&from)
+            .into_iter()
+            .collect();
+    let take = |name: &str, t: &mut crate::Tensor<f32>| -> Result<()> {
         match theirs.get(name) {
             Some(v) if v.shape() == t.shape() => {
                 *t = (*v).clone();

@@ -10,30 +10,33 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
+use crate::config::TrainConfig;
+use crate::rules::RuleKind;
 use anyhow::{bail, Context, Result};
-use nowt::config::TrainConfig;
-use nowt::rules::RuleKind;
 use serde::{Deserialize, Serialize};
 
 /// The presets: `(name, TOML)`, each citing the protocol it follows in its opening comment.
 pub const PRESETS: [(&str, &str); 6] = [
-    ("mnist-mlp", include_str!("../presets/mnist-mlp.toml")),
-    ("mnist-lenet", include_str!("../presets/mnist-lenet.toml")),
+    ("mnist-mlp", include_str!("../../presets/mnist-mlp.toml")),
+    (
+        "mnist-lenet",
+        include_str!("../../presets/mnist-lenet.toml"),
+    ),
     (
         "fashion-mnist-lenet",
-        include_str!("../presets/fashion-mnist-lenet.toml"),
+        include_str!("../../presets/fashion-mnist-lenet.toml"),
     ),
     (
         "cifar10-resnet20",
-        include_str!("../presets/cifar10-resnet20.toml"),
+        include_str!("../../presets/cifar10-resnet20.toml"),
     ),
     (
         "cifar10-resnet20-short",
-        include_str!("../presets/cifar10-resnet20-short.toml"),
+        include_str!("../../presets/cifar10-resnet20-short.toml"),
     ),
     (
         "imagenet-resnet18",
-        include_str!("../presets/imagenet-resnet18.toml"),
+        include_str!("../../presets/imagenet-resnet18.toml"),
     ),
 ];
 
@@ -209,24 +212,6 @@ fn merge(base: &mut toml::Table, top: &toml::Table) {
             }
         }
     }
-}
-
-/// `nowt presets`: the names and first lines, or one preset's TOML.
-pub fn presets(show: Option<&str>) -> Result<()> {
-    if let Some(name) = show {
-        print!("{}", ConfigFile::preset(name)?.text);
-        return Ok(());
-    }
-    for (name, text) in PRESETS {
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('#')
-            .trim();
-        println!("{name:<24} {first}");
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -1,0 +1,734 @@
+//! What a run *is* on disk, for every front end (the `nowt` binary and the Python module): a
+//! directory holding its resolved `config.toml`, `provenance.json`, one `metrics.jsonl` record
+//! per epoch, checkpoints under `checkpoints/` and, once finished, `summary.txt` and
+//! `summary.json`. [`start`] trains a fresh run in its directory, [`resume`] continues one from
+//! its newest checkpoint; both report through a [`Progress`] callback, which may ask the run to
+//! stop: it then checkpoints and ends as [`Finish::Stopped`], resumable. This layer never prints;
+//! the front ends do.
+//!
+//! With several ranks ([`crate::dist`]) every rank calls the same function; rank 0 alone writes
+//! the run's files, and decisions that end the loop (a stop request, a failed write) are taken
+//! by all ranks together.
+
+pub mod config_file;
+pub mod provenance;
+
+use std::fs;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+pub use config_file::{ConfigFile, Reference, PRESETS};
+pub use provenance::{init_from, Origin, Provenance};
+
+use crate::config::TrainConfig;
+use crate::data::{Image, Split};
+use crate::dist::{self, Collective};
+use crate::train::{ControlFlow, EpochRecord, Event, Outcome, Summary, TrainState};
+
+/// The checkpoint of the epoch selected on the validation split, in `checkpoints/`.
+pub const BEST: &str = "ckpt-best.safetensors";
+
+/// How a run is driven, whichever front end starts it.
+#[derive(Clone, Debug, Default)]
+pub struct RunOpts {
+    /// A checkpoint every N steps as well as at every epoch's end (0: epochs only).
+    pub checkpoint_every: usize,
+    /// Checkpoints kept besides the best one (at least 1).
+    pub keep_checkpoints: usize,
+    /// Start from this checkpoint's weights (`--init-from`).
+    pub init_from: Option<PathBuf>,
+    /// On resume: the data's new location, and a new number of epochs.
+    pub data_dir: Option<PathBuf>,
+    pub epochs: Option<usize>,
+    /// What started the run, for `provenance.json`.
+    pub origin: Origin,
+}
+
+/// What a run reports while it trains. Answering [`ControlFlow::Break`] to a step or an epoch
+/// stops the run after checkpointing it.
+pub enum Progress<'a> {
+    /// Training starts (or resumes) at `epoch` (0-based, finished epochs) and `step` of it.
+    Started {
+        epochs: usize,
+        steps_per_epoch: usize,
+        epoch: usize,
+        step: usize,
+    },
+    /// A training step finished (`epoch` and `step` 1-based).
+    Step {
+        epoch: usize,
+        step: usize,
+        steps_per_epoch: usize,
+        loss: f64,
+        images_per_s: f64,
+    },
+    /// An epoch finished; its record is in `metrics.jsonl` already.
+    Epoch { record: &'a EpochRecord },
+    /// Something the user should know that does not stop the run (a skipped checkpoint).
+    Warning(String),
+}
+
+/// The callback a run reports to.
+pub type Observer<'a> = dyn FnMut(Progress) -> ControlFlow<()> + Send + 'a;
+
+/// How [`start`] or [`resume`] ended.
+#[derive(Debug)]
+pub enum Finish {
+    /// Every epoch ran; the summary is written.
+    Finished(Box<Summary>),
+    /// The observer asked to stop; the run is checkpointed and can be resumed.
+    Stopped,
+}
+
+/// A run directory's config (its `config.toml`).
+pub fn read_config(path: &Path) -> Result<TrainConfig> {
+    ConfigFile::read(path)?.for_rule(None)
+}
+
+/// `p` as an absolute path (against the current directory; not resolving links).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Whether two configs describe the same run, apart from where its data and directory are and
+/// how many epochs it is to last (which a resume may change).
+fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
+    let strip = |c: &TrainConfig| TrainConfig {
+        out: None,
+        data_dir: None,
+        epochs: 0,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// A fresh run directory, created: the config's `out` (which must be absent or empty), or a new
+/// one under `runs/` named after the dataset, model, rule, seed and time.
+pub fn new_dir(c: &TrainConfig) -> Result<PathBuf> {
+    let dir = match &c.out {
+        Some(d) => {
+            if d.exists()
+                && fs::read_dir(d)
+                    .map(|mut r| r.next().is_some())
+                    .unwrap_or(true)
+            {
+                bail!("--out {}: already exists and is not an empty directory; choose a new run directory", d.display());
+            }
+            d.clone()
+        }
+        None => {
+            let t = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let base = format!(
+                "runs/{}-{}-{}-s{}-{t}",
+                c.dataset.name(),
+                c.model.name(),
+                c.rule.alias(),
+                c.seed
+            );
+            let mut dir = PathBuf::from(&base);
+            let mut k = 2;
+            while dir.exists() {
+                dir = PathBuf::from(format!("{base}-{k}"));
+                k += 1;
+            }
+            dir
+        }
+    };
+    fs::create_dir_all(&dir)
+        .with_context(|| format!("cannot create run directory {}", dir.display()))?;
+    Ok(dir)
+}
+
+/// The dataset `cfg` names, checked against its model.
+pub fn load_data(cfg: &TrainConfig) -> Result<Split> {
+    let data = crate::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
+        .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
+    cfg.model.check_input(data.train.shape)?;
+    Ok(data)
+}
+
+/// The dataset `cfg` names, which must fit the model of checkpoint `path`.
+pub fn load_data_for(
+    cfg: &TrainConfig,
+    path: &Path,
+    input: Image,
+    classes: usize,
+) -> Result<Split> {
+    let data = load_data(cfg)?;
+    if (data.train.shape, data.train.classes) != (input, classes) {
+        bail!(
+            "{}: the model takes inputs of {input:?} and {classes} classes, dataset {} has {:?} and {}",
+            path.display(),
+            cfg.dataset.name(),
+            data.train.shape,
+            data.train.classes
+        );
+    }
+    Ok(data)
+}
+
+/// Trains `cfg` from scratch in `dir` (which exists and holds no other run), writing its
+/// resolved `config.toml` and `provenance.json` first.
+pub fn start(
+    mut cfg: TrainConfig,
+    data: &Split,
+    dir: &Path,
+    opts: &RunOpts,
+    world: &dyn Collective,
+    observe: &mut Observer,
+) -> Result<Finish> {
+    cfg.out = Some(dir.to_path_buf());
+    if world.rank() == 0 {
+        let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
+        fs::write(dir.join("config.toml"), toml_text)
+            .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
+        Provenance::now(&cfg, data, &opts.origin).write(dir)?;
+    }
+    let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    if let Some(from) = &opts.init_from {
+        init_from(&mut state, from, data)?;
+    }
+    drive(&cfg, data, dir, state, opts, world, observe)
+}
+
+/// The newest checkpoint under `dir/checkpoints` that loads (warning about any that does not).
+fn newest_checkpoint(
+    dir: &Path,
+    observe: &mut Observer,
+) -> Result<(PathBuf, TrainConfig, TrainState, Image, usize)> {
+    let ckpt_dir = dir.join("checkpoints");
+    for path in crate::checkpoint::list(&ckpt_dir) {
+        match crate::checkpoint::load(&path) {
+            Ok((cfg, state, input, classes)) => return Ok((path, cfg, state, input, classes)),
+            Err(e) => {
+                let _ = observe(Progress::Warning(format!("skipping checkpoint: {e}")));
+            }
+        }
+    }
+    bail!(
+        "--resume {}: no valid checkpoint in {}",
+        dir.display(),
+        ckpt_dir.display()
+    )
+}
+
+/// The run's config as it continues: the checkpoint's, with `config.toml`'s epochs and data
+/// location, then `opts`' new ones; and the changes made, for `provenance.json`.
+fn resumed_config(
+    dir: &Path,
+    path: &Path,
+    cfg: TrainConfig,
+    state: &TrainState,
+    opts: &RunOpts,
+) -> Result<(TrainConfig, serde_json::Map<String, serde_json::Value>)> {
+    let run_cfg = read_config(&dir.join("config.toml"))?;
+    if !same_training(&run_cfg, &cfg) {
+        bail!(
+            "{}: its config differs from {}/config.toml: a checkpoint of another run",
+            path.display(),
+            dir.display()
+        );
+    }
+    // config.toml is the run's current config; --data-dir and --epochs change it.
+    let mut cfg = TrainConfig {
+        epochs: run_cfg.epochs,
+        data_dir: run_cfg.data_dir.clone(),
+        ..cfg
+    };
+    let mut changes = serde_json::Map::new();
+    if let Some(d) = &opts.data_dir {
+        cfg.data_dir = Some(absolute(d));
+        changes.insert("data_dir".into(), serde_json::json!(cfg.data_dir));
+    }
+    if let Some(n) = opts.epochs {
+        if n < state.epoch || (n == state.epoch && state.step > 0) {
+            bail!(
+                "--epochs {n}: the run has already trained {} epochs{}",
+                state.epoch,
+                if state.step > 0 {
+                    " and part of the next"
+                } else {
+                    ""
+                }
+            );
+        }
+        if n != cfg.epochs {
+            changes.insert("epochs".into(), serde_json::json!([cfg.epochs, n]));
+        }
+        cfg.epochs = n;
+    }
+    if state.epoch == cfg.epochs && state.step == 0 && dir.join("summary.json").exists() {
+        bail!(
+            "--resume {}: the run has finished its {} epochs; give --epochs N to extend it",
+            dir.display(),
+            cfg.epochs
+        );
+    }
+    Ok((cfg, changes))
+}
+
+/// Continues the run in `dir` from its newest checkpoint that loads, on the data its config
+/// names (or `data`, which must be the data it trained on). Returns the run's config as it
+/// continued, and how it ended.
+pub fn resume(
+    dir: &Path,
+    opts: &RunOpts,
+    data: Option<&Split>,
+    world: &dyn Collective,
+    observe: &mut Observer,
+) -> Result<(TrainConfig, Finish)> {
+    let (path, cfg, state, input, classes) = newest_checkpoint(dir, observe)?;
+    let (cfg, changes) = resumed_config(dir, &path, cfg, &state, opts)?;
+    let loaded;
+    let data = match data {
+        Some(d) => d,
+        None => {
+            loaded = load_data_for(&cfg, &path, input, classes)?;
+            &loaded
+        }
+    };
+    // Rank 0 checks the data's identity and rewrites the run's records; the others read.
+    if world.rank() == 0 {
+        let resumed = ResumedFrom {
+            dir,
+            checkpoint: &path,
+            cfg: &cfg,
+            data,
+            changes,
+            epochs_kept: state.epoch,
+            origin: &opts.origin,
+        };
+        resumed.rewrite_records(observe)?;
+    }
+    let finish = drive(&cfg, data, dir, state, opts, world, observe)?;
+    Ok((cfg, finish))
+}
+
+/// A resume's effect on the run's records.
+struct ResumedFrom<'a> {
+    dir: &'a Path,
+    checkpoint: &'a Path,
+    cfg: &'a TrainConfig,
+    data: &'a Split,
+    changes: serde_json::Map<String, serde_json::Value>,
+    /// Epochs the checkpoint has finished: the metrics records kept.
+    epochs_kept: usize,
+    origin: &'a Origin,
+}
+
+impl ResumedFrom<'_> {
+    /// Checks the data's identity against `provenance.json`, records this process there, writes
+    /// a changed config and drops the summary it invalidates, and drops the metrics records
+    /// written after the checkpoint (they are written again).
+    fn rewrite_records(self, observe: &mut Observer) -> Result<()> {
+        let dir = self.dir;
+        let prov_path = dir.join("provenance.json");
+        let mut prov: Option<Provenance> = fs::read_to_string(&prov_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let print = self.data.fingerprint();
+        match &prov {
+            Some(p) if p.data_fingerprint != print => bail!(
+                "--resume {}: the data at {} is not the data this run trained on (fingerprint {print}, the run's {})",
+                dir.display(),
+                self.cfg
+                    .data_dir
+                    .as_ref()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|| "its default location".into()),
+                p.data_fingerprint
+            ),
+            Some(_) => {}
+            None => {
+                let _ = observe(Progress::Warning(format!(
+                    "{} has no provenance.json (a run from before nowt recorded one): the data's identity is not checked",
+                    dir.display()
+                )));
+            }
+        }
+        if !self.changes.is_empty() {
+            // The run's record of its configuration follows the change; a finished run extended
+            // writes its summary again at its new end.
+            let toml_text = toml::to_string(self.cfg).context("cannot serialise the config")?;
+            crate::checkpoint::write_atomic(&dir.join("config.toml"), |w| {
+                w.write_all(toml_text.as_bytes())
+            })?;
+            for f in ["summary.json", "summary.txt"] {
+                let _ = fs::remove_file(dir.join(f));
+            }
+        }
+        if let Some(p) = prov.as_mut() {
+            let now = Provenance::now(self.cfg, self.data, self.origin);
+            p.resumed.push(serde_json::json!({
+                "command": now.command,
+                "git_commit": now.git_commit,
+                "cpu": now.cpu,
+                "from": self.checkpoint.display().to_string(),
+                "changes": self.changes,
+            }));
+            p.write(dir)?;
+        }
+        let metrics = dir.join("metrics.jsonl");
+        let kept: String = fs::read_to_string(&metrics)
+            .unwrap_or_default()
+            .lines()
+            .take(self.epochs_kept)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        crate::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
+        Ok(())
+    }
+}
+
+/// Writes a checkpoint of `st` under `<dir>/checkpoints/` and keeps only the newest `keep`.
+fn checkpoint(
+    dir: &Path,
+    cfg: &TrainConfig,
+    st: &TrainState,
+    input: Image,
+    classes: usize,
+    keep: usize,
+) -> Result<()> {
+    let ckpt_dir = dir.join("checkpoints");
+    fs::create_dir_all(&ckpt_dir)
+        .with_context(|| format!("cannot create {}", ckpt_dir.display()))?;
+    let path = ckpt_dir.join(crate::checkpoint::file_name(st.epoch, st.step));
+    crate::checkpoint::save(&path, cfg, st, input, classes).context("cannot write checkpoint")?;
+    for old in crate::checkpoint::list(&ckpt_dir)
+        .into_iter()
+        .skip(keep.max(1))
+    {
+        let _ = fs::remove_file(old);
+    }
+    Ok(())
+}
+
+/// A training loop's writes to its run directory, made by rank 0 and agreed on by every rank:
+/// an error on rank 0 stops every rank (none waits for the others).
+struct Writer<'a> {
+    dir: &'a Path,
+    cfg: &'a TrainConfig,
+    input: Image,
+    classes: usize,
+    keep: usize,
+    world: &'a dyn Collective,
+    /// `metrics.jsonl`, open for appending (rank 0 only).
+    metrics: Option<BufWriter<fs::File>>,
+}
+
+impl<'a> Writer<'a> {
+    fn open(
+        dir: &'a Path,
+        cfg: &'a TrainConfig,
+        data: &Split,
+        keep: usize,
+        world: &'a dyn Collective,
+    ) -> Result<Self> {
+        let metrics_path = dir.join("metrics.jsonl");
+        let metrics = if world.rank() == 0 {
+            let file = fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .with_context(|| format!("cannot open {}", metrics_path.display()))?;
+            Some(BufWriter::new(file))
+        } else {
+            None
+        };
+        Ok(Self {
+            dir,
+            cfg,
+            input: data.train.shape,
+            classes: data.train.classes,
+            keep,
+            world,
+            metrics,
+        })
+    }
+
+    /// `written` on rank 0, agreed: an error on any rank is an error on every rank.
+    fn agreed(&self, written: Result<()>) -> Result<()> {
+        match (dist::any(self.world, written.is_err()), written) {
+            (true, Ok(())) => Err(anyhow!("rank 0 could not write it")),
+            (_, w) => w,
+        }
+    }
+
+    /// A checkpoint of `st`, after every rank checked that the ranks hold the same `W` and `B`.
+    fn checkpoint(&self, st: &TrainState) -> Result<()> {
+        let written = match dist::differing_layer(self.world, &st.net) {
+            Some(layer) => Err(anyhow!(
+                "the ranks' W or B of layer {layer} differ at epoch {}, step {}",
+                st.epoch + 1,
+                st.step
+            )),
+            None if self.world.rank() == 0 => {
+                checkpoint(self.dir, self.cfg, st, self.input, self.classes, self.keep)
+            }
+            None => Ok(()),
+        };
+        self.agreed(written)
+            .map_err(|e| e.context("cannot write the checkpoint"))
+    }
+
+    /// The epoch's record appended to `metrics.jsonl`.
+    fn record(&mut self, record: &EpochRecord) -> Result<()> {
+        let line = serde_json::to_string(record).expect("records serialise");
+        let written = match self.metrics.as_mut() {
+            Some(m) => writeln!(m, "{line}")
+                .and_then(|_| m.flush())
+                .map_err(anyhow::Error::from),
+            None => Ok(()),
+        };
+        self.agreed(written).map_err(|e| {
+            e.context(format!(
+                "cannot write {}",
+                self.dir.join("metrics.jsonl").display()
+            ))
+        })
+    }
+
+    /// The checkpoint of the epoch chosen on validation so far, kept beside the newest ones.
+    fn best(&self, st: &TrainState, epoch: usize) -> Result<()> {
+        let best = self.dir.join("checkpoints").join(BEST);
+        let mut written = Ok(());
+        if self.world.rank() == 0 && st.selected.is_some_and(|(_, e, _)| e == epoch) {
+            written = fs::create_dir_all(self.dir.join("checkpoints"))
+                .map_err(anyhow::Error::from)
+                .and_then(|()| {
+                    crate::checkpoint::save(&best, self.cfg, st, self.input, self.classes)
+                        .map_err(anyhow::Error::from)
+                });
+        }
+        self.agreed(written)
+            .map_err(|e| e.context(format!("cannot write {}", best.display())))
+    }
+}
+
+/// Trains from `state`, appending to `metrics.jsonl`, checkpointing as asked and at every
+/// epoch's end, and writing the summary at the end.
+fn drive(
+    cfg: &TrainConfig,
+    data: &Split,
+    dir: &Path,
+    mut state: TrainState,
+    opts: &RunOpts,
+    world: &dyn Collective,
+    observe: &mut Observer,
+) -> Result<Finish> {
+    let mut files = Writer::open(dir, cfg, data, opts.keep_checkpoints, world)?;
+    let mut failure: Option<anyhow::Error> = None;
+    let mut steps_per_epoch = 1usize;
+    let result = crate::train::train_from_on(cfg, data, &mut state, world, &mut |ev| match ev {
+        Event::Started {
+            epochs,
+            steps_per_epoch: per_epoch,
+            state,
+        } => {
+            steps_per_epoch = per_epoch;
+            let _ = observe(Progress::Started {
+                epochs,
+                steps_per_epoch,
+                epoch: state.epoch,
+                step: state.step,
+            });
+            ControlFlow::Continue(())
+        }
+        Event::Step {
+            epoch,
+            step,
+            loss,
+            images_per_s,
+            state,
+        } => {
+            let asked = observe(Progress::Step {
+                epoch,
+                step,
+                steps_per_epoch,
+                loss,
+                images_per_s,
+            });
+            if dist::any(world, asked.is_break()) {
+                let _ = files.checkpoint(state);
+                return ControlFlow::Break(());
+            }
+            let global_step = state.epoch * steps_per_epoch + state.step;
+            if opts.checkpoint_every > 0 && global_step.is_multiple_of(opts.checkpoint_every) {
+                return stop_or_fail(files.checkpoint(state), &mut failure);
+            }
+            ControlFlow::Continue(())
+        }
+        Event::Epoch { record, state } => {
+            let written = files
+                .record(record)
+                .and_then(|()| files.best(state, record.epoch))
+                .and_then(|()| files.checkpoint(state));
+            if stop_or_fail(written, &mut failure).is_break() {
+                return ControlFlow::Break(());
+            }
+            let asked = observe(Progress::Epoch { record });
+            if dist::any(world, asked.is_break()) {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+    });
+    if let Some(e) = failure {
+        return Err(e.context(stopped(dir)));
+    }
+    match result.with_context(|| stopped(dir))? {
+        Outcome::Finished(summary) => {
+            if world.rank() == 0 {
+                write_summary(cfg, &summary, dir)?;
+            }
+            Ok(Finish::Finished(summary))
+        }
+        Outcome::Stopped => Ok(Finish::Stopped),
+    }
+}
+
+/// Goes on after `r`, or stops with its error kept in `failure`.
+fn stop_or_fail(r: Result<()>, failure: &mut Option<anyhow::Error>) -> ControlFlow<()> {
+    match r {
+        Ok(()) => ControlFlow::Continue(()),
+        Err(e) => {
+            *failure = Some(e);
+            ControlFlow::Break(())
+        }
+    }
+}
+
+/// `summary.txt`, then `summary.json` (written whole or not at all: it marks a finished run).
+fn write_summary(cfg: &TrainConfig, summary: &Summary, dir: &Path) -> Result<()> {
+    let text = summary_text(cfg, summary, dir);
+    fs::write(dir.join("summary.txt"), &text)
+        .with_context(|| format!("cannot write {}/summary.txt", dir.display()))?;
+    let json = serde_json::to_string_pretty(summary)?;
+    crate::checkpoint::write_atomic(&dir.join("summary.json"), |w| w.write_all(json.as_bytes()))
+        .with_context(|| format!("cannot write {}/summary.json", dir.display()))?;
+    Ok(())
+}
+
+/// What a stopped run leaves: its last good checkpoint, if it wrote one.
+fn stopped(dir: &Path) -> String {
+    if crate::checkpoint::list(&dir.join("checkpoints")).is_empty() {
+        format!("run {} stopped before its first checkpoint", dir.display())
+    } else {
+        format!(
+            "run {} stopped; its last good checkpoint is kept",
+            dir.display()
+        )
+    }
+}
+
+/// `x` as a percentage with two decimals.
+pub fn pct(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// An angle in degrees with one decimal, or `–` where there is none.
+pub fn deg(x: Option<f64>) -> String {
+    x.map(|d| format!("{d:.1}°")).unwrap_or_else(|| "–".into())
+}
+
+/// One screen of text at the end of a run (`summary.txt`).
+pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
+    let r = &s.last;
+    let mut t = String::new();
+    let arch = match cfg.model {
+        crate::config::ModelKind::Mlp => {
+            format!("mlp {:?} {}", cfg.hidden, cfg.activation.name())
+        }
+        other => other.name().to_string(),
+    };
+    t += &format!("nowt run {}\n", dir.display());
+    t += &format!(
+        "  rule {}  model {arch}  dataset {}  epochs {}  batch {}  lr {}  seed {}  threads {}\n",
+        cfg.rule.name(),
+        cfg.dataset.name(),
+        cfg.epochs,
+        cfg.batch_size,
+        cfg.lr,
+        cfg.seed,
+        cfg.threads
+    );
+    t += &format!(
+        "  final test: top-1 err {}{}  loss {:.4}\n",
+        pct(r.test.top1_err),
+        r.test
+            .top5_err
+            .map(|e| format!("  top-5 err {}", pct(e)))
+            .unwrap_or_default(),
+        r.test.loss,
+    );
+    t += &selection_line(s);
+    if let Some(v) = &r.val {
+        t += &format!(
+            "  final val:  top-1 err {}  loss {:.4}\n",
+            pct(v.top1_err),
+            v.loss
+        );
+    }
+    t += &format!(
+        "  final train: loss {:.4}  top-1 err {}\n",
+        r.train.loss,
+        pct(r.train.top1_err)
+    );
+    t += &layer_table(r);
+    t += &format!(
+        "  {:.1} s in all, {:.0} train images/s in the last epoch ({:.1} s of it waiting for data)\n",
+        s.total_seconds, r.images_per_s, r.data_wait_s
+    );
+    t
+}
+
+/// The summary's line on model selection.
+fn selection_line(s: &Summary) -> String {
+    match &s.selected {
+        Some(sel) => format!(
+            "  selected on validation: epoch {} (val top-1 err {}), test top-1 err there {}  (checkpoints/{BEST})\n",
+            sel.epoch,
+            pct(sel.val_top1_err),
+            pct(sel.test_top1_err)
+        ),
+        None => format!(
+            "  no model selection (no validation split; --val-fraction makes one): lowest test top-1 err seen {} at epoch {}\n",
+            pct(s.best_test_top1_err),
+            s.best_epoch
+        ),
+    }
+}
+
+/// The per-layer alignment table of an epoch record.
+fn layer_table(r: &EpochRecord) -> String {
+    let w = r
+        .layers
+        .iter()
+        .map(|l| l.layer.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut t = format!(
+        "  {:<w$} {:>10} {:>10} {:>10} {:>10}\n",
+        "layer", "∠(W,M)", "∠(δ,δbp)", "‖M‖/‖W‖", "sign agr"
+    );
+    for l in &r.layers {
+        t += &format!(
+            "  {:<w$} {:>10} {:>10} {:>10} {:>10}\n",
+            l.layer,
+            deg(l.weight_angle_deg),
+            deg(l.delta_angle_deg),
+            l.norm_ratio
+                .map(|r| format!("{r:.3}"))
+                .unwrap_or_else(|| "–".into()),
+            l.sign_concordance.map(pct).unwrap_or_else(|| "–".into())
+        );
+    }
+    t
+}
