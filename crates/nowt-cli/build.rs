@@ -1,5 +1,5 @@
-//! Records the git commit the binary is built from (`NOWT_GIT_COMMIT`; `unknown` outside a git
-//! checkout), which every run writes into its `provenance.json`.
+// Records the git commit the binary is built from (`NOWT_GIT_COMMIT`; `unknown` outside a git
+// checkout), which every run writes into its `provenance.json`.
 
 use std::process::Command;
 

@@ -508,6 +508,33 @@ fn diverged(
     None
 }
 
+/// The rule `cfg` trains `net` with: its rule, with the output layer's own rule where the config
+/// gives one.
+pub fn training_rule<T: Real>(cfg: &TrainConfig, net: &Network<T>) -> Box<dyn rules::Rule<T>> {
+    let output = net.weight_layers().last().map(|l| l.params().name.clone());
+    rules::with_output_layer(
+        rules::build::<T>(cfg.rule, &cfg.rules, cfg.batch_size),
+        cfg.output_layer_rule,
+        output.as_deref().unwrap_or_default(),
+    )
+}
+
+/// Each weight layer's `M` under `cfg`'s rule, as the metrics measure it: every layer but the
+/// first (whose `M` carries no error), where `M` has `W`'s shape (not direct feedback
+/// alignment's `D` below the output layer). Named `<layer>.M`.
+pub fn rule_matrices(cfg: &TrainConfig, net: &Network<f32>) -> Vec<(String, Tensor<f32>)> {
+    let rule = training_rule(cfg, net);
+    net.weight_layers()
+        .iter()
+        .skip(1)
+        .filter_map(|l| {
+            let p = l.params();
+            let m = rule.backward_matrix(p);
+            (m.shape() == p.w.shape()).then(|| (format!("{}.M", p.name), m.into_owned()))
+        })
+        .collect()
+}
+
 /// Whether to go on after an event.
 pub use std::ops::ControlFlow;
 
@@ -603,16 +630,7 @@ fn run(
     data_pool: &rayon::ThreadPool,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<Outcome> {
-    let output = st
-        .net
-        .weight_layers()
-        .last()
-        .map(|l| l.params().name.clone());
-    let rule = rules::with_output_layer(
-        rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size),
-        cfg.output_layer_rule,
-        output.as_deref().unwrap_or_default(),
-    );
+    let rule = training_rule(cfg, &st.net);
     let mut opt = cfg.optimizer();
     let steps = data.train.len().div_ceil(cfg.batch_size);
     let schedule = Schedule {

@@ -40,16 +40,20 @@ pub enum DatasetKind {
     Cifar100,
     /// Any image folder in the ImageNet layout (`{train,val}/<class>/*.{jpg,png}`) in `data_dir`.
     ImageFolder,
+    /// Samples the caller passed as arrays ([`from_arrays`]; the Python module's `data=`): not
+    /// on disk, so a run of them is resumed by passing the same arrays again.
+    Arrays,
 }
 
 impl DatasetKind {
-    pub const ALL: [DatasetKind; 6] = [
+    pub const ALL: [DatasetKind; 7] = [
         DatasetKind::Digits,
         DatasetKind::Mnist,
         DatasetKind::FashionMnist,
         DatasetKind::Cifar10,
         DatasetKind::Cifar100,
         DatasetKind::ImageFolder,
+        DatasetKind::Arrays,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,13 +64,14 @@ impl DatasetKind {
             DatasetKind::Cifar10 => "cifar10",
             DatasetKind::Cifar100 => "cifar100",
             DatasetKind::ImageFolder => "image-folder",
+            DatasetKind::Arrays => "arrays",
         }
     }
 
     /// Where the data is looked for when no directory is given.
     pub fn default_dir(self) -> Option<PathBuf> {
         match self {
-            DatasetKind::Digits => None,
+            DatasetKind::Digits | DatasetKind::Arrays => None,
             DatasetKind::Mnist => Some(PathBuf::from("data/mnist")),
             DatasetKind::FashionMnist => Some(PathBuf::from("/usr/share/datasets/fashion-mnist")),
             DatasetKind::Cifar10 => Some(PathBuf::from("../shared/data/cifar10-jpeg.tar.gz")),
@@ -357,6 +362,12 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
             format!("must be in [0, 1), got {val_fraction}"),
         ));
     }
+    if kind == DatasetKind::Arrays {
+        return Err(Error::config(
+            "dataset",
+            "arrays: the samples were given as arrays (nowt.train(data=...) in Python), not files; pass the same arrays again to continue the run",
+        ));
+    }
     // Where the data comes from (also what a mismatch between the splits is reported against).
     let source = match kind {
         DatasetKind::Digits => PathBuf::from("<embedded digits.csv.gz>"),
@@ -374,7 +385,7 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
             "data not found (MNIST: see the README's 'Data' section; Fashion-MNIST: apt-get install dataset-fashion-mnist; CIFAR-10: --data-dir cifar10-jpeg.tar.gz)",
         ));
     }
-    let (mut train, mut val, mut test) = if folder {
+    let (train, val, test) = if folder {
         // Image folders are chosen from before decoding, so a small --train-limit decodes
         // only the images it uses.
         let (train_files, test_files, classes) = image_folder::read(&source)?;
@@ -398,17 +409,69 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
             DatasetKind::Cifar100 => cifar_bin::load(&source, cifar_bin::Variant::Cifar100)?,
             _ => cifar_bin::load(&source, cifar_bin::Variant::Cifar10)?,
         };
-        let pick = Selection::new(train.len(), test.len(), opts);
-        let chosen = |d: Dataset, idx: &[usize]| {
-            if idx.len() == d.len() && idx.iter().enumerate().all(|(i, &j)| i == j) {
-                d
-            } else {
-                d.subset(idx)
-            }
-        };
-        let val = pick.val.as_ref().map(|v| train.subset(v));
-        (chosen(train, &pick.train), val, chosen(test, &pick.test))
+        select(train, test, opts)
     };
+    finish(kind, &source, train, val, test, image_size)
+}
+
+/// The samples of decoded `train` and `test` a run uses ([`Selection`]): the validation
+/// hold-out, then the subsets asked for.
+fn select(
+    train: Dataset,
+    test: Dataset,
+    opts: &LoadOptions,
+) -> (Dataset, Option<Dataset>, Dataset) {
+    let pick = Selection::new(train.len(), test.len(), opts);
+    let chosen = |d: Dataset, idx: &[usize]| {
+        if idx.len() == d.len() && idx.iter().enumerate().all(|(i, &j)| i == j) {
+            d
+        } else {
+            d.subset(idx)
+        }
+    };
+    let val = pick.val.as_ref().map(|v| train.subset(v));
+    (chosen(train, &pick.train), val, chosen(test, &pick.test))
+}
+
+/// Samples given as arrays (the Python module's `data=`): decoded `train` and `test` (values as
+/// the built-in loaders give them, 8-bit images as `k/255`), and `val` if the caller holds out
+/// their own. The validation hold-out (`val_fraction`, only without `val`), subsets and the
+/// per-channel normalisation are the built-in datasets'.
+pub fn from_arrays(
+    train: Dataset,
+    test: Dataset,
+    val: Option<Dataset>,
+    opts: &LoadOptions,
+) -> Result<Split> {
+    let (train, picked_val, test) = select(train, test, opts);
+    let val = match (val, picked_val) {
+        (Some(_), Some(_)) => return Err(Error::config(
+            "val_fraction",
+            "a validation pair was given with the arrays: set val_fraction = 0 (or give no pair)",
+        )),
+        (v, picked) => v.or(picked),
+    };
+    let source = PathBuf::from("<arrays>");
+    finish(
+        DatasetKind::Arrays,
+        &source,
+        train,
+        val,
+        test,
+        opts.image_size,
+    )
+}
+
+/// The splits resized where asked, checked to agree, and normalised per channel by the training
+/// set's mean and standard deviation (encoded images: estimated on up to 500 of them).
+fn finish(
+    kind: DatasetKind,
+    source: &Path,
+    mut train: Dataset,
+    mut val: Option<Dataset>,
+    mut test: Dataset,
+    image_size: usize,
+) -> Result<Split> {
     if image_size > 0 && !train.is_encoded() {
         if !matches!(kind, DatasetKind::Mnist | DatasetKind::FashionMnist) {
             return Err(Error::config(
@@ -430,7 +493,7 @@ pub fn load(kind: DatasetKind, data_dir: Option<&Path>, opts: &LoadOptions) -> R
     }
     if train.shape != test.shape {
         return Err(Error::data(
-            &source,
+            source,
             format!(
                 "train samples are {:?}, test samples {:?}",
                 train.shape, test.shape

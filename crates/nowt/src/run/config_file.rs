@@ -203,7 +203,7 @@ impl ConfigFile {
 }
 
 /// `base` with `top`'s keys on top, tables merged key by key.
-fn merge(base: &mut toml::Table, top: &toml::Table) {
+pub(crate) fn merge(base: &mut toml::Table, top: &toml::Table) {
     for (k, v) in top {
         match (base.get_mut(k), v) {
             (Some(toml::Value::Table(b)), toml::Value::Table(t)) => merge(b, t),

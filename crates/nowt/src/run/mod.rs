@@ -83,6 +83,61 @@ pub enum Finish {
     Stopped,
 }
 
+/// The config a front end's keys describe (the Python module's keyword arguments, as a TOML
+/// table shaped like `config.toml`): the config file's (or preset's) config for the rule the
+/// keys name (else the file's own rule, overrides applied), every key on top (sections merged
+/// key by key), the data directory made absolute, validated, and the thread count resolved.
+pub fn resolve_keys(file: Option<&ConfigFile>, keys: &toml::Table) -> Result<TrainConfig> {
+    let rule = match keys.get("rule") {
+        None => None,
+        Some(toml::Value::String(name)) => Some(crate::rules::RuleKind::from_name(name)?),
+        Some(other) => {
+            return Err(
+                crate::Error::config("rule", format!("must be a rule's name, got {other}")).into(),
+            )
+        }
+    };
+    let base = match file {
+        Some(f) => f.for_rule(rule)?,
+        None => TrainConfig::default(),
+    };
+    let mut table = toml::Table::try_from(&base).context("cannot serialise a config")?;
+    config_file::merge(&mut table, keys);
+    // Read back from text, so an error's span names the key (`rules.wm.sigmaa`).
+    let text = toml::to_string(&table).context("cannot serialise a config")?;
+    let mut c: TrainConfig = toml::from_str(&text).map_err(|e| {
+        let key = e
+            .span()
+            .map_or_else(|| "configuration".into(), |s| key_at(&text, s.start));
+        crate::Error::config(&key, e.message().trim().to_string())
+    })?;
+    if let Some(d) = c.data_dir.clone().or_else(|| c.dataset.default_dir()) {
+        c.data_dir = Some(absolute(&d));
+    }
+    c.validate()?;
+    c.threads = c.resolved_threads();
+    Ok(c)
+}
+
+/// The dotted key written at byte `at` of TOML `text`: the line's key under the nearest section
+/// header above it (`rules.wm` + `sigmaa`).
+fn key_at(text: &str, at: usize) -> String {
+    let before = &text[..at.min(text.len())];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("");
+    let key = line.split('=').next().unwrap_or("").trim();
+    let section = before[..line_start]
+        .lines()
+        .rev()
+        .find_map(|l| l.trim().strip_prefix('[')?.strip_suffix(']'))
+        .map(str::trim);
+    match (section, key.is_empty() || key.starts_with('[')) {
+        (_, true) => section.unwrap_or("configuration").to_string(),
+        (Some(s), false) => format!("{s}.{key}"),
+        (None, false) => key.to_string(),
+    }
+}
+
 /// A run directory's config (its `config.toml`).
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
     ConfigFile::read(path)?.for_rule(None)
@@ -731,4 +786,44 @@ fn layer_table(r: &EpochRecord) -> String {
         );
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn keys(text: &str) -> toml::Table {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn resolved_keys_go_over_the_file_and_errors_name_the_key() {
+        let file =
+            ConfigFile::parse("lr = 0.1\nepochs = 3\n[overrides.fa]\nlr = 0.001\n", "t").unwrap();
+        let c = resolve_keys(Some(&file), &keys("rule = 'fa'\nepochs = 5")).unwrap();
+        assert_eq!(
+            (c.rule, c.lr, c.epochs),
+            (crate::rules::RuleKind::FeedbackAlignment, 0.001, 5)
+        );
+        let c = resolve_keys(None, &keys("[rules.wm]\nlr = 0.05")).unwrap();
+        assert_eq!((c.rules.wm.lr, c.rules.wm.sigma), (0.05, 1.0));
+        let err = |t: &str| format!("{:#}", resolve_keys(None, &keys(t)).unwrap_err());
+        assert!(
+            err("[rules.wm]\nsigmaa = 1")
+                .starts_with("invalid rules.wm.sigmaa: unknown field `sigmaa`"),
+            "{}",
+            err("[rules.wm]\nsigmaa = 1")
+        );
+        assert!(
+            err("lrr = 1").starts_with("invalid lrr: unknown field `lrr`"),
+            "{}",
+            err("lrr = 1")
+        );
+        assert!(
+            err("epochs = 'x'").starts_with("invalid epochs:"),
+            "{}",
+            err("epochs = 'x'")
+        );
+        assert!(err("rule = 'magic'").contains("unknown rule 'magic'"));
+    }
 }

@@ -1,0 +1,512 @@
+//! `nowt._nowt`, the native half of the `nowt` Python package: the library's run layer
+//! ([`nowt::run`]) called with Python's keyword arguments, numpy arrays and callbacks. The
+//! Python half (`python/nowt/__init__.py`) shapes what this returns into `Run` objects.
+//!
+//! Nothing here trains or writes a run its own way: a run started from Python is the run the
+//! `nowt` binary makes from the same config, in the same directory layout.
+
+use std::path::{Path, PathBuf};
+
+use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods, ToPyArray};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyException, PyKeyboardInterrupt};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+
+use nowt::config::TrainConfig;
+use nowt::data::{Dataset, Split};
+use nowt::dist::Solo;
+use nowt::run::{ConfigFile, Finish, Progress, RunOpts};
+use nowt::train::ControlFlow;
+
+create_exception!(
+    nowt,
+    NowtError,
+    PyException,
+    "Any error nowt reports; the message names what is wrong."
+);
+create_exception!(
+    nowt,
+    ConfigError,
+    NowtError,
+    "A configuration key, value, config file or preset is wrong."
+);
+create_exception!(
+    nowt,
+    DataError,
+    NowtError,
+    "Data (files or arrays) missing, unreadable or of the wrong shape, dtype or labels."
+);
+create_exception!(
+    nowt,
+    DivergedError,
+    NowtError,
+    "Training diverged (a non-finite loss, or the loss or weights grew past their bounds)."
+);
+create_exception!(
+    nowt,
+    CheckpointError,
+    NowtError,
+    "A checkpoint or run directory could not be used."
+);
+
+/// The Python exception for a failure: the typed library error at its root decides the class;
+/// the message is the whole context chain on one line, as the CLI prints it.
+fn py_err(e: anyhow::Error) -> PyErr {
+    let msg = format!("{e:#}");
+    let kind = e.chain().find_map(|c| c.downcast_ref::<nowt::Error>());
+    match kind {
+        Some(nowt::Error::Config { .. } | nowt::Error::UnknownName { .. }) => {
+            ConfigError::new_err(msg)
+        }
+        Some(nowt::Error::Data { .. } | nowt::Error::Io { .. }) => DataError::new_err(msg),
+        Some(nowt::Error::NonFinite { .. } | nowt::Error::Diverged { .. }) => {
+            DivergedError::new_err(msg)
+        }
+        Some(nowt::Error::Checkpoint { .. }) => CheckpointError::new_err(msg),
+        None => NowtError::new_err(msg),
+    }
+}
+
+/// A config-stage failure (file, preset, keys): always a `ConfigError`.
+fn config_err(e: anyhow::Error) -> PyErr {
+    ConfigError::new_err(format!("{e:#}"))
+}
+
+/// A Python value as a TOML value: bools, ints, floats, strings, paths (`os.PathLike`), lists
+/// and tuples, dicts (sections). `None` means "not given".
+fn toml_value(key: &str, v: &Bound<PyAny>) -> PyResult<Option<toml::Value>> {
+    if v.is_none() {
+        return Ok(None);
+    }
+    let value = if v.is_instance_of::<PyBool>() {
+        toml::Value::Boolean(v.extract()?)
+    } else if v.is_instance_of::<PyInt>() {
+        toml::Value::Integer(v.extract()?)
+    } else if v.is_instance_of::<PyFloat>() {
+        toml::Value::Float(v.extract()?)
+    } else if v.is_instance_of::<PyString>() {
+        toml::Value::String(v.extract()?)
+    } else if v.hasattr("__fspath__")? {
+        let p: PathBuf = v.extract()?;
+        toml::Value::String(p.display().to_string())
+    } else if v.is_instance_of::<PyList>() || v.is_instance_of::<PyTuple>() {
+        let mut out = Vec::new();
+        for item in v.try_iter()? {
+            if let Some(x) = toml_value(key, &item?)? {
+                out.push(x);
+            }
+        }
+        toml::Value::Array(out)
+    } else if let Ok(d) = v.cast::<PyDict>() {
+        toml::Value::Table(toml_table(d, &format!("{key}."))?)
+    } else if v.hasattr("item")? {
+        // A numpy scalar: its Python value.
+        return toml_value(key, &v.call_method0("item")?);
+    } else {
+        return Err(ConfigError::new_err(format!(
+            "invalid {key}: a {} is not a config value (give a number, string, bool, list or dict)",
+            v.get_type().name()?
+        )));
+    };
+    Ok(Some(value))
+}
+
+/// Keyword arguments as a config table (`prefix` names nested sections in messages).
+fn toml_table(d: &Bound<PyDict>, prefix: &str) -> PyResult<toml::Table> {
+    let mut t = toml::Table::new();
+    for (k, v) in d.iter() {
+        let k: String = k.extract()?;
+        if let Some(v) = toml_value(&format!("{prefix}{k}"), &v)? {
+            t.insert(k, v);
+        }
+    }
+    Ok(t)
+}
+
+/// The config a call describes: the config file or preset (if any), the keys on top.
+fn resolve(
+    config: Option<PathBuf>,
+    preset: Option<&str>,
+    keys: &Bound<PyDict>,
+) -> PyResult<TrainConfig> {
+    let file = match (config, preset) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new_err(
+                "config and preset: give one or the other",
+            ))
+        }
+        (Some(p), None) => Some(ConfigFile::read(&p).map_err(config_err)?),
+        (None, Some(n)) => Some(ConfigFile::preset(n).map_err(config_err)?),
+        (None, None) => None,
+    };
+    let table = toml_table(keys, "")?;
+    nowt::run::resolve_keys(file.as_ref(), &table).map_err(config_err)
+}
+
+/// One split from a checked, C-contiguous sample array (`uint8`: values `k/255`, as the
+/// built-in loaders decode 8-bit images; `float32`: as given) and its labels.
+fn dataset(
+    name: &str,
+    x: &Bound<PyAny>,
+    y: PyReadonlyArrayDyn<i64>,
+    classes: usize,
+) -> PyResult<Dataset> {
+    let (values, shape): (Vec<f32>, Vec<usize>) =
+        if let Ok(a) = x.extract::<PyReadonlyArrayDyn<u8>>() {
+            let shape = a.shape().to_vec();
+            (
+                a.as_slice()?.iter().map(|&p| p as f32 / 255.0).collect(),
+                shape,
+            )
+        } else if let Ok(a) = x.extract::<PyReadonlyArrayDyn<f32>>() {
+            (a.as_slice()?.to_vec(), a.shape().to_vec())
+        } else {
+            return Err(DataError::new_err(format!(
+                "{name}: give a uint8 or float32 array"
+            )));
+        };
+    let image = match shape[..] {
+        [_, d] => [1, 1, d],
+        [_, c, h, w] => [c, h, w],
+        _ => {
+            return Err(DataError::new_err(format!(
+                "{name}: shape {shape:?}; give (N, C, H, W) images or (N, D) vectors"
+            )))
+        }
+    };
+    let labels: Vec<u32> = y.as_slice()?.iter().map(|&l| l as u32).collect();
+    Ok(Dataset::dense(values, labels, image, classes))
+}
+
+/// The splits of `data=`: `(x_train, y_train, x_test, y_test[, x_val, y_val])`, checked by the
+/// Python half (shapes, dtypes, labels, NaNs), prepared as the built-in datasets are.
+fn split_of(data: &Bound<PyTuple>, classes: usize, cfg: &TrainConfig) -> PyResult<Split> {
+    const NAMES: [&str; 6] = ["x_train", "y_train", "x_test", "y_test", "x_val", "y_val"];
+    let part = |i: usize| -> PyResult<Dataset> {
+        let y = data.get_item(i + 1)?;
+        dataset(NAMES[i], &data.get_item(i)?, y.extract()?, classes)
+    };
+    let (train, test) = (part(0)?, part(2)?);
+    let val = if data.len() == 6 {
+        Some(part(4)?)
+    } else {
+        None
+    };
+    let split = nowt::data::from_arrays(train, test, val, &cfg.load_options())
+        .map_err(|e| py_err(e.into()))?;
+    cfg.model
+        .check_input(split.train.shape)
+        .map_err(|e| py_err(e.into()))?;
+    Ok(split)
+}
+
+/// What a Python caller hands the run: callbacks, and the error that stopped it.
+struct Callbacks {
+    on_epoch: Option<Py<PyAny>>,
+    on_step: Option<Py<PyAny>>,
+    log_every: usize,
+    /// An exception raised by a callback, or Ctrl-C: the run stopped for it and re-raises it.
+    raised: Option<PyErr>,
+    warnings: Vec<String>,
+}
+
+impl Callbacks {
+    /// Runs a callback with the GIL; `False` or an exception asks the run to stop.
+    fn call(&mut self, f: impl FnOnce(Python) -> PyResult<bool>) -> ControlFlow<()> {
+        let result = Python::attach(|py| py.check_signals().and_then(|()| f(py)));
+        match result {
+            Ok(true) => ControlFlow::Continue(()),
+            Ok(false) => ControlFlow::Break(()),
+            Err(e) => {
+                self.raised = Some(e);
+                ControlFlow::Break(())
+            }
+        }
+    }
+
+    fn on(&mut self, p: Progress) -> ControlFlow<()> {
+        match p {
+            Progress::Step { step, loss, .. } => {
+                let call = self
+                    .on_step
+                    .as_ref()
+                    .filter(|_| self.log_every > 0 && step % self.log_every == 0)
+                    .map(|f| Python::attach(|py| f.clone_ref(py)));
+                // Ctrl-C is checked at every step, callback or not.
+                self.call(|py| match &call {
+                    Some(f) => keep_going(&f.call1(py, (step, loss))?.into_bound(py)),
+                    None => Ok(true),
+                })
+            }
+            Progress::Epoch { record } => {
+                let Some(f) = self
+                    .on_epoch
+                    .as_ref()
+                    .map(|f| Python::attach(|py| f.clone_ref(py)))
+                else {
+                    return self.call(|_| Ok(true));
+                };
+                let json = serde_json::to_string(record).expect("records serialise");
+                self.call(|py| {
+                    let rec = py.import("json")?.call_method1("loads", (json,))?;
+                    keep_going(&f.call1(py, (rec,))?.into_bound(py))
+                })
+            }
+            Progress::Warning(w) => {
+                self.warnings.push(w);
+                ControlFlow::Continue(())
+            }
+            Progress::Started { .. } => ControlFlow::Continue(()),
+        }
+    }
+}
+
+/// A callback's answer: anything but `False` goes on.
+fn keep_going(v: &Bound<PyAny>) -> PyResult<bool> {
+    Ok(!v.is_instance_of::<PyBool>() || v.extract::<bool>()?)
+}
+
+/// Runs `go` without the GIL, then turns how it ended into Python's answer: the run directory
+/// and whether it finished; the callback's exception (or `KeyboardInterrupt`) re-raised.
+fn finish_run(
+    py: Python,
+    cb: &mut Callbacks,
+    go: impl FnOnce(&mut Callbacks) -> anyhow::Result<Finish> + Send,
+) -> PyResult<bool> {
+    let result = py.detach(|| go(cb));
+    for w in cb.warnings.drain(..) {
+        let warnings = py.import("warnings")?;
+        warnings.call_method1("warn", (format!("nowt: {w}"),))?;
+    }
+    if let Some(e) = cb.raised.take() {
+        return Err(e);
+    }
+    match result.map_err(py_err)? {
+        Finish::Finished(_) => Ok(true),
+        Finish::Stopped => Ok(false),
+    }
+}
+
+fn origin(call: &str) -> nowt::run::Origin {
+    nowt::run::Origin {
+        command: call.to_string(),
+        git_commit: env!("NOWT_GIT_COMMIT").into(),
+    }
+}
+
+/// Trains a fresh run; returns `(run directory, finished)`. See `nowt.train`.
+#[pyfunction]
+#[pyo3(signature = (keys, config=None, preset=None, data=None, classes=0, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, init_from=None, call=String::new()))]
+#[allow(clippy::too_many_arguments)]
+fn train(
+    py: Python,
+    keys: &Bound<PyDict>,
+    config: Option<PathBuf>,
+    preset: Option<&str>,
+    data: Option<&Bound<PyTuple>>,
+    classes: usize,
+    on_epoch: Option<Py<PyAny>>,
+    on_step: Option<Py<PyAny>>,
+    log_every: usize,
+    checkpoint_every: usize,
+    keep_checkpoints: usize,
+    init_from: Option<PathBuf>,
+    call: String,
+) -> PyResult<(String, bool)> {
+    if data.is_some() {
+        keys.set_item("dataset", "arrays")?;
+    }
+    let cfg = resolve(config, preset, keys)?;
+    let data = match data {
+        Some(d) => split_of(d, classes, &cfg)?,
+        None => py.detach(|| nowt::run::load_data(&cfg)).map_err(py_err)?,
+    };
+    let dir = nowt::run::new_dir(&cfg).map_err(py_err)?;
+    let opts = RunOpts {
+        checkpoint_every,
+        keep_checkpoints,
+        init_from,
+        origin: origin(&call),
+        ..RunOpts::default()
+    };
+    let mut cb = Callbacks {
+        on_epoch,
+        on_step,
+        log_every,
+        raised: None,
+        warnings: Vec::new(),
+    };
+    let finished = finish_run(py, &mut cb, |cb| {
+        nowt::run::start(cfg, &data, &dir, &opts, &Solo, &mut |p| cb.on(p))
+    })?;
+    Ok((dir.display().to_string(), finished))
+}
+
+/// Continues the run in `dir`; returns whether it finished. See `nowt.resume`.
+#[pyfunction]
+#[pyo3(signature = (dir, data=None, classes=0, epochs=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
+#[allow(clippy::too_many_arguments)]
+fn resume(
+    py: Python,
+    dir: PathBuf,
+    data: Option<&Bound<PyTuple>>,
+    classes: usize,
+    epochs: Option<usize>,
+    on_epoch: Option<Py<PyAny>>,
+    on_step: Option<Py<PyAny>>,
+    log_every: usize,
+    checkpoint_every: usize,
+    keep_checkpoints: usize,
+    call: String,
+) -> PyResult<bool> {
+    let split = match data {
+        Some(d) => {
+            let cfg = nowt::run::read_config(&dir.join("config.toml")).map_err(py_err)?;
+            Some(split_of(d, classes, &cfg)?)
+        }
+        None => None,
+    };
+    let opts = RunOpts {
+        checkpoint_every,
+        keep_checkpoints,
+        epochs,
+        origin: origin(&call),
+        ..RunOpts::default()
+    };
+    let mut cb = Callbacks {
+        on_epoch,
+        on_step,
+        log_every,
+        raised: None,
+        warnings: Vec::new(),
+    };
+    finish_run(py, &mut cb, |cb| {
+        nowt::run::resume(&dir, &opts, split.as_ref(), &Solo, &mut |p| cb.on(p))
+            .map(|(_, finish)| finish)
+    })
+}
+
+/// A run directory's config as JSON text.
+#[pyfunction]
+fn config_json(dir: PathBuf) -> PyResult<String> {
+    let path = dir.join("config.toml");
+    let cfg =
+        nowt::run::read_config(&path).map_err(|e| CheckpointError::new_err(format!("{e:#}")))?;
+    Ok(serde_json::to_string(&cfg).expect("configs serialise"))
+}
+
+/// The config a call's keys describe, as JSON text (what `nowt.train` would run).
+#[pyfunction]
+#[pyo3(signature = (keys, config=None, preset=None))]
+fn resolve_json(
+    keys: &Bound<PyDict>,
+    config: Option<PathBuf>,
+    preset: Option<&str>,
+) -> PyResult<String> {
+    let cfg = resolve(config, preset, keys)?;
+    Ok(serde_json::to_string(&cfg).expect("configs serialise"))
+}
+
+/// A checkpoint's tensors as numpy arrays (`float32`, the model's shapes), each weight layer's
+/// `M` under the run's rule added as `<layer>.M`, and its metadata (epoch, step, config) as JSON.
+#[pyfunction]
+fn checkpoint<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(String, Bound<'py, PyDict>)> {
+    let (cfg, st, input, classes) = nowt::checkpoint::load(&path).map_err(|e| py_err(e.into()))?;
+    let out = PyDict::new(py);
+    let array = |t: &nowt::Tensor<f32>| -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        t.data().to_pyarray(py).reshape(t.shape().to_vec())
+    };
+    for (name, t) in nowt::checkpoint::named_tensors(&st) {
+        out.set_item(name, array(t)?)?;
+    }
+    for (name, t) in nowt::train::rule_matrices(&cfg, &st.net) {
+        out.set_item(name, array(&t)?)?;
+    }
+    let meta = serde_json::json!({
+        "epoch": st.epoch,
+        "step": st.step,
+        "input_shape": input,
+        "classes": classes,
+        "rule": cfg.rule.name(),
+        "config": cfg,
+        "path": path,
+    });
+    Ok((meta.to_string(), out))
+}
+
+/// The checkpoints of a run directory, newest first.
+#[pyfunction]
+fn checkpoints(dir: PathBuf) -> Vec<String> {
+    nowt::checkpoint::list(&dir.join("checkpoints"))
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
+}
+
+/// The rule registry as JSON: each rule's name, aliases, summary and knobs.
+#[pyfunction]
+fn rules_json() -> String {
+    let rules: Vec<_> = nowt::rules::RuleKind::ALL
+        .into_iter()
+        .map(|k| {
+            let info = k.info();
+            serde_json::json!({
+                "name": info.name,
+                "aliases": info.aliases,
+                "summary": info.summary,
+                "knobs": info.knobs.iter().map(|kn| serde_json::json!({
+                    "key": format!("rules.{}", kn.key),
+                    "flag": format!("--{}", kn.flag),
+                    "doc": kn.doc,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    serde_json::to_string(&rules).expect("json")
+}
+
+/// The presets: name → TOML text.
+#[pyfunction]
+fn presets<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (name, text) in nowt::run::PRESETS {
+        d.set_item(name, text)?;
+    }
+    Ok(d)
+}
+
+/// The default config as JSON text (every key and its default).
+#[pyfunction]
+fn defaults_json() -> String {
+    serde_json::to_string(&TrainConfig::default()).expect("json")
+}
+
+/// Whether `dir` holds a finished run.
+#[pyfunction]
+fn finished(dir: PathBuf) -> bool {
+    Path::new(&dir).join("summary.json").exists()
+}
+
+#[pymodule]
+fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("NowtError", py.get_type::<NowtError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("DataError", py.get_type::<DataError>())?;
+    m.add("DivergedError", py.get_type::<DivergedError>())?;
+    m.add("CheckpointError", py.get_type::<CheckpointError>())?;
+    m.add("KeyboardInterrupt", py.get_type::<PyKeyboardInterrupt>())?;
+    m.add_function(wrap_pyfunction!(train, m)?)?;
+    m.add_function(wrap_pyfunction!(resume, m)?)?;
+    m.add_function(wrap_pyfunction!(config_json, m)?)?;
+    m.add_function(wrap_pyfunction!(resolve_json, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoint, m)?)?;
+    m.add_function(wrap_pyfunction!(checkpoints, m)?)?;
+    m.add_function(wrap_pyfunction!(rules_json, m)?)?;
+    m.add_function(wrap_pyfunction!(presets, m)?)?;
+    m.add_function(wrap_pyfunction!(defaults_json, m)?)?;
+    m.add_function(wrap_pyfunction!(finished, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

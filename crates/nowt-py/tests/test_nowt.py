@@ -1,0 +1,248 @@
+"""The Python package against the library it wraps and the `nowt` binary it must agree with.
+
+The binary comparisons need `nowt` built (`cargo build --release`); NOWT_BIN names it, else
+the checkout's target/release/nowt is used.
+"""
+
+import gzip
+import json
+import math
+import os
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nowt
+
+ROOT = Path(__file__).resolve().parents[3]
+TIMING = ("seconds", "images_per_s", "data_wait_s")
+
+
+def nowt_bin() -> str:
+    path = os.environ.get("NOWT_BIN") or str(ROOT / "target" / "release" / "nowt")
+    assert Path(path).exists(), f"{path}: build the binary first (cargo build --release) or set NOWT_BIN"
+    return path
+
+
+def untimed(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file (big-endian dims, unsigned bytes), gzipped, as MNIST ships."""
+    head = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + b"".join(
+        struct.pack(">I", d) for d in array.shape
+    )
+    with gzip.open(path, "wb") as f:
+        f.write(head + array.astype(np.uint8).tobytes())
+
+
+def tiny_mnist(dir: Path, seed: int = 0):
+    """A tiny MNIST-format dataset: class-dependent blobs on noise, 28×28, ten classes."""
+    rng = np.random.default_rng(seed)
+
+    def make(n):
+        y = np.arange(n) % 10
+        rng.shuffle(y)
+        x = rng.integers(0, 60, size=(n, 28, 28))
+        for i, c in enumerate(y):
+            r, col = 2 + 2 * c, 4 + (c % 5) * 4
+            x[i, r : r + 6, col : col + 6] += 180
+        return np.clip(x, 0, 255).astype(np.uint8), y.astype(np.uint8)
+
+    (xtr, ytr), (xte, yte) = make(300), make(100)
+    dir.mkdir(parents=True, exist_ok=True)
+    write_idx(dir / "train-images-idx3-ubyte.gz", xtr)
+    write_idx(dir / "train-labels-idx1-ubyte.gz", ytr)
+    write_idx(dir / "t10k-images-idx3-ubyte.gz", xte)
+    write_idx(dir / "t10k-labels-idx1-ubyte.gz", yte)
+    return xtr[:, None], ytr.astype(np.int64), xte[:, None], yte.astype(np.int64)
+
+
+def test_train_returns_a_finished_run(tmp_path):
+    r = nowt.train(rule="kp", epochs=2, out=tmp_path / "kp")
+    assert r.finished and r.config["rule"] == "kolen-pollack"
+    assert r.summary["epochs"] == 2 and len(r.metrics) == 2
+    assert r.summary["last"] == r.metrics[-1]
+    assert r.provenance["command"].startswith("python: nowt.train(rule='kp'")
+
+
+def test_arrays_give_the_binarys_metrics_on_the_same_data(tmp_path):
+    """nowt.train on MNIST-format data held as numpy arrays = `nowt train --dataset mnist` on the
+    same files, record for record (timing aside), data fingerprint included."""
+    data = tiny_mnist(tmp_path / "mnist")
+    keys = dict(rule="fa", model="mlp", hidden=[32], epochs=2, batch_size=50, lr=0.05, seed=3)
+    cli = tmp_path / "cli"
+    subprocess.run(
+        [nowt_bin(), "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "mnist"),
+         "--rule", "fa", "--model", "mlp", "--hidden", "32", "--epochs", "2", "--batch-size",
+         "50", "--lr", "0.05", "--seed", "3", "--out", str(cli), "-q"],
+        check=True, capture_output=True,
+    )
+    py = nowt.train(data=data, out=tmp_path / "py", **keys)
+    theirs = nowt.load(cli)
+    assert untimed(py.metrics) == untimed(theirs.metrics)
+    assert py.provenance["data_fingerprint"] == theirs.provenance["data_fingerprint"]
+    assert py.config["dataset"] == "arrays" and theirs.config["dataset"] == "mnist"
+
+
+def test_a_validation_pair_is_used_as_given(tmp_path):
+    xtr, ytr, xte, yte = tiny_mnist(tmp_path / "m")
+    r = nowt.train(
+        data=(xtr[:250], ytr[:250], xte, yte, xtr[250:], ytr[250:]),
+        model="mlp", hidden=[16], epochs=1, out=tmp_path / "r",
+    )
+    assert r.metrics[0]["val"] is not None
+    with pytest.raises(nowt.ConfigError, match="val_fraction"):
+        nowt.train(
+            data=(xtr[:250], ytr[:250], xte, yte, xtr[250:], ytr[250:]),
+            val_fraction=0.1, model="mlp", epochs=1, out=tmp_path / "r2",
+        )
+
+
+def test_float_vectors_train(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(200, 12)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    r = nowt.train(data=(x[:150], y[:150], x[150:], y[150:]), model="mlp", hidden=[8],
+                   epochs=10, batch_size=25, out=tmp_path / "v")
+    assert r.finished and r.summary["last"]["test"]["top1_err"] < 0.2
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ((np.zeros((4, 3), np.float64), np.zeros(4, int), np.zeros((2, 3), np.float32), np.zeros(2, int)), "x_train: dtype float64"),
+        ((np.zeros((4, 3), np.float32), np.zeros(5, int), np.zeros((2, 3), np.float32), np.zeros(2, int)), "y_train: shape"),
+        ((np.full((4, 3), np.nan, np.float32), np.zeros(4, int), np.zeros((2, 3), np.float32), np.zeros(2, int)), "x_train: 12 values are NaN"),
+        ((np.zeros((4, 3), np.float32), np.array([0, 1, -1, 0]), np.zeros((2, 3), np.float32), np.zeros(2, int)), "y_train: label -1"),
+        ((np.zeros((4, 3), np.float32), np.zeros(4, int), np.zeros((2, 4), np.float32), np.zeros(2, int)), "x_test: samples of shape"),
+        ((np.zeros((4, 3, 2), np.float32), np.zeros(4, int), np.zeros((2, 3), np.float32), np.zeros(2, int)), "x_train: shape"),
+        ((np.zeros((4, 3), np.float32), np.zeros(4, float), np.zeros((2, 3), np.float32), np.zeros(2, int)), "y_train: dtype float64"),
+        ((np.zeros((4, 3), np.float32), np.zeros(4, int)), "data: give"),
+    ],
+)
+def test_bad_arrays_are_named(tmp_path, data, message):
+    with pytest.raises(nowt.DataError, match=message):
+        nowt.train(data=data, model="mlp", epochs=1, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_bad_keys_raise_config_errors_naming_them(tmp_path):
+    with pytest.raises(nowt.ConfigError, match="unknown field `lrr`"):
+        nowt.train(lrr=0.1, out=tmp_path / "a")
+    with pytest.raises(nowt.ConfigError, match="unknown rule 'magic'"):
+        nowt.train(rule="magic", out=tmp_path / "b")
+    with pytest.raises(nowt.ConfigError, match="lr"):
+        nowt.train(lr=-1.0, out=tmp_path / "c")
+    with pytest.raises(nowt.ConfigError, match="no such preset"):
+        nowt.train(preset="nope", out=tmp_path / "d")
+    with pytest.raises(nowt.ConfigError, match="rules.wm.sigmaa"):
+        nowt.train(rule="wm", rules={"wm": {"sigmaa": 1}}, out=tmp_path / "e")
+    assert issubclass(nowt.ConfigError, nowt.NowtError)
+    assert not any((tmp_path / n).exists() for n in "abcde")
+
+
+def test_data_errors_are_typed(tmp_path):
+    with pytest.raises(nowt.DataError, match="data not found"):
+        nowt.train(dataset="mnist", data_dir=tmp_path / "nothing", out=tmp_path / "r")
+
+
+def test_divergence_is_typed(tmp_path):
+    with pytest.raises(nowt.DivergedError, match="diverged"):
+        nowt.train(lr=1e6, epochs=2, out=tmp_path / "r")
+
+
+def test_keys_mirror_the_config(tmp_path):
+    c = nowt.resolve(preset="mnist-mlp", rule="fa", epochs=1)
+    assert c["rule"] == "feedback-alignment" and c["epochs"] == 1 and c["dataset"] == "mnist"
+    assert nowt.resolve(rules={"wm": {"lr": 0.05}})["rules"]["wm"]["lr"] == 0.05
+    assert set(nowt.presets()) >= {"mnist-mlp", "cifar10-resnet20"}
+    names = {r["name"] for r in nowt.rules()}
+    assert {"backprop", "weight-mirror", "kolen-pollack"} <= names
+    assert any(k["key"] == "rules.wm.lr" for r in nowt.rules() for k in r["knobs"])
+    assert "epochs = " in nowt.train.__doc__ and "rules.wm.lr" in nowt.train.__doc__
+
+
+def test_on_epoch_sees_every_record_and_false_stops_a_resumable_run(tmp_path):
+    whole = nowt.train(rule="wm", epochs=3, out=tmp_path / "whole")
+    seen = []
+
+    def stop_after_two(record):
+        seen.append(record)
+        return len(seen) < 2
+
+    r = nowt.train(rule="wm", epochs=3, on_epoch=stop_after_two, out=tmp_path / "part")
+    assert not r.finished and len(r.metrics) == 2 and r.summary is None
+    assert untimed(seen) == untimed(r.metrics)
+    r = nowt.resume(r)
+    assert r.finished
+    assert untimed(r.metrics) == untimed(whole.metrics)
+
+
+def test_a_raising_callback_stops_the_run_and_propagates(tmp_path):
+    steps = []
+
+    def on_step(step, loss):
+        steps.append((step, loss))
+        if len(steps) == 3:
+            raise RuntimeError("enough")
+
+    with pytest.raises(RuntimeError, match="enough"):
+        nowt.train(epochs=2, batch_size=100, on_step=on_step, log_every=2, out=tmp_path / "r")
+    assert [s for s, _ in steps] == [2, 4, 6]
+    assert all(math.isfinite(l) for _, l in steps)
+    r = nowt.load(tmp_path / "r")
+    assert not r.finished and r.checkpoints()
+    assert nowt.resume(r).finished
+
+
+def test_on_step_needs_log_every(tmp_path):
+    with pytest.raises(nowt.ConfigError, match="log_every"):
+        nowt.train(on_step=lambda s, l: None, out=tmp_path / "r")
+
+
+def test_checkpoint_tensors_and_the_rules_m(tmp_path):
+    """W, B and M as numpy; M is the rule's (sign symmetry: sign(W)), and its angle to W is the
+    one the last metrics record measured at the same state."""
+    r = nowt.train(rule="ss", epochs=2, out=tmp_path / "ss")
+    t = r.checkpoint()
+    assert t.meta["epoch"] == 2 and t.meta["rule"] == "sign-symmetry"
+    layers = [l["layer"] for l in r.metrics[-1]["layers"]]
+    assert f"{layers[0]}.M" not in t
+    for rec in r.metrics[-1]["layers"][1:]:
+        w, m = t[rec["layer"] + ".weight"], t[rec["layer"] + ".M"]
+        assert w.dtype == np.float32 and w.shape == m.shape == t[rec["layer"] + ".feedback"].shape
+        assert np.array_equal(np.sign(m), np.sign(w))
+        cos = float((w.astype(np.float64) * m).sum() / (np.linalg.norm(w) * np.linalg.norm(m)))
+        assert math.degrees(math.acos(min(1.0, cos))) == pytest.approx(rec["weight_angle_deg"], abs=1e-3)
+    first = r.checkpoint(epoch=1)
+    assert first.meta["epoch"] == 1
+    with pytest.raises(nowt.CheckpointError, match="epoch 9"):
+        r.checkpoint(epoch=9)
+
+
+def test_load_reads_a_run_the_binary_made(tmp_path):
+    out = tmp_path / "cli"
+    subprocess.run([nowt_bin(), "train", "--rule", "bp", "--epochs", "1", "--out", str(out), "-q"],
+                   check=True, capture_output=True)
+    r = nowt.load(out)
+    assert r.finished and r.config["rule"] == "backprop" and len(r.metrics) == 1
+    assert "fc1.weight" in r.checkpoint()
+    with pytest.raises(nowt.CheckpointError, match="not a nowt run"):
+        nowt.load(tmp_path)
+
+
+def test_frame_is_long_format(tmp_path):
+    import pandas as pd
+    r = nowt.train(epochs=2, out=tmp_path / "r")
+    f = r.frame()
+    assert list(f.columns) == ["epoch", "split", "metric", "layer", "value"]
+    test_err = f[(f.split == "test") & (f.metric == "top1_err")].value.tolist()
+    assert test_err == [m["test"]["top1_err"] for m in r.metrics]
+    angles = f[(f.split == "layer") & (f.metric == "weight_angle_deg") & (f.epoch == 2)]
+    assert len(angles) == len(r.metrics[-1]["layers"])
+    assert isinstance(f, pd.DataFrame)
