@@ -6,6 +6,8 @@
 //! `nowt` binary makes from the same config, in the same directory layout.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods, ToPyArray};
 use pyo3::create_exception;
@@ -146,12 +148,7 @@ fn resolve(
 
 /// One split from a checked, C-contiguous sample array (`uint8`: values `k/255`, as the
 /// built-in loaders decode 8-bit images; `float32`: as given) and its labels.
-fn dataset(
-    name: &str,
-    x: &Bound<PyAny>,
-    y: PyReadonlyArrayDyn<i64>,
-    classes: usize,
-) -> PyResult<Dataset> {
+fn dataset(name: &str, x: &Bound<PyAny>, labels: Vec<u32>, classes: usize) -> PyResult<Dataset> {
     let (values, shape): (Vec<f32>, Vec<usize>) =
         if let Ok(a) = x.extract::<PyReadonlyArrayDyn<u8>>() {
             let shape = a.shape().to_vec();
@@ -175,7 +172,6 @@ fn dataset(
             )))
         }
     };
-    let labels: Vec<u32> = y.as_slice()?.iter().map(|&l| l as u32).collect();
     Ok(Dataset::dense(values, labels, image, classes))
 }
 
@@ -184,8 +180,9 @@ fn dataset(
 fn split_of(data: &Bound<PyTuple>, classes: usize, cfg: &TrainConfig) -> PyResult<Split> {
     const NAMES: [&str; 6] = ["x_train", "y_train", "x_test", "y_test", "x_val", "y_val"];
     let part = |i: usize| -> PyResult<Dataset> {
-        let y = data.get_item(i + 1)?;
-        dataset(NAMES[i], &data.get_item(i)?, y.extract()?, classes)
+        let y: PyReadonlyArrayDyn<i64> = data.get_item(i + 1)?.extract()?;
+        let labels = y.as_slice()?.iter().map(|&l| l as u32).collect();
+        dataset(NAMES[i], &data.get_item(i)?, labels, classes)
     };
     let (train, test) = (part(0)?, part(2)?);
     let val = if data.len() == 6 {
@@ -201,20 +198,42 @@ fn split_of(data: &Bound<PyTuple>, classes: usize, cfg: &TrainConfig) -> PyResul
     Ok(split)
 }
 
+/// Set by SIGINT while a run trains. The run's loop (and so its callbacks) runs on a worker
+/// thread, where Python never handles signals; this flag is how Ctrl-C reaches it. The handler
+/// is chained before Python's, which still records the signal for the main thread.
+static SIGINT: std::sync::LazyLock<Arc<AtomicUsize>> =
+    std::sync::LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
+
+/// Routes SIGINT to [`SIGINT`] (once per process), and clears it for a new run.
+fn watch_sigint() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ =
+            signal_hook::flag::register_usize(signal_hook::consts::SIGINT, Arc::clone(&SIGINT), 1);
+    });
+    SIGINT.store(0, Ordering::SeqCst);
+}
+
 /// What a Python caller hands the run: callbacks, and the error that stopped it.
 struct Callbacks {
     on_epoch: Option<Py<PyAny>>,
     on_step: Option<Py<PyAny>>,
     log_every: usize,
-    /// An exception raised by a callback, or Ctrl-C: the run stopped for it and re-raises it.
+    /// An exception raised by a callback: the run stopped for it and re-raises it.
     raised: Option<PyErr>,
+    /// Ctrl-C stopped the run.
+    interrupted: bool,
     warnings: Vec<String>,
 }
 
 impl Callbacks {
-    /// Runs a callback with the GIL; `False` or an exception asks the run to stop.
+    /// Runs a callback with the GIL; `False`, an exception or Ctrl-C asks the run to stop.
     fn call(&mut self, f: impl FnOnce(Python) -> PyResult<bool>) -> ControlFlow<()> {
-        let result = Python::attach(|py| py.check_signals().and_then(|()| f(py)));
+        if SIGINT.load(Ordering::SeqCst) != 0 {
+            self.interrupted = true;
+            return ControlFlow::Break(());
+        }
+        let result = Python::attach(f);
         match result {
             Ok(true) => ControlFlow::Continue(()),
             Ok(false) => ControlFlow::Break(()),
@@ -233,7 +252,7 @@ impl Callbacks {
                     .as_ref()
                     .filter(|_| self.log_every > 0 && step % self.log_every == 0)
                     .map(|f| Python::attach(|py| f.clone_ref(py)));
-                // Ctrl-C is checked at every step, callback or not.
+                // Ctrl-C is looked for at every step, callback or not.
                 self.call(|py| match &call {
                     Some(f) => keep_going(&f.call1(py, (step, loss))?.into_bound(py)),
                     None => Ok(true),
@@ -274,6 +293,7 @@ fn finish_run(
     cb: &mut Callbacks,
     go: impl FnOnce(&mut Callbacks) -> anyhow::Result<Finish> + Send,
 ) -> PyResult<bool> {
+    watch_sigint();
     let result = py.detach(|| go(cb));
     for w in cb.warnings.drain(..) {
         let warnings = py.import("warnings")?;
@@ -281,6 +301,13 @@ fn finish_run(
     }
     if let Some(e) = cb.raised.take() {
         return Err(e);
+    }
+    if cb.interrupted {
+        // Python's own handler has recorded the signal: it raises KeyboardInterrupt here.
+        py.check_signals()?;
+        return Err(PyKeyboardInterrupt::new_err(
+            "interrupted; the run is checkpointed",
+        ));
     }
     match result.map_err(py_err)? {
         Finish::Finished(_) => Ok(true),
@@ -335,6 +362,7 @@ fn train(
         on_step,
         log_every,
         raised: None,
+        interrupted: false,
         warnings: Vec::new(),
     };
     let finished = finish_run(py, &mut cb, |cb| {
@@ -379,6 +407,7 @@ fn resume(
         on_step,
         log_every,
         raised: None,
+        interrupted: false,
         warnings: Vec::new(),
     };
     finish_run(py, &mut cb, |cb| {
@@ -429,10 +458,50 @@ fn checkpoint<'py>(py: Python<'py>, path: PathBuf) -> PyResult<(String, Bound<'p
         "input_shape": input,
         "classes": classes,
         "rule": cfg.rule.name(),
+        "input_norm": st.input_norm,
         "config": cfg,
         "path": path,
     });
     Ok((meta.to_string(), out))
+}
+
+/// The logits of checkpoint `path`'s network for samples `x` (raw, as `data=` takes them), in
+/// evaluation mode, normalised by the run's recorded normalisation: `[N, classes]`.
+#[pyfunction]
+fn forward<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    x: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+    let (cfg, mut st, input, classes) =
+        nowt::checkpoint::load(&path).map_err(|e| py_err(e.into()))?;
+    if st.input_norm.is_empty() {
+        return Err(CheckpointError::new_err(format!(
+            "{}: written before checkpoints recorded the input normalisation; resume the run for one epoch to get a checkpoint that has it",
+            path.display()
+        )));
+    }
+    let n = x.getattr("shape")?.get_item(0)?.extract::<usize>()?;
+    let mut d = dataset("x", x, vec![0; n], classes)?;
+    if d.shape != input {
+        return Err(DataError::new_err(format!(
+            "x: samples of shape {:?}, the network takes {input:?}",
+            d.shape
+        )));
+    }
+    d.normalise(&st.input_norm);
+    let pool = rayon_pool(cfg.resolved_threads())?;
+    let logits = py
+        .detach(|| pool.install(|| nowt::train::logits(&mut st.net, &d)))
+        .map_err(|e| py_err(e.into()))?;
+    logits.to_pyarray(py).reshape(vec![n, classes])
+}
+
+fn rayon_pool(threads: usize) -> PyResult<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| NowtError::new_err(e.to_string()))
 }
 
 /// The checkpoints of a run directory, newest first.
@@ -503,6 +572,7 @@ fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(resolve_json, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoints, m)?)?;
+    m.add_function(wrap_pyfunction!(forward, m)?)?;
     m.add_function(wrap_pyfunction!(rules_json, m)?)?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
     m.add_function(wrap_pyfunction!(defaults_json, m)?)?;

@@ -89,6 +89,28 @@ def test_arrays_give_the_binarys_metrics_on_the_same_data(tmp_path):
     assert py.config["dataset"] == "arrays" and theirs.config["dataset"] == "mnist"
 
 
+def test_forward_gives_the_recorded_test_error_on_raw_inputs(tmp_path):
+    """The checkpoint records the normalisation: logits of the raw test images reproduce the
+    run's test error and loss."""
+    xtr, ytr, xte, yte = tiny_mnist(tmp_path / "m")
+    r = nowt.train(data=(xtr, ytr, xte, yte), model="lenet5", epochs=2, batch_size=50,
+                   out=tmp_path / "r")
+    t = r.checkpoint()
+    assert len(t.meta["input_norm"]) == 1 and t.meta["input_norm"][0][1] > 0
+    logits = r.forward(xte)
+    assert logits.shape == (100, 10) and logits.dtype == np.float32
+    test = r.metrics[-1]["test"]
+    assert np.mean(logits.argmax(1) != yte) == pytest.approx(test["top1_err"], abs=1e-12)
+    z = logits.astype(np.float64)
+    z -= z.max(1, keepdims=True)
+    nll = -(z[np.arange(100), yte] - np.log(np.exp(z).sum(1)))
+    assert nll.mean() == pytest.approx(test["loss"], rel=1e-5)
+    first = r.forward(xte, epoch=1)
+    assert not np.array_equal(first, logits)
+    with pytest.raises(nowt.DataError, match="x: samples of shape"):
+        r.forward(np.zeros((3, 1, 20, 20), np.uint8))
+
+
 def test_a_validation_pair_is_used_as_given(tmp_path):
     xtr, ytr, xte, yte = tiny_mnist(tmp_path / "m")
     r = nowt.train(
@@ -198,6 +220,21 @@ def test_a_raising_callback_stops_the_run_and_propagates(tmp_path):
     r = nowt.load(tmp_path / "r")
     assert not r.finished and r.checkpoints()
     assert nowt.resume(r).finished
+
+
+def test_ctrl_c_checkpoints_and_raises_keyboard_interrupt(tmp_path):
+    import signal
+
+    def on_step(step, loss):
+        if step == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C delivers it
+
+    with pytest.raises(KeyboardInterrupt):
+        nowt.train(epochs=3, batch_size=100, on_step=on_step, log_every=1, out=tmp_path / "r")
+    r = nowt.load(tmp_path / "r")
+    assert not r.finished and r.checkpoints()
+    whole = nowt.train(epochs=3, batch_size=100, out=tmp_path / "whole")
+    assert untimed(nowt.resume(r).metrics) == untimed(whole.metrics)
 
 
 def test_on_step_needs_log_every(tmp_path):

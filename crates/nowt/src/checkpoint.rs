@@ -17,7 +17,9 @@
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
-//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`, `checksum` (CRC-32 of every
+//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`, `input_norm` (JSON: the per-channel
+//! `[mean, std]` the inputs are normalised by, `x ← (x − mean)/std` on values as decoded, 8-bit
+//! images as `k/255`), `checksum` (CRC-32 of every
 //! tensor's name and data, hex; verified on load).
 
 use std::collections::HashMap;
@@ -149,6 +151,7 @@ pub fn to_bytes(
         ("selected", json(&st.selected)),
         ("last", json(&st.last)),
         ("seconds", format!("{:?}", st.seconds_before)),
+        ("input_norm", json(&st.input_norm)),
         ("checksum", checksum(st)),
     ]
     .into_iter()
@@ -292,6 +295,11 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
     st.seconds_before = get("seconds")?
         .parse()
         .map_err(|_| err(path, "metadata 'seconds' is not a number"))?;
+    // Absent from checkpoints written before the normalisation was recorded.
+    if meta.contains_key("input_norm") {
+        st.input_norm = serde_json::from_value(json("input_norm")?)
+            .map_err(|e| err(path, format!("metadata 'input_norm': {e}")))?;
+    }
 
     let read = |name: &str, shape: &[usize]| -> Result<Option<Tensor<f32>>> {
         let v = match tensors.tensor(name) {

@@ -299,6 +299,19 @@ pub fn evaluate(net: &mut Network<f32>, data: &Dataset) -> Result<Evaluation> {
     evaluate_on(&Solo, net, data)
 }
 
+/// The network's logits for every sample of `data` in evaluation mode, `[len, classes]`
+/// row-major, computed in chunks as [`evaluate`] does.
+pub fn logits(net: &mut Network<f32>, data: &Dataset) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let chunk_len = (EVAL_CHUNK_VALUES / data.dim.max(1)).clamp(1, 1000);
+    let idx: Vec<usize> = (0..data.len()).collect();
+    for chunk in idx.chunks(chunk_len) {
+        let (x, _) = data.batch(chunk)?;
+        out.extend_from_slice(net.predict(&x, false).data());
+    }
+    Ok(out)
+}
+
 /// [`evaluate`] split over the ranks of `comm`: each evaluates its share of `data`, and the
 /// sums are reduced (every rank receives the whole evaluation).
 pub fn evaluate_on(
@@ -412,6 +425,9 @@ pub struct TrainState {
     /// `(‖W₀‖, ‖B₀‖)` of every weight layer, bottom to top: the divergence check's reference
     /// (drawn again from the seed when a checkpoint is loaded).
     pub initial_norms: Vec<(f64, f64)>,
+    /// The per-channel `(mean, std)` the run's inputs are normalised by ([`Split::norm`]);
+    /// empty where unknown (checkpoints from before it was recorded).
+    pub input_norm: Vec<(f32, f32)>,
 }
 
 impl TrainState {
@@ -427,6 +443,7 @@ impl TrainState {
         Self {
             net,
             initial_norms,
+            input_norm: Vec::new(),
             epoch: 0,
             step: 0,
             rng_mirror: crate::rng(cfg.seed, STREAM_MIRROR),

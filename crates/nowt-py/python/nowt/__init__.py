@@ -62,6 +62,21 @@ def _call(name: str, kwargs: dict) -> str:
     return f"python: nowt.{name}({args})"
 
 
+def _samples(name: str, x: Any) -> np.ndarray:
+    """Samples ``x`` checked (``uint8`` or ``float32``; ``(N, C, H, W)`` or ``(N, D)``; finite)
+    and made C-contiguous; errors name the array."""
+    x = np.asarray(x)
+    if x.dtype not in (np.uint8, np.float32):
+        raise DataError(f"{name}: dtype {x.dtype}; give uint8 or float32 (x.astype(np.float32))")
+    if x.ndim not in (2, 4):
+        raise DataError(f"{name}: shape {x.shape}; give (N, C, H, W) images or (N, D) vectors")
+    if x.shape[0] == 0:
+        raise DataError(f"{name}: no samples")
+    if x.dtype == np.float32 and not np.isfinite(x).all():
+        raise DataError(f"{name}: {int((~np.isfinite(x)).sum())} values are NaN or infinite")
+    return np.ascontiguousarray(x)
+
+
 def _check_arrays(data: Any) -> tuple[tuple, int]:
     """``data`` checked and made C-contiguous: ``(x_train, y_train, x_test, y_test[, x_val,
     y_val])``, images ``(N, C, H, W)`` or vectors ``(N, D)`` of ``uint8`` or ``float32``,
@@ -75,17 +90,7 @@ def _check_arrays(data: Any) -> tuple[tuple, int]:
     out = []
     for i in range(0, len(data), 2):
         xn, yn = names[i], names[i + 1]
-        x, y = np.asarray(data[i]), np.asarray(data[i + 1])
-        if x.dtype not in (np.uint8, np.float32):
-            raise DataError(f"{xn}: dtype {x.dtype}; give uint8 or float32 (x.astype(np.float32))")
-        if x.ndim not in (2, 4):
-            raise DataError(
-                f"{xn}: shape {x.shape}; give (N, C, H, W) images or (N, D) vectors"
-            )
-        if x.shape[0] == 0:
-            raise DataError(f"{xn}: no samples")
-        if x.dtype == np.float32 and not np.isfinite(x).all():
-            raise DataError(f"{xn}: {int((~np.isfinite(x)).sum())} values are NaN or infinite")
+        x, y = _samples(xn, data[i]), np.asarray(data[i + 1])
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
             raise DataError(f"{yn}: shape {y.shape}; give one label per sample of {xn}, ({x.shape[0]},)")
         if not np.issubdtype(y.dtype, np.integer):
@@ -94,7 +99,7 @@ def _check_arrays(data: Any) -> tuple[tuple, int]:
             raise DataError(f"{yn}: label {int(y.min())} is negative; labels are 0, 1, …")
         if out and x.shape[1:] != out[0].shape[1:]:
             raise DataError(f"{xn}: samples of shape {x.shape[1:]}, x_train's are {out[0].shape[1:]}")
-        out += [np.ascontiguousarray(x), np.ascontiguousarray(y, dtype=np.int64)]
+        out += [x, np.ascontiguousarray(y, dtype=np.int64)]
     classes = int(max(int(y.max()) for y in out[1::2])) + 1
     if classes < 2:
         raise DataError("y_train: every label is 0; a classifier needs at least 2 classes")
@@ -172,11 +177,14 @@ class Run:
         """The run's checkpoints, newest first."""
         return [Path(p) for p in _nowt.checkpoints(str(self.dir))]
 
-    def checkpoint(self, epoch: Optional[int] = None) -> "Tensors":
-        """Every tensor of a checkpoint as a numpy array (``<layer>.weight`` W,
-        ``<layer>.feedback`` B, ``<layer>.M`` the rule's M, biases, batch norm, optimiser
-        state; see the README's table), from the newest checkpoint or the one at the end of
-        ``epoch``. The checkpoint's epoch, step and config are in ``.meta`` of the result."""
+    def forward(self, x: np.ndarray, epoch: Optional[int] = None) -> np.ndarray:
+        """The network's logits ``(N, classes)`` for samples ``x`` given as ``data=`` takes them
+        (``uint8`` read as ``k/255``, or ``float32``; not normalised: the run's normalisation,
+        recorded in its checkpoints, is applied), in evaluation mode, from the newest checkpoint
+        or the one at the end of ``epoch``."""
+        return _nowt.forward(str(self._checkpoint_path(epoch)), _samples("x", x))
+
+    def _checkpoint_path(self, epoch: Optional[int]) -> Path:
         paths = self.checkpoints()
         if epoch is not None:
             paths = [p for p in paths if p.name == f"ckpt-e{epoch:05d}-s0000000.safetensors"]
@@ -187,7 +195,14 @@ class Run:
                 )
         if not paths:
             raise CheckpointError(f"{self.dir}: no checkpoint")
-        meta, tensors = _nowt.checkpoint(str(paths[0]))
+        return paths[0]
+
+    def checkpoint(self, epoch: Optional[int] = None) -> "Tensors":
+        """Every tensor of a checkpoint as a numpy array (``<layer>.weight`` W,
+        ``<layer>.feedback`` B, ``<layer>.M`` the rule's M, biases, batch norm, optimiser
+        state; see the README's table), from the newest checkpoint or the one at the end of
+        ``epoch``. The checkpoint's epoch, step and config are in ``.meta`` of the result."""
+        meta, tensors = _nowt.checkpoint(str(self._checkpoint_path(epoch)))
         out = Tensors(tensors)
         out.meta = json.loads(meta)
         return out

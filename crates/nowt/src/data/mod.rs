@@ -133,6 +133,16 @@ impl Dataset {
     pub fn len(&self) -> usize {
         self.y.len()
     }
+
+    /// Normalises decoded samples in place, channel by channel: `x ← (x − mean_c) / std_c`
+    /// ([`Split::norm`]).
+    pub fn normalise(&mut self, norm: &[(f32, f32)]) {
+        let plane = self.shape[1] * self.shape[2];
+        for (i, p) in self.x.chunks_exact_mut(plane).enumerate() {
+            let (mean, std) = norm[i % self.shape[0]];
+            p.iter_mut().for_each(|v| *v = (*v - mean) / std);
+        }
+    }
     pub fn is_empty(&self) -> bool {
         self.y.is_empty()
     }
@@ -251,6 +261,10 @@ pub struct Split {
     pub train: Dataset,
     pub val: Option<Dataset>,
     pub test: Dataset,
+    /// The per-channel `(mean, std)` of the training set that every split is normalised by
+    /// (`x ← (x − mean) / std`, on values as decoded: 8-bit images as `k/255`). Checkpoints
+    /// record it, so a model can be evaluated on raw inputs elsewhere.
+    pub norm: Vec<(f32, f32)>,
 }
 
 impl Split {
@@ -515,13 +529,14 @@ fn finish(
             d.norm = stats.clone();
             continue;
         }
-        let plane = d.shape[1] * d.shape[2];
-        for (i, p) in d.x.chunks_exact_mut(plane).enumerate() {
-            let (mean, std) = stats[i % d.shape[0]];
-            p.iter_mut().for_each(|v| *v = (*v - mean) / std);
-        }
+        d.normalise(&stats);
     }
-    Ok(Split { train, val, test })
+    Ok(Split {
+        train,
+        val,
+        test,
+        norm: stats,
+    })
 }
 
 /// Resizes decoded 8-bit images (values `k/255`) to `size × size`, plane by plane, as Pillow's

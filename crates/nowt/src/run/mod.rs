@@ -246,6 +246,7 @@ pub fn start(
         Provenance::now(&cfg, data, &opts.origin).write(dir)?;
     }
     let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    state.input_norm = data.norm.clone();
     if let Some(from) = &opts.init_from {
         init_from(&mut state, from, data)?;
     }
@@ -338,7 +339,7 @@ pub fn resume(
     world: &dyn Collective,
     observe: &mut Observer,
 ) -> Result<(TrainConfig, Finish)> {
-    let (path, cfg, state, input, classes) = newest_checkpoint(dir, observe)?;
+    let (path, cfg, mut state, input, classes) = newest_checkpoint(dir, observe)?;
     let (cfg, changes) = resumed_config(dir, &path, cfg, &state, opts)?;
     let loaded;
     let data = match data {
@@ -348,6 +349,9 @@ pub fn resume(
             &loaded
         }
     };
+    if state.input_norm.is_empty() {
+        state.input_norm = data.norm.clone();
+    }
     // Rank 0 checks the data's identity and rewrites the run's records; the others read.
     if world.rank() == 0 {
         let resumed = ResumedFrom {
