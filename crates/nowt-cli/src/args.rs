@@ -359,6 +359,10 @@ pub struct TrainArgs {
     /// Do not stop a run whose loss or weights explode (non-finite values always stop it).
     #[arg(long)]
     pub allow_divergence: bool,
+    /// Also write TensorBoard event files in the run's tb/ (every metrics scalar per epoch, the
+    /// step loss every --log-every steps).
+    #[arg(long)]
+    pub tensorboard: bool,
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]
     pub quiet: bool,

@@ -191,6 +191,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     if a.allow_divergence {
         c.allow_divergence = true;
     }
+    if a.tensorboard {
+        c.tensorboard = true;
+    }
     if a.data_dir.is_some() {
         c.data_dir = a.data_dir.clone();
     }
@@ -259,8 +262,6 @@ fn catch_signals() {
 pub struct RunOpts {
     pub run: nowt::run::RunOpts,
     pub quiet: bool,
-    /// A plain progress line every N steps (0: none).
-    pub log_every: usize,
     /// Put before the progress bar's message (`compare` names the rule and seed).
     pub label: String,
 }
@@ -274,11 +275,11 @@ impl RunOpts {
                 init_from: a.init_from.clone(),
                 data_dir: a.data_dir.clone(),
                 epochs: a.epochs,
+                log_every: a.log_every,
                 origin: origin(),
             },
             // Only rank 0 prints.
             quiet: a.quiet || !crate::world::leads(),
-            log_every: a.log_every,
             label: String::new(),
         }
     }
@@ -461,7 +462,8 @@ impl<'a> Shown<'a> {
                 images_per_s,
             } => {
                 self.bar.inc(1);
-                if self.opts.log_every > 0 && step % self.opts.log_every == 0 {
+                let every = self.opts.run.log_every;
+                if every > 0 && step % every == 0 {
                     self.say(format!(
                         "{label}epoch {epoch} step {step}/{steps_per_epoch}  loss {loss:.4}  {images_per_s:.0} img/s"
                     ));

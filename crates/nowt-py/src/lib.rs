@@ -354,6 +354,7 @@ fn train(
         checkpoint_every,
         keep_checkpoints,
         init_from,
+        log_every,
         origin: origin(&call),
         ..RunOpts::default()
     };
@@ -399,6 +400,7 @@ fn resume(
         checkpoint_every,
         keep_checkpoints,
         epochs,
+        log_every,
         origin: origin(&call),
         ..RunOpts::default()
     };

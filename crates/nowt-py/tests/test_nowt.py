@@ -283,3 +283,23 @@ def test_frame_is_long_format(tmp_path):
     angles = f[(f.split == "layer") & (f.metric == "weight_angle_deg") & (f.epoch == 2)]
     assert len(angles) == len(r.metrics[-1]["layers"])
     assert isinstance(f, pd.DataFrame)
+
+
+def test_tensorboard_files_read_back_with_tensorboards_reader(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    r = nowt.train(rule="fa", epochs=3, batch_size=100, tensorboard=True, log_every=5,
+                   out=tmp_path / "r")
+    files = list((r.dir / "tb").glob("events.out.tfevents.*"))
+    assert len(files) == 1
+    acc = EventAccumulator(str(r.dir / "tb"))
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"train/loss", "test/top1_err", "lr", "weight_angle_deg/fc2", "train/step_loss"} <= tags
+    err = [(e.step, e.value) for e in acc.Scalars("test/top1_err")]
+    assert err == [(m["epoch"], pytest.approx(m["test"]["top1_err"], rel=1e-6)) for m in r.metrics]
+    angle = [e.value for e in acc.Scalars("weight_angle_deg/fc2")]
+    assert angle == [pytest.approx(m["layers"][1]["weight_angle_deg"], rel=1e-6) for m in r.metrics]
+    steps = [e.step for e in acc.Scalars("train/step_loss")]
+    per_epoch = math.ceil(1437 / 100)
+    assert steps == [e * per_epoch + s for e in range(3) for s in range(5, per_epoch + 1, 5)]

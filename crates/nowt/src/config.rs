@@ -189,6 +189,10 @@ pub struct TrainConfig {
     pub divergence_weight_factor: f64,
     /// Turn both divergence checks off (a non-finite loss always stops a run). Default false.
     pub allow_divergence: bool,
+    /// Also write the run's scalars as TensorBoard event files in `<run>/tb/` (every number of
+    /// each epoch's metrics record, per-layer measurements one tag per layer, and the step loss
+    /// every `log_every` steps). Default false.
+    pub tensorboard: bool,
     /// Run directory (used by the CLI). Default: `runs/<dataset>-<model>-<rule>-s<seed>-<time>`.
     pub out: Option<PathBuf>,
     /// How the output layer sends its error down: `same` (the rule) or `backprop` (the
@@ -240,6 +244,7 @@ impl Default for TrainConfig {
             divergence_loss_factor: 100.0,
             divergence_weight_factor: 1000.0,
             allow_divergence: false,
+            tensorboard: false,
             out: None,
             output_layer_rule: OutputLayerRule::Same,
             init: Init::He,

@@ -12,6 +12,7 @@
 
 pub mod config_file;
 pub mod provenance;
+pub mod tensorboard;
 
 use std::fs;
 use std::io::{BufWriter, Write};
@@ -43,6 +44,9 @@ pub struct RunOpts {
     /// On resume: the data's new location, and a new number of epochs.
     pub data_dir: Option<PathBuf>,
     pub epochs: Option<usize>,
+    /// Steps between the step-loss scalars of TensorBoard files (0: none), and the front ends'
+    /// progress lines.
+    pub log_every: usize,
     /// What started the run, for `provenance.json`.
     pub origin: Origin,
 }
@@ -479,6 +483,8 @@ struct Writer<'a> {
     world: &'a dyn Collective,
     /// `metrics.jsonl`, open for appending (rank 0 only).
     metrics: Option<BufWriter<fs::File>>,
+    /// TensorBoard's event file, with `tensorboard = true` (rank 0 only).
+    tb: Option<tensorboard::EventWriter>,
 }
 
 impl<'a> Writer<'a> {
@@ -500,6 +506,10 @@ impl<'a> Writer<'a> {
         } else {
             None
         };
+        let tb = match cfg.tensorboard && world.rank() == 0 {
+            true => Some(tensorboard::EventWriter::create(dir)?),
+            false => None,
+        };
         Ok(Self {
             dir,
             cfg,
@@ -508,6 +518,7 @@ impl<'a> Writer<'a> {
             keep,
             world,
             metrics,
+            tb,
         })
     }
 
@@ -536,21 +547,33 @@ impl<'a> Writer<'a> {
             .map_err(|e| e.context("cannot write the checkpoint"))
     }
 
-    /// The epoch's record appended to `metrics.jsonl`.
+    /// The epoch's record appended to `metrics.jsonl` (and to the TensorBoard file).
     fn record(&mut self, record: &EpochRecord) -> Result<()> {
         let line = serde_json::to_string(record).expect("records serialise");
         let written = match self.metrics.as_mut() {
-            Some(m) => writeln!(m, "{line}")
-                .and_then(|_| m.flush())
-                .map_err(anyhow::Error::from),
+            Some(m) => writeln!(m, "{line}").and_then(|_| m.flush()).map_err(|e| {
+                anyhow::Error::from(e).context(format!(
+                    "cannot write {}",
+                    self.dir.join("metrics.jsonl").display()
+                ))
+            }),
             None => Ok(()),
         };
-        self.agreed(written).map_err(|e| {
-            e.context(format!(
-                "cannot write {}",
-                self.dir.join("metrics.jsonl").display()
-            ))
-        })
+        let written = match (written, self.tb.as_mut()) {
+            (Ok(()), Some(tb)) => tb.epoch(record),
+            (w, _) => w,
+        };
+        self.agreed(written)
+    }
+
+    /// The training loss at global step `step`, for TensorBoard (every rank calls it at the
+    /// same steps).
+    fn step_loss(&mut self, step: usize, loss: f64) -> Result<()> {
+        let written = match self.tb.as_mut() {
+            Some(tb) => tb.step_loss(step, loss),
+            None => Ok(()),
+        };
+        self.agreed(written)
     }
 
     /// The checkpoint of the epoch chosen on validation so far, kept beside the newest ones.
@@ -618,6 +641,13 @@ fn drive(
                 return ControlFlow::Break(());
             }
             let global_step = state.epoch * steps_per_epoch + state.step;
+            if cfg.tensorboard
+                && opts.log_every > 0
+                && step % opts.log_every == 0
+                && stop_or_fail(files.step_loss(global_step, loss), &mut failure).is_break()
+            {
+                return ControlFlow::Break(());
+            }
             if opts.checkpoint_every > 0 && global_step.is_multiple_of(opts.checkpoint_every) {
                 return stop_or_fail(files.checkpoint(state), &mut failure);
             }
