@@ -75,7 +75,7 @@ const NAME_WIDTH: usize = {
 /// `nowt check`: one PASS/FAIL line per check; an error (exit 1) if any failed.
 pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     use crate::args::ModelChoice;
-    use nowt::config::ModelKind::{self, *};
+    use nowt::config::ModelKind;
     let mut models: Vec<ModelKind> = Vec::new();
     for choice in a.model {
         let add = match choice {
@@ -89,7 +89,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
         }
     }
     if models.is_empty() {
-        models = vec![Mlp, Lenet5, Resnet20, Resnet18];
+        models = nowt::check::DEFAULT_MODELS.to_vec();
     }
     let rules = if a.rule.is_empty() {
         RuleKind::ALL.to_vec()

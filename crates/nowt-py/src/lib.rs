@@ -515,6 +515,52 @@ fn checkpoints(dir: PathBuf) -> Vec<String> {
         .collect()
 }
 
+/// A kebab-case name the library defines (a model), or a `ConfigError` naming `what`.
+fn named<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
+    use serde::de::IntoDeserializer;
+    T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| {
+        ConfigError::new_err(format!("invalid {what} {s:?}: {e}"))
+    })
+}
+
+/// `nowt check`'s oracles (DESIGN.md §6) for `models` × `rules` (default: the CLI's models,
+/// every rule): one JSON object per check.
+#[pyfunction]
+#[pyo3(signature = (models=Vec::new(), rules=Vec::new()))]
+fn check_json(py: Python, models: Vec<String>, rules: Vec<String>) -> PyResult<String> {
+    let mut kinds: Vec<nowt::config::ModelKind> = models
+        .iter()
+        .map(|m| named("model", m))
+        .collect::<PyResult<_>>()?;
+    if kinds.is_empty() {
+        kinds = nowt::check::DEFAULT_MODELS.to_vec();
+    }
+    let mut rule_kinds = rules
+        .iter()
+        .map(|r| {
+            nowt::rules::RuleKind::from_name(r).map_err(|e| ConfigError::new_err(e.to_string()))
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    if rule_kinds.is_empty() {
+        rule_kinds = nowt::rules::RuleKind::ALL.to_vec();
+    }
+    let cfg = nowt::rules::RuleConfig::default();
+    let outcomes = py.detach(|| nowt::check::run(&kinds, &rule_kinds, &cfg));
+    let json: Vec<_> = outcomes
+        .iter()
+        .map(|o| {
+            serde_json::json!({
+                "model": o.model,
+                "rule": o.rule.map(|r| r.name()),
+                "check": o.check,
+                "passed": o.passed,
+                "detail": o.detail,
+            })
+        })
+        .collect();
+    Ok(serde_json::to_string(&json).expect("json"))
+}
+
 /// The rule registry as JSON: each rule's name, aliases, summary and knobs.
 #[pyfunction]
 fn rules_json() -> String {
@@ -576,6 +622,7 @@ fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(checkpoints, m)?)?;
     m.add_function(wrap_pyfunction!(forward, m)?)?;
     m.add_function(wrap_pyfunction!(rules_json, m)?)?;
+    m.add_function(wrap_pyfunction!(check_json, m)?)?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
     m.add_function(wrap_pyfunction!(defaults_json, m)?)?;
     m.add_function(wrap_pyfunction!(finished, m)?)?;

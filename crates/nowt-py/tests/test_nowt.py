@@ -303,3 +303,15 @@ def test_tensorboard_files_read_back_with_tensorboards_reader(tmp_path):
     steps = [e.step for e in acc.Scalars("train/step_loss")]
     per_epoch = math.ceil(1437 / 100)
     assert steps == [e * per_epoch + s for e in range(3) for s in range(5, per_epoch + 1, 5)]
+
+
+def test_check_runs_the_oracles():
+    out = nowt.check(models=["mlp"], rules=["bp", "ss", "wm"])
+    assert out and all(o["passed"] for o in out), [o for o in out if not o["passed"]]
+    assert {o["check"] for o in out} >= {"gradient", "matrix", "feedback"}
+    matrix_rules = {o["rule"] for o in out if o["check"] == "matrix"}
+    assert matrix_rules == {"backprop", "sign-symmetry", "weight-mirror"}
+    with pytest.raises(nowt.ConfigError, match="model"):
+        nowt.check(models=["mpl"])
+    with pytest.raises(nowt.ConfigError, match="unknown rule"):
+        nowt.check(rules=["magic"])

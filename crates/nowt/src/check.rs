@@ -135,6 +135,14 @@ fn sgd(momentum: f64, weight_decay: f64) -> Sgd {
     }
 }
 
+/// The models `nowt check` runs when none is named: one of each kind of layer stack.
+pub const DEFAULT_MODELS: [ModelKind; 4] = [
+    ModelKind::Mlp,
+    ModelKind::Lenet5,
+    ModelKind::Resnet20,
+    ModelKind::Resnet18,
+];
+
 /// Every check of `models` × `rules`: [`model_checks`] for each model, then [`laws`]. The
 /// rules are built from the registry with `cfg`.
 pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {

@@ -38,6 +38,8 @@ __all__ = [
     "rules",
     "presets",
     "defaults",
+    "resolve",
+    "check",
     "NowtError",
     "ConfigError",
     "DataError",
@@ -336,6 +338,15 @@ def resolve(config: Optional[os.PathLike | str] = None, *, preset: Optional[str]
     return json.loads(
         _nowt.resolve_json(keys, config=None if config is None else str(config), preset=preset)
     )
+
+
+def check(models: Iterable[str] = (), rules: Iterable[str] = ()) -> list[dict]:
+    """``nowt check``: the exact oracles that prove each rule (DESIGN.md §6) on this machine and
+    build, for ``models`` × ``rules`` (default: mlp, lenet5, resnet20, resnet18 and every rule).
+    One dict per check: ``model``, ``rule``, ``check``, ``passed``, ``detail``."""
+    if isinstance(models, str) or isinstance(rules, str):
+        raise ConfigError("models, rules: give lists of names, e.g. models=['mlp']")
+    return json.loads(_nowt.check_json(list(models), list(rules)))
 
 
 def _keys_doc() -> str:
