@@ -64,8 +64,8 @@ pub struct CompareArgs {
     /// lr, weight_decay, rules.wm.lr; repeat the flag for the product of several keys). Needs
     /// --val-fraction: the report keeps each rule's value with the lowest validation error.
     /// A key that a rule's [overrides.<rule>] sets keeps its published value [default: none].
-    #[arg(long, value_parser = crate::sweep::axis)]
-    pub grid: Vec<crate::sweep::Axis>,
+    #[arg(long, value_parser = nowt::compare::sweep::axis)]
+    pub grid: Vec<nowt::compare::sweep::Axis>,
     /// The configuration (a preset or a TOML file with `[overrides.<rule>]` tables) and any
     /// training flag on top; `--out` is the comparison's directory, one run in `<rule>-s<seed>`.
     #[command(flatten)]

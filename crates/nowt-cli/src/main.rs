@@ -4,11 +4,7 @@
 mod args;
 mod bench;
 mod compare;
-mod figures;
-mod report;
 mod run;
-mod stats;
-mod sweep;
 mod world;
 
 use std::process::ExitCode;
@@ -41,7 +37,7 @@ fn main() -> ExitCode {
         args::Command::Bench(a) => bench::bench(a),
         args::Command::Eval(a) => run::eval(a),
         args::Command::Compare(a) => compare::compare(*a),
-        args::Command::Report(a) => report::report_cmd(a),
+        args::Command::Report(a) => compare::report(a),
         args::Command::Presets(a) => run::presets(a.show.as_deref()),
         args::Command::Check(a) => run::check(a),
     };

@@ -240,6 +240,11 @@ impl std::fmt::Display for Interrupted {
 
 impl std::error::Error for Interrupted {}
 
+/// The error a run stopped by a signal ends with (its exit code 128 + the signal).
+pub fn interrupted() -> anyhow::Error {
+    Interrupted(STOP.load(Ordering::SeqCst).clamp(1, 255) as u8).into()
+}
+
 /// Set by SIGINT (to 130) or SIGTERM (to 143); the training loop checkpoints and stops at the
 /// next step.
 static STOP: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
@@ -262,8 +267,6 @@ fn catch_signals() {
 pub struct RunOpts {
     pub run: nowt::run::RunOpts,
     pub quiet: bool,
-    /// Put before the progress bar's message (`compare` names the rule and seed).
-    pub label: String,
 }
 
 impl RunOpts {
@@ -280,7 +283,6 @@ impl RunOpts {
             },
             // Only rank 0 prints.
             quiet: a.quiet || !crate::world::leads(),
-            label: String::new(),
         }
     }
 }
@@ -338,7 +340,7 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
 /// progress.
 pub fn start(cfg: TrainConfig, data: &nowt::data::Split, dir: &Path, opts: &RunOpts) -> Result<()> {
     let epochs = cfg.epochs;
-    let mut shown = Shown::new(opts, epochs);
+    let mut shown = Shown::new(opts, epochs, String::new());
     let finish = nowt::run::start(
         cfg.clone(),
         data,
@@ -358,7 +360,7 @@ pub fn resume(dir: &Path, opts: &RunOpts) -> Result<()> {
         .epochs
         .or_else(|| read_config(&dir.join("config.toml")).ok().map(|c| c.epochs))
         .unwrap_or(0);
-    let mut shown = Shown::new(opts, epochs);
+    let mut shown = Shown::new(opts, epochs, String::new());
     let mut announced = false;
     let result = nowt::run::resume(dir, &opts.run, None, crate::world::get(), &mut |p| {
         if matches!(p, Progress::Started { .. }) && !announced && !opts.quiet {
@@ -382,34 +384,34 @@ fn ended(cfg: &TrainConfig, dir: &Path, finish: Finish) -> Result<()> {
             Ok(())
         }
         Finish::Stopped => {
-            let code = STOP.load(Ordering::SeqCst).clamp(1, 255) as u8;
-            let by = if code == 143 {
-                "SIGTERM"
-            } else {
-                "interrupted"
+            let by = match STOP.load(Ordering::SeqCst) {
+                143 => "SIGTERM",
+                _ => "interrupted",
             };
             eprintln!(
                 "nowt: {by}; checkpoint saved. Continue with: nowt train --resume {}",
                 dir.display()
             );
-            Err(Interrupted(code).into())
+            Err(interrupted())
         }
     }
 }
 
 /// A run's progress on the terminal: a bar (or, off a terminal, plain lines), a line per
 /// epoch, warnings; and the signals that stop it.
-struct Shown<'a> {
+pub struct Shown<'a> {
     opts: &'a RunOpts,
+    /// Put before the progress bar's message and each line (`compare` names the run).
+    label: String,
     epochs: usize,
-    bar: ProgressBar,
+    pub bar: ProgressBar,
     /// Off a terminal (nohup, `| tee`, a batch scheduler) the bar is hidden: plain lines instead.
     plain: bool,
     prev_loss: Option<f64>,
 }
 
 impl<'a> Shown<'a> {
-    fn new(opts: &'a RunOpts, epochs: usize) -> Self {
+    pub fn new(opts: &'a RunOpts, epochs: usize, label: String) -> Self {
         catch_signals();
         let bar = if opts.quiet {
             ProgressBar::hidden()
@@ -424,6 +426,7 @@ impl<'a> Shown<'a> {
         );
         Self {
             opts,
+            label,
             epochs,
             bar,
             plain: !opts.quiet && !std::io::stderr().is_terminal(),
@@ -440,8 +443,8 @@ impl<'a> Shown<'a> {
         }
     }
 
-    fn on(&mut self, p: Progress) -> ControlFlow<()> {
-        let label = &self.opts.label;
+    pub fn on(&mut self, p: Progress) -> ControlFlow<()> {
+        let label = &self.label;
         match p {
             Progress::Started {
                 epochs,

@@ -34,16 +34,6 @@ pub fn leads() -> bool {
     get().rank() == 0
 }
 
-/// Whether `flag` holds on any rank ([`nowt::dist::any`]).
-pub fn any(flag: bool) -> bool {
-    nowt::dist::any(get(), flag)
-}
-
-/// Waits until every rank reaches this point (one empty sum).
-pub fn barrier() {
-    any(false);
-}
-
 /// Ends the whole job after an error on this rank, so no rank waits forever in a collective
 /// for it: with more than one rank, prints the error with the rank and aborts every rank.
 pub fn fail_all(message: &str) {

@@ -223,6 +223,9 @@ struct Callbacks {
     raised: Option<PyErr>,
     /// Ctrl-C stopped the run.
     interrupted: bool,
+    /// The run of a comparison the progress is about (`bp-s0 1/3`), given to `on_epoch` as the
+    /// record's `run`.
+    label: Option<String>,
     warnings: Vec<String>,
 }
 
@@ -266,7 +269,11 @@ impl Callbacks {
                 else {
                     return self.call(|_| Ok(true));
                 };
-                let json = serde_json::to_string(record).expect("records serialise");
+                let mut value = serde_json::to_value(record).expect("records serialise");
+                if let (Some(label), Some(m)) = (&self.label, value.as_object_mut()) {
+                    m.insert("run".into(), label.clone().into());
+                }
+                let json = value.to_string();
                 self.call(|py| {
                     let rec = py.import("json")?.call_method1("loads", (json,))?;
                     keep_going(&f.call1(py, (rec,))?.into_bound(py))
@@ -364,12 +371,144 @@ fn train(
         log_every,
         raised: None,
         interrupted: false,
+        label: None,
         warnings: Vec::new(),
     };
     let finished = finish_run(py, &mut cb, |cb| {
         nowt::run::start(cfg, &data, &dir, &opts, &Solo, &mut |p| cb.on(p))
     })?;
     Ok((dir.display().to_string(), finished))
+}
+
+/// Runs a comparison; returns `(its directory, done)`. See `nowt.compare`.
+#[pyfunction]
+#[pyo3(signature = (keys, rules, seeds, grid, config=None, preset=None, out=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
+#[allow(clippy::too_many_arguments)]
+fn compare(
+    py: Python,
+    keys: &Bound<PyDict>,
+    rules: Vec<String>,
+    seeds: Vec<u64>,
+    grid: Vec<(String, Vec<String>)>,
+    config: Option<PathBuf>,
+    preset: Option<String>,
+    out: Option<PathBuf>,
+    on_epoch: Option<Py<PyAny>>,
+    on_step: Option<Py<PyAny>>,
+    log_every: usize,
+    checkpoint_every: usize,
+    keep_checkpoints: usize,
+    call: String,
+) -> PyResult<(String, bool)> {
+    let file = match (config, preset.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new_err(
+                "config and preset: give one or the other",
+            ))
+        }
+        (Some(p), None) => Some(ConfigFile::read(&p).map_err(config_err)?),
+        (None, Some(n)) => Some(ConfigFile::preset(n).map_err(config_err)?),
+        (None, None) => None,
+    };
+    let mut kinds = Vec::new();
+    for r in &rules {
+        let k =
+            nowt::rules::RuleKind::from_name(r).map_err(|e| ConfigError::new_err(e.to_string()))?;
+        if !kinds.contains(&k) {
+            kinds.push(k);
+        }
+    }
+    let table = toml_table(keys, "")?;
+    for key in ["rule", "seed", "out"] {
+        if table.contains_key(key) {
+            return Err(ConfigError::new_err(format!(
+                "{key}: a comparison takes rules=, seeds= and out=, not {key}="
+            )));
+        }
+    }
+    // Every run's config is resolved (and refused) before anything starts.
+    let base = |rule: nowt::rules::RuleKind, seed: u64| {
+        let mut t = table.clone();
+        t.insert("rule".into(), toml::Value::String(rule.name().into()));
+        t.insert("seed".into(), toml::Value::Integer(seed as i64));
+        nowt::run::resolve_keys(file.as_ref(), &t)
+    };
+    let spec = nowt::compare::Spec {
+        file: file.as_ref(),
+        rules: kinds,
+        seeds,
+        grid: grid
+            .into_iter()
+            .map(|(key, values)| nowt::compare::sweep::Axis { key, values })
+            .collect(),
+        out,
+        preset,
+    };
+    let opts = RunOpts {
+        checkpoint_every,
+        keep_checkpoints,
+        log_every,
+        origin: origin(&call),
+        ..RunOpts::default()
+    };
+    let mut cb = Callbacks {
+        on_epoch,
+        on_step,
+        log_every,
+        raised: None,
+        interrupted: false,
+        label: None,
+        warnings: Vec::new(),
+    };
+    watch_sigint();
+    let result = py.detach(|| {
+        nowt::compare::compare(&spec, &base, &opts, &Solo, &mut |note| match note {
+            nowt::compare::Note::Line(line) => {
+                if let Some(w) = line.strip_prefix("warning: ") {
+                    cb.warnings.push(w.to_string());
+                }
+                ControlFlow::Continue(())
+            }
+            nowt::compare::Note::Run { label, progress } => {
+                cb.label = Some(label.to_string());
+                cb.on(progress)
+            }
+        })
+    });
+    for w in cb.warnings.drain(..) {
+        py.import("warnings")?
+            .call_method1("warn", (format!("nowt: {w}"),))?;
+    }
+    if let Some(e) = cb.raised.take() {
+        return Err(e);
+    }
+    if cb.interrupted {
+        py.check_signals()?;
+        return Err(PyKeyboardInterrupt::new_err(
+            "interrupted; the comparison continues when started again",
+        ));
+    }
+    match result.map_err(|e| {
+        let root = e
+            .chain()
+            .find_map(|c| c.downcast_ref::<nowt::Error>())
+            .is_some();
+        if root {
+            py_err(e)
+        } else {
+            ConfigError::new_err(format!("{e:#}"))
+        }
+    })? {
+        nowt::compare::Ended::Done(dir) => Ok((dir.display().to_string(), true)),
+        nowt::compare::Ended::Stopped(dir) => Ok((dir.display().to_string(), false)),
+    }
+}
+
+/// Writes the report of run directories (`report.md`, `report.csv`, `figures/`) in `out`.
+#[pyfunction]
+fn report(dirs: Vec<PathBuf>, out: PathBuf) -> PyResult<String> {
+    nowt::compare::report::write_report(&dirs, &out).map_err(py_err)?;
+    Ok(out.join("report.md").display().to_string())
 }
 
 /// Continues the run in `dir`; returns whether it finished. See `nowt.resume`.
@@ -410,6 +549,7 @@ fn resume(
         log_every,
         raised: None,
         interrupted: false,
+        label: None,
         warnings: Vec::new(),
     };
     finish_run(py, &mut cb, |cb| {
@@ -616,6 +756,8 @@ fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
     m.add("KeyboardInterrupt", py.get_type::<PyKeyboardInterrupt>())?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(resume, m)?)?;
+    m.add_function(wrap_pyfunction!(compare, m)?)?;
+    m.add_function(wrap_pyfunction!(report, m)?)?;
     m.add_function(wrap_pyfunction!(config_json, m)?)?;
     m.add_function(wrap_pyfunction!(resolve_json, m)?)?;
     m.add_function(wrap_pyfunction!(checkpoint, m)?)?;

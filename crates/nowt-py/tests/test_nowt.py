@@ -315,3 +315,46 @@ def test_check_runs_the_oracles():
         nowt.check(models=["mpl"])
     with pytest.raises(nowt.ConfigError, match="unknown rule"):
         nowt.check(rules=["magic"])
+
+
+def test_compare_is_the_binarys_comparison(tmp_path):
+    """nowt.compare makes the runs, records and report `nowt compare` makes from the same
+    arguments, record for record; stopped by a callback, it continues where it stopped."""
+    args = ["--rules", "bp,fa", "--seeds", "0,1", "--epochs", "2", "--val-fraction", "0.1"]
+    subprocess.run([nowt_bin(), "compare", *args, "--out", str(tmp_path / "cli")],
+                   check=True, capture_output=True)
+    seen = []
+
+    def stop_at_third(record):
+        seen.append(record["run"])
+        return len(seen) != 3
+
+    c = nowt.compare(rules=["bp", "fa"], seeds=[0, 1], epochs=2, val_fraction=0.1,
+                     on_epoch=stop_at_third, out=tmp_path / "py")
+    assert not c.done and seen == ["bp-s0 1/4", "bp-s0 1/4", "fa-s0 2/4"]
+    c = nowt.compare(rules=["bp", "fa"], seeds=[0, 1], epochs=2, val_fraction=0.1,
+                     out=tmp_path / "py")
+    assert c.done and [r.dir.name for r in c.runs] == ["bp-s0", "bp-s1", "fa-s0", "fa-s1"]
+    theirs = nowt.Comparison(tmp_path / "cli")
+    for ours, cli in zip(c.runs, theirs.runs):
+        assert untimed(ours.metrics) == untimed(cli.metrics), ours.dir.name
+    assert [row["rule"] for row in c.table] == [row["rule"] for row in theirs.table]
+    assert "## Runs" in c.report
+    md = nowt.report([tmp_path / "cli"], out=tmp_path / "again")
+    assert md == tmp_path / "again" / "report.md" and md.exists()
+
+
+def test_compare_refuses_what_it_cannot_run(tmp_path):
+    with pytest.raises(nowt.ConfigError, match="--grid chooses"):
+        nowt.compare(rules=["bp"], grid={"lr": [0.1, 0.01]}, out=tmp_path / "a")
+    with pytest.raises(nowt.ConfigError, match="seed"):
+        nowt.compare(rules=["bp"], seed=3, out=tmp_path / "b")
+    with pytest.raises(nowt.ConfigError, match="unknown rule"):
+        nowt.compare(rules=["magic"], out=tmp_path / "c")
+
+
+def test_a_sweep_keeps_each_rules_best_point(tmp_path):
+    c = nowt.compare(rules=["bp"], grid={"lr": [0.1, 0.001]}, epochs=2, val_fraction=0.1,
+                     out=tmp_path / "s")
+    assert c.done and {r.dir.name for r in c.runs} == {"bp-lr0.1-s0", "bp-lr0.001-s0"}
+    assert "Sweep" in c.report

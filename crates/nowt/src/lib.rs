@@ -12,6 +12,7 @@
 
 pub mod check;
 pub mod checkpoint;
+pub mod compare;
 pub mod config;
 pub mod data;
 pub mod dist;

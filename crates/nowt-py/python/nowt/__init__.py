@@ -34,7 +34,10 @@ __all__ = [
     "train",
     "resume",
     "load",
+    "compare",
+    "report",
     "Run",
+    "Comparison",
     "rules",
     "presets",
     "defaults",
@@ -310,6 +313,98 @@ def resume(
         call=_call("resume", dict(run=str(dir), data=data, epochs=epochs)),
     )
     return Run(dir)
+
+
+class Comparison:
+    """A comparison's directory (``nowt.compare`` here, ``nowt compare`` on the command line):
+    ``dir``; ``done``: every run finished or failed and the report is written; ``runs``: its
+    run directories as :class:`Run`; ``report``: ``report.md``'s text; ``table``: ``report.csv``
+    as a list of dicts (one per rule and setting)."""
+
+    def __init__(self, dir: os.PathLike | str, done: bool = True):
+        self.dir = Path(dir)
+        self.done = done
+
+    def __repr__(self) -> str:
+        return f"nowt.Comparison({str(self.dir)!r}, {len(self.runs)} runs)"
+
+    @property
+    def runs(self) -> list[Run]:
+        return [Run(d) for d in sorted(self.dir.iterdir()) if (d / "config.toml").exists()]
+
+    @property
+    def report(self) -> str:
+        return (self.dir / "report.md").read_text()
+
+    @property
+    def table(self) -> list[dict]:
+        import csv
+
+        with open(self.dir / "report.csv", newline="") as f:
+            return list(csv.DictReader(f))
+
+
+def _grid_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def compare(
+    config: Optional[os.PathLike | str] = None,
+    *,
+    rules: Iterable[str] = ("bp", "fa", "ss", "wm", "kp"),
+    seeds: Iterable[int] = (0,),
+    grid: Optional[dict] = None,
+    preset: Optional[str] = None,
+    out: Optional[os.PathLike | str] = None,
+    on_epoch: Optional[Callable[[dict], Any]] = None,
+    on_step: Optional[Callable[[int, float], Any]] = None,
+    log_every: int = 0,
+    checkpoint_every: int = 0,
+    keep_checkpoints: int = 3,
+    **keys: Any,
+) -> Comparison:
+    """``nowt compare``: every rule × seed (× sweep point) on one configuration, one run
+    directory each under ``out``, then the report (``report.md``, ``report.csv``, ``figures/``).
+    Called again with the same ``out`` it keeps finished runs and resumes unfinished ones.
+
+    ``grid={"lr": [0.1, 0.03]}`` sweeps config keys (needs ``val_fraction``): the report keeps
+    each rule's point with the lowest validation error. ``keys`` are config keys as in
+    :func:`train` (not ``rule``, ``seed`` or ``out``). ``on_epoch(record)`` sees every run's
+    records, each with ``record["run"]`` naming the run; ``False`` stops the comparison (the
+    returned comparison is not ``done``; call again to continue)."""
+    _callbacks(on_epoch, on_step, log_every)
+    if isinstance(rules, str) or isinstance(seeds, (str, int)):
+        raise ConfigError("rules, seeds: give lists, e.g. rules=['bp', 'fa'], seeds=[0, 1, 2]")
+    axes = [(k, [_grid_value(v) for v in vs]) for k, vs in (grid or {}).items()]
+    call = _call("compare", dict(config=config, preset=preset, rules=list(rules),
+                                 seeds=list(seeds), grid=grid, out=out, **keys))
+    dir, done = _nowt.compare(
+        keys,
+        [str(r) for r in rules],
+        [int(s) for s in seeds],
+        axes,
+        config=None if config is None else str(config),
+        preset=preset,
+        out=None if out is None else str(out),
+        on_epoch=on_epoch,
+        on_step=on_step,
+        log_every=log_every,
+        checkpoint_every=checkpoint_every,
+        keep_checkpoints=keep_checkpoints,
+        call=call,
+    )
+    return Comparison(dir, done)
+
+
+def report(dirs: Iterable[os.PathLike | str], out: Optional[os.PathLike | str] = None) -> Path:
+    """``nowt report``: the report of run directories or directories of runs (a comparison's),
+    written to ``out`` (default: the first directory). Returns ``report.md``'s path."""
+    dirs = [str(d) for d in ([dirs] if isinstance(dirs, (str, os.PathLike)) else dirs)]
+    if not dirs:
+        raise ConfigError("dirs: give at least one run directory")
+    return Path(_nowt.report(dirs, str(out) if out is not None else dirs[0]))
 
 
 def load(dir: os.PathLike | str) -> Run:

@@ -61,6 +61,33 @@ def resume(
     checkpoint_every: int = 0,
     keep_checkpoints: int = 3,
 ) -> Run: ...
+class Comparison:
+    dir: Path
+    done: bool
+    def __init__(self, dir: PathLike, done: bool = True) -> None: ...
+    @property
+    def runs(self) -> list[Run]: ...
+    @property
+    def report(self) -> str: ...
+    @property
+    def table(self) -> list[dict[str, str]]: ...
+
+def compare(
+    config: Optional[PathLike] = None,
+    *,
+    rules: Iterable[str] = ...,
+    seeds: Iterable[int] = ...,
+    grid: Optional[dict[str, list[Any]]] = None,
+    preset: Optional[str] = None,
+    out: Optional[PathLike] = None,
+    on_epoch: Optional[Callable[[dict[str, Any]], Any]] = None,
+    on_step: Optional[Callable[[int, float], Any]] = None,
+    log_every: int = 0,
+    checkpoint_every: int = 0,
+    keep_checkpoints: int = 3,
+    **keys: Any,
+) -> Comparison: ...
+def report(dirs: Union[PathLike, Iterable[PathLike]], out: Optional[PathLike] = None) -> Path: ...
 def load(dir: PathLike) -> Run: ...
 def rules() -> list[dict[str, Any]]: ...
 def presets() -> dict[str, str]: ...

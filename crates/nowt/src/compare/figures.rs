@@ -5,13 +5,13 @@
 
 use std::path::Path;
 
+use crate::rules::RuleKind;
+use crate::train::EpochRecord;
 use anyhow::{anyhow, Result};
-use nowt::rules::RuleKind;
-use nowt::train::EpochRecord;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
-use crate::report::Group;
+use super::report::Group;
 
 const SIZE: (u32, u32) = (900, 560);
 const FONT: &str = "sans-serif";
@@ -223,7 +223,7 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
     let root = SVGBackend::new(file, (1100, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(fail(file))?;
     let halves = root.split_evenly((1, 2));
-    type Pick = fn(&nowt::metrics::LayerRecord) -> Option<f64>;
+    type Pick = fn(&crate::metrics::LayerRecord) -> Option<f64>;
     let picks: [(&str, Pick); 2] = [
         ("final ∠(W, M) against depth", |l| l.weight_angle_deg),
         ("final ∠(δ, δbp) against depth", |l| l.delta_angle_deg),
@@ -283,8 +283,8 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
     let points: Vec<(RuleKind, f64, f64, f64, f64)> = all
         .iter()
         .filter_map(|g| {
-            let v = crate::report::val_errors(g);
-            let (mean, _) = crate::report::mean_std(&v)?;
+            let v = super::report::val_errors(g);
+            let (mean, _) = super::report::mean_std(&v)?;
             let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             Some((g.rule, at(g), mean, lo, hi))

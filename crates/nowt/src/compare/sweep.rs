@@ -2,8 +2,8 @@
 //! config of one run at one point. Each rule is trained at every point on a validation split;
 //! the report keeps each rule's point with the lowest validation error (report.rs).
 
+use crate::config::TrainConfig;
 use anyhow::{anyhow, bail, Result};
-use nowt::config::TrainConfig;
 
 /// One axis of a sweep: a config key (dotted for sections, as in config files: `lr`,
 /// `weight_decay`, `rules.wm.lr`) and the values to try, as written.
@@ -150,7 +150,7 @@ mod tests {
         let c = apply(&cfg, &p).unwrap();
         assert_eq!(
             (c.lr, c.rules.kp_decay, c.init),
-            (0.03, Some(5e-4), nowt::params::Init::XavierUniform)
+            (0.03, Some(5e-4), crate::params::Init::XavierUniform)
         );
         let one = |k: &str, v: &str| apply(&cfg, &vec![(k.to_string(), v.to_string())]);
         let e = one("lrr", "0.1").unwrap_err().to_string();

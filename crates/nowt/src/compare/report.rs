@@ -7,13 +7,12 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use crate::config::TrainConfig;
+use crate::rules::RuleKind;
+use crate::train::EpochRecord;
 use anyhow::{bail, Context, Result};
-use nowt::config::TrainConfig;
-use nowt::rules::RuleKind;
-use nowt::train::EpochRecord;
 
-use crate::args::ReportArgs;
-use nowt::run::{ConfigFile, Reference};
+use crate::run::{ConfigFile, Reference};
 
 /// One run directory as read back.
 pub struct Run {
@@ -46,7 +45,7 @@ impl Run {
             cfg,
             epochs,
             finished: dir.join("summary.json").exists(),
-            failed: fs::read_to_string(dir.join(crate::compare::FAILED))
+            failed: fs::read_to_string(dir.join(super::FAILED))
                 .ok()
                 .map(|s| s.trim().to_string()),
         })
@@ -486,7 +485,7 @@ fn differences(groups: &[Group]) -> String {
     for (name, (_, a)) in names.iter().zip(&tested) {
         let cells: Vec<String> = tested
             .iter()
-            .map(|(_, b)| match crate::stats::welch(a, b) {
+            .map(|(_, b)| match super::stats::welch(a, b) {
                 Some(w) if !std::ptr::eq(a, b) => {
                     let star = if w.p < 0.05 { "*" } else { "" };
                     format!("{:+.2} (p {:.3}){star}", w.diff, w.p)
@@ -625,7 +624,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
             r.dir.display()
         );
     }
-    let figures = crate::figures::draw(&groups, &all, &out.join("figures"))?;
+    let figures = super::figures::draw(&groups, &all, &out.join("figures"))?;
     let _ = writeln!(md, "\n## Figures\n");
     for (file, caption) in &figures {
         let _ = writeln!(md, "![{caption}](figures/{file})\n");
@@ -649,12 +648,5 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
         .with_context(|| format!("cannot write {}/report.md", out.display()))?;
     fs::write(out.join("report.csv"), csv)
         .with_context(|| format!("cannot write {}/report.csv", out.display()))?;
-    Ok(())
-}
-
-pub fn report_cmd(a: ReportArgs) -> Result<()> {
-    let out = a.out.clone().unwrap_or_else(|| a.dirs[0].clone());
-    write_report(&a.dirs, &out)?;
-    println!("{}", out.join("report.md").display());
     Ok(())
 }

@@ -1,0 +1,348 @@
+//! A comparison: several rules (and seeds, and sweep points) on one configuration, one ordinary
+//! run directory each (`OUT/<rule>-s<seed>/`, `OUT/<rule>-<point>-s<seed>/`), then the report
+//! ([`report`]). Started again on the same `OUT` it keeps finished runs and resumes unfinished
+//! ones from their newest checkpoint, so an interrupted comparison ends with the same numbers as
+//! an uninterrupted one. Every front end calls [`compare`]; it never prints, it tells.
+
+pub mod figures;
+pub mod report;
+pub mod stats;
+pub mod sweep;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+
+use crate::config::TrainConfig;
+use crate::dist::Collective;
+use crate::rules::RuleKind;
+use crate::run::{ConfigFile, Finish, Origin, Progress, RunOpts};
+use crate::train::ControlFlow;
+use sweep::{Axis, Point};
+
+/// Written by a run that stopped with an error (it diverged, say): the comparison goes on
+/// without it and does not retry it; the report shows how far it got and why it stopped.
+pub const FAILED: &str = "failed.txt";
+
+/// What to compare.
+pub struct Spec<'a> {
+    /// The config file or preset underneath (its `[overrides.<rule>]` applied per rule).
+    pub file: Option<&'a ConfigFile>,
+    /// Each rule once, in order.
+    pub rules: Vec<RuleKind>,
+    /// Each seed once, in order.
+    pub seeds: Vec<u64>,
+    /// The sweep's axes (none: one point).
+    pub grid: Vec<Axis>,
+    /// The comparison's directory (default: `runs/compare-<preset or "runs">-<seconds>`).
+    pub out: Option<PathBuf>,
+    /// The preset's name, for the default directory.
+    pub preset: Option<String>,
+}
+
+/// `OUT/compare.toml`: how the comparison was made (the report quotes it).
+#[derive(serde::Serialize)]
+struct Record {
+    nowt_version: String,
+    command: String,
+    rules: Vec<String>,
+    seeds: Vec<u64>,
+    /// The sweep's axes as given (`lr=0.1,0.03`); empty for none.
+    grid: Vec<String>,
+    config_origin: Option<String>,
+    /// The config file's or preset's text, as written.
+    config: Option<String>,
+}
+
+/// What a comparison tells its front end.
+pub enum Note<'a> {
+    /// A line to show (which run starts, which is kept, a warning).
+    Line(String),
+    /// Training progress of the run named `label` (`bp-s0 1/15`).
+    Run {
+        label: &'a str,
+        progress: Progress<'a>,
+    },
+}
+
+/// How a comparison ended.
+#[derive(Debug)]
+pub enum Ended {
+    /// Every run finished or failed; the report is in `OUT/report.md`.
+    Done(PathBuf),
+    /// The front end asked a run to stop; starting the same comparison again continues it.
+    Stopped(PathBuf),
+}
+
+/// A run's directory name in a comparison: `<rule>-s<seed>`, or in a sweep
+/// `<rule>-<point>-s<seed>` (`bp-lr0.1-s0`).
+pub fn run_name(cfg: &TrainConfig, point: &Point) -> String {
+    if point.is_empty() {
+        format!("{}-s{}", cfg.rule.alias(), cfg.seed)
+    } else {
+        format!("{}-{}-s{}", cfg.rule.alias(), sweep::label(point), cfg.seed)
+    }
+}
+
+/// Where a run of a comparison stands.
+enum Status {
+    Finished,
+    Failed(String),
+    /// Has a checkpoint to resume from.
+    Started,
+    /// Nothing to keep (absent, or killed before its first checkpoint).
+    New,
+}
+
+fn status(dir: &Path) -> Status {
+    if dir.join("summary.json").exists() {
+        Status::Finished
+    } else if let Ok(why) = fs::read_to_string(dir.join(FAILED)) {
+        Status::Failed(why.trim().to_string())
+    } else if !crate::checkpoint::list(&dir.join("checkpoints")).is_empty() {
+        Status::Started
+    } else {
+        Status::New
+    }
+}
+
+/// Whether two resolved configs describe the same run (where its directory and data are aside:
+/// the data's identity is checked on resume by its fingerprint).
+fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
+    let strip = |c: &TrainConfig| TrainConfig {
+        out: None,
+        data_dir: None,
+        ..c.clone()
+    };
+    strip(a) == strip(b)
+}
+
+/// One run of the plan: its config, directory, and its sweep point's label (empty without a
+/// grid).
+struct Planned {
+    cfg: TrainConfig,
+    dir: PathBuf,
+    point: String,
+}
+
+/// Every run's config, resolved (`base` gives a rule's config at a seed) and checked before
+/// anything starts, seed by seed, rule by rule, point by point.
+fn plan(
+    spec: &Spec,
+    out: &Path,
+    base: &dyn Fn(RuleKind, u64) -> Result<TrainConfig>,
+) -> Result<Vec<Planned>> {
+    let mut runs: Vec<Planned> = Vec::new();
+    for &seed in &spec.seeds {
+        for &rule in &spec.rules {
+            let base = base(rule, seed)?;
+            sweep::needs_validation(&base, &spec.grid)?;
+            for point in sweep::points(&spec.grid) {
+                // A key the rule's [overrides.<rule>] sets keeps its published value.
+                let point: Point = point
+                    .into_iter()
+                    .filter(|(k, _)| !spec.file.is_some_and(|f| f.overrides_key(rule, k)))
+                    .collect();
+                let mut cfg = sweep::apply(&base, &point)?;
+                let dir = out.join(run_name(&cfg, &point));
+                if runs.iter().any(|r| r.dir == dir) {
+                    continue;
+                }
+                cfg.out = Some(dir.clone());
+                runs.push(Planned {
+                    cfg,
+                    dir,
+                    point: sweep::label(&point),
+                });
+            }
+        }
+    }
+    Ok(runs)
+}
+
+/// The comparison's directory: the one asked for, or a new one named after the preset.
+fn out_dir(spec: &Spec, world: &dyn Collective) -> Result<PathBuf> {
+    Ok(match &spec.out {
+        Some(o) => o.clone(),
+        None if world.size() > 1 => bail!(
+            "{} ranks: give --out DIR, the one comparison directory every rank names (rank 0 writes it)",
+            world.size()
+        ),
+        None => {
+            let secs = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0);
+            let what = spec.preset.clone().unwrap_or_else(|| "runs".into());
+            PathBuf::from(format!("runs/compare-{what}-{secs}"))
+        }
+    })
+}
+
+/// `OUT/compare.toml`'s text.
+fn record_text(spec: &Spec, origin: &Origin) -> Result<String> {
+    let record = Record {
+        nowt_version: env!("CARGO_PKG_VERSION").into(),
+        command: origin.command.clone(),
+        rules: spec.rules.iter().map(|r| r.name().to_string()).collect(),
+        seeds: spec.seeds.clone(),
+        grid: spec
+            .grid
+            .iter()
+            .map(|x| format!("{}={}", x.key, x.values.join(",")))
+            .collect(),
+        config_origin: spec.file.map(|f| f.origin.clone()),
+        config: spec.file.map(|f| f.text.clone()),
+    };
+    Ok(format!(
+        "# How this comparison was made (written again each time it is started).\n{}",
+        toml::to_string(&record).context("cannot serialise compare.toml")?
+    ))
+}
+
+/// Runs the comparison `spec` describes: plans every run (`base` resolves a rule's config at a
+/// seed), warns where a point's rules would decay `W` differently, writes `OUT/compare.toml`,
+/// then trains, keeps or resumes each run in turn (a run that fails is recorded in its
+/// `failed.txt` and the comparison goes on), and writes the report.
+pub fn compare(
+    spec: &Spec,
+    base: &dyn Fn(RuleKind, u64) -> Result<TrainConfig>,
+    opts: &RunOpts,
+    world: &dyn Collective,
+    on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send),
+) -> Result<Ended> {
+    if spec.rules.is_empty() || spec.seeds.is_empty() {
+        bail!("nowt compare: --rules and --seeds need at least one value each");
+    }
+    let out = out_dir(spec, world)?;
+    let runs = plan(spec, &out, base)?;
+    let leads = world.rank() == 0;
+    let mut say = |line: String| {
+        if leads {
+            let _ = on(Note::Line(line));
+        }
+    };
+    // The rules of one point must decay W alike (a sweep over weight_decay is not a mismatch).
+    let points: std::collections::BTreeSet<&String> = runs.iter().map(|r| &r.point).collect();
+    for point in points {
+        let same_point = runs.iter().filter(|r| &r.point == point);
+        let (decay, equal) = report::decay_statement(same_point.map(|r| &r.cfg));
+        if !equal {
+            say(format!("warning: {}", decay.replace('`', "")));
+        }
+    }
+    // With several ranks, rank 0 alone writes: the record, the runs' directories, the report.
+    let record = record_text(spec, &opts.origin)?;
+    if leads {
+        fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        fs::write(out.join("compare.toml"), record)
+            .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
+    }
+    let n = runs.len();
+    for (i, planned) in runs.into_iter().enumerate() {
+        let name = planned
+            .dir
+            .file_name()
+            .map_or(String::new(), |f| f.to_string_lossy().into());
+        let label = format!("{name} {}/{n}", i + 1);
+        let what = format!("run {}/{n}: {name}", i + 1);
+        let stopped = one_run(planned, &what, &label, opts, world, on)?;
+        if stopped {
+            if leads {
+                let _ = on(Note::Line(format!(
+                    "interrupted; start the same command again to continue ({})",
+                    out.display()
+                )));
+            }
+            return Ok(Ended::Stopped(out));
+        }
+    }
+    if leads {
+        report::write_report(std::slice::from_ref(&out), &out)?;
+    }
+    Ok(Ended::Done(out))
+}
+
+/// One run of a comparison, kept, resumed or started; returns whether it was asked to stop.
+fn one_run(
+    planned: Planned,
+    what: &str,
+    label: &str,
+    opts: &RunOpts,
+    world: &dyn Collective,
+    on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send),
+) -> Result<bool> {
+    let Planned { cfg, dir, .. } = planned;
+    let leads = world.rank() == 0;
+    let say = |on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send), line: String| {
+        if leads {
+            let _ = on(Note::Line(line));
+        }
+    };
+    let st = status(&dir);
+    // Every rank has read the run's status before rank 0 changes anything in it.
+    crate::dist::any(world, false);
+    if !matches!(st, Status::New) {
+        let theirs = crate::run::read_config(&dir.join("config.toml"))?;
+        if !same_run(&theirs, &cfg) {
+            bail!(
+                "{}: made with another configuration than this comparison's; use a new --out",
+                dir.display()
+            );
+        }
+    }
+    let result = match st {
+        Status::Finished => {
+            say(on, format!("{what}: finished earlier, kept"));
+            return Ok(false);
+        }
+        Status::Failed(why) => {
+            say(on, format!("{what}: stopped earlier ({why}), not retried"));
+            return Ok(false);
+        }
+        Status::Started => {
+            say(on, format!("{what}: resuming {}", dir.display()));
+            let mut observe = |p: Progress| on(Note::Run { label, progress: p });
+            crate::run::resume(&dir, opts, None, world, &mut observe).map(|(_, f)| f)
+        }
+        Status::New => {
+            say(on, format!("{what}: starting {}", dir.display()));
+            if leads {
+                fresh(&dir)?;
+            }
+            // The others start once the run's directory is ready.
+            crate::dist::any(world, false);
+            say(on, format!("loading {}", cfg.dataset.name()));
+            let data = crate::run::load_data(&cfg)?;
+            let mut observe = |p: Progress| on(Note::Run { label, progress: p });
+            crate::run::start(cfg, &data, &dir, opts, world, &mut observe)
+        }
+    };
+    match result {
+        Ok(Finish::Finished(_)) => Ok(false),
+        Ok(Finish::Stopped) => Ok(true),
+        Err(e) => {
+            let why = format!("{e:#}");
+            say(on, format!("{what} stopped: {why}; going on without it"));
+            if leads {
+                fs::write(dir.join(FAILED), format!("{why}\n"))
+                    .with_context(|| format!("cannot write {}/{FAILED}", dir.display()))?;
+            }
+            Ok(false)
+        }
+    }
+}
+
+/// Empties what a run killed before its first checkpoint left behind.
+fn fresh(dir: &Path) -> Result<()> {
+    fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for f in ["config.toml", "metrics.jsonl"] {
+        let p = dir.join(f);
+        if p.exists() {
+            fs::remove_file(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+        }
+    }
+    Ok(())
+}
