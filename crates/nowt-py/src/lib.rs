@@ -126,13 +126,9 @@ fn toml_table(d: &Bound<PyDict>, prefix: &str) -> PyResult<toml::Table> {
     Ok(t)
 }
 
-/// The config a call describes: the config file or preset (if any), the keys on top.
-fn resolve(
-    config: Option<PathBuf>,
-    preset: Option<&str>,
-    keys: &Bound<PyDict>,
-) -> PyResult<TrainConfig> {
-    let file = match (config, preset) {
+/// The config file or preset a call names, if any.
+fn config_file(config: Option<PathBuf>, preset: Option<&str>) -> PyResult<Option<ConfigFile>> {
+    Ok(match (config, preset) {
         (Some(_), Some(_)) => {
             return Err(ConfigError::new_err(
                 "config and preset: give one or the other",
@@ -141,7 +137,16 @@ fn resolve(
         (Some(p), None) => Some(ConfigFile::read(&p).map_err(config_err)?),
         (None, Some(n)) => Some(ConfigFile::preset(n).map_err(config_err)?),
         (None, None) => None,
-    };
+    })
+}
+
+/// The config a call describes: the config file or preset (if any), the keys on top.
+fn resolve(
+    config: Option<PathBuf>,
+    preset: Option<&str>,
+    keys: &Bound<PyDict>,
+) -> PyResult<TrainConfig> {
+    let file = config_file(config, preset)?;
     let table = toml_table(keys, "")?;
     nowt::run::resolve_keys(file.as_ref(), &table).map_err(config_err)
 }
@@ -230,6 +235,18 @@ struct Callbacks {
 }
 
 impl Callbacks {
+    fn new(on_epoch: Option<Py<PyAny>>, on_step: Option<Py<PyAny>>, log_every: usize) -> Self {
+        Self {
+            on_epoch,
+            on_step,
+            log_every,
+            raised: None,
+            interrupted: false,
+            label: None,
+            warnings: Vec::new(),
+        }
+    }
+
     /// Runs a callback with the GIL; `False`, an exception or Ctrl-C asks the run to stop.
     fn call(&mut self, f: impl FnOnce(Python) -> PyResult<bool>) -> ControlFlow<()> {
         if SIGINT.load(Ordering::SeqCst) != 0 {
@@ -293,13 +310,18 @@ fn keep_going(v: &Bound<PyAny>) -> PyResult<bool> {
     Ok(!v.is_instance_of::<PyBool>() || v.extract::<bool>()?)
 }
 
-/// Runs `go` without the GIL, then turns how it ended into Python's answer: the run directory
-/// and whether it finished; the callback's exception (or `KeyboardInterrupt`) re-raised.
-fn finish_run(
+/// Runs `go` without the GIL, then turns how it ended into Python's answer: the library's
+/// warnings as Python warnings, a callback's exception (or `KeyboardInterrupt`) re-raised, an
+/// error as `err` makes it.
+fn finish_run<R>(
     py: Python,
     cb: &mut Callbacks,
-    go: impl FnOnce(&mut Callbacks) -> anyhow::Result<Finish> + Send,
-) -> PyResult<bool> {
+    err: fn(anyhow::Error) -> PyErr,
+    go: impl FnOnce(&mut Callbacks) -> anyhow::Result<R> + Send,
+) -> PyResult<R>
+where
+    R: Send,
+{
     watch_sigint();
     let result = py.detach(|| go(cb));
     for w in cb.warnings.drain(..) {
@@ -316,10 +338,12 @@ fn finish_run(
             "interrupted; the run is checkpointed",
         ));
     }
-    match result.map_err(py_err)? {
-        Finish::Finished(_) => Ok(true),
-        Finish::Stopped => Ok(false),
-    }
+    result.map_err(err)
+}
+
+/// Whether a run finished (or was stopped, resumable).
+fn finished_run(f: Finish) -> bool {
+    matches!(f, Finish::Finished(_))
 }
 
 fn origin(call: &str) -> nowt::run::Origin {
@@ -365,17 +389,9 @@ fn train(
         origin: origin(&call),
         ..RunOpts::default()
     };
-    let mut cb = Callbacks {
-        on_epoch,
-        on_step,
-        log_every,
-        raised: None,
-        interrupted: false,
-        label: None,
-        warnings: Vec::new(),
-    };
-    let finished = finish_run(py, &mut cb, |cb| {
-        nowt::run::start(cfg, &data, &dir, &opts, &Solo, &mut |p| cb.on(p))
+    let mut cb = Callbacks::new(on_epoch, on_step, log_every);
+    let finished = finish_run(py, &mut cb, py_err, |cb| {
+        nowt::run::start(cfg, &data, &dir, &opts, &Solo, &mut |p| cb.on(p)).map(finished_run)
     })?;
     Ok((dir.display().to_string(), finished))
 }
@@ -400,16 +416,7 @@ fn compare(
     keep_checkpoints: usize,
     call: String,
 ) -> PyResult<(String, bool)> {
-    let file = match (config, preset.as_deref()) {
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new_err(
-                "config and preset: give one or the other",
-            ))
-        }
-        (Some(p), None) => Some(ConfigFile::read(&p).map_err(config_err)?),
-        (None, Some(n)) => Some(ConfigFile::preset(n).map_err(config_err)?),
-        (None, None) => None,
-    };
+    let file = config_file(config, preset.as_deref())?;
     let mut kinds = Vec::new();
     for r in &rules {
         let k =
@@ -451,17 +458,8 @@ fn compare(
         origin: origin(&call),
         ..RunOpts::default()
     };
-    let mut cb = Callbacks {
-        on_epoch,
-        on_step,
-        log_every,
-        raised: None,
-        interrupted: false,
-        label: None,
-        warnings: Vec::new(),
-    };
-    watch_sigint();
-    let result = py.detach(|| {
+    let mut cb = Callbacks::new(on_epoch, on_step, log_every);
+    let ended = finish_run(py, &mut cb, compare_err, |cb| {
         nowt::compare::compare(&spec, &base, &opts, &Solo, &mut |note| match note {
             nowt::compare::Note::Line(line) => {
                 if let Some(w) = line.strip_prefix("warning: ") {
@@ -474,33 +472,19 @@ fn compare(
                 cb.on(progress)
             }
         })
-    });
-    for w in cb.warnings.drain(..) {
-        py.import("warnings")?
-            .call_method1("warn", (format!("nowt: {w}"),))?;
-    }
-    if let Some(e) = cb.raised.take() {
-        return Err(e);
-    }
-    if cb.interrupted {
-        py.check_signals()?;
-        return Err(PyKeyboardInterrupt::new_err(
-            "interrupted; the comparison continues when started again",
-        ));
-    }
-    match result.map_err(|e| {
-        let root = e
-            .chain()
-            .find_map(|c| c.downcast_ref::<nowt::Error>())
-            .is_some();
-        if root {
-            py_err(e)
-        } else {
-            ConfigError::new_err(format!("{e:#}"))
-        }
-    })? {
-        nowt::compare::Ended::Done(dir) => Ok((dir.display().to_string(), true)),
-        nowt::compare::Ended::Stopped(dir) => Ok((dir.display().to_string(), false)),
+    })?;
+    Ok(match ended {
+        nowt::compare::Ended::Done(dir) => (dir.display().to_string(), true),
+        nowt::compare::Ended::Stopped(dir) => (dir.display().to_string(), false),
+    })
+}
+
+/// A comparison's failure: a typed library error as [`py_err`] classes it; otherwise its
+/// planning refused the arguments (a sweep without validation, a key a run cannot take).
+fn compare_err(e: anyhow::Error) -> PyErr {
+    match e.chain().any(|c| c.downcast_ref::<nowt::Error>().is_some()) {
+        true => py_err(e),
+        false => config_err(e),
     }
 }
 
@@ -543,18 +527,10 @@ fn resume(
         origin: origin(&call),
         ..RunOpts::default()
     };
-    let mut cb = Callbacks {
-        on_epoch,
-        on_step,
-        log_every,
-        raised: None,
-        interrupted: false,
-        label: None,
-        warnings: Vec::new(),
-    };
-    finish_run(py, &mut cb, |cb| {
+    let mut cb = Callbacks::new(on_epoch, on_step, log_every);
+    finish_run(py, &mut cb, py_err, |cb| {
         nowt::run::resume(&dir, &opts, split.as_ref(), &Solo, &mut |p| cb.on(p))
-            .map(|(_, finish)| finish)
+            .map(|(_, finish)| finished_run(finish))
     })
 }
 
