@@ -44,14 +44,14 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
     }
     if times.len() > 1 && crate::world::leads() {
-        println!("\n{:<28} {:>10} {:>11}", "rule", "ms/step", "× backprop");
+        outln!("\n{:<28} {:>10} {:>11}", "rule", "ms/step", "× backprop");
         let bp = times
             .iter()
             .find(|(r, _)| *r == RuleKind::Backprop)
             .map(|t| t.1);
         for (rule, ms) in &times {
             let ratio = bp.map_or("–".to_string(), |b| format!("{:.2}", ms / b));
-            println!("{:<28} {ms:>10.2} {ratio:>11}", rule.name());
+            outln!("{:<28} {ms:>10.2} {ratio:>11}", rule.name());
         }
     }
     Ok(())
@@ -149,7 +149,7 @@ fn print_line(a: &BenchArgs, rule: RuleKind, ms: f64) {
         1 => String::new(),
         k => format!(" ranks={k}"),
     };
-    println!(
+    outln!(
         "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0} isa={}{ranks}",
         a.model.name(),
         a.image_size,

@@ -45,7 +45,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             if let Some(s) = &shown {
                 s.bar.finish_and_clear();
             }
-            eprintln!("nowt compare: {line}");
+            errln!("nowt compare: {line}");
             ControlFlow::Continue(())
         }
         Note::Run { label, progress } => {
@@ -68,7 +68,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     match ended? {
         Ended::Done(out) => {
             if crate::world::leads() {
-                eprintln!(
+                errln!(
                     "nowt compare: report in {}",
                     out.join("report.md").display()
                 );
@@ -83,6 +83,6 @@ pub fn compare(a: CompareArgs) -> Result<()> {
 pub fn report(a: crate::args::ReportArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| a.dirs[0].clone());
     nowt::compare::report::write_report(&a.dirs, &out)?;
-    println!("{}", out.join("report.md").display());
+    outln!("{}", out.join("report.md").display());
     Ok(())
 }

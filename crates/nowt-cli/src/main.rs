@@ -1,6 +1,28 @@
 //! `nowt`: train networks without weight transport. This file owns argument parsing and exit
 //! codes; the work lives in the `nowt` library.
 
+/// `println!`, `print!` and `eprintln!` that never panic: a closed stdout or stderr (`nowt … |
+/// head`, a killed `tee`, a dropped ssh session) stops the output, not the run.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout(), $($t)*);
+        let _ = std::io::stdout().flush();
+    }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
 mod args;
 mod bench;
 mod compare;
@@ -50,7 +72,7 @@ fn main() -> ExitCode {
             // One line: the context chain, outermost first. With several ranks, every rank
             // ends with this one.
             world::fail_all(&format!("{e:#}"));
-            eprintln!("nowt: error: {e:#}");
+            errln!("nowt: error: {e:#}");
             ExitCode::FAILURE
         }
     };

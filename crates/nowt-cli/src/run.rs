@@ -19,7 +19,7 @@ use crate::args::{RuleKnobs, TrainArgs};
 /// `nowt presets`: the names and first lines, or one preset's TOML.
 pub fn presets(show: Option<&str>) -> Result<()> {
     if let Some(name) = show {
-        print!("{}", ConfigFile::preset(name)?.text);
+        out!("{}", ConfigFile::preset(name)?.text);
         return Ok(());
     }
     for (name, text) in nowt::run::PRESETS {
@@ -29,7 +29,7 @@ pub fn presets(show: Option<&str>) -> Result<()> {
             .unwrap_or("")
             .trim_start_matches('#')
             .trim();
-        println!("{name:<24} {first}");
+        outln!("{name:<24} {first}");
     }
     Ok(())
 }
@@ -39,14 +39,14 @@ pub fn list_rules() {
     let width = NAME_WIDTH;
     for k in RuleKind::ALL {
         let info = k.info();
-        println!(
+        outln!(
             "{:<width$} {:<8} {}",
             info.name,
             info.aliases.join(","),
             info.summary
         );
         for knob in info.knobs {
-            println!(
+            outln!(
                 "{:<indent$} --{} (rules.{}): {}",
                 "",
                 knob.flag,
@@ -114,12 +114,12 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     if failed > 0 {
         bail!("nowt check: {failed} check(s) failed ({secs:.1} s)");
     }
-    println!("all checks passed ({secs:.1} s)");
+    outln!("all checks passed ({secs:.1} s)");
     Ok(())
 }
 
 fn print_outcome(o: &nowt::check::Outcome) {
-    println!(
+    outln!(
         "{}  {:<9} {:<NAME_WIDTH$} {:<12} {}",
         if o.passed { "PASS" } else { "FAIL" },
         o.model,
@@ -227,8 +227,9 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     Ok(c)
 }
 
-/// Ctrl-C (SIGINT) or SIGTERM: the run stopped cleanly after checkpointing. Exit code 130 or
-/// 143 (128 + the signal), as shells and cluster schedulers expect.
+/// Ctrl-C (SIGINT), SIGTERM or SIGHUP (a dropped terminal): the run stopped cleanly after
+/// checkpointing. Exit code 130, 143 or 129 (128 + the signal), as shells and cluster
+/// schedulers expect.
 #[derive(Debug)]
 pub struct Interrupted(pub u8);
 
@@ -245,17 +246,18 @@ pub fn interrupted() -> anyhow::Error {
     Interrupted(STOP.load(Ordering::SeqCst).clamp(1, 255) as u8).into()
 }
 
-/// Set by SIGINT (to 130) or SIGTERM (to 143); the training loop checkpoints and stops at the
+/// Set by SIGINT (to 130), SIGTERM (to 143) or SIGHUP (to 129); the training loop checkpoints and stops at the
 /// next step.
 static STOP: LazyLock<Arc<AtomicUsize>> = LazyLock::new(|| Arc::new(AtomicUsize::new(0)));
 
-/// Routes SIGINT and SIGTERM to [`STOP`] (once per process).
+/// Routes SIGINT, SIGTERM and SIGHUP to [`STOP`] (once per process).
 fn catch_signals() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         for (sig, code) in [
             (signal_hook::consts::SIGINT, 130),
             (signal_hook::consts::SIGTERM, 143),
+            (signal_hook::consts::SIGHUP, 129),
         ] {
             let _ = signal_hook::flag::register_usize(sig, Arc::clone(&STOP), code);
         }
@@ -327,7 +329,7 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         (Some(d), _) => d.clone(),
     };
     if !a.quiet && world.rank() == 0 {
-        eprintln!("nowt: run {}", dir.display());
+        errln!("nowt: run {}", dir.display());
     }
     let data = load_data_logged(&cfg, a.quiet || world.rank() != 0).inspect_err(|_| {
         // Nothing was written yet: leave no empty run directory behind.
@@ -365,7 +367,7 @@ pub fn resume(dir: &Path, opts: &RunOpts) -> Result<()> {
     let result = nowt::run::resume(dir, &opts.run, None, crate::world::get(), &mut |p| {
         if matches!(p, Progress::Started { .. }) && !announced && !opts.quiet {
             announced = true;
-            eprintln!("nowt: resuming {}", dir.display());
+            errln!("nowt: resuming {}", dir.display());
         }
         shown.on(p)
     });
@@ -379,16 +381,17 @@ fn ended(cfg: &TrainConfig, dir: &Path, finish: Finish) -> Result<()> {
     match finish {
         Finish::Finished(summary) => {
             if crate::world::leads() {
-                print!("{}", nowt::run::summary_text(cfg, &summary, dir));
+                out!("{}", nowt::run::summary_text(cfg, &summary, dir));
             }
             Ok(())
         }
         Finish::Stopped => {
             let by = match STOP.load(Ordering::SeqCst) {
                 143 => "SIGTERM",
+                129 => "SIGHUP",
                 _ => "interrupted",
             };
-            eprintln!(
+            errln!(
                 "nowt: {by}; checkpoint saved. Continue with: nowt train --resume {}",
                 dir.display()
             );
@@ -437,7 +440,7 @@ impl<'a> Shown<'a> {
     fn say(&self, line: String) {
         if self.opts.quiet {
         } else if self.plain {
-            eprintln!("{line}");
+            errln!("{line}");
         } else {
             self.bar.println(line);
         }
@@ -484,7 +487,7 @@ impl<'a> Shown<'a> {
                 self.prev_loss = Some(record.train.loss);
                 self.say(line);
             }
-            Progress::Warning(w) => eprintln!("nowt: warning: {w}"),
+            Progress::Warning(w) => errln!("nowt: warning: {w}"),
         }
         ControlFlow::Continue(())
     }
@@ -556,7 +559,7 @@ fn check_rule_flags(a: &TrainArgs) -> Result<()> {
 /// while).
 pub fn load_data_logged(cfg: &TrainConfig, quiet: bool) -> Result<nowt::data::Split> {
     if !quiet {
-        eprintln!("nowt: loading {}", cfg.dataset.name());
+        errln!("nowt: loading {}", cfg.dataset.name());
     }
     nowt::run::load_data(cfg)
 }
@@ -576,7 +579,7 @@ pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
         .build()
         .context("--threads")?;
     let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test))?;
-    println!(
+    outln!(
         "{}: {} test, {} samples: top-1 err {}{}  loss {:.4}  (trained {} epochs + {} steps under {})",
         a.checkpoint.display(),
         cfg.dataset.name(),

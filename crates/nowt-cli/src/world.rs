@@ -39,7 +39,7 @@ pub fn leads() -> bool {
 pub fn fail_all(message: &str) {
     let w = get();
     if w.size() > 1 {
-        eprintln!("nowt: rank {} of {}: {message}", w.rank(), w.size());
+        errln!("nowt: rank {} of {}: {message}", w.rank(), w.size());
         #[cfg(feature = "mpi")]
         mpi_world::abort(1);
     }

@@ -180,6 +180,139 @@ fn sigterm_checkpoints_prints_the_resume_command_and_exits_143() {
     assert!(st.epoch >= 1);
 }
 
+/// A run whose stdout and stderr are closed while it trains (`nowt train … | head`, a killed
+/// `tee`): the output stops, the run does not. Then SIGHUP (a dropped ssh session) checkpoints
+/// like SIGTERM and exits with 129.
+#[test]
+fn a_closed_pipe_never_kills_a_run_and_sighup_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut child = nowt_cmd(&[
+        "train",
+        "--epochs",
+        "3",
+        "--log-every",
+        "1",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Both pipes closed before the first epoch line is written.
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(run.join("summary.json").exists());
+    assert_eq!(metrics(&run).len(), 3);
+    for cmd in [
+        vec!["rules"],
+        vec!["presets"],
+        vec!["report", run.to_str().unwrap()],
+    ] {
+        let mut child = nowt_cmd(&cmd)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{cmd:?}: {err}");
+        assert_eq!(out.status.code(), Some(0), "{cmd:?}: {err}");
+    }
+
+    let run = tmp.path().join("hup");
+    let child = nowt_cmd(&[
+        "train",
+        "--hidden",
+        "512,512",
+        "--epochs",
+        "50",
+        "--batch-size",
+        "8",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+    .stderr(Stdio::piped())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    while metrics_lines(&run) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no epoch in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::process::Command::new("kill")
+        .args(["-HUP", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(129), "{err}");
+    assert!(err.contains("SIGHUP; checkpoint saved"), "{err}");
+    assert!(!nowt::checkpoint::list(&run.join("checkpoints")).is_empty());
+}
+
+/// Two processes on one run directory: the second is refused at once, naming the first, and
+/// the first finishes undisturbed; a report refuses records that repeat epochs.
+#[test]
+fn a_second_writer_of_a_run_is_refused_and_mixed_records_are_not_reported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let child = nowt_cmd(&[
+        "train",
+        "--hidden",
+        "512,512",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "16",
+        "--out",
+        run.to_str().unwrap(),
+    ])
+    .stderr(Stdio::null())
+    .stdout(Stdio::null())
+    .spawn()
+    .unwrap();
+    let start = Instant::now();
+    while metrics_lines(&run) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no epoch in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let o = nowt(&["train", "--resume", run.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "another process (pid {}) is writing it",
+            child.id()
+        )),
+        "{err}"
+    );
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(metrics(&run).len(), 4);
+    // The records of a run written twice, as two unlocked processes left them.
+    let text = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    std::fs::write(run.join("metrics.jsonl"), format!("{text}{text}")).unwrap();
+    let o = nowt(&["report", run.to_str().unwrap()]);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("line 5: epoch 1 where epoch 5 belongs"),
+        "{err}"
+    );
+}
+
 fn metrics_lines(run: &std::path::Path) -> usize {
     if run.join("metrics.jsonl").exists() {
         metrics(run).len()

@@ -235,8 +235,10 @@ pub fn compare(
     }
     // With several ranks, rank 0 alone writes: the record, the runs' directories, the report.
     let record = record_text(spec, &opts.origin)?;
+    let mut _lock = None;
     if leads {
         fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+        _lock = Some(crate::run::lock_dir(&out)?);
         fs::write(out.join("compare.toml"), record)
             .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
     }

@@ -40,6 +40,16 @@ impl Run {
                 })
             })
             .collect::<Result<Vec<EpochRecord>>>()?;
+        // Epochs 1, 2, … in order: anything else is two writers' records interleaved.
+        if let Some((i, r)) = epochs.iter().enumerate().find(|(i, r)| r.epoch != i + 1) {
+            bail!(
+                "{} line {}: epoch {} where epoch {} belongs: its records repeat or skip epochs (two processes wrote this run?); not reported",
+                path.display(),
+                i + 1,
+                r.epoch,
+                i + 1
+            );
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             cfg,

@@ -142,6 +142,44 @@ fn key_at(text: &str, at: usize) -> String {
     }
 }
 
+/// A directory held by the process writing it: an OS advisory lock on `<dir>/.lock` (which
+/// records the holder's pid), released when this is dropped or the process ends in any way.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: fs::File,
+}
+
+/// Locks `dir` for this process, or refuses at once, naming the process that holds it.
+pub fn lock_dir(dir: &Path) -> Result<DirLock> {
+    let path = dir.join(".lock");
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "{}: another process (pid {}) is writing it; wait for that one to end, or choose another directory",
+                dir.display(),
+                holder.trim()
+            );
+        }
+        Err(fs::TryLockError::Error(e)) => {
+            return Err(anyhow::Error::from(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+    file.set_len(0)
+        .and_then(|()| write!(file, "{}", std::process::id()))
+        .and_then(|()| file.flush())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(DirLock { _file: file })
+}
+
 /// A run directory's config (its `config.toml`).
 pub fn read_config(path: &Path) -> Result<TrainConfig> {
     ConfigFile::read(path)?.for_rule(None)
@@ -243,6 +281,7 @@ pub fn start(
     observe: &mut Observer,
 ) -> Result<Finish> {
     cfg.out = Some(dir.to_path_buf());
+    let _lock = (world.rank() == 0).then(|| lock_dir(dir)).transpose()?;
     if world.rank() == 0 {
         let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
         fs::write(dir.join("config.toml"), toml_text)
@@ -343,6 +382,7 @@ pub fn resume(
     world: &dyn Collective,
     observe: &mut Observer,
 ) -> Result<(TrainConfig, Finish)> {
+    let _lock = (world.rank() == 0).then(|| lock_dir(dir)).transpose()?;
     let (path, cfg, mut state, input, classes) = newest_checkpoint(dir, observe)?;
     let (cfg, changes) = resumed_config(dir, &path, cfg, &state, opts)?;
     let loaded;
@@ -828,6 +868,20 @@ mod tests {
 
     fn keys(text: &str) -> toml::Table {
         toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn a_locked_directory_refuses_a_second_writer_naming_the_first() {
+        let tmp = tempfile::tempdir().unwrap();
+        let held = lock_dir(tmp.path()).unwrap();
+        let e = format!("{:#}", lock_dir(tmp.path()).unwrap_err());
+        let pid = std::process::id();
+        assert!(
+            e.contains(&format!("another process (pid {pid}) is writing it")),
+            "{e}"
+        );
+        drop(held);
+        lock_dir(tmp.path()).unwrap();
     }
 
     #[test]
