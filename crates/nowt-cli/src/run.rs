@@ -449,12 +449,21 @@ impl<'a> Shown<'a> {
     pub fn on(&mut self, p: Progress) -> ControlFlow<()> {
         let label = &self.label;
         match p {
+            Progress::WarmUp { batches } => {
+                self.say(format!(
+                    "{label}warming up B: {batches} noise batches before the first step"
+                ));
+            }
             Progress::Started {
                 epochs,
                 steps_per_epoch,
                 epoch,
                 step,
+                warmup_seconds,
             } => {
+                if warmup_seconds > 0.0 && epoch == 0 && step == 0 {
+                    self.say(format!("{label}warm-up done in {warmup_seconds:.1} s"));
+                }
                 self.epochs = epochs;
                 self.bar.set_length((epochs * steps_per_epoch) as u64);
                 self.bar

@@ -50,7 +50,11 @@ fn untimed_csv(dir: &Path) -> Vec<Vec<String>> {
         .collect();
     let keep: Vec<bool> = rows[0]
         .iter()
-        .map(|h| !h.starts_with("wall_time") && !h.starts_with("images_per_s"))
+        .map(|h| {
+            !["wall_time", "images_per_s", "warmup_min"]
+                .iter()
+                .any(|t| h.starts_with(t))
+        })
         .collect();
     rows.iter()
         .map(|r| {

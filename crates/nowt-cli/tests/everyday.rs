@@ -313,6 +313,53 @@ fn a_second_writer_of_a_run_is_refused_and_mixed_records_are_not_reported() {
     );
 }
 
+/// The mirror's warm-up is announced before it runs, timed, and counted in the run's total
+/// and the report's wall time.
+#[test]
+fn the_warm_up_is_shown_and_counted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let o = nowt(&[
+        "train",
+        "--rule",
+        "wm",
+        "--hidden",
+        "256,256",
+        "--wm-warmup-batches",
+        "2000",
+        "--epochs",
+        "2",
+        "--out",
+        run.to_str().unwrap(),
+    ]);
+    let err = stderr(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("warming up B: 2000 noise batches before the first step"),
+        "{err}"
+    );
+    assert!(err.contains("warm-up done in"), "{err}");
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let warmup = summary["warmup_seconds"].as_f64().unwrap();
+    let epochs: f64 = metrics(&run)
+        .iter()
+        .map(|r| r["seconds"].as_f64().unwrap())
+        .sum();
+    assert!(warmup > 0.0);
+    assert!(summary["total_seconds"].as_f64().unwrap() >= warmup + epochs);
+    let text = std::fs::read_to_string(run.join("summary.txt")).unwrap();
+    assert!(text.contains("of it the rule's warm-up"), "{text}");
+    let o = nowt(&["report", run.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = std::fs::read_to_string(run.join("report.md")).unwrap();
+    assert!(md.contains("| of it warm-up min |"), "{md}");
+    // Backprop has none to show.
+    let bp = tmp.path().join("bp");
+    let o = nowt(&["train", "--epochs", "1", "--out", bp.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("warming up"));
+}
+
 fn metrics_lines(run: &std::path::Path) -> usize {
     if run.join("metrics.jsonl").exists() {
         metrics(run).len()

@@ -136,7 +136,18 @@ fn interrupted_run_matches_uninterrupted(train: &[&str], min_interruptions: usiz
     }
     assert_eq!(untimed_metrics(&run), untimed_metrics(&reference));
     assert_eq!(final_state(&run), final_state(&reference));
-    assert!(run.join("summary.json").is_file());
+    // The total counts every process's seconds, not the last one's only.
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("summary.json")).unwrap()).unwrap();
+    let epochs: f64 = metrics(&run)
+        .iter()
+        .map(|r| r["seconds"].as_f64().unwrap())
+        .sum();
+    let total = summary["total_seconds"].as_f64().unwrap();
+    assert!(
+        total >= epochs,
+        "total_seconds {total} < the epochs' {epochs}"
+    );
 }
 
 #[test]

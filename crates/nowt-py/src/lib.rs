@@ -300,7 +300,7 @@ impl Callbacks {
                 self.warnings.push(w);
                 ControlFlow::Continue(())
             }
-            Progress::Started { .. } => ControlFlow::Continue(()),
+            Progress::Started { .. } | Progress::WarmUp { .. } => ControlFlow::Continue(()),
         }
     }
 }

@@ -17,7 +17,8 @@
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
-//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds`, `input_norm` (JSON: the per-channel
+//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds` (wall seconds trained so far, over
+//! every process), `warmup_seconds` (of which the rule's warm-up), `input_norm` (JSON: the per-channel
 //! `[mean, std]` the inputs are normalised by, `x ← (x − mean)/std` on values as decoded, 8-bit
 //! images as `k/255`), `checksum` (CRC-32 of every
 //! tensor's name and data, hex; verified on load).
@@ -150,7 +151,8 @@ pub fn to_bytes(
         ("best", json(&st.best)),
         ("selected", json(&st.selected)),
         ("last", json(&st.last)),
-        ("seconds", format!("{:?}", st.seconds_before)),
+        ("seconds", format!("{:?}", st.seconds)),
+        ("warmup_seconds", format!("{:?}", st.warmup_seconds)),
         ("input_norm", json(&st.input_norm)),
         ("checksum", checksum(st)),
     ]
@@ -292,9 +294,15 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
     }
     st.last = serde_json::from_value::<Option<EpochRecord>>(json("last")?)
         .map_err(|e| err(path, format!("metadata 'last': {e}")))?;
-    st.seconds_before = get("seconds")?
+    st.seconds = get("seconds")?
         .parse()
         .map_err(|_| err(path, "metadata 'seconds' is not a number"))?;
+    // Absent from checkpoints written before the warm-up was timed.
+    if let Some(w) = meta.get("warmup_seconds") {
+        st.warmup_seconds = w
+            .parse()
+            .map_err(|_| err(path, "metadata 'warmup_seconds' is not a number"))?;
+    }
     // Absent from checkpoints written before the normalisation was recorded.
     if meta.contains_key("input_norm") {
         st.input_norm = serde_json::from_value(json("input_norm")?)

@@ -61,6 +61,9 @@ pub struct EpochRecord {
 /// What the loop reports while it runs. Each event carries the state as it is after the
 /// event, consistent for a checkpoint.
 pub enum Event<'a> {
+    /// The rule's warm-up (`batches` noise batches on `B`, before the first step) is about to
+    /// run; it takes a while and nothing else is reported until it is done.
+    WarmUp { batches: usize },
     /// Training is about to start (or resume).
     Started {
         epochs: usize,
@@ -102,7 +105,13 @@ pub struct Summary {
     /// Model selection on the validation split (`val_fraction > 0`); `None`: none was done.
     #[serde(default)]
     pub selected: Option<Selection>,
+    /// Wall seconds over every process that trained the run: the warm-up, training and every
+    /// evaluation.
     pub total_seconds: f64,
+    /// Of which the rule's warm-up before the first step (0 for rules without one; `None` in
+    /// summaries written before the warm-up was timed).
+    #[serde(default)]
+    pub warmup_seconds: Option<f64>,
     pub last: EpochRecord,
 }
 
@@ -420,8 +429,11 @@ pub struct TrainState {
     pub selected: Option<(f64, usize, f64)>,
     /// The record of the last finished epoch.
     pub last: Option<EpochRecord>,
-    /// Training seconds before this process (from a resumed checkpoint).
-    pub seconds_before: f64,
+    /// Wall seconds the run has trained so far, over every process that trained it (warm-up,
+    /// steps and evaluations), as of the last event.
+    pub seconds: f64,
+    /// Of which the rule's warm-up.
+    pub warmup_seconds: f64,
     /// `(‖W₀‖, ‖B₀‖)` of every weight layer, bottom to top: the divergence check's reference
     /// (drawn again from the seed when a checkpoint is loaded).
     pub initial_norms: Vec<(f64, f64)>,
@@ -452,7 +464,8 @@ impl TrainState {
             best: None,
             selected: None,
             last: None,
-            seconds_before: 0.0,
+            seconds: 0.0,
+            warmup_seconds: 0.0,
         }
     }
 }
@@ -661,10 +674,21 @@ fn run(
     let probe_idx: Vec<usize> = (0..cfg.probe_size.min(data.train.len())).collect();
     let (probe_x, probe_y) = data.train.batch(&probe_idx)?;
 
+    // Every second from here on counts, the warm-up's too.
+    let (start, before) = (Instant::now(), st.seconds);
     if !st.warmed_up {
+        let batches = rule.warmup_batches();
+        if batches > 0 && on_event(Event::WarmUp { batches }).is_break() {
+            return Ok(Outcome::Stopped);
+        }
         rule.before_training(&mut st.net.weight_layers_mut(), &mut st.rng_mirror);
         st.warmed_up = true;
+        // Exactly 0 for a rule without a warm-up.
+        if batches > 0 {
+            st.warmup_seconds = start.elapsed().as_secs_f64();
+        }
     }
+    st.seconds = before + start.elapsed().as_secs_f64();
     if on_event(Event::Started {
         epochs: cfg.epochs,
         steps_per_epoch: steps,
@@ -675,7 +699,6 @@ fn run(
         return Ok(Outcome::Stopped);
     }
 
-    let start = Instant::now();
     while st.epoch < cfg.epochs {
         let epoch = st.epoch;
         let t0 = Instant::now();
@@ -742,6 +765,7 @@ fn run(
                 st.sums.seen += global;
                 st.step += 1;
                 let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
+                st.seconds = before + start.elapsed().as_secs_f64();
                 if on_event(Event::Step {
                     epoch: epoch + 1,
                     step: step + 1,
@@ -795,6 +819,7 @@ fn run(
         st.step = 0;
         st.sums = EpochSums::default();
         st.last = Some(record);
+        st.seconds = before + start.elapsed().as_secs_f64();
         let record = st.last.as_ref().expect("just set");
         if on_event(Event::Epoch { record, state: st }).is_break() {
             return Ok(Outcome::Stopped);
@@ -810,7 +835,8 @@ fn run(
             val_top1_err: v,
             test_top1_err: t,
         }),
-        total_seconds: st.seconds_before + start.elapsed().as_secs_f64(),
+        total_seconds: st.seconds,
+        warmup_seconds: Some(st.warmup_seconds),
         last: st.last.clone().expect("at least one epoch"),
     })))
 }

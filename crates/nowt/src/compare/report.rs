@@ -21,6 +21,9 @@ pub struct Run {
     /// One per finished epoch, in order.
     pub epochs: Vec<EpochRecord>,
     pub finished: bool,
+    /// The rule's warm-up in seconds, from the summary of a finished run (`None` before runs
+    /// timed it).
+    pub warmup_seconds: Option<f64>,
     /// Why it stopped, if it failed (`failed.txt`).
     pub failed: Option<String>,
 }
@@ -55,6 +58,10 @@ impl Run {
             cfg,
             epochs,
             finished: dir.join("summary.json").exists(),
+            warmup_seconds: fs::read_to_string(dir.join("summary.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str::<crate::train::Summary>(&t).ok())
+                .and_then(|s| s.warmup_seconds),
             failed: fs::read_to_string(dir.join(super::FAILED))
                 .ok()
                 .map(|s| s.trim().to_string()),
@@ -332,7 +339,7 @@ fn last(r: &Run) -> Option<&EpochRecord> {
     r.epochs.last()
 }
 
-const COLUMNS: [Column; 11] = [
+const COLUMNS: [Column; 12] = [
     Column {
         name: "final test top-1 err %",
         key: "final_test_top1_err_pct",
@@ -401,7 +408,16 @@ const COLUMNS: [Column; 11] = [
     Column {
         name: "wall time min",
         key: "wall_time_min",
-        value: |r| Some(r.epochs.iter().fold(0.0, |t, e| t + e.seconds) / 60.0),
+        value: |r| {
+            let epochs = r.epochs.iter().fold(0.0, |t, e| t + e.seconds);
+            Some((epochs + r.warmup_seconds.unwrap_or(0.0)) / 60.0)
+        },
+        digits: 1,
+    },
+    Column {
+        name: "of it warm-up min",
+        key: "warmup_min",
+        value: |r| r.warmup_seconds.map(|w| w / 60.0),
         digits: 1,
     },
     Column {

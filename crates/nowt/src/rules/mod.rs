@@ -70,6 +70,12 @@ pub trait Rule<T: Real>: Send + Sync {
         None
     }
 
+    /// Noise batches [`Rule::before_training`] runs (the mirror family's warm-up; 0: none), so
+    /// that front ends can say what the wait before the first step is.
+    fn warmup_batches(&self) -> usize {
+        0
+    }
+
     /// Work on `B` before the first training step (the weight mirror's warm-up).
     fn before_training(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
 

@@ -84,6 +84,10 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         self.inner.shared_update_decay(weight_decay)
     }
 
+    fn warmup_batches(&self) -> usize {
+        self.inner.warmup_batches()
+    }
+
     fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
         self.inner.before_training(layers, rng)
     }

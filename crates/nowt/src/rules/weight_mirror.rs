@@ -248,6 +248,9 @@ impl<T: Real, C: NoiseStep> Rule<T> for NoiseRule<C> {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
         Cow::Borrowed(&p.feedback)
     }
+    fn warmup_batches(&self) -> usize {
+        self.cfg.warmup_batches()
+    }
     fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
         noise_batches(layers, self.cfg.warmup_batches(), rng, |l, rng| {
             self.cfg.step(l, rng)
@@ -282,6 +285,9 @@ impl<T: Real> Rule<T> for WeightMirror {
         if self.cfg.init == MirrorInit::Zero {
             p.feedback.apply(|_| T::zero());
         }
+    }
+    fn warmup_batches(&self) -> usize {
+        self.cfg.warmup_batches
     }
     fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
         self.mirror(layers, self.cfg.warmup_batches, rng);

@@ -54,12 +54,17 @@ pub struct RunOpts {
 /// What a run reports while it trains. Answering [`ControlFlow::Break`] to a step or an epoch
 /// stops the run after checkpointing it.
 pub enum Progress<'a> {
-    /// Training starts (or resumes) at `epoch` (0-based, finished epochs) and `step` of it.
+    /// The rule's warm-up of `B` (`batches` noise batches before the first step) starts; nothing
+    /// else is reported until it is done.
+    WarmUp { batches: usize },
+    /// Training starts (or resumes) at `epoch` (0-based, finished epochs) and `step` of it;
+    /// the warm-up took `warmup_seconds` (0 without one).
     Started {
         epochs: usize,
         steps_per_epoch: usize,
         epoch: usize,
         step: usize,
+        warmup_seconds: f64,
     },
     /// A training step finished (`epoch` and `step` 1-based).
     Step {
@@ -648,6 +653,10 @@ fn drive(
     let mut failure: Option<anyhow::Error> = None;
     let mut steps_per_epoch = 1usize;
     let result = crate::train::train_from_on(cfg, data, &mut state, world, &mut |ev| match ev {
+        Event::WarmUp { batches } => {
+            let _ = observe(Progress::WarmUp { batches });
+            ControlFlow::Continue(())
+        }
         Event::Started {
             epochs,
             steps_per_epoch: per_epoch,
@@ -659,6 +668,7 @@ fn drive(
                 steps_per_epoch,
                 epoch: state.epoch,
                 step: state.step,
+                warmup_seconds: state.warmup_seconds,
             });
             ControlFlow::Continue(())
         }
@@ -810,8 +820,12 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         pct(r.train.top1_err)
     );
     t += &layer_table(r);
+    let warmup = match s.warmup_seconds {
+        Some(w) if w > 0.0 => format!(", {w:.1} s of it the rule's warm-up"),
+        _ => String::new(),
+    };
     t += &format!(
-        "  {:.1} s in all, {:.0} train images/s in the last epoch ({:.1} s of it waiting for data)\n",
+        "  {:.1} s in all{warmup}, {:.0} train images/s in the last epoch ({:.1} s of it waiting for data)\n",
         s.total_seconds, r.images_per_s, r.data_wait_s
     );
     t
