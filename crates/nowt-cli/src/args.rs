@@ -230,138 +230,88 @@ pub struct TrainArgs {
     /// [default: none].
     #[arg(long)]
     pub preset: Option<String>,
-    /// Learning rule: backprop (bp), feedback-alignment (fa), sign-symmetry (ss), weight-mirror (wm), kolen-pollack (kp). [default: backprop]
-    #[arg(long, value_parser = rule)]
+    #[arg(long, help = nowt::config::key_help("rule"), value_parser = rule)]
     pub rule: Option<RuleKind>,
-    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50
-    /// (ImageNet) [default: mlp].
-    #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
+    #[arg(long, help = nowt::config::key_help("model"), value_parser = name::<nowt::config::ModelKind>)]
     pub model: Option<nowt::config::ModelKind>,
-    /// MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000). [default: 256]
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, help = nowt::config::key_help("hidden"), value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
-    /// MLP nonlinearity: relu, tanh, sigmoid. [default: relu]
-    #[arg(long, value_parser = name::<nowt::layers::ActivationKind>)]
+    #[arg(long, help = nowt::config::key_help("activation"), value_parser = name::<nowt::layers::ActivationKind>)]
     pub activation: Option<nowt::layers::ActivationKind>,
-    /// Dataset: digits (embedded), mnist, fashion-mnist, cifar10, cifar100, image-folder. [default: digits]
-    #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
+    #[arg(long, help = nowt::config::key_help("dataset"), value_parser = name::<nowt::data::DatasetKind>)]
     pub dataset: Option<nowt::data::DatasetKind>,
-    /// Directory holding the dataset's files [default: data/mnist for mnist, Debian's directory for
-    /// fashion-mnist, ../shared/data/cifar10-jpeg.tar.gz for cifar10, data/cifar-100-binary].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("data_dir"))]
     pub data_dir: Option<PathBuf>,
-    /// Passes over the training set [default: 20].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("epochs"))]
     pub epochs: Option<usize>,
-    /// Samples per training step [default: 128].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("batch_size"))]
     pub batch_size: Option<usize>,
-    /// Base learning rate η [default: 0.01].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("lr"), allow_negative_numbers = true)]
     pub lr: Option<f64>,
-    /// Optimiser: sgd, adam (weight decay added to the gradient) or adamw (decoupled).
-    /// [default: sgd]
-    #[arg(long, value_parser = name::<nowt::optim::OptimizerKind>)]
+    #[arg(long, help = nowt::config::key_help("optimizer"), value_parser = name::<nowt::optim::OptimizerKind>)]
     pub optimizer: Option<nowt::optim::OptimizerKind>,
-    /// Adam's β₁ [default: 0.9].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("adam_beta1"), allow_negative_numbers = true)]
     pub adam_beta1: Option<f64>,
-    /// Adam's β₂ [default: 0.999].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("adam_beta2"), allow_negative_numbers = true)]
     pub adam_beta2: Option<f64>,
-    /// Adam's ε [default: 1e-8].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("adam_eps"), allow_negative_numbers = true)]
     pub adam_eps: Option<f64>,
-    /// SGD momentum μ, PyTorch's form [default: 0.9].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("momentum"), allow_negative_numbers = true)]
     pub momentum: Option<f64>,
-    /// Use Nesterov momentum [default: off].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("nesterov"))]
     pub nesterov: bool,
-    /// Decay every parameter (biases, batch norm) by --weight-decay, as BioTorch does [default:
-    /// off: weights only].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("decay_all"))]
     pub decay_all: bool,
-    /// Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the
-    /// ImageNet random-resized crop and flip [default: off].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("augment"))]
     pub augment: bool,
-    /// Several ranks (mpirun): batch norm normalises by the whole global batch's statistics,
-    /// summed over the ranks, so K ranks reproduce one [default: off: each rank's own share].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("sync_bn"))]
     pub sync_bn: bool,
-    /// Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop). [default: 0, the images' own size]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("image_size"))]
     pub image_size: Option<usize>,
-    /// Train on a seeded random subset of N training samples (0: all). [default: 0]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("train_limit"))]
     pub train_limit: Option<usize>,
-    /// Evaluate on a seeded random subset of N test samples (0: all). [default: 0]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("test_limit"))]
     pub test_limit: Option<usize>,
-    /// Threads that decode and augment batches in the background. [default: 1]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("data_threads"))]
     pub data_threads: Option<usize>,
-    /// Weight decay λ on weights, not biases (Kolen-Pollack's λ for W and B too, unless --kp-decay gives its own) [default: 1e-4].
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("weight_decay"), allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Learning-rate schedule: constant, multistep, cosine. [default: cosine]
-    #[arg(long, value_parser = name::<nowt::optim::ScheduleKind>)]
+    #[arg(long, help = nowt::config::key_help("schedule"), value_parser = name::<nowt::optim::ScheduleKind>)]
     pub schedule: Option<nowt::optim::ScheduleKind>,
-    /// Multistep milestones in epochs, comma-separated. [default: none]
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, help = nowt::config::key_help("milestones"), value_delimiter = ',')]
     pub milestones: Option<Vec<usize>>,
-    /// Multistep factor. [default: 0.1]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("gamma"), allow_negative_numbers = true)]
     pub gamma: Option<f64>,
-    /// Linear warm-up length in epochs. [default: 0]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("warmup_epochs"), allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
-    /// Seeds W, B, shuffling, augmentation, the validation split and mirror noise [default: 0].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("seed"))]
     pub seed: Option<u64>,
-    /// Worker threads (0: one per core) [default: 0].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("threads"))]
     pub threads: Option<usize>,
-    /// Fraction of the training set held out for validation. [default: 0]
-    #[arg(long, allow_negative_numbers = true)]
+    #[arg(long, help = nowt::config::key_help("val_fraction"), allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
-    /// Samples in the fixed probe batch for δ-angles. [default: 256]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("probe_size"))]
     pub probe_size: Option<usize>,
-    /// Run directory (must not exist yet, or be empty). [default: runs/<dataset>-<model>-<rule>-s<seed>-<time>]
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("out"))]
     pub out: Option<PathBuf>,
-    /// The output layer's error: same (the rule) or backprop (M = W at the top weight layer,
-    /// the rule below it: the output-layer ablation). [default: same]
-    #[arg(long, value_parser = name::<nowt::rules::OutputLayerRule>)]
+    #[arg(long, help = nowt::config::key_help("output_layer_rule"), value_parser = name::<nowt::rules::OutputLayerRule>)]
     pub output_layer_rule: Option<nowt::rules::OutputLayerRule>,
-    /// The CIFAR ResNets' shortcut where a stage begins: projection (1×1 conv + batch norm, He et
-    /// al.'s option B) or identity (subsampling with zero-padded channels, option A, BioTorch's).
-    /// [default: projection]
-    #[arg(long, value_parser = name::<nowt::layers::Shortcut>)]
+    #[arg(long, help = nowt::config::key_help("shortcut"), value_parser = name::<nowt::layers::Shortcut>)]
     pub shortcut: Option<nowt::layers::Shortcut>,
-    /// How W and B are first drawn: he (N(0, init_std²) at the model's He scale) or
-    /// xavier-uniform (BioTorch's, for W, B and DFA's D). [default: he]
-    #[arg(long, value_parser = name::<nowt::params::Init>)]
+    #[arg(long, help = nowt::config::key_help("init"), value_parser = name::<nowt::params::Init>)]
     pub init: Option<nowt::params::Init>,
     #[command(flatten)]
     pub knobs: RuleKnobs,
     /// Also print a progress line every N training steps (0: only per epoch).
     #[arg(long, default_value_t = 0)]
     pub log_every: usize,
-    /// Stop when a batch's training loss exceeds this multiple of ln(classes) [default: 100].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("divergence_loss_factor"))]
     pub divergence_loss_factor: Option<f64>,
-    /// Stop when a layer's ‖W‖ or ‖B‖ grows to this multiple of its initial norm [default: 1000].
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("divergence_weight_factor"))]
     pub divergence_weight_factor: Option<f64>,
-    /// Do not stop a run whose loss or weights explode (non-finite values always stop it).
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("allow_divergence"))]
     pub allow_divergence: bool,
-    /// Also write TensorBoard event files in the run's tb/ (every metrics scalar per epoch, the
-    /// step loss every --log-every steps).
-    #[arg(long)]
+    #[arg(long, help = nowt::config::key_help("tensorboard"))]
     pub tensorboard: bool,
     /// No progress bar or per-epoch lines.
     #[arg(long, short)]

@@ -715,6 +715,16 @@ fn defaults_json() -> String {
     serde_json::to_string(&TrainConfig::default()).expect("json")
 }
 
+/// Every config key's doc, as `nowt train --help` shows it (without the default).
+#[pyfunction]
+fn key_docs<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (key, doc) in nowt::config::KEY_DOCS {
+        d.set_item(key, doc)?;
+    }
+    Ok(d)
+}
+
 /// Whether `dir` holds a finished run.
 #[pyfunction]
 fn finished(dir: PathBuf) -> bool {
@@ -743,6 +753,7 @@ fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_json, m)?)?;
     m.add_function(wrap_pyfunction!(presets, m)?)?;
     m.add_function(wrap_pyfunction!(defaults_json, m)?)?;
+    m.add_function(wrap_pyfunction!(key_docs, m)?)?;
     m.add_function(wrap_pyfunction!(finished, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -187,6 +187,11 @@ def test_keys_mirror_the_config(tmp_path):
     assert {"backprop", "weight-mirror", "kolen-pollack"} <= names
     assert any(k["key"] == "rules.wm.lr" for r in nowt.rules() for k in r["knobs"])
     assert "epochs = " in nowt.train.__doc__ and "rules.wm.lr" in nowt.train.__doc__
+    # Each key's doc is the one `nowt train --help` shows for its flag.
+    help_text = subprocess.run([nowt_bin(), "train", "--help"], capture_output=True, text=True).stdout
+    for key in ("lr", "val_fraction", "shortcut", "tensorboard"):
+        doc = nowt._nowt.key_docs()[key]
+        assert doc in nowt.train.__doc__ and doc in " ".join(help_text.split()), key
 
 
 def test_on_epoch_sees_every_record_and_false_stops_a_resumable_run(tmp_path):

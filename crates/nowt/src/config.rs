@@ -97,6 +97,192 @@ impl ModelKind {
     }
 }
 
+/// Every config key (as in `config.toml`) with what it means: `nowt train --help` shows these
+/// for its flags and the Python package's `help(nowt.train)` for its keyword arguments, each with
+/// the default from [`TrainConfig::default`] ([`key_help`]). A test keeps it complete.
+pub const KEY_DOCS: [(&str, &str); 39] = [
+    (
+        "rule",
+        "Learning rule, by name or alias (nowt rules lists all eleven).",
+    ),
+    (
+        "model",
+        "Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).",
+    ),
+    (
+        "shortcut",
+        "The CIFAR ResNets' shortcut where a stage begins: projection (1×1 conv + batch norm, He et al.'s option B) or identity (subsampling with zero-padded channels, option A, BioTorch's).",
+    ),
+    (
+        "hidden",
+        "MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000).",
+    ),
+    (
+        "activation",
+        "MLP nonlinearity: relu, tanh, sigmoid.",
+    ),
+    (
+        "dataset",
+        "Dataset: digits (embedded), mnist, fashion-mnist, cifar10, cifar100, image-folder (arrays: given by the Python package's data=).",
+    ),
+    (
+        "data_dir",
+        "Directory holding the dataset's files. [default: data/mnist for mnist, Debian's directory for fashion-mnist, ../shared/data/cifar10-jpeg.tar.gz for cifar10, data/cifar-100-binary]",
+    ),
+    (
+        "epochs",
+        "Passes over the training set.",
+    ),
+    (
+        "batch_size",
+        "Samples per training step.",
+    ),
+    (
+        "lr",
+        "Base learning rate η.",
+    ),
+    (
+        "optimizer",
+        "Optimiser: sgd, adam (weight decay added to the gradient) or adamw (decoupled).",
+    ),
+    (
+        "momentum",
+        "SGD momentum μ, PyTorch's form.",
+    ),
+    (
+        "nesterov",
+        "Use Nesterov momentum.",
+    ),
+    (
+        "weight_decay",
+        "Weight decay λ on weights, not biases (Kolen-Pollack's λ for W and B too, unless rules.kp_decay gives its own).",
+    ),
+    (
+        "decay_all",
+        "Decay every parameter (biases, batch norm) by weight_decay, as BioTorch does.",
+    ),
+    (
+        "adam_beta1",
+        "Adam's β₁.",
+    ),
+    (
+        "adam_beta2",
+        "Adam's β₂.",
+    ),
+    (
+        "adam_eps",
+        "Adam's ε.",
+    ),
+    (
+        "schedule",
+        "Learning-rate schedule: constant, multistep, cosine.",
+    ),
+    (
+        "milestones",
+        "Multistep milestones in epochs, comma-separated.",
+    ),
+    (
+        "gamma",
+        "Multistep factor.",
+    ),
+    (
+        "warmup_epochs",
+        "Linear warm-up length in epochs.",
+    ),
+    (
+        "seed",
+        "Seeds W, B, shuffling, augmentation, the validation split and mirror noise.",
+    ),
+    (
+        "threads",
+        "Worker threads (0: one per core).",
+    ),
+    (
+        "val_fraction",
+        "Fraction of the training set held out for validation.",
+    ),
+    (
+        "probe_size",
+        "Samples in the fixed probe batch for δ-angles.",
+    ),
+    (
+        "augment",
+        "Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the ImageNet random-resized crop and flip.",
+    ),
+    (
+        "sync_bn",
+        "Several ranks (mpirun): batch norm normalises by the whole global batch's statistics, summed over the ranks, so K ranks reproduce one.",
+    ),
+    (
+        "image_size",
+        "Image folders: ImageNet transforms to S×S (evaluation: resize to S·256/224, centre crop). [default: 0, the images' own size]",
+    ),
+    (
+        "train_limit",
+        "Train on a seeded random subset of N training samples (0: all).",
+    ),
+    (
+        "test_limit",
+        "Evaluate on a seeded random subset of N test samples (0: all).",
+    ),
+    (
+        "data_threads",
+        "Threads that decode and augment batches in the background.",
+    ),
+    (
+        "divergence_loss_factor",
+        "Stop when a batch's training loss exceeds this multiple of ln(classes).",
+    ),
+    (
+        "divergence_weight_factor",
+        "Stop when a layer's ‖W‖ or ‖B‖ grows to this multiple of its initial norm.",
+    ),
+    (
+        "allow_divergence",
+        "Do not stop a run whose loss or weights explode (non-finite values always stop it).",
+    ),
+    (
+        "tensorboard",
+        "Also write TensorBoard event files in the run's tb/ (every metrics scalar per epoch, the step loss every log_every steps).",
+    ),
+    (
+        "out",
+        "Run directory (must not exist yet, or be empty). [default: runs/<dataset>-<model>-<rule>-s<seed>-<time>]",
+    ),
+    (
+        "output_layer_rule",
+        "The output layer's error: same (the rule) or backprop (M = W at the top weight layer, the rule below it: the output-layer ablation).",
+    ),
+    (
+        "init",
+        "How W and B are first drawn: he (N(0, init_std²) at the model's He scale) or xavier-uniform (BioTorch's, for W, B and DFA's D).",
+    ),
+];
+
+/// What `key` means with its default: `nowt train --help`'s text for the key's flag, and the
+/// Python package's for its keyword argument.
+pub fn key_help(key: &str) -> String {
+    let doc = KEY_DOCS
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or("", |(_, d)| *d);
+    if doc.contains("[default:") {
+        return doc.to_string();
+    }
+    fn show(v: &toml::Value) -> String {
+        match v {
+            toml::Value::String(s) => s.clone(),
+            toml::Value::Array(a) => a.iter().map(show).collect::<Vec<_>>().join(","),
+            other => other.to_string(),
+        }
+    }
+    let defaults = toml::Table::try_from(TrainConfig::default()).expect("the defaults serialise");
+    match defaults.get(key) {
+        Some(v) => format!("{doc} [default: {}]", show(v)),
+        None => format!("{doc} [default: none]"),
+    }
+}
+
 /// The widest layer a config may ask for (larger requests are mistakes, not models).
 pub const MAX_WIDTH: usize = 1 << 20;
 
@@ -417,5 +603,39 @@ impl TrainConfig {
         } else {
             self.threads
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every config key but the rules' section has its doc (which `nowt train --help` and
+    /// Python's `help(nowt.train)` show), and every doc is of a key.
+    #[test]
+    fn every_key_is_documented_once() {
+        let defaults = toml::Table::try_from(TrainConfig::default()).unwrap();
+        let mut keys: Vec<&str> = defaults
+            .keys()
+            .map(String::as_str)
+            .filter(|k| *k != "rules")
+            .collect();
+        for optional in ["data_dir", "out", "milestones"] {
+            if !keys.contains(&optional) {
+                keys.push(optional);
+            }
+        }
+        let mut documented: Vec<&str> = KEY_DOCS.iter().map(|(k, _)| *k).collect();
+        keys.sort_unstable();
+        documented.sort_unstable();
+        assert_eq!(keys, documented);
+        assert_eq!(key_help("lr"), "Base learning rate η. [default: 0.01]");
+        assert_eq!(
+            key_help("hidden"),
+            "MLP hidden sizes, comma-separated (e.g. 500 or 1000,1000). [default: 256]"
+        );
+        assert!(
+            key_help("out").ends_with("[default: runs/<dataset>-<model>-<rule>-s<seed>-<time>]")
+        );
     }
 }

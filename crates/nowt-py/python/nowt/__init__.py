@@ -445,11 +445,15 @@ def check(models: Iterable[str] = (), rules: Iterable[str] = ()) -> list[dict]:
 
 
 def _keys_doc() -> str:
-    lines = ["", "Config keys and their defaults:", ""]
+    """Every config key with its default and its doc (the text of ``nowt train --help``), then
+    every rule knob: appended to :func:`train`'s docstring."""
+    docs = _nowt.key_docs()
+    lines = ["", "Config keys (as in config.toml; flags of `nowt train`), defaults and meaning:", ""]
     for k, v in defaults().items():
         if isinstance(v, dict):
             continue
         lines.append(f"    {k} = {v!r}")
+        lines.append(f"        {docs.get(k, '')}")
     lines += ["", "Rule knobs (a dict under rules=, e.g. rules={'wm': {'lr': 0.05}}):", ""]
     for r in rules():
         for kn in r["knobs"]:
