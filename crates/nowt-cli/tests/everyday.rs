@@ -138,31 +138,22 @@ fn off_a_terminal_every_epoch_is_a_plain_line_and_the_run_directory_comes_first(
 fn sigterm_checkpoints_prints_the_resume_command_and_exits_143() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let child = nowt_cmd(&[
-        "train",
-        "--hidden",
-        "512,512",
-        "--epochs",
-        "50",
-        "--batch-size",
-        "8",
-        "--lr",
-        "0.01",
-        "--out",
-        run.to_str().unwrap(),
-    ])
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let start = Instant::now();
-    while metrics_lines(&run) < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no epoch in a minute"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_first_epoch(
+        &[
+            "train",
+            "--hidden",
+            "512,512",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "8",
+            "--lr",
+            "0.01",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &run,
+    );
     std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
@@ -225,29 +216,20 @@ fn a_closed_pipe_never_kills_a_run_and_sighup_checkpoints() {
     }
 
     let run = tmp.path().join("hup");
-    let child = nowt_cmd(&[
-        "train",
-        "--hidden",
-        "512,512",
-        "--epochs",
-        "50",
-        "--batch-size",
-        "8",
-        "--out",
-        run.to_str().unwrap(),
-    ])
-    .stderr(Stdio::piped())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let start = Instant::now();
-    while metrics_lines(&run) < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no epoch in a minute"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_first_epoch(
+        &[
+            "train",
+            "--hidden",
+            "512,512",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "8",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &run,
+    );
     std::process::Command::new("kill")
         .args(["-HUP", &child.id().to_string()])
         .status()
@@ -265,29 +247,20 @@ fn a_closed_pipe_never_kills_a_run_and_sighup_checkpoints() {
 fn a_second_writer_of_a_run_is_refused_and_mixed_records_are_not_reported() {
     let tmp = tempfile::tempdir().unwrap();
     let run = tmp.path().join("run");
-    let child = nowt_cmd(&[
-        "train",
-        "--hidden",
-        "512,512",
-        "--epochs",
-        "4",
-        "--batch-size",
-        "16",
-        "--out",
-        run.to_str().unwrap(),
-    ])
-    .stderr(Stdio::null())
-    .stdout(Stdio::null())
-    .spawn()
-    .unwrap();
-    let start = Instant::now();
-    while metrics_lines(&run) < 1 {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "no epoch in a minute"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let child = spawn_until_first_epoch(
+        &[
+            "train",
+            "--hidden",
+            "512,512",
+            "--epochs",
+            "4",
+            "--batch-size",
+            "16",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &run,
+    );
     let o = nowt(&["train", "--resume", run.to_str().unwrap()]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -358,6 +331,25 @@ fn the_warm_up_is_shown_and_counted() {
     let bp = tmp.path().join("bp");
     let o = nowt(&["train", "--epochs", "1", "--out", bp.to_str().unwrap()]);
     assert!(!stderr(&o).contains("warming up"));
+}
+
+/// `nowt ARGS` started with stdout discarded and stderr kept, returned once its run directory
+/// `run` has a first epoch's record.
+fn spawn_until_first_epoch(args: &[&str], run: &std::path::Path) -> std::process::Child {
+    let child = nowt_cmd(args)
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while metrics_lines(run) < 1 {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no epoch in a minute"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child
 }
 
 fn metrics_lines(run: &std::path::Path) -> usize {

@@ -702,9 +702,14 @@ fn rules_json() -> String {
 /// The presets: name → TOML text.
 #[pyfunction]
 fn presets<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+    str_dict(py, &nowt::run::PRESETS)
+}
+
+/// A dict of `(name, text)` pairs.
+fn str_dict<'py>(py: Python<'py>, pairs: &[(&str, &str)]) -> PyResult<Bound<'py, PyDict>> {
     let d = PyDict::new(py);
-    for (name, text) in nowt::run::PRESETS {
-        d.set_item(name, text)?;
+    for (k, v) in pairs {
+        d.set_item(k, v)?;
     }
     Ok(d)
 }
@@ -718,11 +723,7 @@ fn defaults_json() -> String {
 /// Every config key's doc, as `nowt train --help` shows it (without the default).
 #[pyfunction]
 fn key_docs<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-    let d = PyDict::new(py);
-    for (key, doc) in nowt::config::KEY_DOCS {
-        d.set_item(key, doc)?;
-    }
-    Ok(d)
+    str_dict(py, &nowt::config::KEY_DOCS)
 }
 
 /// Whether `dir` holds a finished run.
