@@ -740,7 +740,6 @@ fn _nowt(m: &Bound<PyModule>) -> PyResult<()> {
     m.add("DataError", py.get_type::<DataError>())?;
     m.add("DivergedError", py.get_type::<DivergedError>())?;
     m.add("CheckpointError", py.get_type::<CheckpointError>())?;
-    m.add("KeyboardInterrupt", py.get_type::<PyKeyboardInterrupt>())?;
     m.add_function(wrap_pyfunction!(train, m)?)?;
     m.add_function(wrap_pyfunction!(resume, m)?)?;
     m.add_function(wrap_pyfunction!(compare, m)?)?;
