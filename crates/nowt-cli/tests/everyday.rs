@@ -137,28 +137,7 @@ fn off_a_terminal_every_epoch_is_a_plain_line_and_the_run_directory_comes_first(
 #[test]
 fn sigterm_checkpoints_prints_the_resume_command_and_exits_143() {
     let tmp = tempfile::tempdir().unwrap();
-    let run = tmp.path().join("run");
-    let child = spawn_until_first_epoch(
-        &[
-            "train",
-            "--hidden",
-            "512,512",
-            "--epochs",
-            "50",
-            "--batch-size",
-            "8",
-            "--lr",
-            "0.01",
-            "--out",
-            run.to_str().unwrap(),
-        ],
-        &run,
-    );
-    std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (out, run) = signal_a_training_run(tmp.path(), "-TERM");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(143), "{err}");
     assert!(
@@ -215,26 +194,7 @@ fn a_closed_pipe_never_kills_a_run_and_sighup_checkpoints() {
         assert_eq!(out.status.code(), Some(0), "{cmd:?}: {err}");
     }
 
-    let run = tmp.path().join("hup");
-    let child = spawn_until_first_epoch(
-        &[
-            "train",
-            "--hidden",
-            "512,512",
-            "--epochs",
-            "50",
-            "--batch-size",
-            "8",
-            "--out",
-            run.to_str().unwrap(),
-        ],
-        &run,
-    );
-    std::process::Command::new("kill")
-        .args(["-HUP", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let (out, run) = signal_a_training_run(tmp.path(), "-HUP");
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(129), "{err}");
     assert!(err.contains("SIGHUP; checkpoint saved"), "{err}");
@@ -331,6 +291,34 @@ fn the_warm_up_is_shown_and_counted() {
     let bp = tmp.path().join("bp");
     let o = nowt(&["train", "--epochs", "1", "--out", bp.to_str().unwrap()]);
     assert!(!stderr(&o).contains("warming up"));
+}
+
+/// A long training run in `<tmp>/<signal>` sent `signal` (`-TERM`) once it has a first epoch's
+/// record: how it ended, and its directory.
+fn signal_a_training_run(
+    tmp: &std::path::Path,
+    signal: &str,
+) -> (std::process::Output, std::path::PathBuf) {
+    let run = tmp.join(signal.trim_start_matches('-'));
+    let child = spawn_until_first_epoch(
+        &[
+            "train",
+            "--hidden",
+            "512,512",
+            "--epochs",
+            "50",
+            "--batch-size",
+            "8",
+            "--out",
+            run.to_str().unwrap(),
+        ],
+        &run,
+    );
+    std::process::Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    (child.wait_with_output().unwrap(), run)
 }
 
 /// `nowt ARGS` started with stdout discarded and stderr kept, returned once its run directory

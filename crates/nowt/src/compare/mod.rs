@@ -11,7 +11,6 @@ pub mod sweep;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 
@@ -171,10 +170,7 @@ fn out_dir(spec: &Spec, world: &dyn Collective) -> Result<PathBuf> {
             world.size()
         ),
         None => {
-            let secs = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let secs = crate::run::unix_seconds();
             let what = spec.preset.clone().unwrap_or_else(|| "runs".into());
             PathBuf::from(format!("runs/compare-{what}-{secs}"))
         }

@@ -207,6 +207,14 @@ fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
     strip(a) == strip(b)
 }
 
+/// Whole seconds since the Unix epoch (0 if the clock is before it): what new run and
+/// comparison directories are named by.
+pub fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// A fresh run directory, created: the config's `out` (which must be absent or empty), or a new
 /// one under `runs/` named after the dataset, model, rule, seed and time.
 pub fn new_dir(c: &TrainConfig) -> Result<PathBuf> {
@@ -222,10 +230,7 @@ pub fn new_dir(c: &TrainConfig) -> Result<PathBuf> {
             d.clone()
         }
         None => {
-            let t = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let t = unix_seconds();
             let base = format!(
                 "runs/{}-{}-{}-s{}-{t}",
                 c.dataset.name(),
