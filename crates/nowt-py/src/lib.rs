@@ -247,60 +247,50 @@ impl Callbacks {
         }
     }
 
-    /// Runs a callback with the GIL; `False`, an exception or Ctrl-C asks the run to stop.
-    fn call(&mut self, f: impl FnOnce(Python) -> PyResult<bool>) -> ControlFlow<()> {
-        if SIGINT.load(Ordering::SeqCst) != 0 {
+    /// What the run is told after `p`: stop on Ctrl-C (looked for at every step and epoch,
+    /// callback or not), else run the callback due, if any, with the GIL (taken only then);
+    /// `False` or an exception from it stops the run.
+    fn on(&mut self, p: Progress) -> ControlFlow<()> {
+        if matches!(p, Progress::Step { .. } | Progress::Epoch { .. })
+            && SIGINT.load(Ordering::SeqCst) != 0
+        {
             self.interrupted = true;
             return ControlFlow::Break(());
         }
-        let result = Python::attach(f);
-        match result {
+        let answer = match p {
+            Progress::Step { step, loss, .. } => match &self.on_step {
+                Some(f) if self.log_every > 0 && step % self.log_every == 0 => {
+                    Python::attach(|py| keep_going(&f.call1(py, (step, loss))?.into_bound(py)))
+                }
+                _ => Ok(true),
+            },
+            Progress::Epoch { record } => match &self.on_epoch {
+                Some(f) => {
+                    let mut value = serde_json::to_value(record).expect("records serialise");
+                    if let (Some(label), Some(m)) = (&self.label, value.as_object_mut()) {
+                        m.insert("run".into(), label.clone().into());
+                    }
+                    let json = value.to_string();
+                    Python::attach(|py| {
+                        let rec = py.import("json")?.call_method1("loads", (json,))?;
+                        keep_going(&f.call1(py, (rec,))?.into_bound(py))
+                    })
+                }
+                None => Ok(true),
+            },
+            Progress::Warning(w) => {
+                self.warnings.push(w);
+                Ok(true)
+            }
+            Progress::Started { .. } | Progress::WarmUp { .. } => Ok(true),
+        };
+        match answer {
             Ok(true) => ControlFlow::Continue(()),
             Ok(false) => ControlFlow::Break(()),
             Err(e) => {
                 self.raised = Some(e);
                 ControlFlow::Break(())
             }
-        }
-    }
-
-    fn on(&mut self, p: Progress) -> ControlFlow<()> {
-        match p {
-            Progress::Step { step, loss, .. } => {
-                let call = self
-                    .on_step
-                    .as_ref()
-                    .filter(|_| self.log_every > 0 && step % self.log_every == 0)
-                    .map(|f| Python::attach(|py| f.clone_ref(py)));
-                // Ctrl-C is looked for at every step, callback or not.
-                self.call(|py| match &call {
-                    Some(f) => keep_going(&f.call1(py, (step, loss))?.into_bound(py)),
-                    None => Ok(true),
-                })
-            }
-            Progress::Epoch { record } => {
-                let Some(f) = self
-                    .on_epoch
-                    .as_ref()
-                    .map(|f| Python::attach(|py| f.clone_ref(py)))
-                else {
-                    return self.call(|_| Ok(true));
-                };
-                let mut value = serde_json::to_value(record).expect("records serialise");
-                if let (Some(label), Some(m)) = (&self.label, value.as_object_mut()) {
-                    m.insert("run".into(), label.clone().into());
-                }
-                let json = value.to_string();
-                self.call(|py| {
-                    let rec = py.import("json")?.call_method1("loads", (json,))?;
-                    keep_going(&f.call1(py, (rec,))?.into_bound(py))
-                })
-            }
-            Progress::Warning(w) => {
-                self.warnings.push(w);
-                ControlFlow::Continue(())
-            }
-            Progress::Started { .. } | Progress::WarmUp { .. } => ControlFlow::Continue(()),
         }
     }
 }
