@@ -33,6 +33,8 @@ pub enum Command {
     Report(ReportArgs),
     /// List the presets, or print one.
     Presets(PresetsArgs),
+    /// List the built-in models, or print one's description (the starting point for your own).
+    Models(ModelsArgs),
     /// Prove the rules on this machine and build: the exact oracles (finite differences, the
     /// feedback-alignment control, Kolen-Pollack = backprop from B₀ = W₀, each rule's matrix and
     /// feedback dynamics, the mirror's law) on tiny instances of the models; exits 1 on a failure.
@@ -41,9 +43,10 @@ pub enum Command {
 
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Models to check (tiny instances): any of mlp, lenet5, resnet20, resnet32, resnet56,
-    /// resnet18, resnet34, resnet50, or `all`. [default: mlp,lenet5,resnet20,resnet18, one of
-    /// each kind of layer in seconds; the deeper ResNets take minutes]
+    /// Models to check (tiny instances): any of mlp, lenet5, lenet-biotorch, resnet20, resnet32,
+    /// resnet56, resnet18, resnet34, resnet50, a description file (my.toml, as `nowt models
+    /// --show` prints), or `all` (the built-in ones). [default: mlp,lenet5,resnet20,resnet18,
+    /// one of each kind of layer in seconds; the deeper ResNets take minutes]
     #[arg(long, value_delimiter = ',', value_parser = model_or_all)]
     pub model: Vec<ModelChoice>,
     /// Rules to check (full names or aliases). [default: every rule]
@@ -90,6 +93,23 @@ pub struct PresetsArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ModelsArgs {
+    /// Print this built-in model's description (a starting point for your own: save it, edit
+    /// it, and give the file to --model) [default: none, list every built-in model].
+    #[arg(long, value_parser = name::<nowt::config::ModelKind>)]
+    pub show: Option<nowt::config::ModelKind>,
+    /// The MLP's hidden sizes in what --show prints.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub hidden: Vec<usize>,
+    /// The MLP's nonlinearity in what --show prints.
+    #[arg(long, default_value = "relu", value_parser = name::<nowt::layers::ActivationKind>)]
+    pub activation: nowt::layers::ActivationKind,
+    /// The CIFAR ResNets' shortcut in what --show prints: projection or identity.
+    #[arg(long, default_value = "projection", value_parser = name::<nowt::layers::Shortcut>)]
+    pub shortcut: nowt::layers::Shortcut,
+}
+
+#[derive(Args, Debug)]
 pub struct EvalArgs {
     /// A checkpoint file (`<run>/checkpoints/ckpt-*.safetensors`).
     pub checkpoint: PathBuf,
@@ -112,7 +132,7 @@ pub enum Choice<T> {
     One(T),
 }
 
-pub type ModelChoice = Choice<nowt::config::ModelKind>;
+pub type ModelChoice = Choice<nowt::config::Model>;
 pub type RuleChoice = Choice<RuleKind>;
 
 /// `all`, or what `one` parses.
@@ -127,7 +147,12 @@ fn or_all<T>(s: &str, one: impl Fn(&str) -> Result<T, String>) -> Result<Choice<
 }
 
 fn model_or_all(s: &str) -> Result<ModelChoice, String> {
-    or_all(s, name)
+    or_all(s, model)
+}
+
+/// A built-in model's name or a description file.
+fn model(s: &str) -> Result<nowt::config::Model, String> {
+    nowt::config::Model::from_arg(s).map_err(|e| e.to_string())
 }
 
 fn rule_or_all(s: &str) -> Result<RuleChoice, String> {
@@ -232,8 +257,8 @@ pub struct TrainArgs {
     pub preset: Option<String>,
     #[arg(long, help = nowt::config::key_help("rule"), value_parser = rule)]
     pub rule: Option<RuleKind>,
-    #[arg(long, help = nowt::config::key_help("model"), value_parser = name::<nowt::config::ModelKind>)]
-    pub model: Option<nowt::config::ModelKind>,
+    #[arg(long, help = nowt::config::key_help("model"), value_parser = model)]
+    pub model: Option<nowt::config::Model>,
     #[arg(long, help = nowt::config::key_help("hidden"), value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     #[arg(long, help = nowt::config::key_help("activation"), value_parser = name::<nowt::layers::ActivationKind>)]
@@ -320,9 +345,11 @@ pub struct TrainArgs {
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).
-    #[arg(long, default_value = "mlp", value_parser = name::<nowt::config::ModelKind>)]
-    pub model: nowt::config::ModelKind,
+    /// Model: mlp, lenet5, lenet-biotorch, resnet20, resnet32, resnet56 (CIFAR), resnet18,
+    /// resnet34, resnet50 (ImageNet), or a description file (my.toml; it gets 3×S×S images, S
+    /// from --image-size).
+    #[arg(long, default_value = "mlp", value_parser = model)]
+    pub model: nowt::config::Model,
     /// MLP hidden sizes (the peer's MLP is 784-1000-1000-10).
     #[arg(long, value_delimiter = ',', default_value = "1000,1000")]
     pub hidden: Vec<usize>,

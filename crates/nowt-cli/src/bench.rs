@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use nowt::config::TrainConfig;
+use nowt::config::{ModelKind, TrainConfig};
 use nowt::optim::Sgd;
 use nowt::tensor::Tensor;
 use nowt::train::{build_model, train_step, train_step_on};
@@ -60,7 +60,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 /// The median time in ms of a training step of `a`'s configuration under `rule`.
 fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
     let cfg = TrainConfig {
-        model: a.model,
+        model: a.model.clone(),
         hidden: a.hidden.clone(),
         rule,
         batch_size: a.batch_size,
@@ -83,14 +83,12 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
         let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);
         // The peer's inputs: flat MNIST-sized vectors for the MLP, CIFAR images for the
         // convnets (LeNet-5: one channel), or `--image-size`.
-        let input = match a.model {
-            nowt::config::ModelKind::Mlp => [1, 1, a.inputs],
-            nowt::config::ModelKind::Lenet5 | nowt::config::ModelKind::LenetBiotorch => {
-                [1, a.image_size, a.image_size]
-            }
+        let input = match a.model.builtin() {
+            Some(ModelKind::Mlp) => [1, 1, a.inputs],
+            Some(ModelKind::Lenet5 | ModelKind::LenetBiotorch) => [1, a.image_size, a.image_size],
             _ => [3, a.image_size, a.image_size],
         };
-        cfg.model.check_input(input)?;
+        cfg.model_parts(input, classes)?;
         let mut net = build_model(&cfg, input, classes, rule.as_ref());
         // The peer's optimiser: lr 0.05, momentum 0.9, weight decay 1e-4.
         let sgd = Sgd {

@@ -61,6 +61,7 @@ fn main() -> ExitCode {
         args::Command::Compare(a) => compare::compare(*a),
         args::Command::Report(a) => compare::report(a),
         args::Command::Presets(a) => run::presets(a.show.as_deref()),
+        args::Command::Models(a) => run::models(a),
         args::Command::Check(a) => run::check(a),
     };
     let code = match result {

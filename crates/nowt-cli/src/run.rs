@@ -17,6 +17,23 @@ use nowt::train::ControlFlow;
 use crate::args::{RuleKnobs, TrainArgs};
 
 /// `nowt presets`: the names and first lines, or one preset's TOML.
+/// `nowt models`: the built-in models, or one's description as TOML.
+pub fn models(a: crate::args::ModelsArgs) -> Result<()> {
+    use nowt::config::ModelKind;
+    if let Some(kind) = a.show {
+        let d = nowt::models::builtin::describe(kind, &a.hidden, a.activation, a.shortcut);
+        out!("{}", d.to_toml());
+        return Ok(());
+    }
+    for kind in ModelKind::ALL {
+        outln!("{:<16} {}", kind.name(), kind.summary());
+    }
+    outln!(
+        "(nowt models --show NAME prints one's layers: save, edit, and train with --model FILE)"
+    );
+    Ok(())
+}
+
 pub fn presets(show: Option<&str>) -> Result<()> {
     if let Some(name) = show {
         out!("{}", ConfigFile::preset(name)?.text);
@@ -75,11 +92,11 @@ const NAME_WIDTH: usize = {
 /// `nowt check`: one PASS/FAIL line per check; an error (exit 1) if any failed.
 pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     use crate::args::ModelChoice;
-    use nowt::config::ModelKind;
-    let mut models: Vec<ModelKind> = Vec::new();
+    use nowt::config::{Model, ModelKind};
+    let mut models: Vec<Model> = Vec::new();
     for choice in a.model {
         let add = match choice {
-            ModelChoice::All => ModelKind::ALL.to_vec(),
+            ModelChoice::All => ModelKind::ALL.map(Model::from).to_vec(),
             ModelChoice::One(m) => vec![m],
         };
         for m in add {
@@ -89,7 +106,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
         }
     }
     if models.is_empty() {
-        models = nowt::check::DEFAULT_MODELS.to_vec();
+        models = nowt::check::DEFAULT_MODELS.map(Model::from).to_vec();
     }
     let rules = if a.rule.is_empty() {
         RuleKind::ALL.to_vec()
@@ -100,8 +117,8 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     let mut failed = 0;
     let cfg = nowt::rules::RuleConfig::default();
     // Model by model, so that lines appear as checks finish.
-    for model in models {
-        for o in nowt::check::model_checks(model, &rules, &cfg) {
+    for model in &models {
+        for o in nowt::check::model_checks(model, &rules, &cfg)? {
             failed += usize::from(!o.passed);
             print_outcome(&o);
         }

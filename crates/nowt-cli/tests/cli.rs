@@ -269,7 +269,10 @@ fn fails(args: &[&str], expect: &str) {
 fn bad_flags_and_config_are_one_line_errors() {
     fails(&["--rule", "magic"], "unknown rule 'magic'");
     fails(&["--dataset", "imagenet7"], "unknown variant `imagenet7`");
-    fails(&["--model", "transformer"], "unknown variant `transformer`");
+    fails(
+        &["--model", "transformer"],
+        "transformer: neither a built-in model (mlp, lenet5",
+    );
     fails(&["--batch-size", "0"], "batch_size");
     fails(&["--lr", "0"], "invalid lr");
     fails(&["--lr", "-0.1"], "invalid lr");

@@ -197,8 +197,7 @@ fn split_of(data: &Bound<PyTuple>, classes: usize, cfg: &TrainConfig) -> PyResul
     };
     let split = nowt::data::from_arrays(train, test, val, &cfg.load_options())
         .map_err(|e| py_err(e.into()))?;
-    cfg.model
-        .check_input(split.train.shape)
+    cfg.model_parts(split.train.shape, split.train.classes)
         .map_err(|e| py_err(e.into()))?;
     Ok(split)
 }
@@ -621,25 +620,16 @@ fn checkpoints(dir: PathBuf) -> Vec<String> {
         .collect()
 }
 
-/// A kebab-case name the library defines (a model), or a `ConfigError` naming `what`.
-fn named<T: serde::de::DeserializeOwned>(what: &str, s: &str) -> PyResult<T> {
-    use serde::de::IntoDeserializer;
-    T::deserialize(s.into_deserializer()).map_err(|e: serde::de::value::Error| {
-        ConfigError::new_err(format!("invalid {what} {s:?}: {e}"))
-    })
-}
-
 /// `nowt check`'s oracles (DESIGN.md §6) for `models` × `rules` (default: the CLI's models,
-/// every rule): one JSON object per check.
+/// every rule): one JSON object per check. `models` is a JSON list, each a built-in model's
+/// name or a description (a list of layers, or a dict with `layers`).
 #[pyfunction]
-#[pyo3(signature = (models=Vec::new(), rules=Vec::new()))]
-fn check_json(py: Python, models: Vec<String>, rules: Vec<String>) -> PyResult<String> {
-    let mut kinds: Vec<nowt::config::ModelKind> = models
-        .iter()
-        .map(|m| named("model", m))
-        .collect::<PyResult<_>>()?;
+#[pyo3(signature = (models="[]".to_string(), rules=Vec::new()))]
+fn check_json(py: Python, models: String, rules: Vec<String>) -> PyResult<String> {
+    let mut kinds: Vec<nowt::config::Model> = serde_json::from_str(&models)
+        .map_err(|e| ConfigError::new_err(format!("invalid models: {e}")))?;
     if kinds.is_empty() {
-        kinds = nowt::check::DEFAULT_MODELS.to_vec();
+        kinds = nowt::check::DEFAULT_MODELS.map(Into::into).to_vec();
     }
     let mut rule_kinds = rules
         .iter()
@@ -651,7 +641,9 @@ fn check_json(py: Python, models: Vec<String>, rules: Vec<String>) -> PyResult<S
         rule_kinds = nowt::rules::RuleKind::ALL.to_vec();
     }
     let cfg = nowt::rules::RuleConfig::default();
-    let outcomes = py.detach(|| nowt::check::run(&kinds, &rule_kinds, &cfg));
+    let outcomes = py
+        .detach(|| nowt::check::run(&kinds, &rule_kinds, &cfg))
+        .map_err(|e| py_err(e.into()))?;
     let json: Vec<_> = outcomes
         .iter()
         .map(|o| {

@@ -120,7 +120,7 @@ fn convnet_steps(c: &mut Criterion) {
     ] {
         for kind in RuleKind::ALL {
             let cfg = TrainConfig {
-                model,
+                model: model.into(),
                 batch_size: 128,
                 ..Default::default()
             };

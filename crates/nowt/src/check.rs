@@ -27,7 +27,7 @@
 //! Checks take the rule as built by the registry, so a rule whose code is changed is checked
 //! as changed.
 
-use crate::config::{ModelKind, TrainConfig};
+use crate::config::{Model, ModelKind, TrainConfig};
 use crate::layers::{softmax_cross_entropy, Conv2d, DeltaRecord, Linear, WeightLayer};
 use crate::metrics::angle_deg;
 use crate::models::Network;
@@ -38,6 +38,7 @@ use crate::rules::{
 };
 use crate::tensor::{matmul_naive, Real, Tensor};
 use crate::train::{build_model, train_step};
+use crate::{Error, Result};
 
 /// One check's outcome.
 #[derive(Clone, Debug, PartialEq)]
@@ -59,32 +60,79 @@ const H: f64 = 1e-6;
 /// The largest accepted |grad_W − finite difference| over the layer's largest |grad_W|.
 const TOL: f64 = 1e-5;
 
-/// The tiny instance of `model` that the checks use: its input shape and config.
-fn tiny(model: ModelKind, rule: RuleKind) -> (TrainConfig, [usize; 3]) {
-    let input = match model {
-        ModelKind::Mlp => [1, 3, 3],
-        ModelKind::Lenet5 => [1, 12, 12],
-        ModelKind::LenetBiotorch => [1, 32, 32],
-        ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => [3, 8, 8],
-        ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => [3, 32, 32],
-    };
-    let cfg = TrainConfig {
-        model,
-        rule,
-        hidden: vec![7, 6],
-        seed: 11,
-        ..Default::default()
-    };
-    (cfg, input)
+/// A model as the checks run it: a tiny, seeded instance and the images it takes.
+#[derive(Clone, Debug)]
+pub struct Tiny {
+    cfg: TrainConfig,
+    input: [usize; 3],
 }
 
-fn net<T: Real>(model: ModelKind, rule: &dyn Rule<T>) -> Network<T> {
+/// Images a described model's tiny instance tries, smallest first: the first it takes is used.
+const TINY_IMAGES: [[usize; 3]; 7] = [
+    [1, 3, 3],
+    [3, 8, 8],
+    [1, 12, 12],
+    [3, 16, 16],
+    [1, 28, 28],
+    [3, 32, 32],
+    [1, 32, 32],
+];
+
+impl Tiny {
+    /// `model`'s tiny instance (MLPs 7-6 wide), or why it takes none of [`TINY_IMAGES`].
+    pub fn of(model: &Model) -> Result<Tiny> {
+        let cfg = TrainConfig {
+            model: model.clone(),
+            hidden: vec![7, 6],
+            seed: 11,
+            ..Default::default()
+        };
+        let images: &[[usize; 3]] = match model.builtin() {
+            Some(ModelKind::Mlp) => &[[1, 3, 3]],
+            Some(ModelKind::Lenet5) => &[[1, 12, 12]],
+            Some(ModelKind::LenetBiotorch) => &[[1, 32, 32]],
+            Some(ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56) => &[[3, 8, 8]],
+            Some(ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50) => &[[3, 32, 32]],
+            None => &TINY_IMAGES,
+        };
+        let mut refusal = None;
+        for &input in images {
+            match cfg.model_parts(input, CLASSES) {
+                Ok(_) => return Ok(Tiny { cfg, input }),
+                Err(e) => refusal = Some(e),
+            }
+        }
+        let e = refusal.expect("at least one image tried");
+        Err(Error::config(
+            "model",
+            format!(
+                "{} takes none of the images nowt check tries (up to 32×32): {e}",
+                model.name()
+            ),
+        ))
+    }
+
+    pub fn name(&self) -> &str {
+        self.cfg.model.name()
+    }
+}
+
+/// The tiny instance's config under `rule`, and its input.
+fn tiny(model: &Tiny, rule: RuleKind) -> (TrainConfig, [usize; 3]) {
+    let cfg = TrainConfig {
+        rule,
+        ..model.cfg.clone()
+    };
+    (cfg, model.input)
+}
+
+fn net<T: Real>(model: &Tiny, rule: &dyn Rule<T>) -> Network<T> {
     let (cfg, input) = tiny(model, rule.kind());
     build_model(&cfg, input, CLASSES, rule)
 }
 
 /// A seeded batch for `model`'s tiny instance.
-fn batch<T: Real>(model: ModelKind, stream: u64) -> (Tensor<T>, Vec<u32>) {
+fn batch<T: Real>(model: &Tiny, stream: u64) -> (Tensor<T>, Vec<u32>) {
     let (_, input) = tiny(model, RuleKind::Backprop);
     let mut rng = crate::rng(1234, stream);
     let x = Tensor::randn(&[BATCH, input.iter().product()], 1.0, &mut rng);
@@ -144,14 +192,14 @@ pub const DEFAULT_MODELS: [ModelKind; 4] = [
 ];
 
 /// Every check of `models` × `rules`: [`model_checks`] for each model, then [`laws`]. The
-/// rules are built from the registry with `cfg`.
-pub fn run(models: &[ModelKind], kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
-    let mut out: Vec<Outcome> = models
-        .iter()
-        .flat_map(|&model| model_checks(model, kinds, cfg))
-        .collect();
+/// rules are built from the registry with `cfg`. Refused if a model takes no tiny input.
+pub fn run(models: &[Model], kinds: &[RuleKind], cfg: &RuleConfig) -> Result<Vec<Outcome>> {
+    let mut out = Vec::new();
+    for model in models {
+        out.extend(model_checks(model, kinds, cfg)?);
+    }
     out.extend(laws(kinds, cfg));
-    out
+    Ok(out)
 }
 
 /// The model-free laws of `kinds`, on a lone layer: the weight mirror's, information
@@ -171,7 +219,9 @@ pub fn laws(kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
 }
 
 /// The checks of one model: its rule-independent ones, then `matrix` and `feedback` per rule.
-pub fn model_checks(model: ModelKind, kinds: &[RuleKind], cfg: &RuleConfig) -> Vec<Outcome> {
+/// Refused if the model takes no tiny input ([`Tiny::of`]).
+pub fn model_checks(model: &Model, kinds: &[RuleKind], cfg: &RuleConfig) -> Result<Vec<Outcome>> {
+    let model = &Tiny::of(model)?;
     let mut out = vec![
         gradient(model),
         fa_control(model, cfg),
@@ -187,7 +237,7 @@ pub fn model_checks(model: ModelKind, kinds: &[RuleKind], cfg: &RuleConfig) -> V
         out.push(matrix(model, rule::<f32>(kind, cfg).as_ref()));
         out.push(feedback(model, rule::<f32>(kind, cfg).as_ref(), cfg));
     }
-    out
+    Ok(out)
 }
 
 /// `W − B` of every weight layer, bottom to top.
@@ -214,7 +264,7 @@ fn kp_law_problem(n: &Network<f32>, d0: &[Tensor<f32>], factor: f32) -> Option<S
 }
 
 fn outcome(
-    model: ModelKind,
+    model: &Tiny,
     rule: Option<RuleKind>,
     check: &'static str,
     problem: Option<String>,
@@ -231,7 +281,7 @@ fn outcome(
 
 /// Backprop's `grad_W` against central differences of the loss, in `f64`, at up to 8 sampled
 /// entries of every weight layer.
-pub fn gradient(model: ModelKind) -> Outcome {
+pub fn gradient(model: &Tiny) -> Outcome {
     use rand::Rng as _;
     let bp = rule::<f64>(RuleKind::Backprop, &RuleConfig::default());
     let mut net = net::<f64>(model, bp.as_ref());
@@ -290,7 +340,7 @@ pub fn gradient(model: ModelKind) -> Outcome {
 }
 
 /// Feedback alignment with `B := W` is one backprop step bit for bit; with random `B` it is not.
-pub fn fa_control(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+pub fn fa_control(model: &Tiny, cfg: &RuleConfig) -> Outcome {
     let bp = rule::<f32>(RuleKind::Backprop, cfg);
     let fa = rule::<f32>(RuleKind::FeedbackAlignment, cfg);
     let (mut a, mut b, mut c) = (
@@ -332,7 +382,7 @@ pub fn fa_control(model: ModelKind, cfg: &RuleConfig) -> Outcome {
 }
 
 /// Kolen-Pollack from `B₀ = W₀` is backprop bit for bit for 3 steps (momentum 0.9, decay λ).
-pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+pub fn kp_identity(model: &Tiny, cfg: &RuleConfig) -> Outcome {
     const STEPS: usize = 3;
     let bp = rule::<f32>(RuleKind::Backprop, cfg);
     let kp = rule::<f32>(RuleKind::KolenPollack, cfg);
@@ -369,7 +419,7 @@ pub fn kp_identity(model: ModelKind, cfg: &RuleConfig) -> Outcome {
 
 /// Under AdamW (and Adam) Kolen-Pollack's `B` receives exactly `W`'s update term with `λ`
 /// decoupled: `W − B = (1 − ηλ)^t (W₀ − B₀)` for 3 steps, to rounding, while `W` itself moves.
-pub fn kp_adamw(model: ModelKind, cfg: &RuleConfig) -> Outcome {
+pub fn kp_adamw(model: &Tiny, cfg: &RuleConfig) -> Outcome {
     const STEPS: usize = 3;
     let cfg = RuleConfig {
         kp_decay: Some(0.5),
@@ -472,7 +522,7 @@ fn equation_matrix<T: Real>(
 
 /// Each weight layer's `δ_in` under the rule equals, bit for bit, feedback alignment's with
 /// `B :=` the equation's `M`, on the same forward pass.
-pub fn matrix(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+pub fn matrix(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     let kind = rule.kind();
     if kind == RuleKind::DirectFeedbackAlignment {
         return direct(model, rule);
@@ -548,7 +598,7 @@ pub fn matrix(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
 /// through the layer's own `D` alone — bit for bit unchanged when every other parameter (`W`,
 /// `B`, biases, batch norm's γ and β) changes between two backward passes of one forward pass —
 /// and at linear layers it is `e · D` itself.
-fn direct(model: ModelKind, rule: &dyn Rule<f32>) -> Outcome {
+fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     let mut n = net(model, rule);
     let (x0, y0) = batch::<f32>(model, 9);
     let mut rng = crate::rng(5, 7);
@@ -647,7 +697,7 @@ fn kept(now: &[Vec<u64>], before: &[Vec<u64>]) -> f64 {
 }
 
 /// `B` over 3 plain-SGD training steps: as the rule says.
-pub fn feedback(model: ModelKind, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome {
+pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome {
     const STEPS: usize = 3;
     let kind = rule.kind();
     let mut n = net(model, rule);
@@ -806,7 +856,7 @@ pub fn mirror_law() -> Outcome {
 /// Information alignment with `β = 0`, `α = 1` and `γ = λ/2` against the weight mirror with decay
 /// `λ`, the same `σ`, `η_B` and noise stream: `B` bit for bit the same after two noise batches
 /// on every layer of `model` (`W` as initialised).
-pub fn ia_mirror(model: ModelKind, ia: &InformationConfig) -> Outcome {
+pub fn ia_mirror(model: &Tiny, ia: &InformationConfig) -> Outcome {
     let ia = InformationConfig {
         alpha: 1.0,
         beta: 0.0,
@@ -952,11 +1002,67 @@ mod tests {
         }
     }
 
+    /// A network no built-in is: convolutions with and without batch norm, average and max
+    /// pooling, a residual block without batch norm whose shortcut is a strided 1×1
+    /// convolution, tanh, and a linear layer to the classes.
+    fn described() -> Model {
+        let text = r#"
+            name = "small-described"
+            [[layers]]
+            kind = "conv"
+            out = 4
+            kernel = 3
+            padding = 1
+            [[layers]]
+            kind = "batch_norm"
+            relu = true
+            [[layers]]
+            kind = "residual"
+            [[layers.body]]
+            kind = "conv"
+            out = 6
+            kernel = 3
+            stride = 2
+            padding = 1
+            [[layers.body]]
+            kind = "tanh"
+            [[layers.body]]
+            kind = "conv"
+            out = 6
+            kernel = 3
+            padding = 1
+            [[layers.shortcut]]
+            kind = "conv"
+            out = 6
+            kernel = 1
+            stride = 2
+            bias = false
+            [[layers]]
+            kind = "avg_pool"
+            kernel = 2
+            [[layers]]
+            kind = "flatten"
+            [[layers]]
+            kind = "linear"
+            out = 5
+            [[layers]]
+            kind = "sigmoid"
+            [[layers]]
+            kind = "linear"
+        "#;
+        Model::Described(toml::from_str(text).unwrap())
+    }
+
     #[test]
     fn every_check_passes_on_the_small_models_and_fails_when_a_matrix_is_swapped() {
         let cfg = RuleConfig::default();
-        let models = [ModelKind::Mlp, ModelKind::Lenet5, ModelKind::Resnet20];
-        for o in run(&models, &RuleKind::ALL, &cfg) {
+        let models = [
+            ModelKind::Mlp.into(),
+            ModelKind::Lenet5.into(),
+            ModelKind::Resnet20.into(),
+            described(),
+        ];
+        for o in run(&models, &RuleKind::ALL, &cfg).unwrap() {
             assert!(o.passed, "{o:?}");
         }
         for (claims, uses_w) in [
@@ -971,7 +1077,8 @@ mod tests {
             (RuleKind::InformationAlignment, true),
             (RuleKind::ActivationAlignment, true),
         ] {
-            for model in models {
+            for model in &models {
+                let model = &Tiny::of(model).unwrap();
                 if matches!(
                     claims,
                     RuleKind::SymmetricAlignment

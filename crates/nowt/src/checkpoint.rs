@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use rand::SeedableRng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
-use crate::config::{ModelKind, TrainConfig, MAX_WIDTH};
+use crate::config::{TrainConfig, MAX_WIDTH};
 use crate::data::Image;
 use crate::tensor::Tensor;
 use crate::train::{EpochRecord, EpochSums, TrainState};
@@ -239,11 +239,10 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         .map_err(|e| err(path, format!("corrupt or truncated ({e})")))?;
     // Every weight the config implies must be in the file with its shape before the model is
     // built, so a header cannot make nowt allocate more than the file holds.
-    // (The ResNets' weights do not depend on the input size: nothing to check before building.)
-    let shapes = match cfg.model {
-        ModelKind::Mlp => crate::models::mlp_shapes(input.iter().product(), &cfg.hidden, classes),
-        _ => Vec::new(),
-    };
+    let parts = cfg
+        .model_parts(input, classes)
+        .map_err(|e| err(path, format!("its model does not build: {e}")))?;
+    let shapes = crate::models::weight_shapes(&parts);
     for (name, shape) in &shapes {
         let t = format!("{name}.weight");
         match tensors.tensor(&t) {

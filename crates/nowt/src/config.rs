@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::DatasetKind;
 use crate::layers::{ActivationKind, Shortcut};
+use crate::models::{Description, Part};
 use crate::optim::{Adam, Optimizer, OptimizerKind, ScheduleKind, Sgd};
 use crate::params::Init;
 use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
@@ -62,6 +63,26 @@ impl ModelKind {
             ModelKind::Resnet50 => "resnet50",
         }
     }
+    /// One line on what the model is.
+    pub fn summary(self) -> &'static str {
+        match self {
+            ModelKind::Mlp => "fully connected: inputs → hidden… → classes (keys hidden, activation)",
+            ModelKind::Lenet5 => "LeNet-5: two 5×5 convolutions with max pooling, three linear layers",
+            ModelKind::LenetBiotorch => "BioTorch's LeNet for 32×32 inputs: three unpadded 5×5 convolutions, two linear layers",
+            ModelKind::Resnet20 => "CIFAR ResNet-20 (He et al. 2016 §4.2; key shortcut)",
+            ModelKind::Resnet32 => "CIFAR ResNet-32",
+            ModelKind::Resnet56 => "CIFAR ResNet-56",
+            ModelKind::Resnet18 => "ImageNet ResNet-18 (He et al. 2016 Table 1)",
+            ModelKind::Resnet34 => "ImageNet ResNet-34",
+            ModelKind::Resnet50 => "ImageNet ResNet-50 (Bottleneck blocks)",
+        }
+    }
+
+    /// The built-in model of this name.
+    pub fn from_name(name: &str) -> Option<ModelKind> {
+        Self::ALL.into_iter().find(|k| k.name() == name)
+    }
+
     /// The depth of a ResNet (0 for the others).
     pub fn depth(self) -> usize {
         match self {
@@ -94,6 +115,137 @@ impl ModelKind {
             )),
             _ => Ok(()),
         }
+    }
+}
+
+/// The network of a run: a built-in one by name (`model = "resnet20"`) or a description of
+/// your own (a `[model]` table with `layers`, or the list of layers alone; from Python a list of
+/// dicts). Built-in names stay names in `config.toml`; a description is written out in full, so
+/// the run directory holds everything resume, eval and report need.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Model {
+    Builtin(ModelKind),
+    Described(Description),
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Model::Builtin(ModelKind::Mlp)
+    }
+}
+
+impl From<ModelKind> for Model {
+    fn from(k: ModelKind) -> Self {
+        Model::Builtin(k)
+    }
+}
+
+impl Model {
+    /// The built-in model's name, or the description's.
+    pub fn name(&self) -> &str {
+        match self {
+            Model::Builtin(k) => k.name(),
+            Model::Described(d) => &d.name,
+        }
+    }
+
+    /// The built-in model, if it is one.
+    pub fn builtin(&self) -> Option<ModelKind> {
+        match self {
+            Model::Builtin(k) => Some(*k),
+            Model::Described(_) => None,
+        }
+    }
+
+    /// The model as a description (a built-in one shaped by `hidden`, `activation` and
+    /// `shortcut`).
+    pub fn description(&self, cfg: &TrainConfig) -> Description {
+        match self {
+            Model::Builtin(k) => {
+                crate::models::builtin::describe(*k, &cfg.hidden, cfg.activation, cfg.shortcut)
+            }
+            Model::Described(d) => d.clone(),
+        }
+    }
+
+    /// A model named on the command line: a built-in name, or a TOML file holding a
+    /// description (what `nowt models --show` prints: `name` and `[[layers]]`, or a config
+    /// file's `[model]` table).
+    pub fn from_arg(arg: &str) -> Result<Model> {
+        if let Some(k) = ModelKind::from_name(arg) {
+            return Ok(Model::Builtin(k));
+        }
+        let path = std::path::Path::new(arg);
+        if !path.is_file() {
+            let names: Vec<&str> = ModelKind::ALL.iter().map(|k| k.name()).collect();
+            return Err(Error::config(
+                "model",
+                format!(
+                    "{arg}: neither a built-in model ({}) nor a description file",
+                    names.join(", ")
+                ),
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::config("model", format!("cannot read {arg}: {e}")))?;
+        let mut table: toml::Table = toml::from_str(&text)
+            .map_err(|e| Error::config("model", format!("{arg}: {}", e.message().trim())))?;
+        let value = match table.remove("model") {
+            Some(inner) if table.is_empty() => inner,
+            Some(_) => {
+                return Err(Error::config(
+                    "model",
+                    format!("{arg}: a description file holds the model alone (name, layers)"),
+                ))
+            }
+            None => toml::Value::Table(table),
+        };
+        let d: Description = value.try_into().map_err(|e: toml::de::Error| {
+            Error::config("model", format!("{arg}: {}", e.message().trim()))
+        })?;
+        Ok(Model::Described(d))
+    }
+}
+
+impl Serialize for Model {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Model::Builtin(k) => k.serialize(s),
+            Model::Described(d) => d.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Model {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer, StrDeserializer};
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Model;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a built-in model's name or a description (a table with layers)")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> std::result::Result<Model, E> {
+                ModelKind::deserialize(StrDeserializer::<E>::new(v)).map(Model::Builtin)
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> std::result::Result<Model, A::Error> {
+                Description::deserialize(MapAccessDeserializer::new(map)).map(Model::Described)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                seq: A,
+            ) -> std::result::Result<Model, A::Error> {
+                let layers = crate::models::layer_list(SeqAccessDeserializer::new(seq))?;
+                Ok(Model::Described(Description {
+                    name: "custom".into(),
+                    layers,
+                }))
+            }
+        }
+        d.deserialize_any(Visit)
     }
 }
 
@@ -292,8 +444,8 @@ pub const MAX_WIDTH: usize = 1 << 20;
 pub struct TrainConfig {
     /// Learning rule. Default `backprop`.
     pub rule: RuleKind,
-    /// Architecture. Default `mlp`.
-    pub model: ModelKind,
+    /// Architecture: a built-in model or a description of one. Default `mlp`.
+    pub model: Model,
     /// The CIFAR ResNets' shortcut where a stage begins: `projection` (1×1 convolution and batch
     /// norm, He et al.'s option B) or `identity` (subsampling with zero-padded channels, option
     /// A: He et al.'s CIFAR networks and BioTorch's). Default `projection`.
@@ -396,7 +548,7 @@ impl Default for TrainConfig {
     fn default() -> Self {
         Self {
             rule: RuleKind::Backprop,
-            model: ModelKind::Mlp,
+            model: Model::Builtin(ModelKind::Mlp),
             shortcut: Shortcut::Projection,
             hidden: vec![256],
             activation: ActivationKind::Relu,
@@ -463,6 +615,16 @@ impl TrainConfig {
     }
 
     /// Checks every value before anything is created or loaded.
+    /// The model resolved for flat inputs holding `image`s and `classes` outputs: every layer
+    /// named and sized, or a refusal naming the layer and the shapes (built-in models first
+    /// say which images they take).
+    pub fn model_parts(&self, image: [usize; 3], classes: usize) -> Result<Vec<Part>> {
+        if let Some(k) = self.model.builtin() {
+            k.check_input(image)?;
+        }
+        self.model.description(self).resolve(image, classes)
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
         if self.epochs == 0 {
@@ -555,15 +717,15 @@ impl TrainConfig {
             );
         }
         let cifar_resnet = matches!(
-            self.model,
-            ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56
+            self.model.builtin(),
+            Some(ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56)
         );
         if self.shortcut == Shortcut::Identity && !cifar_resnet {
             return bad(
                 "shortcut",
                 format!(
                     "identity (option A) is for the CIFAR ResNets (resnet20, resnet32, resnet56), \
-                     not {}",
+                     not {} (a described model gives its blocks their own shortcut)",
                     self.model.name()
                 ),
             );

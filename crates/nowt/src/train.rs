@@ -6,13 +6,13 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ModelKind, TrainConfig};
+use crate::config::TrainConfig;
 use crate::data::prefetch::Prefetch;
 use crate::data::{Dataset, Image, Split};
 use crate::dist::{share, Collective, Solo};
 use crate::layers::softmax_cross_entropy;
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
-use crate::models::{lenet5, lenet_biotorch, mlp, resnet_cifar, resnet_imagenet, Network};
+use crate::models::Network;
 use crate::optim::{Schedule, Step};
 use crate::params::Init;
 use crate::rules::{self, Backprop, Rule};
@@ -117,33 +117,22 @@ pub struct Summary {
 
 /// Builds the configured model in precision `T`. `W` and `B` come from their own RNG streams,
 /// so `W₀` is the same under every rule; the rule then initialises `B` its own way.
+///
+/// # Panics
+/// If the model cannot take `input` (a run resolves its model first,
+/// [`TrainConfig::model_parts`], and refuses such a config with the layer named).
 pub fn build_model<T: Real>(
     cfg: &TrainConfig,
     input: Image,
     classes: usize,
     rule: &dyn Rule<T>,
 ) -> Network<T> {
+    let parts = cfg
+        .model_parts(input, classes)
+        .unwrap_or_else(|e| panic!("{e}"));
     let mut rng_w = crate::rng(cfg.seed, STREAM_WEIGHTS);
     let mut rng_b = crate::rng(cfg.seed, STREAM_FEEDBACK);
-    let mut net = match cfg.model {
-        ModelKind::Mlp => mlp(
-            input.iter().product(),
-            &cfg.hidden,
-            classes,
-            cfg.activation,
-            &mut rng_w,
-            &mut rng_b,
-        ),
-        ModelKind::Resnet20 | ModelKind::Resnet32 | ModelKind::Resnet56 => {
-            let (depth, short) = (cfg.model.depth(), cfg.shortcut);
-            resnet_cifar(depth, input, classes, short, &mut rng_w, &mut rng_b)
-        }
-        ModelKind::Resnet18 | ModelKind::Resnet34 | ModelKind::Resnet50 => {
-            resnet_imagenet(cfg.model.depth(), input, classes, &mut rng_w, &mut rng_b)
-        }
-        ModelKind::Lenet5 => lenet5(input, classes, &mut rng_w, &mut rng_b),
-        ModelKind::LenetBiotorch => lenet_biotorch(input, classes, &mut rng_w, &mut rng_b),
-    };
+    let mut net = crate::models::build(&parts, &mut rng_w, &mut rng_b);
     if cfg.init != Init::He {
         // Drawn again from the start of the same streams, so `W₀` stays the same under every rule.
         let mut rng_w = crate::rng(cfg.seed, STREAM_WEIGHTS);

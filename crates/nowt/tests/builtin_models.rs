@@ -18,8 +18,8 @@ const BATCH: usize = 4;
 /// Every built-in model with the image it is fingerprinted on and, for the MLPs and the CIFAR
 /// ResNets, the keys that shape them.
 fn cases() -> Vec<(&'static str, TrainConfig, [usize; 3])> {
-    let cfg = |model, hidden: &[usize], activation, shortcut| TrainConfig {
-        model,
+    let cfg = |model: ModelKind, hidden: &[usize], activation, shortcut| TrainConfig {
+        model: model.into(),
         hidden: hidden.to_vec(),
         activation,
         shortcut,
@@ -37,7 +37,11 @@ fn cases() -> Vec<(&'static str, TrainConfig, [usize; 3])> {
         ),
         ("mlp-linear", cfg(Mlp, &[], relu, proj), [1, 5, 5]),
         ("lenet5", cfg(Lenet5, &[], relu, proj), [1, 28, 28]),
-        ("lenet-biotorch", cfg(LenetBiotorch, &[], relu, proj), [1, 32, 32]),
+        (
+            "lenet-biotorch",
+            cfg(LenetBiotorch, &[], relu, proj),
+            [1, 32, 32],
+        ),
         ("resnet20", cfg(Resnet20, &[], relu, proj), [3, 10, 10]),
         (
             "resnet20-identity",
@@ -63,7 +67,9 @@ fn net(cfg: &TrainConfig, rule: RuleKind, input: [usize; 3]) -> Network<f32> {
 
 fn tensor(h: &mut crc32fast::Hasher, t: &Tensor<f32>) {
     h.update(format!("{:?}", t.shape()).as_bytes());
-    t.data().iter().for_each(|v| h.update(&v.to_bits().to_le_bytes()));
+    t.data()
+        .iter()
+        .for_each(|v| h.update(&v.to_bits().to_le_bytes()));
 }
 
 /// The crc32 of the network's structure and state: layer names, then each weight layer's
@@ -152,7 +158,11 @@ fn builtin_models_build_what_they_built_before_descriptions() {
         assert_eq!(built, want[0], "{name}: layers, shapes, W₀ or B₀ changed");
         if same_host {
             let (_, wm) = trained(&cfg, RuleKind::WeightMirror, input);
-            assert_eq!([bp, wm], [want[1], want[2]], "{name}: three training steps changed");
+            assert_eq!(
+                [bp, wm],
+                [want[1], want[2]],
+                "{name}: three training steps changed"
+            );
         }
     }
 }

@@ -117,7 +117,7 @@ fn synced_batch_norm_makes_ranks_train_as_one() {
     let mut data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
     data.train = data.train.subset(&(0..STEPS * 32).collect::<Vec<_>>());
     let cfg = TrainConfig {
-        model: nowt::config::ModelKind::Resnet20,
+        model: nowt::config::ModelKind::Resnet20.into(),
         rule: RuleKind::Backprop,
         epochs: 1,
         batch_size: 32,

@@ -361,7 +361,8 @@ fn pooling_values_by_hand() {
 /// two convolutions as weight layers.
 #[test]
 fn subsample_pad_shortcut_by_hand_and_finite_differences() {
-    use nowt::layers::{Residual, Shortcut, SubsamplePad};
+    use nowt::layers::{Shortcut, SubsamplePad};
+    use nowt::models::residual_block;
     let mut pad = SubsamplePad {
         name: "short".into(),
         stride: 2,
@@ -382,8 +383,8 @@ fn subsample_pad_shortcut_by_hand_and_finite_differences() {
     assert!(e < TOL, "subsample-pad δ_in: {e:e}");
     let x = Tensor::randn(&[4, 2, 8, 8], 1.0, &mut rng(47));
     let (shortcut, r1, r2) = (Shortcut::Identity, &mut rng(48), &mut rng(49));
-    let mut block = Residual::<f64>::basic("basic", 2, 4, 2, (8, 8), shortcut, r1, r2);
-    let e = input_error(&mut block, &x, &Backprop);
+    let mut block = residual_block::<f64>("basic", [2, 8, 8], 4, 2, false, shortcut, r1, r2);
+    let e = input_error(block.as_mut(), &x, &Backprop);
     assert!(e < TOL, "BasicBlock with option A: δ_in {e:e}");
     let mut v = Vec::new();
     block.collect_weights(&mut v);
@@ -397,24 +398,34 @@ fn subsample_pad_shortcut_by_hand_and_finite_differences() {
 /// 8×8 keep the difference quotient's own error well under the tolerance.)
 #[test]
 fn residual_block_matches_finite_differences() {
-    use nowt::layers::Residual;
+    use nowt::layers::Shortcut;
+    use nowt::models::residual_block;
     let x = Tensor::randn(&[4, 2, 8, 8], 1.0, &mut rng(40));
     let blocks = [
-        Residual::<f64>::basic(
+        residual_block::<f64>(
             "basic",
-            2,
+            [2, 8, 8],
             3,
             2,
-            (8, 8),
-            nowt::layers::Shortcut::Projection,
+            false,
+            Shortcut::Projection,
             &mut rng(41),
             &mut rng(42),
         ),
-        Residual::<f64>::bottleneck("bottleneck", 2, 2, 2, (8, 8), &mut rng(44), &mut rng(45)),
+        residual_block::<f64>(
+            "bottleneck",
+            [2, 8, 8],
+            2,
+            2,
+            true,
+            Shortcut::Projection,
+            &mut rng(44),
+            &mut rng(45),
+        ),
     ];
     for (mut block, convs) in blocks.into_iter().zip([3, 4]) {
-        let e_in = input_error(&mut block, &x, &Backprop);
-        assert!(e_in < TOL, "{}: δ_in {e_in:e}", block.name);
+        let e_in = input_error(block.as_mut(), &x, &Backprop);
+        assert!(e_in < TOL, "{}: δ_in {e_in:e}", block.name());
         let y = block.forward(&x, true);
         let r = Tensor::randn(y.shape(), 1.0, &mut rng(43));
         block.backward(&x, &y, &r, &mut Backward::new(&Backprop), true);
@@ -424,9 +435,10 @@ fn residual_block_matches_finite_differences() {
             v.len()
         };
         assert_eq!(
-            n_weights, convs,
+            n_weights,
+            convs,
             "{}: the convolutions and the projection",
-            block.name
+            block.name()
         );
         for i in 0..n_weights {
             let analytic = {
@@ -447,7 +459,7 @@ fn residual_block_matches_finite_differences() {
                 probe_loss(&block.forward(&x, true), &r)
             });
             let e = rel_err(&analytic, &numeric);
-            assert!(e < TOL, "{} weight layer {i}: {e:e}", block.name);
+            assert!(e < TOL, "{} weight layer {i}: {e:e}", block.name());
         }
     }
 }

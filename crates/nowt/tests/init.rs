@@ -13,7 +13,7 @@ use nowt::train::build_model;
 
 fn config(model: ModelKind, rule: RuleKind, init: Init) -> TrainConfig {
     TrainConfig {
-        model,
+        model: model.into(),
         rule,
         init,
         hidden: vec![64, 32],

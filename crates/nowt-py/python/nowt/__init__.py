@@ -435,13 +435,15 @@ def resolve(config: Optional[os.PathLike | str] = None, *, preset: Optional[str]
     )
 
 
-def check(models: Iterable[str] = (), rules: Iterable[str] = ()) -> list[dict]:
+def check(models: Iterable[Any] = (), rules: Iterable[str] = ()) -> list[dict]:
     """``nowt check``: the exact oracles that prove each rule (DESIGN.md §6) on this machine and
     build, for ``models`` × ``rules`` (default: mlp, lenet5, resnet20, resnet18 and every rule).
-    One dict per check: ``model``, ``rule``, ``check``, ``passed``, ``detail``."""
+    Each model is a built-in one's name or a description of your own (a list of layer dicts, as
+    ``train(model=...)`` takes). One dict per check: ``model``, ``rule``, ``check``, ``passed``,
+    ``detail``."""
     if isinstance(models, str) or isinstance(rules, str):
-        raise ConfigError("models, rules: give lists of names, e.g. models=['mlp']")
-    return json.loads(_nowt.check_json(list(models), list(rules)))
+        raise ConfigError("models, rules: give lists, e.g. models=['mlp']")
+    return json.loads(_nowt.check_json(json.dumps(list(models)), list(rules)))
 
 
 def _keys_doc() -> str:

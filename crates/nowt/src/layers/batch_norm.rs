@@ -162,6 +162,10 @@ fn dims<T: Real>(x: &Tensor<T>) -> (usize, usize, usize) {
 }
 
 impl<T: Real> Layer<T> for BatchNorm<T> {
+    /// With a fused ReLU the derivative is read off the output.
+    fn reads_output(&self) -> bool {
+        self.relu
+    }
     fn name(&self) -> &str {
         &self.name
     }

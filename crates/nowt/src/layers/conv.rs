@@ -163,6 +163,9 @@ fn cols<'a, T: Real>(
 }
 
 impl<T: Real> Layer<T> for Conv2d<T> {
+    fn reads_output(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         &self.p.name
     }

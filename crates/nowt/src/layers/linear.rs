@@ -30,6 +30,9 @@ impl<T: Real> Linear<T> {
 }
 
 impl<T: Real> Layer<T> for Linear<T> {
+    fn reads_output(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         &self.p.name
     }

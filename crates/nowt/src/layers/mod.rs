@@ -22,7 +22,7 @@ pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
 pub use loss::softmax_cross_entropy;
 pub use pool::{Pool2d, PoolKind};
-pub use residual::{conv_bn, same_out, Residual, Shortcut};
+pub use residual::{Residual, Shortcut};
 pub use shape::{GlobalAvgPool, Reshape, SubsamplePad};
 
 pub use crate::params::{Momentum, Param, WeightLayer, WeightParams};
@@ -97,6 +97,13 @@ pub trait Layer<T: Real>: Send + Sync {
     /// Drops what the last forward kept for backward (a composite layer's inner activations):
     /// called after each layer when only the output is wanted.
     fn release(&mut self) {}
+
+    /// Whether `backward` reads the layer's output `y` (an activation's derivative does; a
+    /// convolution's or a plain batch norm's does not, so a residual block may write its sum
+    /// over that output).
+    fn reads_output(&self) -> bool {
+        true
+    }
 
     /// Whether the layer holds any weights.
     fn has_weights(&self) -> bool {

@@ -1,14 +1,10 @@
-//! The residual blocks of He et al. (2016): BasicBlock (two 3×3 convolutions) and Bottleneck
-//! (1×1 reduce, 3×3, 1×1 expand ×4), each with batch norm and an identity shortcut, or where the
-//! stride or width changes a 1×1 projection (option B) or a subsample-and-pad (option A). One
-//! composition: every derivative is its parts'.
+//! The residual block of He et al. (2016), `y = relu(main(x) + shortcut(x))`, around any main
+//! path and shortcut (the built-in BasicBlock and Bottleneck are descriptions,
+//! [`crate::models::builtin`]). One composition: every derivative is its parts'.
 
 use serde::{Deserialize, Serialize};
 
-use super::{
-    backward_chain, forward_chain, Backward, BatchNorm, Conv2d, Layer, Param, SubsamplePad,
-    WeightLayer,
-};
+use super::{backward_chain, forward_chain, Backward, Layer, Param, WeightLayer};
 use crate::tensor::{Real, Tensor};
 
 /// A block's shortcut where the stride or the width changes (He et al. 2016, §3.3 and §4.2;
@@ -25,9 +21,10 @@ pub enum Shortcut {
     Identity,
 }
 
-/// `y = relu(main(x) + shortcut(x))`: `main` is a chain of conv → bn (→ relu) stages ending in
-/// a batch norm, shortcut = `x`, or when the stride or the width changes `bn(conv1×1(x))`
-/// ([`Shortcut::Projection`]) or `x` subsampled and zero-padded ([`Shortcut::Identity`]).
+/// `y = relu(main(x) + shortcut(x))`: `main` a chain of layers (in the ResNets conv → bn (→
+/// relu) stages ending in a batch norm), the shortcut `x` itself, or a chain (in the ResNets,
+/// where the stride or the width changes, `bn(conv1×1(x))` ([`Shortcut::Projection`]) or `x`
+/// subsampled and zero-padded ([`Shortcut::Identity`])).
 pub struct Residual<T> {
     pub name: String,
     /// The main path, in order (BasicBlock: conv1, conv1_bn with its ReLU, conv2, conv2_bn).
@@ -40,157 +37,19 @@ pub struct Residual<T> {
     short_outs: Vec<Tensor<T>>,
 }
 
-/// The output size of a `k × k` convolution with stride `s` and padding `(k − 1)/2`.
-pub fn same_out(hw: (usize, usize), k: usize, s: usize) -> (usize, usize) {
-    let p = (k - 1) / 2;
-    ((hw.0 + 2 * p - k) / s + 1, (hw.1 + 2 * p - k) / s + 1)
-}
-
-/// Conv (`k × k`, stride `s`, padding `(k − 1)/2`, no bias, He-normal) then batch norm, and a
-/// ReLU fused into the batch norm when `relu` (layer `{name}_bn`).
-#[allow(clippy::too_many_arguments)]
-pub fn conv_bn<T: Real>(
-    name: &str,
-    c_in: usize,
-    c_out: usize,
-    k: usize,
-    s: usize,
-    relu: bool,
-    in_hw: (usize, usize),
-    rng_w: &mut crate::Rng,
-    rng_b: &mut crate::Rng,
-) -> [Box<dyn Layer<T>>; 2] {
-    let std = (2.0 / (k * k * c_in) as f64).sqrt();
-    [
-        Box::new(Conv2d::new(
-            name,
-            c_in,
-            c_out,
-            k,
-            s,
-            (k - 1) / 2,
-            false,
-            in_hw,
-            std,
-            rng_w,
-            rng_b,
-        )),
-        Box::new(if relu {
-            BatchNorm::with_relu(&format!("{name}_bn"), c_out)
-        } else {
-            BatchNorm::new(&format!("{name}_bn"), c_out)
-        }),
-    ]
-}
-
-/// One conv → bn stage of a block's main path: name suffix, `C_in`, `C_out`, kernel, stride,
-/// whether a ReLU follows, input resolution.
-type Stage = (
-    &'static str,
-    usize,
-    usize,
-    usize,
-    usize,
-    bool,
-    (usize, usize),
-);
-
 impl<T: Real> Residual<T> {
-    /// The BasicBlock from `c_in` to `c_out` channels at input resolution `in_hw`: conv3×3
-    /// (stride) → bn → relu → conv3×3 → bn. Layers `{name}.conv1`, `{name}.conv1_bn`, ….
-    #[allow(clippy::too_many_arguments)]
-    pub fn basic(
-        name: &str,
-        c_in: usize,
-        c_out: usize,
-        stride: usize,
-        in_hw: (usize, usize),
-        shortcut: Shortcut,
-        rng_w: &mut crate::Rng,
-        rng_b: &mut crate::Rng,
-    ) -> Self {
-        let mid_hw = same_out(in_hw, 3, stride);
-        let stages = [
-            ("conv1", c_in, c_out, 3, stride, true, in_hw),
-            ("conv2", c_out, c_out, 3, 1, false, mid_hw),
-        ];
-        let main = Self::main_path(name, &stages, rng_w, rng_b);
-        let geometry = (c_in, c_out, stride, in_hw);
-        Self::new(name, main, geometry, shortcut, rng_w, rng_b)
-    }
-
-    /// The Bottleneck from `c_in` to `4·width` channels: conv1×1 to `width` → bn → relu →
-    /// conv3×3 (stride) → bn → relu → conv1×1 to `4·width` → bn (the stride on the 3×3, as in
-    /// torchvision's ResNet v1.5).
-    pub fn bottleneck(
-        name: &str,
-        c_in: usize,
-        width: usize,
-        stride: usize,
-        in_hw: (usize, usize),
-        rng_w: &mut crate::Rng,
-        rng_b: &mut crate::Rng,
-    ) -> Self {
-        let out_hw = same_out(in_hw, 3, stride);
-        let stages = [
-            ("conv1", c_in, width, 1, 1, true, in_hw),
-            ("conv2", width, width, 3, stride, true, in_hw),
-            ("conv3", width, 4 * width, 1, 1, false, out_hw),
-        ];
-        let main = Self::main_path(name, &stages, rng_w, rng_b);
-        let geometry = (c_in, 4 * width, stride, in_hw);
-        Self::new(name, main, geometry, Shortcut::Projection, rng_w, rng_b)
-    }
-
-    /// The conv → bn (→ relu) stages of a main path, in order.
-    fn main_path(
-        name: &str,
-        stages: &[Stage],
-        rng_w: &mut crate::Rng,
-        rng_b: &mut crate::Rng,
-    ) -> Vec<Box<dyn Layer<T>>> {
-        stages
-            .iter()
-            .flat_map(|&(suffix, c_in, c_out, k, s, relu, hw)| {
-                let name = format!("{name}.{suffix}");
-                conv_bn(&name, c_in, c_out, k, s, relu, hw, rng_w, rng_b)
-            })
-            .collect()
-    }
-
-    /// The block around `main`; `geometry` is `(C_in, C_out, stride, input resolution)`.
-    fn new(
+    /// The block `name` around a main path (non-empty; its last layer's output is overwritten
+    /// by the sum, see `forward`) and a shortcut (empty: the identity). The branches' output
+    /// shapes must agree ([`crate::models::Description::resolve`] checks).
+    pub fn from_parts(
         name: &str,
         main: Vec<Box<dyn Layer<T>>>,
-        geometry: (usize, usize, usize, (usize, usize)),
-        kind: Shortcut,
-        rng_w: &mut crate::Rng,
-        rng_b: &mut crate::Rng,
+        shortcut: Vec<Box<dyn Layer<T>>>,
     ) -> Self {
-        let (c_in, c_out, stride, in_hw) = geometry;
-        let changes = stride != 1 || c_in != c_out;
-        let shortcut: Vec<Box<dyn Layer<T>>> = if changes && kind == Shortcut::Identity {
-            vec![Box::new(SubsamplePad {
-                name: format!("{name}.short"),
-                stride,
-                c_out,
-            })]
-        } else if changes {
-            conv_bn(
-                &format!("{name}.short"),
-                c_in,
-                c_out,
-                1,
-                stride,
-                false,
-                in_hw,
-                rng_w,
-                rng_b,
-            )
-            .into()
-        } else {
-            Vec::new()
-        };
+        assert!(
+            !main.is_empty(),
+            "{name}: a residual block needs a main path"
+        );
         Self {
             name: name.to_string(),
             main,
@@ -213,17 +72,24 @@ impl<T: Real> Layer<T> for Residual<T> {
         &self.name
     }
 
-    /// `y = relu(main + shortcut)` in one pass, written over the main path's last output. That
-    /// output (a batch norm's) is not kept: batch norm's backward reads only its input, so the
-    /// chain gets an empty placeholder in its place, and the ReLU's derivative is read off `y`.
+    /// `y = relu(main + shortcut)` in one pass, written over the main path's last output where
+    /// that layer's backward does not read it ([`Layer::reads_output`]: a batch norm's, a
+    /// convolution's): the chain then gets an empty placeholder in its place, and the ReLU's
+    /// derivative is read off `y`. Otherwise the sum is a new tensor.
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
         self.main_outs = forward_chain(&mut self.main, x, train);
         self.short_outs = forward_chain(&mut self.shortcut, x, train);
-        let mut y = self.main_outs.pop().expect("main path");
+        let keep = self.main.last().is_some_and(|l| l.reads_output());
+        let mut y = if keep {
+            self.main_outs.last().expect("main path").clone()
+        } else {
+            let y = self.main_outs.pop().expect("main path");
+            self.main_outs.push(Tensor::default());
+            y
+        };
         y.zip_apply(self.short_outs.last().unwrap_or(x), |a, b| {
             (a + b).max(T::zero())
         });
-        self.main_outs.push(Tensor::default());
         y
     }
 

@@ -12,6 +12,9 @@ pub struct Reshape {
 }
 
 impl<T: Real> Layer<T> for Reshape {
+    fn reads_output(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -46,6 +49,9 @@ pub struct GlobalAvgPool {
 }
 
 impl<T: Real> Layer<T> for GlobalAvgPool {
+    fn reads_output(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         &self.name
     }
@@ -116,6 +122,9 @@ impl SubsamplePad {
 }
 
 impl<T: Real> Layer<T> for SubsamplePad {
+    fn reads_output(&self) -> bool {
+        false
+    }
     fn name(&self) -> &str {
         &self.name
     }

@@ -1,19 +1,127 @@
-//! Models: compositions of layers into a [`Network`]. No derivative code lives here.
+//! Models: networks as descriptions ([`Description`]), resolved against the data and built
+//! into a [`Network`] of layers. No derivative code lives here.
 
-mod lenet;
-mod mlp;
-mod resnet;
+pub mod builtin;
+mod describe;
 
-pub use lenet::{lenet5, lenet_biotorch};
-pub use mlp::{mlp, mlp_shapes};
-pub use resnet::{resnet_cifar, resnet_imagenet};
+pub use describe::{
+    build, build_one, layer_list, weight_shapes, Description, LayerSpec, Part, Shape,
+};
 
+use crate::config::ModelKind;
 use crate::layers::{
-    backward_chain, forward_chain, Backward, DeltaRecord, Layer, Param, WeightLayer,
+    backward_chain, forward_chain, ActivationKind, Backward, DeltaRecord, Layer, Param, Shortcut,
+    WeightLayer,
 };
 use crate::params::Init;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
+
+/// Built-in `kind` for inputs of `image` (flat samples) and `classes` outputs, `W` from `rng_w`
+/// and `B` from `rng_b`. Panics if the model cannot take `image` (a programming error: runs
+/// resolve their model first, [`crate::config::TrainConfig::model_parts`]).
+fn builtin_net<T: Real>(
+    description: Description,
+    image: [usize; 3],
+    classes: usize,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let parts = description
+        .resolve(image, classes)
+        .unwrap_or_else(|e| panic!("{e}"));
+    build(&parts, rng_w, rng_b)
+}
+
+/// The MLP `inputs → hidden… → classes` with `act` between linear layers ([`builtin`]).
+pub fn mlp<T: Real>(
+    inputs: usize,
+    hidden: &[usize],
+    classes: usize,
+    act: ActivationKind,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let d = builtin::describe(ModelKind::Mlp, hidden, act, Shortcut::Projection);
+    builtin_net(d, [1, 1, inputs], classes, rng_w, rng_b)
+}
+
+/// LeNet-5 for flat inputs holding images of `[C, H, W]` ([`builtin`]).
+pub fn lenet5<T: Real>(
+    image: [usize; 3],
+    classes: usize,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let d = builtin::describe(
+        ModelKind::Lenet5,
+        &[],
+        ActivationKind::Relu,
+        Shortcut::Projection,
+    );
+    builtin_net(d, image, classes, rng_w, rng_b)
+}
+
+/// BioTorch's LeNet for flat inputs holding images of `[C, H, W]` ([`builtin`]).
+pub fn lenet_biotorch<T: Real>(
+    image: [usize; 3],
+    classes: usize,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let relu = ActivationKind::Relu;
+    let d = builtin::describe(ModelKind::LenetBiotorch, &[], relu, Shortcut::Projection);
+    builtin_net(d, image, classes, rng_w, rng_b)
+}
+
+/// One ResNet block alone ([`builtin::residual`]) for inputs of `[C_in, H, W]` (`image`).
+#[allow(clippy::too_many_arguments)]
+pub fn residual_block<T: Real>(
+    name: &str,
+    image: [usize; 3],
+    width: usize,
+    stride: usize,
+    bottleneck: bool,
+    shortcut: Shortcut,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Box<dyn Layer<T>> {
+    let spec = builtin::residual(name, image[0], width, stride, bottleneck, shortcut);
+    let (parts, _) =
+        describe::resolve_layers(&[spec], Shape::Image(image), 0).unwrap_or_else(|e| panic!("{e}"));
+    build_one(&parts[0], rng_w, rng_b)
+}
+
+/// A CIFAR ResNet of `depth` `6n + 2` ([`builtin`]).
+pub fn resnet_cifar<T: Real>(
+    depth: usize,
+    image: [usize; 3],
+    classes: usize,
+    shortcut: Shortcut,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let d = Description {
+        name: format!("resnet{depth}"),
+        layers: builtin::resnet_cifar(depth, shortcut),
+    };
+    builtin_net(d, image, classes, rng_w, rng_b)
+}
+
+/// An ImageNet ResNet of `depth` 18, 34 or 50 ([`builtin`]).
+pub fn resnet_imagenet<T: Real>(
+    depth: usize,
+    image: [usize; 3],
+    classes: usize,
+    rng_w: &mut crate::Rng,
+    rng_b: &mut crate::Rng,
+) -> Network<T> {
+    let d = Description {
+        name: format!("resnet{depth}"),
+        layers: builtin::resnet_imagenet(depth),
+    };
+    builtin_net(d, image, classes, rng_w, rng_b)
+}
 
 /// Draws every weight layer's `W` and `B` again from `init` at its own scale (Xavier-uniform:
 /// `√(2 / (fan_in + fan_out))`), bottom to top, `W` from `rng_w` and `B` from `rng_b`; each

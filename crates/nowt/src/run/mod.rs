@@ -256,7 +256,7 @@ pub fn new_dir(c: &TrainConfig) -> Result<PathBuf> {
 pub fn load_data(cfg: &TrainConfig) -> Result<Split> {
     let data = crate::data::load(cfg.dataset, cfg.data_dir.as_deref(), &cfg.load_options())
         .with_context(|| format!("cannot load dataset {}", cfg.dataset.name()))?;
-    cfg.model.check_input(data.train.shape)?;
+    cfg.model_parts(data.train.shape, data.train.classes)?;
     Ok(data)
 }
 
@@ -785,11 +785,12 @@ pub fn deg(x: Option<f64>) -> String {
 pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
     let r = &s.last;
     let mut t = String::new();
-    let arch = match cfg.model {
-        crate::config::ModelKind::Mlp => {
+    let arch = match cfg.model.builtin() {
+        Some(crate::config::ModelKind::Mlp) => {
             format!("mlp {:?} {}", cfg.hidden, cfg.activation.name())
         }
-        other => other.name().to_string(),
+        Some(_) => cfg.model.name().to_string(),
+        None => format!("{} (described)", cfg.model.name()),
     };
     t += &format!("nowt run {}\n", dir.display());
     t += &format!(
