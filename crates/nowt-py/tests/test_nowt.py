@@ -322,6 +322,38 @@ def test_check_runs_the_oracles():
         nowt.check(rules=["magic"])
 
 
+def test_a_described_network_is_a_list_of_dicts(tmp_path):
+    """The built-in MLP written out as layer dicts trains bit for bit as the built-in one (the
+    same W₀ from the same draws); a convolutional description trains and names its layers in
+    the records; one that cannot work raises a ConfigError naming the layer and the shapes."""
+    gain = math.sqrt(2)  # the built-in ReLU MLP's gain, He's
+    layers = [{"kind": "linear", "out": 32, "gain": gain}, {"kind": "relu"}, {"kind": "linear", "gain": gain}]
+    described = nowt.train(model=layers, epochs=2, rule="fa", out=tmp_path / "described")
+    builtin = nowt.train(model="mlp", hidden=[32], epochs=2, rule="fa", out=tmp_path / "builtin")
+    assert untimed(described.metrics) == untimed(builtin.metrics)
+    assert described.config["model"] == {"name": "custom", "layers": layers}
+    convnet = {
+        "name": "tiny-vgg",
+        "layers": [
+            {"kind": "conv", "out": 4, "kernel": 3, "padding": 1},
+            {"kind": "batch_norm", "relu": True},
+            {"kind": "max_pool", "kernel": 2},
+            {"kind": "flatten"},
+            {"kind": "linear", "name": "out"},
+        ],
+    }
+    r = nowt.train(model=convnet, epochs=1, rule="wm", out=tmp_path / "conv")
+    assert [l["layer"] for l in r.metrics[-1]["layers"]] == ["conv1", "out"]
+    assert r.summary["epochs"] == 1 and r.config["model"]["name"] == "tiny-vgg"
+    bad = [{"kind": "conv", "out": 4, "kernel": 3}, {"kind": "linear"}]
+    with pytest.raises(nowt.ConfigError, match=r"layer fc1: a linear layer needs flat inputs, got \[4, 6, 6\]"):
+        nowt.train(model=bad, out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    checks = nowt.check(models=[convnet], rules=["bp", "kp"])
+    assert checks and all(o["passed"] for o in checks), [o for o in checks if not o["passed"]]
+    assert {o["model"] for o in checks} >= {"tiny-vgg"}
+
+
 def test_compare_is_the_binarys_comparison(tmp_path):
     """nowt.compare makes the runs, records and report `nowt compare` makes from the same
     arguments, record for record; stopped by a callback, it continues where it stopped."""

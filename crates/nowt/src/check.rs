@@ -1002,9 +1002,10 @@ mod tests {
         }
     }
 
-    /// A network no built-in is: convolutions with and without batch norm, average and max
-    /// pooling, a residual block without batch norm whose shortcut is a strided 1×1
-    /// convolution, tanh, and a linear layer to the classes.
+    /// A network no built-in is: convolutions with and without batch norm, average pooling, a
+    /// residual block without batch norm whose body ends in a layer whose backward reads its
+    /// output (tanh) and whose shortcut is a strided 1×1 convolution, sigmoid, and a linear
+    /// layer to the classes.
     fn described() -> Model {
         let text = r#"
             name = "small-described"
@@ -1031,6 +1032,8 @@ mod tests {
             out = 6
             kernel = 3
             padding = 1
+            [[layers.body]]
+            kind = "tanh"
             [[layers.shortcut]]
             kind = "conv"
             out = 6

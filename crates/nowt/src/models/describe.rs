@@ -860,3 +860,140 @@ fn init_std(fan_in: usize, gain: Option<f64>) -> f64 {
         None => (2.0 / fan_in as f64).sqrt(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ModelKind;
+    use crate::layers::Shortcut;
+
+    fn parse(text: &str) -> std::result::Result<Description, String> {
+        toml::from_str(text).map_err(|e| e.message().to_string())
+    }
+
+    /// `layers` (TOML `[[layers]]` tables) resolved for 3×8×8 images and 10 classes.
+    fn resolve(layers: &str) -> std::result::Result<Vec<Part>, String> {
+        let d = parse(layers)?;
+        d.resolve([3, 8, 8], 10).map_err(|e| e.to_string())
+    }
+
+    fn names(parts: &[Part]) -> Vec<String> {
+        let mut out = Vec::new();
+        for p in parts {
+            out.push(p.name().to_string());
+            if let Part::Residual { body, shortcut, .. } = p {
+                out.extend(names(body));
+                out.extend(names(shortcut));
+            }
+        }
+        out
+    }
+
+    const CONV: &str = "[[layers]]\nkind = \"conv\"\nout = 4\nkernel = 3\npadding = 1\n";
+    const FLAT: &str = "[[layers]]\nkind = \"flatten\"\n[[layers]]\nkind = \"linear\"\n";
+
+    /// Layers are numbered by kind, a batch norm takes the weight layer's name before it, a
+    /// block's names (both branches, one numbering) are prefixed by the block's, an image
+    /// reshape comes first, and given names are kept.
+    #[test]
+    fn layers_get_their_default_names() {
+        let text = format!(
+            "{CONV}[[layers]]\nkind = \"batch_norm\"\n[[layers]]\nkind = \"relu\"\n\
+             [[layers]]\nkind = \"residual\"\n[[layers.body]]\nkind = \"conv\"\nout = 4\nkernel = 1\n\
+             [[layers.body]]\nkind = \"batch_norm\"\n[[layers.shortcut]]\nkind = \"conv\"\nout = 4\nkernel = 1\n\
+             [[layers]]\nkind = \"max_pool\"\nkernel = 2\n{CONV}[[layers]]\nkind = \"relu\"\nname = \"last\"\n{FLAT}"
+        );
+        let parts = resolve(&text).unwrap();
+        let want = [
+            "image",
+            "conv1",
+            "conv1_bn",
+            "relu1",
+            "block1",
+            "block1.conv1",
+            "block1.conv1_bn",
+            "block1.conv2",
+            "pool1",
+            "conv2",
+            "last",
+            "flatten",
+            "fc1",
+        ];
+        assert_eq!(names(&parts), want);
+        assert_eq!(
+            weight_shapes(&parts).last().unwrap(),
+            &("fc1".to_string(), vec![10, 64])
+        );
+    }
+
+    /// A description that cannot work is refused with the layer, and the shapes, named.
+    #[test]
+    fn refusals_name_the_layer_and_the_shapes() {
+        let block = "[[layers]]\nkind = \"residual\"\n[[layers.body]]\nkind = \"conv\"\nout = 6\nkernel = 3\nstride = 2\npadding = 1\n";
+        let cases: [(String, &str); 11] = [
+            (
+                format!("{CONV}[[layers]]\nkind = \"linear\"\n"),
+                "layer fc1: a linear layer needs flat inputs, got [4, 8, 8]: put a flatten",
+            ),
+            (
+                format!("{block}{FLAT}"),
+                "layer block1: its body gives [6, 4, 4] but the identity shortcut gives [3, 8, 8]",
+            ),
+            (
+                format!("{CONV}[[layers]]\nkind = \"convolution\"\n"),
+                "layer 2: unknown variant `convolution`",
+            ),
+            (
+                "[[layers]]\nkind = \"conv\"\nout = 4\nkernal = 3\n".into(),
+                "layer 1: unknown field `kernal`",
+            ),
+            (
+                format!("{block}[[layers.body]]\nkind = \"relu\"\nsize = 2\n"),
+                "layer 1: layer 2: unknown field `size`",
+            ),
+            (
+                "[[layers]]\nkind = \"conv\"\nout = 0\nkernel = 3\n".into(),
+                "layer conv1: out = 0 must be from 1",
+            ),
+            (
+                "[[layers]]\nkind = \"conv\"\nout = 4\nkernel = 9\n".into(),
+                "layer conv1: its 9×9 window does not fit inputs of side 8 with padding 0",
+            ),
+            (
+                format!(
+                    "{FLAT}[[layers]]\nkind = \"tanh\"\n[[layers]]\nkind = \"linear\"\nout = 7\n"
+                ),
+                "layer fc2: the network ends in [7], but the dataset has 10 classes",
+            ),
+            (
+                format!("{CONV}{CONV}[[layers]]\nkind = \"relu\"\nname = \"conv2\"\n{FLAT}"),
+                "layer conv2: the name is used twice",
+            ),
+            (
+                "layers = []".into(),
+                "a described model needs at least one layer",
+            ),
+            (
+                format!("name = \"my net\"\n{FLAT}"),
+                "\"my net\": a model's name is letters, digits",
+            ),
+        ];
+        for (text, want) in cases {
+            let got = resolve(&text).unwrap_err();
+            assert!(got.contains(want), "{want:?} not in {got:?}\n{text}");
+        }
+    }
+
+    /// What `nowt models --show` prints reads back as the same description, for every built-in
+    /// model (and both CIFAR shortcuts): the printed file is a starting point that works.
+    #[test]
+    fn builtin_descriptions_read_back_as_printed() {
+        for kind in ModelKind::ALL {
+            for shortcut in [Shortcut::Projection, Shortcut::Identity] {
+                let relu = crate::layers::ActivationKind::Relu;
+                let d = crate::models::builtin::describe(kind, &[32, 16], relu, shortcut);
+                assert_eq!(parse(&d.to_toml()).unwrap(), d, "{kind:?}");
+            }
+        }
+    }
+}
