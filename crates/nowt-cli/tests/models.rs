@@ -179,3 +179,20 @@ kind = "relu"
 [[layers]]
 kind = "linear"
 "#;
+
+/// The descriptions the README shows (`examples/models/`) pass `nowt check` on their tiny
+/// instances under backprop and feedback alignment.
+#[test]
+fn the_example_descriptions_pass_the_oracles() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/models");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 2, "{}", dir.display());
+    for f in files {
+        let o = nowt(&["check", "--model", f.to_str().unwrap(), "--rule", "bp,fa"]);
+        assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
+    }
+}
