@@ -40,6 +40,9 @@ pub fn compare(a: CompareArgs) -> Result<()> {
     };
     let opts = RunOpts::of(t);
     let mut shown: Option<Shown> = None;
+    // The run `shown` shows: a new one gets its own bar and label from its first event (its
+    // warm-up, if its rule has one, comes before it starts).
+    let mut current = String::new();
     let mut on = |note: Note| match note {
         Note::Line(line) => {
             if let Some(s) = &shown {
@@ -49,10 +52,11 @@ pub fn compare(a: CompareArgs) -> Result<()> {
             ControlFlow::Continue(())
         }
         Note::Run { label, progress } => {
-            if matches!(progress, nowt::run::Progress::Started { .. }) {
+            if label != current {
                 if let Some(s) = &shown {
                     s.bar.finish_and_clear();
                 }
+                current = label.to_string();
                 shown = Some(Shown::new(&opts, 0, format!("[{label}] ")));
             }
             match shown.as_mut() {

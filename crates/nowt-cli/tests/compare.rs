@@ -548,3 +548,35 @@ fn a_report_over_different_configurations_keeps_them_apart() {
         "{rows:?}"
     );
 }
+
+/// Each run's lines carry its own label, the warm-up's too: a rule that warms up announces it
+/// as its run starts (it once came under the previous run's label, or not at all when first).
+#[test]
+fn each_runs_warm_up_is_announced_under_its_own_label() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("c");
+    let o = nowt(&[
+        "compare",
+        "--rules",
+        "wm,bp,ia",
+        "--epochs",
+        "1",
+        "--wm-warmup-batches",
+        "3",
+        "--ia-warmup-batches",
+        "4",
+        "--threads",
+        "1",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for line in [
+        "[wm-s0 1/3] warming up B: 3 noise batches",
+        "[ia-s0 3/3] warming up B: 4 noise batches",
+    ] {
+        assert!(err.contains(line), "{line:?} not in:\n{err}");
+    }
+    assert!(!err.contains("[bp-s0 2/3] warming up"), "{err}");
+}
