@@ -103,6 +103,8 @@ pub struct Group<'a> {
     /// The config keys that set this group apart from the rule's other groups (`lr=0.1`: a
     /// sweep's point); empty when the rule has one configuration.
     pub setting: String,
+    /// Every config key of its runs but the seed and where they ran ([`setting_keys`]).
+    pub keys: BTreeMap<String, String>,
     pub runs: Vec<&'a Run>,
 }
 
@@ -197,6 +199,7 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
             out.push(Group {
                 rule,
                 setting,
+                keys: keys.clone(),
                 runs: rs.clone(),
             });
         }
@@ -218,19 +221,33 @@ pub fn val_errors(g: &Group) -> Vec<f64> {
         .collect()
 }
 
-/// The groups the table shows: a rule's only one, or in a sweep the one with the lowest mean
-/// validation error (all of the rule's groups where none has a validation split).
-fn chosen<'a>(groups: &[Group<'a>]) -> Vec<Group<'a>> {
+/// The groups the table shows: of a sweep's points (groups of a rule that differ only in the
+/// `sweep` keys) the one with the lowest mean validation error (all of them where none has a
+/// validation split); every other group as it is — a run at another configuration (another
+/// output-layer rule, another network) is never taken for a sweep's point.
+fn chosen<'a>(groups: &[Group<'a>], sweep: &[String]) -> Vec<Group<'a>> {
+    let fixed = |g: &Group| -> BTreeMap<String, String> {
+        let mut k = g.keys.clone();
+        k.retain(|key, _| !sweep.contains(key));
+        k
+    };
     let mut out = Vec::new();
-    for &rule in &RuleKind::ALL {
-        let mine: Vec<&Group> = groups.iter().filter(|g| g.rule == rule).collect();
-        let best = mine
+    for g in groups {
+        let points: Vec<&Group> = groups
             .iter()
-            .filter_map(|g| Some((*g, mean_std(&val_errors(g))?.0)))
+            .filter(|h| h.rule == g.rule && fixed(h) == fixed(g))
+            .collect();
+        let best = points
+            .iter()
+            .filter_map(|h| Some((*h, mean_std(&val_errors(h))?.0)))
             .reduce(|a, b| if b.1 < a.1 { b } else { a });
         match best {
-            Some((g, _)) if mine.len() > 1 => out.push(g.clone()),
-            _ => out.extend(mine.into_iter().cloned()),
+            Some((b, _)) if points.len() > 1 => {
+                if std::ptr::eq(b, g) {
+                    out.push(g.clone());
+                }
+            }
+            _ => out.push(g.clone()),
         }
     }
     out
@@ -333,6 +350,9 @@ struct Column {
     value: fn(&Run) -> Option<f64>,
     /// Digits after the point.
     digits: usize,
+    /// Whether only finished runs count: a stopped or unfinished run's last epoch is not the
+    /// end of its training (the final-state columns).
+    finished_only: bool,
 }
 
 fn last(r: &Run) -> Option<&EpochRecord> {
@@ -345,6 +365,7 @@ const COLUMNS: [Column; 12] = [
         key: "final_test_top1_err_pct",
         value: |r| last(r).map(|e| 100.0 * e.test.top1_err),
         digits: 2,
+        finished_only: true,
     },
     Column {
         name: "lowest test top-1 err % (not a selection)",
@@ -356,6 +377,7 @@ const COLUMNS: [Column; 12] = [
                 .reduce(f64::min)
         },
         digits: 2,
+        finished_only: false,
     },
     Column {
         name: "test top-1 err % at the epoch chosen on validation",
@@ -368,42 +390,49 @@ const COLUMNS: [Column; 12] = [
                 .map(|(_, t)| 100.0 * t)
         },
         digits: 2,
+        finished_only: true,
     },
     Column {
         name: "final test top-5 err %",
         key: "final_test_top5_err_pct",
         value: |r| last(r).and_then(|e| e.test.top5_err).map(|e| 100.0 * e),
         digits: 2,
+        finished_only: true,
     },
     Column {
         name: "final train loss",
         key: "final_train_loss",
         value: |r| last(r).map(|e| e.train.loss),
         digits: 4,
+        finished_only: true,
     },
     Column {
         name: "output ∠(W,M) °",
         key: "output_weight_angle_deg",
         value: |r| last(r).and_then(|e| e.layers.last()?.weight_angle_deg),
         digits: 1,
+        finished_only: true,
     },
     Column {
         name: "mean ∠(W,M) °",
         key: "mean_weight_angle_deg",
         value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.weight_angle_deg))),
         digits: 1,
+        finished_only: true,
     },
     Column {
         name: "mean ∠(δ,δbp) °",
         key: "mean_delta_angle_deg",
         value: |r| last(r).and_then(|e| mean(e.layers.iter().filter_map(|l| l.delta_angle_deg))),
         digits: 1,
+        finished_only: true,
     },
     Column {
         name: "epochs",
         key: "epochs",
         value: |r| Some(r.epochs.len() as f64),
         digits: 0,
+        finished_only: false,
     },
     Column {
         name: "wall time min",
@@ -413,24 +442,32 @@ const COLUMNS: [Column; 12] = [
             Some((epochs + r.warmup_seconds.unwrap_or(0.0)) / 60.0)
         },
         digits: 1,
+        finished_only: false,
     },
     Column {
         name: "of it warm-up min",
         key: "warmup_min",
         value: |r| r.warmup_seconds.map(|w| w / 60.0),
         digits: 1,
+        finished_only: false,
     },
     Column {
         name: "images/s",
         key: "images_per_s",
         value: |r| mean(r.epochs.iter().map(|e| e.images_per_s)),
         digits: 0,
+        finished_only: false,
     },
 ];
 
-/// A group's values for one column: one per run that has it.
+/// A group's values for one column: one per run that has it (finished runs only, for the
+/// final-state columns).
 fn values(g: &Group, c: &Column) -> Vec<f64> {
-    g.runs.iter().filter_map(|r| (c.value)(r)).collect()
+    g.runs
+        .iter()
+        .filter(|r| r.finished || !c.finished_only)
+        .filter_map(|r| (c.value)(r))
+        .collect()
 }
 
 fn cell(v: &[f64], digits: usize) -> String {
@@ -441,17 +478,36 @@ fn cell(v: &[f64], digits: usize) -> String {
     }
 }
 
-/// The command of the comparison the runs came from (`compare.toml`) and its config file, if any.
-fn compare_record(dirs: &[PathBuf]) -> Option<(String, Option<ConfigFile>)> {
+/// What `compare.toml` says of the comparison the runs came from, if they came from one.
+struct CompareRecord {
+    command: String,
+    /// Its config file, if it had one.
+    file: Option<ConfigFile>,
+    /// The keys its sweep varied (`lr`, `rules.wm.lr`).
+    sweep: Vec<String>,
+}
+
+fn compare_record(dirs: &[PathBuf]) -> Option<CompareRecord> {
     dirs.iter().find_map(|d| {
         let t: toml::Table =
             toml::from_str(&fs::read_to_string(d.join("compare.toml")).ok()?).ok()?;
         let command = t.get("command")?.as_str()?.to_string();
-        let cfg = match (t.get("config_origin"), t.get("config")) {
+        let file = match (t.get("config_origin"), t.get("config")) {
             (Some(o), Some(c)) => ConfigFile::parse(c.as_str()?, o.as_str()?).ok(),
             _ => None,
         };
-        Some((command, cfg))
+        let sweep = t
+            .get("grid")
+            .and_then(|g| g.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|axis| Some(axis.as_str()?.split('=').next()?.to_string()))
+            .collect();
+        Some(CompareRecord {
+            command,
+            file,
+            sweep,
+        })
     })
 }
 
@@ -528,18 +584,20 @@ fn differences(groups: &[Group]) -> String {
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let runs = collect(dirs)?;
     let all = groups(&runs);
-    let groups = chosen(&all);
     let record = compare_record(dirs);
+    let sweep = record.as_ref().map_or(&[][..], |r| &r.sweep[..]);
+    let groups = chosen(&all, sweep);
     let reference: Option<&Reference> = record
         .as_ref()
-        .and_then(|(_, f)| f.as_ref()?.reference.as_ref());
+        .and_then(|r| r.file.as_ref()?.reference.as_ref());
     fs::create_dir_all(out.join("figures"))
         .with_context(|| format!("cannot create {}/figures", out.display()))?;
 
-    // The columns that have a value in some run (top-5 only with ≥ 10 classes).
+    // The columns that have a value in some run, finished or not (top-5 only with ≥ 10
+    // classes): a comparison's report keeps its columns while runs are still going.
     let cols: Vec<&Column> = COLUMNS
         .iter()
-        .filter(|c| groups.iter().any(|g| !values(g, c).is_empty()))
+        .filter(|c| runs.iter().any(|r| (c.value)(r).is_some()))
         .collect();
 
     let mut md = String::new();
@@ -563,7 +621,10 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
         md,
         "One row per rule: mean ± sample std over seeds where there are several. Errors are \
          percentages of the test set; angles are in degrees at the last finished epoch \
-         (output = the top weight layer; means over the layers that carry an error). \
+         (output = the top weight layer; means over the layers that carry an error). The \
+         final-state columns (final errors, loss and angles, the epoch chosen on validation) \
+         count finished runs only: a stopped or unfinished run's last epoch is not the end of \
+         its training. \
          `∠(W,M)`: forward weights against the matrix that carries the error; `∠(δ,δbp)`: the \
          rule's error against backprop's at each layer's input on the probe batch. Figures in \
          `figures/`. {}\n",
@@ -656,9 +717,9 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
         let _ = writeln!(md, "![{caption}](figures/{file})\n");
     }
     let _ = writeln!(md, "## How it was made\n");
-    if let Some((command, cfg)) = &record {
-        let _ = writeln!(md, "```sh\n{command}\n```\n");
-        if let Some(cfg) = cfg {
+    if let Some(r) = &record {
+        let _ = writeln!(md, "```sh\n{}\n```\n", r.command);
+        if let Some(cfg) = &r.file {
             let _ = writeln!(
                 md,
                 "Configuration ({}):\n\n```toml\n{}```\n",
@@ -675,4 +736,87 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     fs::write(out.join("report.csv"), csv)
         .with_context(|| format!("cannot write {}/report.csv", out.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::OutputLayerRule;
+
+    /// A run of backprop with seed `seed` whose epochs ended at these test errors; `finished`
+    /// or stopped (`failed.txt`).
+    fn run(seed: u64, test_errs: &[f64], finished: bool) -> Run {
+        let epochs = test_errs
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                let eval = format!(r#"{{"loss":1.0,"top1_err":{e},"top5_err":null}}"#);
+                let rec = format!(
+                    r#"{{"epoch":{},"lr":0.1,"train":{eval},"val":null,"test":{eval},"layers":[],"seconds":60.0,"images_per_s":100.0}}"#,
+                    i + 1
+                );
+                serde_json::from_str(&rec).unwrap()
+            })
+            .collect();
+        Run {
+            dir: PathBuf::from(format!("bp-s{seed}")),
+            cfg: TrainConfig {
+                seed,
+                ..Default::default()
+            },
+            epochs,
+            finished,
+            warmup_seconds: None,
+            failed: (!finished).then(|| "diverged at epoch 2".to_string()),
+        }
+    }
+
+    fn column(key: &str) -> &'static Column {
+        COLUMNS.iter().find(|c| c.key == key).unwrap()
+    }
+
+    /// A run that stopped contributes its epochs and time, but not its last epoch as a final
+    /// result: the final columns are the finished runs' alone.
+    #[test]
+    fn a_stopped_run_is_not_averaged_into_the_final_columns() {
+        let runs = [run(0, &[0.5, 0.2], true), run(1, &[0.6, 0.9], false)];
+        let g = &groups(&runs)[0];
+        assert_eq!(g.runs.len(), 2);
+        assert_eq!(values(g, column("final_test_top1_err_pct")), [20.0]);
+        assert_eq!(values(g, column("best_test_top1_err_pct")), [20.0, 60.0]);
+        assert_eq!(values(g, column("epochs")), [2.0, 2.0]);
+        assert_eq!(run_states(g), "1 finished, 1 stopped (see Runs)");
+    }
+
+    /// Of a sweep's points the one with the lowest validation error is kept; a run at another
+    /// configuration that is not a sweep key (here the output layer's rule) keeps its own row
+    /// beside it, and without a sweep every configuration is shown.
+    #[test]
+    fn only_a_sweeps_points_compete_for_a_row() {
+        let at = |lr: f64, val: f64, output: OutputLayerRule| {
+            let mut r = run(0, &[0.3], true);
+            r.cfg.lr = lr;
+            r.cfg.output_layer_rule = output;
+            r.epochs[0].val = r.epochs[0].train.clone().into();
+            r.epochs[0].val.as_mut().unwrap().top1_err = val;
+            r
+        };
+        let same = OutputLayerRule::Same;
+        let runs = [
+            at(0.1, 0.4, same),
+            at(0.01, 0.2, same),
+            at(0.1, 0.1, OutputLayerRule::Backprop),
+        ];
+        let all = groups(&runs);
+        let titles = |gs: Vec<Group>| gs.iter().map(|g| g.setting.clone()).collect::<Vec<_>>();
+        let kept = titles(chosen(&all, &["lr".to_string()]));
+        assert_eq!(
+            kept,
+            [
+                "lr=0.01, output_layer_rule=\"same\"",
+                "lr=0.1, output_layer_rule=\"backprop\""
+            ]
+        );
+        assert_eq!(titles(chosen(&all, &[])).len(), 3);
+    }
 }
