@@ -364,14 +364,16 @@ pub fn layer_records<T: Real>(
             .find(|(n, _)| n == name)
             .and_then(|(_, d)| d.clone())
     };
-    net.weight_layers()
+    let layers = net.weight_layers();
+    let top = layers.len().saturating_sub(1);
+    layers
         .iter()
         .enumerate()
         .map(|(i, layer)| {
             let p = layer.params();
-            let m = (i > 0)
-                .then(|| rule.backward_matrix(p))
-                .filter(|m| m.shape() == p.w.shape());
+            // The first layer's `M` carries nothing; a matrix that does not stand for `W`
+            // (DFA's `D` below the output) has no angle to it.
+            let m = (i > 0 && rule.m_stands_for_w(p, i == top)).then(|| rule.backward_matrix(p));
             LayerRecord {
                 layer: p.name.clone(),
                 weight_angle_deg: m.as_ref().and_then(|m| angle_deg(&p.w, m)),
@@ -539,17 +541,23 @@ pub fn training_rule<T: Real>(cfg: &TrainConfig, net: &Network<T>) -> Box<dyn ru
 }
 
 /// Each weight layer's `M` under `cfg`'s rule, as the metrics measure it: every layer but the
-/// first (whose `M` carries no error), where `M` has `W`'s shape (not direct feedback
-/// alignment's `D` below the output layer). Named `<layer>.M`.
+/// first (whose `M` carries no error), where `M` stands for `W` ([`Rule::m_stands_for_w`]: not
+/// direct feedback alignment's `D` below the output layer). Named `<layer>.M`.
 pub fn rule_matrices(cfg: &TrainConfig, net: &Network<f32>) -> Vec<(String, Tensor<f32>)> {
     let rule = training_rule(cfg, net);
-    net.weight_layers()
+    let layers = net.weight_layers();
+    let top = layers.len().saturating_sub(1);
+    layers
         .iter()
+        .enumerate()
         .skip(1)
-        .filter_map(|l| {
+        .filter(|(i, l)| rule.m_stands_for_w(l.params(), *i == top))
+        .map(|(_, l)| {
             let p = l.params();
-            let m = rule.backward_matrix(p);
-            (m.shape() == p.w.shape()).then(|| (format!("{}.M", p.name), m.into_owned()))
+            (
+                format!("{}.M", p.name),
+                rule.backward_matrix(p).into_owned(),
+            )
         })
         .collect()
 }

@@ -139,6 +139,75 @@ fn output_layer_backprop_sends_w_at_the_top_and_the_rule_below() {
     assert_eq!(bits(&d), bits(&e));
 }
 
+/// The output-layer ablation under direct feedback alignment: with the top layer under
+/// backprop it is, bit for bit, DFA with the top layer's `D := W` (there `e` is the layer's own
+/// `δ_out`), the hidden layers still receiving `e · D`; plain DFA is not (the comparison can
+/// fail).
+#[test]
+fn output_layer_backprop_under_dfa_is_dfa_with_the_tops_d_equal_w() {
+    use nowt::rules::{with_output_layer, OutputLayerRule};
+    let batches = digits_batches(32, 1);
+    let sgd = Sgd {
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+        decay_all: false,
+    };
+    let kind = RuleKind::DirectFeedbackAlignment;
+    let dfa = || rules::build::<f32>(kind, &Default::default(), 32);
+    let net = || build_model(&cfg(kind), [1, 8, 8], 10, dfa().as_ref());
+    let (mut a, mut b, mut c) = (net(), net(), net());
+    let top = a.weight_layers().last().unwrap().params().name.clone();
+    let ablated = with_output_layer(dfa(), OutputLayerRule::Backprop, &top);
+    {
+        let mut layers = b.weight_layers_mut();
+        let p = layers.last_mut().unwrap().params_mut();
+        p.direct = Some(p.w.clone());
+    }
+    let (x, y) = &batches[0];
+    let mut rng = nowt::rng(0, 3);
+    train_step(&mut a, ablated.as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    train_step(&mut b, dfa().as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    train_step(&mut c, dfa().as_ref(), &sgd, x, y, 0.05, &mut rng).unwrap();
+    assert_eq!(bits(&a), bits(&b));
+    assert_ne!(bits(&a), bits(&c));
+}
+
+/// The layer records measure `∠(W, M)` only where `M` stands for `W`: under direct feedback
+/// alignment the output layer (where `D` carries the layer's own error), never a hidden layer
+/// whose `D` happens to have `W`'s shape (as wide as the output: `[10, 10]`), where it carries
+/// the output error; under the output-layer ablation the top angle is 0 (`M = W`). The same
+/// layers get a `.M` from `rule_matrices`.
+#[test]
+fn dfa_angles_only_where_d_stands_for_w() {
+    use nowt::train::{layer_records, rule_matrices};
+    let (x, y) = &digits_batches(16, 1)[0];
+    let mut config = TrainConfig {
+        hidden: vec![10, 10],
+        ..cfg(RuleKind::DirectFeedbackAlignment)
+    };
+    for ablation in [false, true] {
+        if ablation {
+            config.output_layer_rule = nowt::rules::OutputLayerRule::Backprop;
+        }
+        let rule = rules::build::<f32>(config.rule, &config.rules, 16);
+        let mut net = build_model(&config, [1, 8, 8], 10, rule.as_ref());
+        let rule = nowt::train::training_rule(&config, &net);
+        let recs = layer_records(&mut net, rule.as_ref(), x, y);
+        let angles: Vec<Option<f64>> = recs.iter().map(|r| r.weight_angle_deg).collect();
+        assert_eq!(angles.len(), 3);
+        assert_eq!((angles[0], angles[1]), (None, None), "{recs:?}");
+        assert!(recs[1].sign_concordance.is_none() && recs[1].norm_ratio.is_none());
+        let top = angles[2].expect("the output layer's angle");
+        assert_eq!(top == 0.0, ablation, "{top}");
+        let ms: Vec<String> = rule_matrices(&config, &net)
+            .into_iter()
+            .map(|m| m.0)
+            .collect();
+        assert_eq!(ms, ["fc3.M"]);
+    }
+}
+
 /// Under the output-layer ablation every rule keeps its own `B` dynamics: the same `B₀`, the same
 /// shared-update decay, the same warm-up and per-step work on `B` (the mirror, brSF's redraw).
 #[test]

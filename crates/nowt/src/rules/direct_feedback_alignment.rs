@@ -98,6 +98,12 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
         }
     }
 
+    /// At the output layer `e` is the layer's own `δ_out` and `D` stands where `W` does; below
+    /// it `D` carries the output error, not the layer's.
+    fn m_stands_for_w(&self, _p: &WeightParams<T>, output: bool) -> bool {
+        output
+    }
+
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
         let mut shape = p.w.shape().to_vec();
         shape[0] = net.classes;

@@ -60,6 +60,16 @@ pub trait Rule<T: Real>: Send + Sync {
         Source::PerPosition(delta)
     }
 
+    /// Whether `M` stands where backprop's `W` stands, carrying this layer's own `δ_out` (or,
+    /// at the output layer, the output error, which is the same): only then do `∠(W, M)`, the
+    /// norm ratio and sign concordance mean something. True for every rule but direct
+    /// feedback alignment below the output layer, whose `D` carries the network's output error
+    /// instead (and may have `W`'s shape by coincidence, when a hidden layer is as wide as the
+    /// output). `output` says whether `p` is the network's top weight layer.
+    fn m_stands_for_w(&self, _p: &WeightParams<T>, _output: bool) -> bool {
+        true
+    }
+
     /// Called once per layer after `W` and `B ~ N(0, init_std²)` are drawn.
     fn init_feedback(&self, _p: &mut WeightParams<T>, _net: &mut FeedbackInit) {}
 

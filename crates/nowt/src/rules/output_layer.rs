@@ -76,6 +76,10 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         }
     }
 
+    fn m_stands_for_w(&self, p: &WeightParams<T>, output: bool) -> bool {
+        p.name == self.output || self.inner.m_stands_for_w(p, output)
+    }
+
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
         self.inner.init_feedback(p, net)
     }
