@@ -617,12 +617,20 @@ impl TrainConfig {
     /// Checks every value before anything is created or loaded.
     /// The model resolved for flat inputs holding `image`s and `classes` outputs: every layer
     /// named and sized, or a refusal naming the layer and the shapes (built-in models first
-    /// say which images they take).
+    /// say which images they take); and the rule's coefficients checked against its layers
+    /// ([`RuleConfig::validate_for`]).
     pub fn model_parts(&self, image: [usize; 3], classes: usize) -> Result<Vec<Part>> {
         if let Some(k) = self.model.builtin() {
             k.check_input(image)?;
         }
-        self.model.description(self).resolve(image, classes)
+        let parts = self.model.description(self).resolve(image, classes)?;
+        let fan_ins: Vec<usize> = crate::models::weight_shapes(&parts)
+            .iter()
+            .map(|(_, shape)| shape[1..].iter().product())
+            .collect();
+        self.rules
+            .validate_for(self.rule, self.batch_size, &fan_ins)?;
+        Ok(parts)
     }
 
     pub fn validate(&self) -> Result<()> {

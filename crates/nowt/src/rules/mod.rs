@@ -342,7 +342,8 @@ impl RuleConfig {
             "mirror batch",
         )?;
         positive("rules.sa.lr", self.sa.lr)?;
-        non_negative("rules.sa.alpha", self.sa.alpha)?;
+        // Without the decay term nothing bounds B (B ← B + η_B β W grows without end).
+        positive("rules.sa.alpha", self.sa.alpha)?;
         non_negative("rules.sa.beta", self.sa.beta)?;
         keeps_sign(
             "rules.sa",
@@ -359,6 +360,14 @@ impl RuleConfig {
         non_negative("rules.ia.alpha", self.ia.alpha)?;
         non_negative("rules.ia.beta", self.ia.beta)?;
         non_negative("rules.ia.gamma", self.ia.gamma)?;
+        if self.ia.beta == 0.0 && self.ia.gamma == 0.0 {
+            return Err(Error::config(
+                "rules.ia",
+                "beta and gamma are both 0: nothing bounds B (R_amp alone grows it without \
+                 end); give beta (R_null) or gamma (R_decay) a positive weight"
+                    .to_string(),
+            ));
+        }
         keeps_sign(
             "rules.ia",
             "2 × lr × gamma",
@@ -386,6 +395,42 @@ impl RuleConfig {
             "noise batch",
         )?;
         Ok(())
+    }
+
+    /// What can only be checked against the network: activation alignment's noise-driven
+    /// update settles only if `η_B α σ² < N / (N + d + 1)` at every layer it updates, `N` the
+    /// noise batch (`batch_size`: the training batch where the rule's is 0) and `d` the layer's
+    /// fan-in (`fan_ins`, every weight layer's, bottom to top; the first carries no error and is
+    /// skipped). With `X = B − βW/(2α)` one noise batch is `X ← X (I − 2η_B α Ĉ)`, `Ĉ = ξᵀξ/N`;
+    /// for Gaussian `ξ`, `E[Ĉ] = σ² I` and `E[Ĉ²] = σ⁴ (N + d + 1)/N · I` (Wishart), so
+    /// `E‖X‖²` shrinks iff `2η_B α σ² < 2N / (N + d + 1)`. (The bound is a linear layer's; a
+    /// convolution averages each tap over more pairs, so for it the bound is conservative.)
+    pub fn validate_for(&self, kind: RuleKind, batch_size: usize, fan_ins: &[usize]) -> Result<()> {
+        if kind != RuleKind::ActivationAlignment {
+            return Ok(());
+        }
+        let aa = &self.aa;
+        let n = if aa.batch_size == 0 {
+            batch_size
+        } else {
+            aa.batch_size
+        } as f64;
+        let Some(d) = fan_ins.iter().skip(1).max() else {
+            return Ok(());
+        };
+        let rate = aa.lr * aa.alpha * aa.sigma * aa.sigma;
+        let bound = n / (n + *d as f64 + 1.0);
+        if rate < bound {
+            return Ok(());
+        }
+        Err(Error::config(
+            "rules.aa",
+            format!(
+                "lr × alpha × sigma² = {rate} must be below N / (N + d + 1) = {bound:.4} (noise \
+                 batch N = {n}, widest fan-in d = {d}): beyond it B diverges instead of settling \
+                 at βW/(2α); lower aa.lr or enlarge aa.batch_size"
+            ),
+        ))
     }
 }
 
@@ -438,11 +483,12 @@ mod tests {
             ("rules.aa.lr", |c| &mut c.aa.lr),
             // AA's α must be positive (nothing else bounds B); its β only non-negative.
             ("rules.aa.alpha", |c| &mut c.aa.alpha),
+            // So must SA's α, for the same reason.
+            ("rules.sa.alpha", |c| &mut c.sa.alpha),
         ];
         let non_negative: Knobs = &[
             ("rules.kp_decay", |c| c.kp_decay.insert(0.0)),
             ("rules.wm.decay", |c| &mut c.wm.decay),
-            ("rules.sa.alpha", |c| &mut c.sa.alpha),
             ("rules.sa.beta", |c| &mut c.sa.beta),
             ("rules.ia.alpha", |c| &mut c.ia.alpha),
             ("rules.ia.beta", |c| &mut c.ia.beta),
@@ -508,6 +554,75 @@ mod tests {
                 "{key} at 1: {err}"
             );
         }
+    }
+
+    /// Information alignment with neither `R_null` nor `R_decay` (β = γ = 0) is refused:
+    /// nothing would bound `B`.
+    #[test]
+    fn information_alignment_needs_a_term_that_bounds_b() {
+        let err = validated(|c| {
+            c.ia.beta = 0.0;
+            c.ia.gamma = 0.0;
+        })
+        .unwrap_err();
+        assert!(
+            err.starts_with("invalid rules.ia: beta and gamma are both 0"),
+            "{err}"
+        );
+    }
+
+    /// Activation alignment's bound `η_B α σ² < N / (N + d + 1)` is where `B` stops settling:
+    /// on a linear layer of fan-in `d` = 64 with noise batches of `N` = 16, `‖B − βW/(2α)‖`
+    /// shrinks over 40 batches at half the bound and grows at twice it; `validate_for`
+    /// accepts just below the bound and refuses at it, naming N and d (the first layer's fan-in
+    /// does not count).
+    #[test]
+    fn activation_alignment_settles_below_its_bound_and_is_refused_at_it() {
+        use crate::layers::{Linear, WeightLayer};
+        let (d, n) = (64, 16);
+        let bound = n as f64 / (n + d + 1) as f64;
+        let distance_after = |rate: f64| {
+            let mut layer = Linear::<f64>::new(
+                "fc",
+                d,
+                8,
+                0.1,
+                &mut crate::rng(1, 0),
+                &mut crate::rng(1, 1),
+            );
+            let cfg = ActivationConfig {
+                lr: rate / 0.5,
+                batch_size: n,
+                ..Default::default()
+            };
+            let gap = |l: &Linear<f64>| {
+                let p = l.params();
+                p.feedback.zip_map(&p.w, |b, w| b - w).norm()
+            };
+            let before = gap(&layer);
+            let mut rng = crate::rng(1, 2);
+            for _ in 0..40 {
+                activation_step(&mut layer as &mut dyn WeightLayer<f64>, &cfg, &mut rng);
+            }
+            gap(&layer) / before
+        };
+        assert!(distance_after(0.5 * bound) < 0.1);
+        assert!(distance_after(2.0 * bound) > 10.0);
+        let at = |rate: f64| {
+            let mut c = RuleConfig::default();
+            c.aa.lr = rate / c.aa.alpha;
+            c.aa.batch_size = n;
+            c.validate_for(RuleKind::ActivationAlignment, 128, &[10_000, d, 8])
+        };
+        at(0.99 * bound).unwrap();
+        let err = at(bound).unwrap_err().to_string();
+        assert!(
+            err.contains("noise batch N = 16, widest fan-in d = 64"),
+            "{err}"
+        );
+        RuleConfig::default()
+            .validate_for(RuleKind::WeightMirror, 128, &[64, 64])
+            .unwrap();
     }
 
     /// The short names name compare's run directories (`bp-s0`); the summaries are each
