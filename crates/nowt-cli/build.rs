@@ -1,5 +1,7 @@
 // Records the git commit the binary is built from (`NOWT_GIT_COMMIT`; `unknown` outside a git
-// checkout), which every run writes into its `provenance.json`.
+// checkout), which every run writes into its `provenance.json`; and for `nowt --version`, the
+// features built in (`NOWT_FEATURES`) and the CPU the code was compiled for (`NOWT_TARGET_CPU`:
+// `target-cpu=native` means the building machine's, named from /proc/cpuinfo where there is one).
 
 use std::process::Command;
 
@@ -19,7 +21,42 @@ fn main() {
         .map(|_| "+changes")
         .unwrap_or("");
     println!("cargo:rustc-env=NOWT_GIT_COMMIT={commit}{dirty}");
+    let features = if std::env::var_os("CARGO_FEATURE_MPI").is_some() {
+        "mpi"
+    } else {
+        "none"
+    };
+    println!("cargo:rustc-env=NOWT_FEATURES={features}");
+    println!("cargo:rustc-env=NOWT_TARGET_CPU={}", target_cpu());
     for f in ["../../.git/HEAD", "../../.git/index"] {
         println!("cargo:rerun-if-changed={f}");
+    }
+}
+
+/// `target-cpu=…` from the rustflags, with the building machine's CPU where it is `native`.
+fn target_cpu() -> String {
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    // `-C target-cpu=X` or `-Ctarget-cpu=X`.
+    let cpu = flags.split(['\x1f', ' ']).find_map(|f| {
+        f.strip_prefix("-Ctarget-cpu=")
+            .or_else(|| f.strip_prefix("target-cpu="))
+            .map(String::from)
+    });
+    let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
+    match cpu.as_deref() {
+        Some("native") => {
+            let model = std::fs::read_to_string("/proc/cpuinfo")
+                .ok()
+                .and_then(|t| {
+                    t.lines()
+                        .find(|l| l.starts_with("model name"))
+                        .and_then(|l| l.split(':').nth(1))
+                        .map(|m| m.trim().to_string())
+                })
+                .unwrap_or_else(|| "unknown".into());
+            format!("{arch} target-cpu=native: this machine's CPU, {model}")
+        }
+        Some(cpu) => format!("{arch} target-cpu={cpu}"),
+        None => format!("{arch}, generic"),
     }
 }

@@ -6,10 +6,22 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use nowt::rules::RuleKind;
 
+/// `nowt --version`: the version, whether MPI is built in, and the CPU the binary was built for
+/// (`.cargo/config.toml` builds with `target-cpu=native`: a binary built on one machine may not
+/// run on an older one).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (features: ",
+    env!("NOWT_FEATURES"),
+    "; built for ",
+    env!("NOWT_TARGET_CPU"),
+    ")"
+);
+
 #[derive(Parser, Debug)]
 #[command(
     name = "nowt",
-    version,
+    version = VERSION,
     about = "Deep learning without weight transport (Akrout et al., NeurIPS 2019)"
 )]
 pub struct Cli {

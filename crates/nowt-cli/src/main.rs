@@ -50,6 +50,10 @@ fn main() -> ExitCode {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     world::init();
     let cli = args::Cli::parse();
+    if let Err(e) = world::refuse_ranks_without_mpi() {
+        errln!("nowt: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match cli.command {
         args::Command::Train(a) => run::train(a),
         args::Command::Rules => {

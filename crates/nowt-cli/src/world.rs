@@ -29,6 +29,38 @@ pub fn finish() {
     mpi_world::finalize();
 }
 
+/// Refuses what this build cannot do: `sync_bn` (batch-norm statistics over the ranks) without
+/// MPI built in, where it would silently do nothing.
+pub fn check_build(cfg: &nowt::config::TrainConfig) -> anyhow::Result<()> {
+    if cfg.sync_bn && !cfg!(feature = "mpi") {
+        anyhow::bail!(
+            "--sync-bn needs several ranks, and this nowt is built without MPI (build it with \
+             cargo build --release --features mpi and start it under mpirun)"
+        );
+    }
+    Ok(())
+}
+
+/// Ranks a launcher asked for (Open MPI's `OMPI_COMM_WORLD_SIZE`, MPICH's and Slurm's
+/// `PMI_SIZE`), if any.
+fn launched_ranks() -> Option<usize> {
+    ["OMPI_COMM_WORLD_SIZE", "PMI_SIZE"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok()?.parse().ok())
+}
+
+/// Refuses to run as one of several ranks in a build without MPI: each process would train
+/// alone and all would write the same run directory.
+pub fn refuse_ranks_without_mpi() -> anyhow::Result<()> {
+    match launched_ranks() {
+        Some(k) if k > 1 && !cfg!(feature = "mpi") => anyhow::bail!(
+            "started as one of {k} ranks, but this nowt is built without MPI: every rank would \
+             train alone; build it with cargo build --release --features mpi"
+        ),
+        _ => Ok(()),
+    }
+}
+
 /// Whether this process writes files and prints: rank 0.
 pub fn leads() -> bool {
     get().rank() == 0

@@ -764,3 +764,42 @@ fn bench_rule_all_prints_every_rule_and_its_ratio_to_backprop() {
         }
     }
 }
+
+/// What a build can do is said and enforced: `--version` names the features built in and the
+/// CPU the code was compiled for; without MPI, `--sync-bn` (which would do nothing) and a start
+/// as one of several ranks (each would train alone into one directory) are refused, leaving
+/// nothing behind; more threads than cores are warned about.
+#[test]
+fn the_build_says_what_it_can_do_and_refuses_what_it_cannot() {
+    let o = nowt(&["--version"]);
+    let v = String::from_utf8_lossy(&o.stdout).to_string();
+    let features = if cfg!(feature = "mpi") { "mpi" } else { "none" };
+    assert!(
+        v.contains(&format!("(features: {features}; built for ")),
+        "{v}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("run");
+    let threads = (std::thread::available_parallelism().unwrap().get() + 1).to_string();
+    let args = ["train", "--epochs", "1", "-q", "--threads", &threads];
+    let o = nowt(&[&args[..], &["--out", out.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains(&format!("warning: --threads {threads} is more than")));
+    if cfg!(feature = "mpi") {
+        return;
+    }
+    let out = tmp.path().join("sync");
+    let o = nowt(&["train", "--sync-bn", "-q", "--out", out.to_str().unwrap()]);
+    assert!(!o.status.success() && !out.exists());
+    assert!(
+        stderr(&o).contains("--sync-bn needs several ranks"),
+        "{}",
+        stderr(&o)
+    );
+    let o = common::nowt_cmd(&["rules"])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("one of 2 ranks, but this nowt is built without MPI"));
+}

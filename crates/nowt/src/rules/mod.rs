@@ -211,19 +211,34 @@ impl RuleKind {
 
     /// Parses a full name or an alias.
     pub fn from_name(name: &str) -> Result<Self> {
-        REGISTRY
+        // Case and `_` for `-` do not matter: `FA`, `Weight_Mirror`.
+        let wanted = name.trim().to_ascii_lowercase().replace('_', "-");
+        let names = |i: &RuleInfo| std::iter::once(i.name).chain(i.aliases.iter().copied());
+        if let Some(i) = REGISTRY.iter().find(|i| names(i).any(|n| n == wanted)) {
+            return Ok(i.kind);
+        }
+        // The closest name, if one is close: a typo, not another word.
+        let wanted = wanted.as_str();
+        let near = REGISTRY
             .iter()
-            .find(|i| i.name == name || i.aliases.contains(&name))
-            .map(|i| i.kind)
-            .ok_or_else(|| Error::UnknownName {
-                what: "rule",
-                name: name.to_string(),
-                choices: REGISTRY
-                    .iter()
-                    .map(|i| format!("{} ({})", i.name, i.aliases.join(", ")))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+            .flat_map(|i| names(i).map(move |n| (i.name, n)))
+            .map(|(rule, n)| (rule, n.len(), strsim::damerau_levenshtein(wanted, n)))
+            .filter(|&(_, len, d)| d <= (len / 4).max(1))
+            .min_by_key(|&(_, _, d)| d)
+            .map(|(rule, _, _)| rule);
+        let choices = REGISTRY
+            .iter()
+            .map(|i| format!("{} ({})", i.name, i.aliases.join(", ")))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(Error::UnknownName {
+            what: "rule",
+            name: name.to_string(),
+            choices: match near {
+                Some(n) => format!("{choices}; did you mean {n}?"),
+                None => choices,
+            },
+        })
     }
 }
 
@@ -623,6 +638,26 @@ mod tests {
         RuleConfig::default()
             .validate_for(RuleKind::WeightMirror, 128, &[64, 64])
             .unwrap();
+    }
+
+    /// Rule names match without case and with `_` for `-`; a near miss gets a suggestion.
+    #[test]
+    fn rule_names_match_without_case_and_suggest_the_nearest() {
+        assert_eq!(
+            RuleKind::from_name("FA").unwrap(),
+            RuleKind::FeedbackAlignment
+        );
+        let wm = RuleKind::from_name("Weight_Mirror").unwrap();
+        assert_eq!(wm, RuleKind::WeightMirror);
+        let err = RuleKind::from_name("feedback-alignmnt")
+            .unwrap_err()
+            .to_string();
+        assert!(err.ends_with("did you mean feedback-alignment?)"), "{err}");
+        let err = RuleKind::from_name("magic").unwrap_err().to_string();
+        assert!(
+            err.starts_with("unknown rule 'magic'") && !err.contains("did you mean"),
+            "{err}"
+        );
     }
 
     /// The short names name compare's run directories (`bp-s0`); the summaries are each
