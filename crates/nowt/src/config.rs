@@ -255,11 +255,11 @@ impl<'de> Deserialize<'de> for Model {
 pub const KEY_DOCS: [(&str, &str); 39] = [
     (
         "rule",
-        "Learning rule, by name or alias (nowt rules lists all eleven).",
+        "Learning rule, by name or alias, any case (nowt rules describes each).",
     ),
     (
         "model",
-        "Model: mlp, lenet5, resnet20, resnet32, resnet56 (CIFAR), resnet18, resnet34, resnet50 (ImageNet).",
+        "Model: a built-in one (mlp, lenet5, lenet-biotorch, resnet20, resnet32, resnet56, resnet18, resnet34, resnet50; nowt models lists them) or your own: a description file (--model my.toml, as nowt models --show prints), a [model] table with layers, or from Python a list of layer dicts (README: Your own network).",
     ),
     (
         "shortcut",
@@ -414,12 +414,21 @@ pub const KEY_DOCS: [(&str, &str); 39] = [
 /// What `key` means with its default: `nowt train --help`'s text for the key's flag, and the
 /// Python package's for its keyword argument.
 pub fn key_help(key: &str) -> String {
-    let doc = KEY_DOCS
+    let mut doc = KEY_DOCS
         .iter()
         .find(|(k, _)| *k == key)
-        .map_or("", |(_, d)| *d);
+        .map_or("", |(_, d)| *d)
+        .to_string();
+    if key == "rule" {
+        // Every rule, from the registry.
+        let names: Vec<String> = RuleKind::ALL
+            .iter()
+            .map(|k| format!("{} ({})", k.name(), k.alias()))
+            .collect();
+        doc = format!("{doc} One of: {}.", names.join(", "));
+    }
     if doc.contains("[default:") {
-        return doc.to_string();
+        return doc;
     }
     fn show(v: &toml::Value) -> String {
         match v {
