@@ -120,8 +120,16 @@ fn a_described_network_trains_resumes_evaluates_and_is_checked() {
     assert!(String::from_utf8_lossy(&o.stdout).contains("PASS  vgg-digits"));
     let bad = tmp.path().join("bad.toml");
     std::fs::write(&bad, VGG.replace("kind = \"flatten\"", "kind = \"relu\"")).unwrap();
-    let o = nowt(&["train", "--model", bad.to_str().unwrap(), "-q"]);
-    assert!(!o.status.success());
+    let refused = tmp.path().join("refused");
+    let o = nowt(&[
+        "train",
+        "--model",
+        bad.to_str().unwrap(),
+        "-q",
+        "--out",
+        refused.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success() && !refused.exists());
     let err = stderr(&o);
     assert!(
         err.contains("layer fc1: a linear layer needs flat inputs, got [16, 2, 2]"),
