@@ -123,8 +123,13 @@ pub struct ModelsArgs {
 
 #[derive(Args, Debug)]
 pub struct EvalArgs {
-    /// A checkpoint file (`<run>/checkpoints/ckpt-*.safetensors`).
+    /// A checkpoint file (`<run>/checkpoints/ckpt-*.safetensors`), or a run directory (its
+    /// newest checkpoint).
     pub checkpoint: PathBuf,
+    /// Test samples to evaluate on: a seeded subset of this many, 0 for the whole test set
+    /// [default: the run's own test_limit].
+    #[arg(long)]
+    pub test_limit: Option<usize>,
     /// Dataset to evaluate on (default: the one the checkpoint was trained on).
     #[arg(long, value_parser = name::<nowt::data::DatasetKind>)]
     pub dataset: Option<nowt::data::DatasetKind>,

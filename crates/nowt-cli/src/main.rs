@@ -74,13 +74,30 @@ fn main() -> ExitCode {
             ExitCode::from(e.downcast_ref::<run::Interrupted>().map_or(130, |i| i.0))
         }
         Err(e) => {
-            // One line: the context chain, outermost first. With several ranks, every rank
-            // ends with this one.
-            world::fail_all(&format!("{e:#}"));
-            errln!("nowt: error: {e:#}");
+            // One line (every rank ends with it when there are several).
+            let line = one_line(&e);
+            world::fail_all(&line);
+            errln!("nowt: error: {line}");
             ExitCode::FAILURE
         }
     };
     world::finish();
     code
+}
+
+/// The error's context chain on one line, outermost first, leaving out a cause whose text the
+/// line already holds (a message that quotes its OS error would otherwise print it twice).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line += ": ";
+        }
+        line += &text;
+    }
+    line
 }

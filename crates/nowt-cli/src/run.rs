@@ -606,14 +606,18 @@ pub fn load_data_logged(cfg: &TrainConfig, quiet: bool) -> Result<nowt::data::Sp
 
 /// `nowt eval`: a checkpoint's loss and error on a dataset's test split.
 pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
-    let (mut cfg, mut state, input, classes) = nowt::checkpoint::load(&a.checkpoint)?;
+    let checkpoint = nowt::checkpoint::resolve(&a.checkpoint)?;
+    let (mut cfg, mut state, input, classes) = nowt::checkpoint::load(&checkpoint)?;
     if let Some(d) = a.dataset {
         cfg.dataset = d;
     }
     if a.data_dir.is_some() {
         cfg.data_dir = a.data_dir.clone();
     }
-    let data = nowt::run::load_data_for(&cfg, &a.checkpoint, input, classes)?;
+    if let Some(n) = a.test_limit {
+        cfg.test_limit = n;
+    }
+    let data = nowt::run::load_data_for(&cfg, &checkpoint, input, classes)?;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()
@@ -621,7 +625,7 @@ pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
     let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test))?;
     outln!(
         "{}: {} test, {} samples: top-1 err {}{}  loss {:.4}  (trained {} epochs + {} steps under {})",
-        a.checkpoint.display(),
+        checkpoint.display(),
         cfg.dataset.name(),
         data.test.len(),
         pct(ev.top1_err),

@@ -803,3 +803,66 @@ fn the_build_says_what_it_can_do_and_refuses_what_it_cannot() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("one of 2 ranks, but this nowt is built without MPI"));
 }
+
+/// `eval` and `--init-from` take a run directory (its newest checkpoint) as well as a file;
+/// `eval --test-limit 0` evaluates a subset-tested run on the whole test set; `--resume` of a
+/// directory that does not exist says so; an OS error is printed once.
+#[test]
+fn eval_and_init_from_take_a_run_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let (r, quiet) = (run.to_str().unwrap(), "-q");
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "--test-limit",
+        "100",
+        quiet,
+        "--out",
+        r,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+    let o = nowt(&["eval", r]);
+    assert!(
+        o.status.success() && out(&o).contains("digits test, 100 samples"),
+        "{}",
+        out(&o)
+    );
+    let o = nowt(&["eval", r, "--test-limit", "0"]);
+    assert!(out(&o).contains("digits test, 360 samples"), "{}", out(&o));
+    let from = tmp.path().join("from");
+    let f = from.to_str().unwrap();
+    let o = nowt(&[
+        "train",
+        "--epochs",
+        "1",
+        "--init-from",
+        r,
+        quiet,
+        "--out",
+        f,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = nowt(&["eval", tmp.path().to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("a directory without checkpoints"),
+        "{}",
+        stderr(&o)
+    );
+    let missing = tmp.path().join("missing");
+    let o = nowt(&["train", "--resume", missing.to_str().unwrap()]);
+    assert!(
+        stderr(&o).contains("no such run directory"),
+        "{}",
+        stderr(&o)
+    );
+    let o = nowt(&["eval", missing.join("c.safetensors").to_str().unwrap()]);
+    assert_eq!(
+        stderr(&o).matches("(os error 2)").count(),
+        1,
+        "{}",
+        stderr(&o)
+    );
+}

@@ -504,6 +504,21 @@ pub fn file_name(epoch: usize, step: usize) -> String {
 }
 
 /// The checkpoint files in `dir`, newest first.
+/// The checkpoint `path` names: the file itself, or for a run directory its newest checkpoint
+/// (what `eval` and `--init-from` take either way).
+pub fn resolve(path: &Path) -> Result<PathBuf> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    let newest = list(&path.join("checkpoints")).into_iter().next();
+    newest.ok_or_else(|| Error::Data {
+        path: path.to_path_buf(),
+        msg: "a directory without checkpoints: give a checkpoint file or a run directory \
+              (one with checkpoints/ckpt-*.safetensors)"
+            .into(),
+    })
+}
+
 pub fn list(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .map(|r| {

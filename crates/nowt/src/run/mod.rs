@@ -392,6 +392,9 @@ pub fn resume(
     world: &dyn Collective,
     observe: &mut Observer,
 ) -> Result<(TrainConfig, Finish)> {
+    if !dir.is_dir() {
+        bail!("--resume {}: no such run directory", dir.display());
+    }
     let _lock = (world.rank() == 0).then(|| lock_dir(dir)).transpose()?;
     let (path, cfg, mut state, input, classes) = newest_checkpoint(dir, observe)?;
     let (cfg, changes) = resumed_config(dir, &path, cfg, &state, opts)?;

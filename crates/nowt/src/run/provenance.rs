@@ -71,6 +71,7 @@ pub struct Origin {
 /// Replaces the fresh state's `W`, `B`, biases and batch-norm parameters and statistics by those
 /// of checkpoint `path` (a model of the same shape); optimiser state and counters start afresh.
 pub fn init_from(st: &mut TrainState, path: &Path, data: &crate::data::Split) -> Result<()> {
+    let path = &crate::checkpoint::resolve(path)?;
     let (_, from, input, classes) = crate::checkpoint::load(path)?;
     if (input, classes) != (data.train.shape, data.train.classes) {
         bail!(
