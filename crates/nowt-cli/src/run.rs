@@ -40,15 +40,50 @@ pub fn presets(show: Option<&str>) -> Result<()> {
         return Ok(());
     }
     for (name, text) in nowt::run::PRESETS {
-        let first = text
-            .lines()
-            .next()
-            .unwrap_or("")
-            .trim_start_matches('#')
-            .trim();
-        outln!("{name:<24} {first}");
+        outln!("{name:<24} {}", preset_summary(text));
     }
     Ok(())
+}
+
+/// A preset's leading comment up to its first `:` or sentence end outside parentheses (what it
+/// is, before the details), without the parenthesised asides when that is over 90 characters.
+fn preset_summary(text: &str) -> String {
+    let lead: Vec<&str> = text
+        .lines()
+        .map_while(|l| l.strip_prefix('#'))
+        .map(str::trim)
+        .collect();
+    let para = lead.join(" ");
+    let (mut depth, mut end) = (0i32, para.len());
+    for (i, c) in para.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ':' if depth == 0 => {
+                end = i;
+                break;
+            }
+            '.' if depth == 0 && para[i + 1..].starts_with(' ') => {
+                end = i;
+                break;
+            }
+            _ => {}
+        }
+    }
+    let head = para[..end].trim();
+    if head.chars().count() <= 90 {
+        return head.to_string();
+    }
+    let (mut out, mut depth) = (String::new(), 0);
+    for c in head.chars() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            c if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Prints the rule table: each rule's names, summary and knobs.

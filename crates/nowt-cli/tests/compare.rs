@@ -290,6 +290,15 @@ fn presets_are_listed_shown_and_usable_by_train() {
     let o = nowt(&["presets"]);
     assert!(o.status.success());
     let list = String::from_utf8_lossy(&o.stdout);
+    // Each description whole: what the preset is, not a line cut mid-sentence.
+    assert!(list.contains("mnist-lenet              MNIST, BioTorch's LeNet and protocol\n"));
+    for line in list.lines() {
+        assert_eq!(
+            line.matches('(').count(),
+            line.matches(')').count(),
+            "{line}"
+        );
+    }
     for p in [
         "mnist-mlp",
         "mnist-lenet",
