@@ -386,6 +386,8 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     check_rule_flags(&a)?;
     let cfg = resolve(&a)?;
     let world = crate::world::get();
+    // The default run directory's parent, `runs/`, if this start is the one that makes it.
+    let made_runs = (cfg.out.is_none() && !Path::new("runs").exists()).then_some("runs");
     let dir = match (&cfg.out, world.size()) {
         (_, 1) => nowt::run::new_dir(&cfg)?,
         (None, k) => bail!(
@@ -398,8 +400,11 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
         errln!("nowt: run {}", dir.display());
     }
     let data = load_data_logged(&cfg, a.quiet || world.rank() != 0).inspect_err(|_| {
-        // Nothing was written yet: leave no empty run directory behind.
+        // Nothing was written yet: leave no empty run directory (or `runs/`) behind.
         let _ = fs::remove_dir(&dir);
+        if let Some(runs) = made_runs {
+            let _ = fs::remove_dir(runs);
+        }
     })?;
     start(cfg, &data, &dir, &RunOpts::of(&a))
 }

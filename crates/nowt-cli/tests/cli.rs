@@ -866,3 +866,27 @@ fn eval_and_init_from_take_a_run_directory() {
         stderr(&o)
     );
 }
+
+/// A start refused after its run directory was named leaves nothing behind, not even the
+/// `runs/` it made for the default directory (a description that does not fit the data).
+#[test]
+fn a_refused_start_leaves_no_runs_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bad = tmp.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[[layers]]\nkind = \"conv\"\nout = 2\nkernel = 3\n[[layers]]\nkind = \"linear\"\n",
+    )
+    .unwrap();
+    let o = common::nowt_cmd(&["train", "--model", bad.to_str().unwrap(), "-q"])
+        .current_dir(tmp.path())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("layer fc1: a linear layer needs flat inputs"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!tmp.path().join("runs").exists());
+}
