@@ -64,6 +64,9 @@ pub struct CheckArgs {
     /// Rules to check (full names or aliases). [default: every rule]
     #[arg(long, value_delimiter = ',', value_parser = rule)]
     pub rule: Vec<RuleKind>,
+    /// Worker threads (0: one per core; the results do not depend on it).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 #[derive(Args, Debug)]

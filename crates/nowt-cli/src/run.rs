@@ -148,17 +148,29 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     } else {
         a.rule
     };
+    if a.threads > 0 {
+        warn_threads(a.threads);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("--threads")?;
+    pool.install(|| run_checks(&models, &rules))
+}
+
+/// Runs and prints every check of `models` × `rules`, then the laws; an error if any failed.
+fn run_checks(models: &[nowt::config::Model], rules: &[RuleKind]) -> Result<()> {
     let start = std::time::Instant::now();
     let mut failed = 0;
     let cfg = nowt::rules::RuleConfig::default();
     // Model by model, so that lines appear as checks finish.
-    for model in &models {
-        for o in nowt::check::model_checks(model, &rules, &cfg)? {
+    for model in models {
+        for o in nowt::check::model_checks(model, rules, &cfg)? {
             failed += usize::from(!o.passed);
             print_outcome(&o);
         }
     }
-    for o in nowt::check::laws(&rules, &cfg) {
+    for o in nowt::check::laws(rules, &cfg) {
         failed += usize::from(!o.passed);
         print_outcome(&o);
     }

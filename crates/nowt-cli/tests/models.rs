@@ -200,7 +200,15 @@ fn the_example_descriptions_pass_the_oracles() {
     files.sort();
     assert!(files.len() >= 2, "{}", dir.display());
     for f in files {
-        let o = nowt(&["check", "--model", f.to_str().unwrap(), "--rule", "bp,fa"]);
+        let o = nowt(&[
+            "check",
+            "--model",
+            f.to_str().unwrap(),
+            "--rule",
+            "bp,fa",
+            "--threads",
+            "1",
+        ]);
         assert!(o.status.success(), "{}: {}", f.display(), stderr(&o));
     }
 }
