@@ -148,9 +148,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
     } else {
         a.rule
     };
-    if a.threads > 0 {
-        warn_threads(a.threads);
-    }
+    warn_threads(a.threads);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()

@@ -117,23 +117,18 @@ impl Tiny {
     }
 }
 
-/// The tiny instance's config under `rule`, and its input.
-fn tiny(model: &Tiny, rule: RuleKind) -> (TrainConfig, [usize; 3]) {
+/// The tiny instance under `rule`.
+fn net<T: Real>(model: &Tiny, rule: &dyn Rule<T>) -> Network<T> {
     let cfg = TrainConfig {
-        rule,
+        rule: rule.kind(),
         ..model.cfg.clone()
     };
-    (cfg, model.input)
-}
-
-fn net<T: Real>(model: &Tiny, rule: &dyn Rule<T>) -> Network<T> {
-    let (cfg, input) = tiny(model, rule.kind());
-    build_model(&cfg, input, CLASSES, rule)
+    build_model(&cfg, model.input, CLASSES, rule)
 }
 
 /// A seeded batch for `model`'s tiny instance.
 fn batch<T: Real>(model: &Tiny, stream: u64) -> (Tensor<T>, Vec<u32>) {
-    let (_, input) = tiny(model, RuleKind::Backprop);
+    let input = model.input;
     let mut rng = crate::rng(1234, stream);
     let x = Tensor::randn(&[BATCH, input.iter().product()], 1.0, &mut rng);
     let labels = (0..BATCH)

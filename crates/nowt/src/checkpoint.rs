@@ -503,7 +503,6 @@ pub fn file_name(epoch: usize, step: usize) -> String {
     format!("ckpt-e{epoch:05}-s{step:07}.safetensors")
 }
 
-/// The checkpoint files in `dir`, newest first.
 /// The checkpoint `path` names: the file itself, or for a run directory its newest checkpoint
 /// (what `eval` and `--init-from` take either way).
 pub fn resolve(path: &Path) -> Result<PathBuf> {
@@ -519,6 +518,7 @@ pub fn resolve(path: &Path) -> Result<PathBuf> {
     })
 }
 
+/// The checkpoint files in `dir`, newest first.
 pub fn list(dir: &Path) -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = fs::read_dir(dir)
         .map(|r| {

@@ -365,15 +365,12 @@ pub fn layer_records<T: Real>(
             .and_then(|(_, d)| d.clone())
     };
     let layers = net.weight_layers();
-    let top = layers.len().saturating_sub(1);
     layers
         .iter()
         .enumerate()
         .map(|(i, layer)| {
             let p = layer.params();
-            // The first layer's `M` carries nothing; a matrix that does not stand for `W`
-            // (DFA's `D` below the output) has no angle to it.
-            let m = (i > 0 && rule.m_stands_for_w(p, i == top)).then(|| rule.backward_matrix(p));
+            let m = compared_matrix(rule, p, i, layers.len());
             LayerRecord {
                 layer: p.name.clone(),
                 weight_angle_deg: m.as_ref().and_then(|m| angle_deg(&p.w, m)),
@@ -540,24 +537,30 @@ pub fn training_rule<T: Real>(cfg: &TrainConfig, net: &Network<T>) -> Box<dyn ru
     )
 }
 
-/// Each weight layer's `M` under `cfg`'s rule, as the metrics measure it: every layer but the
-/// first (whose `M` carries no error), where `M` stands for `W` ([`Rule::m_stands_for_w`]: not
-/// direct feedback alignment's `D` below the output layer). Named `<layer>.M`.
+/// `M` of the `i`-th of `layers` weight layers where the metrics compare it with `W`: not the
+/// first layer's (it carries no error), and only where `M` stands for `W`
+/// ([`Rule::m_stands_for_w`]: not direct feedback alignment's `D` below the output layer).
+fn compared_matrix<'a, T: Real>(
+    rule: &dyn Rule<T>,
+    p: &'a crate::params::WeightParams<T>,
+    i: usize,
+    layers: usize,
+) -> Option<std::borrow::Cow<'a, Tensor<T>>> {
+    (i > 0 && rule.m_stands_for_w(p, i + 1 == layers)).then(|| rule.backward_matrix(p))
+}
+
+/// Each weight layer's `M` under `cfg`'s rule, as the metrics measure it ([`compared_matrix`]).
+/// Named `<layer>.M`.
 pub fn rule_matrices(cfg: &TrainConfig, net: &Network<f32>) -> Vec<(String, Tensor<f32>)> {
     let rule = training_rule(cfg, net);
     let layers = net.weight_layers();
-    let top = layers.len().saturating_sub(1);
     layers
         .iter()
         .enumerate()
-        .skip(1)
-        .filter(|(i, l)| rule.m_stands_for_w(l.params(), *i == top))
-        .map(|(_, l)| {
+        .filter_map(|(i, l)| {
             let p = l.params();
-            (
-                format!("{}.M", p.name),
-                rule.backward_matrix(p).into_owned(),
-            )
+            let m = compared_matrix(rule.as_ref(), p, i, layers.len())?;
+            Some((format!("{}.M", p.name), m.into_owned()))
         })
         .collect()
 }

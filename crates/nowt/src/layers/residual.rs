@@ -38,9 +38,10 @@ pub struct Residual<T> {
 }
 
 impl<T: Real> Residual<T> {
-    /// The block `name` around a main path (non-empty; its last layer's output is overwritten
-    /// by the sum, see `forward`) and a shortcut (empty: the identity). The branches' output
-    /// shapes must agree ([`crate::models::Description::resolve`] checks).
+    /// The block `name` around a main path (non-empty; where its last layer's backward does not
+    /// read that layer's output, the sum is written over it, see `forward`) and a shortcut
+    /// (empty: the identity). The branches' output shapes must agree
+    /// ([`crate::models::Description::resolve`] checks).
     pub fn from_parts(
         name: &str,
         main: Vec<Box<dyn Layer<T>>>,

@@ -17,9 +17,10 @@ use crate::params::Init;
 use crate::rules::Rule;
 use crate::tensor::{Real, Tensor};
 
-/// Built-in `kind` for inputs of `image` (flat samples) and `classes` outputs, `W` from `rng_w`
-/// and `B` from `rng_b`. Panics if the model cannot take `image` (a programming error: runs
-/// resolve their model first, [`crate::config::TrainConfig::model_parts`]).
+/// A built-in model's `description` built for inputs of `image` (flat samples) and `classes`
+/// outputs, `W` from `rng_w` and `B` from `rng_b`. Panics if the model cannot take `image` (a
+/// programming error: runs resolve their model first,
+/// [`crate::config::TrainConfig::model_parts`]).
 fn builtin_net<T: Real>(
     description: Description,
     image: [usize; 3],
