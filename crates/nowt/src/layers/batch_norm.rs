@@ -164,7 +164,7 @@ fn per_plane<R: Send>(planes: usize, hw: usize, f: impl Fn(usize) -> R + Sync) -
     (0..planes)
         .into_par_iter()
         .with_min_len(min)
-        .map(|p| f(p))
+        .map(&f)
         .collect()
 }
 
