@@ -3,6 +3,8 @@
 //! `conv/<N>x<C_in>x<H>x<W>/<C_out>k<k>s<s>/{forward,backward_bp,grad_w}` (ResNet-20's three
 //! kinds of 3×3 convolution and its 1×1 projection, batch 128), `step/mlp-784-1000-1000-10/b128/<rule>`
 //! and `step/<model>/b128/<rule>` (ResNet-20 and LeNet-5). `.../backward_bp` is grad_W + δ_in.
+//! `noise/<N>x<C>x<H>x<W>/{randn,gaussian,uniform}`: one mirror batch's noise for ResNet-20's
+//! first stage, by `Tensor::randn` (the ziggurat) and by the mirror family's samplers.
 
 use criterion::{criterion_group, criterion_main, Criterion};
 
@@ -148,10 +150,26 @@ fn convnet_steps(c: &mut Criterion) {
     }
 }
 
+/// One mirror batch of noise for a ResNet-20 stage-1 convolution, `[128, 16, 32, 32]`.
+fn noise(c: &mut Criterion) {
+    let shape = [128usize, 16, 32, 32];
+    let name = "noise/128x16x32x32";
+    let mut rng = nowt::rng(1, 0);
+    c.bench_function(&format!("{name}/randn"), |b| {
+        b.iter(|| Tensor::<f32>::randn(&shape, 1.0, &mut rng))
+    });
+    c.bench_function(&format!("{name}/gaussian"), |b| {
+        b.iter(|| nowt::noise::gaussian::<f32>(&shape, 1.0, &mut rng))
+    });
+    c.bench_function(&format!("{name}/uniform"), |b| {
+        b.iter(|| nowt::noise::uniform::<f32>(&shape, 1.0, &mut rng))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20);
-    targets = linear, steps
+    targets = linear, steps, noise
 }
 criterion_group! {
     name = convnets;

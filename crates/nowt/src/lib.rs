@@ -20,6 +20,7 @@ pub mod error;
 pub mod layers;
 pub mod metrics;
 pub mod models;
+pub mod noise;
 pub mod optim;
 pub mod params;
 pub mod rules;

@@ -1708,7 +1708,7 @@ fn noise_step_is_objective_gradient(
     }
     for (mut layer, what) in layers {
         let rng = nowt::rng(seed, 0);
-        let xi = Tensor::<f64>::randn(&layer.input_shape(3), 0.7, &mut rng.clone());
+        let xi: Tensor<f64> = nowt::noise::gaussian(&layer.input_shape(3), 0.7, &mut rng.clone());
         let r = layer.linear(&xi, &layer.params().w);
         let b0 = layer.params().feedback.clone();
         let reach = layer.tap_reach();

@@ -171,8 +171,8 @@ pub(super) fn draw_noise<T: Real>(
 ) -> Tensor<T> {
     let shape = layer.input_shape(n);
     match noise {
-        MirrorNoise::Gaussian => Tensor::randn(&shape, sigma, rng),
-        MirrorNoise::Uniform => Tensor::rand_uniform(&shape, 3f64.sqrt() * sigma, rng),
+        MirrorNoise::Gaussian => crate::noise::gaussian(&shape, sigma, rng),
+        MirrorNoise::Uniform => crate::noise::uniform(&shape, 3f64.sqrt() * sigma, rng),
     }
 }
 
