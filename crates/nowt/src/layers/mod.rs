@@ -15,6 +15,7 @@ mod pool;
 mod residual;
 mod shape;
 mod winograd;
+mod winograd4;
 
 pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm;
