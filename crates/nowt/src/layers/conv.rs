@@ -5,8 +5,8 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::winograd;
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
-use super::{winograd, winograd4};
 use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Pooled, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
@@ -113,28 +113,6 @@ impl<T: Real> Conv2d<T> {
 fn conv_images<T: Real>(g: &ConvGeom, x: &Tensor<T>, wm: View<T>) -> Tensor<T> {
     let (ho, wo) = g.out_hw();
     let (n, c_out, in_len) = (x.rows(), wm.rows, g.c * g.h * g.w);
-    let f4_min: usize = std::env::var("NOWT_F4")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(usize::MAX);
-    if winograd::applies(g, c_out) && g.w >= f4_min {
-        let u = winograd4::weights(wm, g.c);
-        let per = winograd4::group(g).min(n.div_ceil(TASKS));
-        let fill = |s: &mut Pooled<winograd4::Scratch<T>>, i: usize, out: &mut [MaybeUninit<T>]| {
-            let imgs = out.len() / (c_out * ho * wo);
-            let x = &x.data()[i * per * in_len..][..imgs * in_len];
-            winograd4::conv(g, &u, c_out, x, out, s);
-        };
-        // SAFETY: `winograd4::conv` writes every output of its images.
-        return unsafe {
-            Tensor::build(
-                &[n, c_out, ho, wo],
-                per * c_out * ho * wo,
-                Pooled::take,
-                fill,
-            )
-        };
-    }
     if winograd::applies(g, c_out) {
         let u = winograd::weights(wm, g.c);
         let per = winograd::group(g).min(n.div_ceil(TASKS));

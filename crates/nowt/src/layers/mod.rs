@@ -15,7 +15,6 @@ mod pool;
 mod residual;
 mod shape;
 mod winograd;
-mod winograd4;
 
 pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm;

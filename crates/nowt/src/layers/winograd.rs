@@ -216,7 +216,7 @@ pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T>
 /// AVX2 and FMA and over at most [`avx::PRODUCT_MAX_K`] channels by [`avx::product`], which
 /// reads `v` in place (the GEMM library packs it first, a large share of these short sums);
 /// else by the GEMM library.
-pub(super) fn product<T: Real>(m: &mut [T], u: View<T>, v: View<T>) {
+fn product<T: Real>(m: &mut [T], u: View<T>, v: View<T>) {
     assert!(!u.t && !v.t, "product: rows as stored");
     if u.cols <= avx::PRODUCT_MAX_K {
         if let (Some(u32), Some(v32)) = (avx::f32s(u.data), avx::f32s(v.data)) {
@@ -242,13 +242,7 @@ fn bands(g: &ConvGeom, n: usize) -> impl Iterator<Item = std::ops::Range<usize>>
 }
 
 /// Position ξ of `[16][C or C_out][P]` data as the `[rows, P]` matrix (or its transpose).
-pub(super) fn rows_of<T: Real>(
-    data: &[T],
-    xi: usize,
-    rows: usize,
-    p: usize,
-    t: bool,
-) -> View<'_, T> {
+fn rows_of<T: Real>(data: &[T], xi: usize, rows: usize, p: usize, t: bool) -> View<'_, T> {
     View::new(&data[xi * rows * p..], rows, p, t)
 }
 
@@ -490,7 +484,7 @@ fn deinterleave<T: Real>(x: &[T], even: &mut [T], odd: &mut [T]) {
 /// compiler then emits vector operations even for rows of 8–16 tiles, where a plain loop's
 /// vectorised body (unrolled to 32) would never run.
 #[inline(always)]
-pub(super) fn lanes<T: Real, const I: usize, const O: usize>(
+fn lanes<T: Real, const I: usize, const O: usize>(
     len: usize,
     ins: [&[T]; I],
     mut outs: [&mut [T]; O],
