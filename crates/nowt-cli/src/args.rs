@@ -245,6 +245,18 @@ impl Args for RuleKnobs {
     }
 }
 
+/// A whole number for a count flag (`--epochs`, `--batch-size`, …): `-5` is read as a value,
+/// not as an unknown flag, and refused as what it is.
+pub fn count<T: std::str::FromStr>(s: &str) -> Result<T, String> {
+    s.trim().parse().map_err(|_| {
+        if s.trim().starts_with('-') {
+            format!("must be a whole number ≥ 0, got {s}")
+        } else {
+            format!("expected a whole number, got '{s}'")
+        }
+    })
+}
+
 /// Parses any kebab-case name the library defines (model, dataset, activation, ...).
 pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
     use serde::de::IntoDeserializer;
@@ -263,10 +275,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub init_from: Option<PathBuf>,
     /// Also checkpoint every N steps (0: only at the end of each epoch and on Ctrl-C).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, default_value_t = 0)]
     pub checkpoint_every: usize,
     /// Checkpoints to keep (the newest).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, default_value_t = 3)]
     pub keep_checkpoints: usize,
     /// TOML config file; flags override its values [default: none].
     #[arg(long, short)]
@@ -279,7 +291,7 @@ pub struct TrainArgs {
     pub rule: Option<RuleKind>,
     #[arg(long, help = nowt::config::key_help("model"), value_parser = model)]
     pub model: Option<nowt::config::Model>,
-    #[arg(long, help = nowt::config::key_help("hidden"), value_delimiter = ',')]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("hidden"), value_delimiter = ',')]
     pub hidden: Option<Vec<usize>>,
     #[arg(long, help = nowt::config::key_help("activation"), value_parser = name::<nowt::layers::ActivationKind>)]
     pub activation: Option<nowt::layers::ActivationKind>,
@@ -287,9 +299,9 @@ pub struct TrainArgs {
     pub dataset: Option<nowt::data::DatasetKind>,
     #[arg(long, help = nowt::config::key_help("data_dir"))]
     pub data_dir: Option<PathBuf>,
-    #[arg(long, help = nowt::config::key_help("epochs"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("epochs"))]
     pub epochs: Option<usize>,
-    #[arg(long, help = nowt::config::key_help("batch_size"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("batch_size"))]
     pub batch_size: Option<usize>,
     #[arg(long, help = nowt::config::key_help("lr"), allow_negative_numbers = true)]
     pub lr: Option<f64>,
@@ -311,31 +323,31 @@ pub struct TrainArgs {
     pub augment: bool,
     #[arg(long, help = nowt::config::key_help("sync_bn"))]
     pub sync_bn: bool,
-    #[arg(long, help = nowt::config::key_help("image_size"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("image_size"))]
     pub image_size: Option<usize>,
-    #[arg(long, help = nowt::config::key_help("train_limit"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("train_limit"))]
     pub train_limit: Option<usize>,
-    #[arg(long, help = nowt::config::key_help("test_limit"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("test_limit"))]
     pub test_limit: Option<usize>,
-    #[arg(long, help = nowt::config::key_help("data_threads"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("data_threads"))]
     pub data_threads: Option<usize>,
     #[arg(long, help = nowt::config::key_help("weight_decay"), allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     #[arg(long, help = nowt::config::key_help("schedule"), value_parser = name::<nowt::optim::ScheduleKind>)]
     pub schedule: Option<nowt::optim::ScheduleKind>,
-    #[arg(long, help = nowt::config::key_help("milestones"), value_delimiter = ',')]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("milestones"), value_delimiter = ',')]
     pub milestones: Option<Vec<usize>>,
     #[arg(long, help = nowt::config::key_help("gamma"), allow_negative_numbers = true)]
     pub gamma: Option<f64>,
     #[arg(long, help = nowt::config::key_help("warmup_epochs"), allow_negative_numbers = true)]
     pub warmup_epochs: Option<f64>,
-    #[arg(long, help = nowt::config::key_help("seed"))]
+    #[arg(long, value_parser = count::<u64>, allow_negative_numbers = true, help = nowt::config::key_help("seed"))]
     pub seed: Option<u64>,
-    #[arg(long, help = nowt::config::key_help("threads"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("threads"))]
     pub threads: Option<usize>,
     #[arg(long, help = nowt::config::key_help("val_fraction"), allow_negative_numbers = true)]
     pub val_fraction: Option<f64>,
-    #[arg(long, help = nowt::config::key_help("probe_size"))]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("probe_size"))]
     pub probe_size: Option<usize>,
     #[arg(long, help = nowt::config::key_help("out"))]
     pub out: Option<PathBuf>,
@@ -348,7 +360,7 @@ pub struct TrainArgs {
     #[command(flatten)]
     pub knobs: RuleKnobs,
     /// Also print a progress line every N training steps (0: only per epoch).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, default_value_t = 0)]
     pub log_every: usize,
     #[arg(long, help = nowt::config::key_help("divergence_loss_factor"))]
     pub divergence_loss_factor: Option<f64>,

@@ -408,6 +408,71 @@ fn knobs_of_another_rule_are_an_error() {
     }
 }
 
+/// A negative count is refused as one, naming the flag (it was "unexpected argument '-5'").
+#[test]
+fn a_negative_count_is_refused_naming_its_flag() {
+    for (flag, value) in [
+        ("--batch-size", "-5"),
+        ("--epochs", "-1"),
+        ("--hidden", "10,-3"),
+    ] {
+        let o = nowt(&["train", flag, value]);
+        assert_eq!(o.status.code(), Some(2), "{flag} {value}");
+        let err = stderr(&o);
+        assert!(
+            err.contains(flag) && err.contains("must be a whole number ≥ 0"),
+            "{flag} {value}: {err}"
+        );
+    }
+}
+
+/// Keys that would do nothing are warned about before training, and the run goes ahead:
+/// SGD's momentum under Adam, another rule's section of a config file, a data directory for
+/// the built-in digits, milestones past the end, a warm-up longer than the run.
+#[test]
+fn keys_that_do_nothing_are_warned_about() {
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("c.toml");
+    std::fs::write(&config, "rule = \"backprop\"\n[rules.wm]\nlr = 0.05\n").unwrap();
+    let out = tmp.path().join("r");
+    let o = nowt(&[
+        "train",
+        "-c",
+        config.to_str().unwrap(),
+        "--dataset",
+        "digits",
+        "--data-dir",
+        tmp.path().to_str().unwrap(),
+        "--optimizer",
+        "adam",
+        "--momentum",
+        "0.5",
+        "--epochs",
+        "1",
+        "--schedule",
+        "multistep",
+        "--milestones",
+        "4",
+        "--warmup-epochs",
+        "2",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    for want in [
+        "warning: momentum = 0.5 and nesterov = false are SGD's: no effect under optimizer adam",
+        "warning: rules.wm.lr = 0.05 is weight-mirror's: no effect under backprop",
+        "warning: data_dir has no effect with dataset digits",
+        "warning: milestones [4] are never reached",
+        "warning: warmup_epochs = 2 is longer than the run",
+    ] {
+        assert!(err.contains(want), "want {want:?} in {err}");
+    }
+    assert_eq!(metrics(&out).len(), 1);
+}
+
 /// Every flag of every subcommand has a description, and every flag that takes a value shows
 /// its default (or is a required/positional argument).
 #[test]

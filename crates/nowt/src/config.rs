@@ -642,6 +642,105 @@ impl TrainConfig {
         Ok(parts)
     }
 
+    /// Keys set away from their defaults that do nothing in this run — SGD's momentum under
+    /// Adam, Adam's constants under SGD, `weight_decay` beside Kolen-Pollack's own `kp_decay`,
+    /// another rule's knobs, a data directory for the built-in digits, milestones past the last
+    /// epoch, a warm-up longer than the run — one line each, for the front ends to warn with
+    /// (a warning, not a refusal: a config shared by several rules, as `nowt compare`'s, may
+    /// carry what only some of them use).
+    pub fn without_effect(&self) -> Vec<String> {
+        let d = Self::default();
+        let mut out = Vec::new();
+        let sgd = self.optimizer == OptimizerKind::Sgd;
+        let optimizer = format!("{:?}", self.optimizer).to_lowercase();
+        if !sgd && (self.momentum != d.momentum || self.nesterov) {
+            out.push(format!(
+                "momentum = {} and nesterov = {} are SGD's: no effect under optimizer {optimizer}",
+                self.momentum, self.nesterov
+            ));
+        }
+        for (key, v, dv) in [
+            ("adam_beta1", self.adam_beta1, d.adam_beta1),
+            ("adam_beta2", self.adam_beta2, d.adam_beta2),
+            ("adam_eps", self.adam_eps, d.adam_eps),
+        ] {
+            if sgd && v != dv {
+                out.push(format!(
+                    "{key} = {v} is Adam's: no effect under optimizer sgd"
+                ));
+            }
+        }
+        if let (RuleKind::KolenPollack, Some(kp)) = (self.rule, self.rules.kp_decay) {
+            if self.weight_decay != d.weight_decay && self.weight_decay != kp {
+                out.push(format!(
+                    "weight_decay = {} has no effect: rules.kp_decay = {kp} is the decay of W \
+                     and B under kolen-pollack",
+                    self.weight_decay
+                ));
+            }
+        }
+        out.extend(self.other_rules_knobs());
+        if self.dataset == DatasetKind::Digits && self.data_dir.is_some() {
+            out.push("data_dir has no effect with dataset digits (built in)".into());
+        }
+        let late: Vec<usize> = (self.milestones.iter())
+            .copied()
+            .filter(|&m| m >= self.epochs)
+            .collect();
+        if self.schedule == ScheduleKind::Multistep && !late.is_empty() {
+            out.push(format!(
+                "milestones {late:?} are never reached: the run ends after epoch {}",
+                self.epochs
+            ));
+        }
+        if self.warmup_epochs > self.epochs as f64 {
+            out.push(format!(
+                "warmup_epochs = {} is longer than the run ({} epochs): the learning rate never \
+                 reaches lr = {}",
+                self.warmup_epochs, self.epochs, self.lr
+            ));
+        }
+        out
+    }
+
+    /// `rules.<key> = v has no effect under <rule>` for every knob of another rule (the
+    /// registry's) whose value is not its default.
+    fn other_rules_knobs(&self) -> Vec<String> {
+        let table = |r: &RuleConfig| toml::Table::try_from(r).unwrap_or_default();
+        let (ours, defaults) = (table(&self.rules), table(&RuleConfig::default()));
+        let lookup = |t: &toml::Table, key: &str| {
+            let mut at = Some(t);
+            let mut parts = key.split('.').peekable();
+            while let Some(part) = parts.next() {
+                let v = at?.get(part)?;
+                if parts.peek().is_none() {
+                    return Some(v.clone());
+                }
+                at = v.as_table();
+            }
+            None
+        };
+        let mut out = Vec::new();
+        for info in crate::rules::REGISTRY
+            .iter()
+            .filter(|i| i.kind != self.rule)
+        {
+            for k in info.knobs {
+                let v = lookup(&ours, k.key);
+                match v {
+                    Some(v) if Some(&v) != lookup(&defaults, k.key).as_ref() => out.push(format!(
+                        "rules.{} = {v} is {}'s: no effect under {}",
+                        k.key,
+                        info.name,
+                        self.rule.name()
+                    )),
+                    _ => {}
+                }
+            }
+        }
+        out
+    }
+
     pub fn validate(&self) -> Result<()> {
         let bad = |key: &str, msg: String| Err(Error::config(key, msg));
         if self.epochs == 0 {
@@ -788,6 +887,115 @@ impl TrainConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Each key that does nothing where it is set is named once, with why; the defaults and a
+    /// key that does act (Adam's constants under AdamW, `weight_decay` equal to `kp_decay`)
+    /// are not.
+    #[test]
+    fn keys_without_effect_are_named() {
+        assert!(TrainConfig::default().without_effect().is_empty());
+        let mut rules = RuleConfig::default();
+        rules.wm.lr = 0.05;
+        rules.kp_decay = Some(1e-3);
+        let cases = [
+            (
+                TrainConfig {
+                    optimizer: OptimizerKind::Adam,
+                    momentum: 0.5,
+                    ..Default::default()
+                },
+                "momentum = 0.5 and nesterov = false are SGD's: no effect under optimizer adam",
+            ),
+            (
+                TrainConfig {
+                    adam_beta2: 0.99,
+                    ..Default::default()
+                },
+                "adam_beta2 = 0.99 is Adam's: no effect under optimizer sgd",
+            ),
+            (
+                TrainConfig {
+                    rule: RuleKind::KolenPollack,
+                    weight_decay: 0.01,
+                    rules: rules.clone(),
+                    ..Default::default()
+                },
+                "weight_decay = 0.01 has no effect: rules.kp_decay = 0.001 is the decay of W and B under kolen-pollack",
+            ),
+            (
+                TrainConfig {
+                    rules: rules.clone(),
+                    ..Default::default()
+                },
+                "rules.wm.lr = 0.05 is weight-mirror's: no effect under backprop",
+            ),
+            (
+                TrainConfig {
+                    dataset: DatasetKind::Digits,
+                    data_dir: Some("/data".into()),
+                    ..Default::default()
+                },
+                "data_dir has no effect with dataset digits (built in)",
+            ),
+            (
+                TrainConfig {
+                    epochs: 3,
+                    schedule: ScheduleKind::Multistep,
+                    milestones: vec![1, 3, 5],
+                    ..Default::default()
+                },
+                "milestones [3, 5] are never reached: the run ends after epoch 3",
+            ),
+            (
+                TrainConfig {
+                    epochs: 2,
+                    warmup_epochs: 2.5,
+                    ..Default::default()
+                },
+                "warmup_epochs = 2.5 is longer than the run (2 epochs): the learning rate never reaches lr = 0.01",
+            ),
+        ];
+        for (cfg, want) in cases {
+            let got = cfg.without_effect();
+            assert!(got.iter().any(|g| g == want), "want {want:?}, got {got:?}");
+        }
+        // What acts is not named: Adam's constants under AdamW, a weight decay equal to
+        // kp_decay, the weight mirror's own knobs.
+        let acting = [
+            TrainConfig {
+                optimizer: OptimizerKind::Adamw,
+                adam_beta2: 0.99,
+                ..Default::default()
+            },
+            TrainConfig {
+                rule: RuleKind::KolenPollack,
+                weight_decay: 1e-3,
+                rules: RuleConfig {
+                    kp_decay: Some(1e-3),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            TrainConfig {
+                rule: RuleKind::WeightMirror,
+                rules: RuleConfig {
+                    wm: crate::rules::MirrorConfig {
+                        lr: 0.05,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+        ];
+        for cfg in acting {
+            assert!(
+                cfg.without_effect().is_empty(),
+                "{:?}",
+                cfg.without_effect()
+            );
+        }
+    }
 
     /// Every config key but the rules' section has its doc (which `nowt train --help` and
     /// Python's `help(nowt.train)` show), and every doc is of a key.

@@ -224,7 +224,10 @@ mod tests {
         for (name, _) in PRESETS {
             let f = ConfigFile::preset(name).unwrap();
             for rule in RuleKind::ALL {
-                f.for_rule(Some(rule)).unwrap().validate().unwrap();
+                let cfg = f.for_rule(Some(rule)).unwrap();
+                cfg.validate().unwrap();
+                let idle = cfg.without_effect();
+                assert!(idle.is_empty(), "{name} under {}: {idle:?}", rule.name());
             }
         }
     }

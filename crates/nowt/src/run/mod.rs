@@ -297,6 +297,9 @@ pub fn start(
         fs::write(dir.join("config.toml"), toml_text)
             .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
         Provenance::now(&cfg, data, &opts.origin).write(dir)?;
+        for w in cfg.without_effect() {
+            let _ = observe(Progress::Warning(w));
+        }
     }
     let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
     state.input_norm = data.norm.clone();
