@@ -571,6 +571,15 @@ impl<'a> Shown<'a> {
                     return ControlFlow::Break(());
                 }
             }
+            Progress::Evaluating { epoch } => {
+                // On a terminal the bar says so; off one, a line where step lines are asked for.
+                let what = format!("{label}epoch {epoch}: evaluating");
+                if self.plain && self.opts.run.log_every > 0 {
+                    self.say(what);
+                } else {
+                    self.bar.set_message(what);
+                }
+            }
             Progress::Epoch { record } => {
                 let mut line = format!("{label}{}", epoch_line(record, self.epochs));
                 line += &loss_rise(self.prev_loss, record.train.loss, record.epoch);

@@ -123,6 +123,15 @@ fn off_a_terminal_every_epoch_is_a_plain_line_and_the_run_directory_comes_first(
         lines.iter().any(|l| l.starts_with("epoch 1 step 20/")),
         "{err}"
     );
+    // Each epoch's evaluation is announced (with step lines asked for) before its line.
+    let at = |prefix: &str| lines.iter().position(|l| l.starts_with(prefix));
+    for e in 1..=3 {
+        let (said, done) = (
+            at(&format!("epoch {e}: evaluating")),
+            at(&format!("epoch {e:>3}/3")),
+        );
+        assert!(said.is_some() && said < done, "epoch {e}: {err}");
+    }
     let o = nowt(&[
         "train",
         "--epochs",

@@ -281,7 +281,9 @@ impl Callbacks {
                 self.warnings.push(w);
                 Ok(true)
             }
-            Progress::Started { .. } | Progress::WarmUp { .. } => Ok(true),
+            Progress::Started { .. } | Progress::WarmUp { .. } | Progress::Evaluating { .. } => {
+                Ok(true)
+            }
         };
         match answer {
             Ok(true) => ControlFlow::Continue(()),

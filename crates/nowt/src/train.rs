@@ -78,6 +78,9 @@ pub enum Event<'a> {
         images_per_s: f64,
         state: &'a TrainState,
     },
+    /// Epoch `epoch`'s (1-based) training steps are done; its evaluation (test, validation
+    /// and the layers' angles) starts, with nothing reported until [`Event::Epoch`].
+    Evaluating { epoch: usize },
     /// An epoch finished and was measured.
     Epoch {
         record: &'a EpochRecord,
@@ -790,6 +793,7 @@ fn run(
             top1_err: 1.0 - st.sums.top1 as f64 / n,
             top5_err: (data.train.classes >= 10).then(|| 1.0 - st.sums.top5 as f64 / n),
         };
+        let _ = on_event(Event::Evaluating { epoch: epoch + 1 });
         let test = evaluate_on(comm, &mut st.net, &data.test)?;
         let val = match &data.val {
             Some(v) => Some(evaluate_on(comm, &mut st.net, v)?),

@@ -74,6 +74,9 @@ pub enum Progress<'a> {
         loss: f64,
         images_per_s: f64,
     },
+    /// Epoch `epoch`'s (1-based) steps are done and it is being evaluated (test and validation
+    /// splits, the layers' angles): nothing else is reported until its record.
+    Evaluating { epoch: usize },
     /// An epoch finished; its record is in `metrics.jsonl` already.
     Epoch { record: &'a EpochRecord },
     /// Something the user should know that does not stop the run (a skipped checkpoint).
@@ -712,6 +715,10 @@ fn drive(
             if opts.checkpoint_every > 0 && global_step.is_multiple_of(opts.checkpoint_every) {
                 return stop_or_fail(files.checkpoint(state), &mut failure);
             }
+            ControlFlow::Continue(())
+        }
+        Event::Evaluating { epoch } => {
+            let _ = observe(Progress::Evaluating { epoch });
             ControlFlow::Continue(())
         }
         Event::Epoch { record, state } => {
