@@ -409,14 +409,16 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
     if !a.quiet && world.rank() == 0 {
         errln!("nowt: run {}", dir.display());
     }
-    let data = load_data_logged(&cfg, a.quiet || world.rank() != 0).inspect_err(|_| {
-        // Nothing was written yet: leave no empty run directory (or `runs/`) behind.
+    // A start refused before anything was written (the data, an --init-from checkpoint) leaves
+    // no empty run directory (or `runs/`) behind; `remove_dir` leaves one that has files.
+    let tidy = |_: &anyhow::Error| {
         let _ = fs::remove_dir(&dir);
         if let Some(runs) = made_runs {
             let _ = fs::remove_dir(runs);
         }
-    })?;
-    start(cfg, &data, &dir, &RunOpts::of(&a))
+    };
+    let data = load_data_logged(&cfg, a.quiet || world.rank() != 0).inspect_err(tidy)?;
+    start(cfg, &data, &dir, &RunOpts::of(&a)).inspect_err(tidy)
 }
 
 /// Trains `cfg` from scratch in `dir` (which exists and holds no other run), showing its

@@ -6,7 +6,7 @@ mod common;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{metrics, nowt, nowt_cmd, stderr};
+use common::{metrics, nowt, nowt_cmd, stderr, untimed};
 
 #[test]
 fn a_loss_that_explodes_stops_the_run_naming_epoch_step_and_layer() {
@@ -480,6 +480,86 @@ fn keys_that_do_nothing_are_warned_about() {
         assert!(err.contains(want), "want {want:?} in {err}");
     }
     assert_eq!(metrics(&out).len(), 1);
+}
+
+/// The report's command for a run repeats it: for a run extended by `--resume --epochs` (its
+/// first stretch at its first length, then the extension) and for a run started by
+/// `--init-from` (the same checkpoint, whose digest the report gives), the commands it prints
+/// train a new directory to the same records, untimed fields bit for bit. Its summary says
+/// where it came from.
+#[test]
+fn the_reported_command_repeats_an_extended_and_an_init_from_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |name: &str| tmp.path().join(name).to_str().unwrap().to_string();
+    let ok = |args: &[&str]| {
+        let o = nowt(args);
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+    };
+    let first = ["--batch-size", "64", "--lr", "0.05", "-q", "--out"];
+    ok(&[&["train", "--epochs", "2"][..], &first, &[&dir("extended")]].concat());
+    ok(&["train", "--resume", &dir("extended"), "--epochs", "3", "-q"]);
+    let from = [
+        "train",
+        "--init-from",
+        &dir("extended"),
+        "--epochs",
+        "2",
+        "-q",
+        "--out",
+    ];
+    ok(&[&from[..], &[&dir("started")]].concat());
+    // A start from a checkpoint that is not there writes nothing (it left config.toml).
+    let o = nowt(&[
+        "train",
+        "--init-from",
+        &dir("nowhere"),
+        "-q",
+        "--out",
+        &dir("failed"),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!tmp.path().join("failed").exists(), "{}", stderr(&o));
+    let summary = std::fs::read_to_string(tmp.path().join("extended/summary.txt")).unwrap();
+    assert!(
+        summary.contains("extended from 2 to 3 epochs after 2 epochs"),
+        "{summary}"
+    );
+    let summary = std::fs::read_to_string(tmp.path().join("started/summary.txt")).unwrap();
+    assert!(
+        summary.contains("started from ") && summary.contains("(crc32:"),
+        "{summary}"
+    );
+    for (run, want) in [
+        ("extended", "extended from 2 to 3 epochs after 2 epochs"),
+        ("started", "started from "),
+    ] {
+        ok(&["report", &dir(run), "--out", &dir(&format!("report-{run}"))]);
+        let md =
+            std::fs::read_to_string(tmp.path().join(format!("report-{run}/report.md"))).unwrap();
+        let line = md
+            .lines()
+            .find(|l| l.contains("repeats it"))
+            .expect("a runs line");
+        assert!(line.contains(want), "{line}");
+        let cmd = line.split('`').nth(3).expect("the command in backticks");
+        let again = dir(&format!("{run}-again"));
+        let bin = env!("CARGO_BIN_EXE_nowt");
+        let cmd = cmd
+            .replace("NEW_DIR", &again)
+            .replace("nowt train", &format!("{bin} train"));
+        let o = std::process::Command::new("sh")
+            .args(["-c", &format!("{cmd} -q")])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{cmd}: {}", stderr(&o));
+        let orig = untimed(metrics(&tmp.path().join(run)));
+        assert_eq!(orig.len(), if run == "extended" { 3 } else { 2 });
+        assert_eq!(
+            untimed(metrics(std::path::Path::new(&again))),
+            orig,
+            "{cmd}"
+        );
+    }
 }
 
 /// Every flag of every subcommand has a description, and every flag that takes a value shows

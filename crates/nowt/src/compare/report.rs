@@ -26,6 +26,8 @@ pub struct Run {
     pub warmup_seconds: Option<f64>,
     /// Why it stopped, if it failed (`failed.txt`).
     pub failed: Option<String>,
+    /// Where it came from (`provenance.json`; `None` for a run without one).
+    pub provenance: Option<crate::run::Provenance>,
 }
 
 impl Run {
@@ -65,6 +67,9 @@ impl Run {
             failed: fs::read_to_string(dir.join(super::FAILED))
                 .ok()
                 .map(|s| s.trim().to_string()),
+            provenance: fs::read_to_string(dir.join("provenance.json"))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok()),
         })
     }
 }
@@ -702,13 +707,18 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
             (None, true) => format!("finished, {total} epochs"),
             (None, false) => format!("unfinished: {} of {total} epochs", r.epochs.len()),
         };
+        let prov = r.provenance.clone().unwrap_or_default();
+        let lineage: String = prov.lineage().iter().map(|l| format!("; {l}")).collect();
+        let repeat = match prov.repeat_command(&r.dir, "NEW_DIR") {
+            Ok(cmd) => format!("`{cmd}` repeats it"),
+            Err(why) => why,
+        };
         let _ = writeln!(
             md,
-            "- `{}`: {}, seed {}: {state} (`nowt train -c {}/config.toml` repeats it)",
+            "- `{}`: {}, seed {}: {state}{lineage} ({repeat})",
             r.dir.display(),
             r.cfg.rule.name(),
             r.cfg.seed,
-            r.dir.display()
         );
     }
     let figures = super::figures::draw(&groups, &all, &out.join("figures"))?;
@@ -768,6 +778,7 @@ mod tests {
             finished,
             warmup_seconds: None,
             failed: (!finished).then(|| "diverged at epoch 2".to_string()),
+            provenance: None,
         }
     }
 

@@ -22,7 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context, Result};
 
 pub use config_file::{ConfigFile, Reference, PRESETS};
-pub use provenance::{init_from, Origin, Provenance};
+pub use provenance::{init_from, Extension, InitFrom, Origin, Provenance};
 
 use crate::config::TrainConfig;
 use crate::data::{Image, Split};
@@ -294,20 +294,27 @@ pub fn start(
     observe: &mut Observer,
 ) -> Result<Finish> {
     cfg.out = Some(dir.to_path_buf());
+    // The starting point first: a checkpoint that does not load or fit leaves nothing written.
+    let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    state.input_norm = data.norm.clone();
+    let started_from = match &opts.init_from {
+        Some(from) => {
+            init_from(&mut state, from, data)?;
+            Some(InitFrom::of(from)?)
+        }
+        None => None,
+    };
     let _lock = (world.rank() == 0).then(|| lock_dir(dir)).transpose()?;
     if world.rank() == 0 {
         let toml_text = toml::to_string(&cfg).context("cannot serialise the resolved config")?;
         fs::write(dir.join("config.toml"), toml_text)
             .with_context(|| format!("cannot write {}/config.toml", dir.display()))?;
-        Provenance::now(&cfg, data, &opts.origin).write(dir)?;
+        let mut prov = Provenance::now(&cfg, data, &opts.origin);
+        prov.init_from = started_from;
+        prov.write(dir)?;
         for w in cfg.without_effect() {
             let _ = observe(Progress::Warning(w));
         }
-    }
-    let mut state = TrainState::new(&cfg, data.train.shape, data.train.classes);
-    state.input_norm = data.norm.clone();
-    if let Some(from) = &opts.init_from {
-        init_from(&mut state, from, data)?;
     }
     drive(&cfg, data, dir, state, opts, world, observe)
 }
@@ -424,6 +431,7 @@ pub fn resume(
             data,
             changes,
             epochs_kept: state.epoch,
+            step: state.step,
             origin: &opts.origin,
         };
         resumed.rewrite_records(observe)?;
@@ -439,8 +447,9 @@ struct ResumedFrom<'a> {
     cfg: &'a TrainConfig,
     data: &'a Split,
     changes: serde_json::Map<String, serde_json::Value>,
-    /// Epochs the checkpoint has finished: the metrics records kept.
+    /// Epochs the checkpoint has finished (the metrics records kept), and steps of the next.
     epochs_kept: usize,
+    step: usize,
     origin: &'a Origin,
 }
 
@@ -492,6 +501,7 @@ impl ResumedFrom<'_> {
                 "git_commit": now.git_commit,
                 "cpu": now.cpu,
                 "from": self.checkpoint.display().to_string(),
+                "at": { "epoch": self.epochs_kept, "step": self.step },
                 "changes": self.changes,
             }));
             p.write(dir)?;
@@ -816,6 +826,13 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         cfg.seed,
         cfg.threads
     );
+    // Where it came from (provenance.json): the checkpoint it started from, its extensions.
+    let prov: Option<Provenance> = fs::read_to_string(dir.join("provenance.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
+    for line in prov.iter().flat_map(Provenance::lineage) {
+        t += &format!("  {line}\n");
+    }
     t += &format!(
         "  final test: top-1 err {}{}  loss {:.4}\n",
         pct(r.test.top1_err),
