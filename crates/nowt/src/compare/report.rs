@@ -710,7 +710,10 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
         let prov = r.provenance.clone().unwrap_or_default();
         let lineage: String = prov.lineage().iter().map(|l| format!("; {l}")).collect();
         let repeat = match prov.repeat_command(&r.dir, "NEW_DIR") {
-            Ok(cmd) => format!("`{cmd}` repeats it"),
+            // Bit for bit with the binary that made it (results differ between builds where
+            // the arithmetic changed, and between instruction sets by rounding).
+            Ok(cmd) if prov.git_commit.is_empty() => format!("`{cmd}` repeats it"),
+            Ok(cmd) => format!("`{cmd}` repeats it, built from {}", prov.git_commit),
             Err(why) => why,
         };
         let _ = writeln!(
