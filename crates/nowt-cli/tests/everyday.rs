@@ -31,6 +31,9 @@ fn a_loss_that_explodes_stops_the_run_naming_epoch_step_and_layer() {
     assert!(err.contains("the training loss reached"), "{err}");
     assert!(err.contains("the layer that grew most is fc"), "{err}");
     assert!(!run.join("summary.json").exists());
+    // The run's directory keeps the reason, as a comparison's runs do.
+    let why = std::fs::read_to_string(run.join("failed.txt")).unwrap();
+    assert!(why.contains("training diverged at epoch 1, step"), "{why}");
     // --allow-divergence lets the same run go on (to whatever end).
     let run2 = tmp.path().join("run2");
     let o = nowt(&[

@@ -662,9 +662,32 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// [`train_and_record`], and a run that fails (diverges, cannot write its files) says why in
+/// `failed.txt` in its directory, as a comparison's runs do; a resume clears an old one.
+fn drive(
+    cfg: &TrainConfig,
+    data: &Split,
+    dir: &Path,
+    state: TrainState,
+    opts: &RunOpts,
+    world: &dyn Collective,
+    observe: &mut Observer,
+) -> Result<Finish> {
+    let failed = dir.join(crate::compare::FAILED);
+    let leads = world.rank() == 0;
+    if leads {
+        let _ = fs::remove_file(&failed);
+    }
+    let result = train_and_record(cfg, data, dir, state, opts, world, observe);
+    if let (Err(e), true) = (&result, leads) {
+        let _ = fs::write(&failed, format!("{e:#}\n"));
+    }
+    result
+}
+
 /// Trains from `state`, appending to `metrics.jsonl`, checkpointing as asked and at every
 /// epoch's end, and writing the summary at the end.
-fn drive(
+fn train_and_record(
     cfg: &TrainConfig,
     data: &Split,
     dir: &Path,
