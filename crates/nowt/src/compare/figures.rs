@@ -16,10 +16,11 @@ use super::report::Group;
 const SIZE: (u32, u32) = (900, 560);
 const FONT: &str = "sans-serif";
 
-/// One colour per rule, the same in every figure: the paper's five first (backprop black), then
-/// the rest of the Tableau palette in registry order.
+/// One colour per rule, the same in every figure and distinct for up to 16 rules: the paper's
+/// five first (backprop black), then the rest of the Tableau palette and its light shades in
+/// registry order.
 fn rule_colour(rule: RuleKind) -> RGBColor {
-    const PALETTE: [RGBColor; 10] = [
+    const PALETTE: [RGBColor; 16] = [
         RGBColor(0, 0, 0),
         RGBColor(214, 39, 40),
         RGBColor(255, 127, 14),
@@ -30,9 +31,39 @@ fn rule_colour(rule: RuleKind) -> RGBColor {
         RGBColor(227, 119, 194),
         RGBColor(127, 127, 127),
         RGBColor(23, 190, 207),
+        RGBColor(188, 189, 34),
+        RGBColor(174, 199, 232),
+        RGBColor(255, 187, 120),
+        RGBColor(152, 223, 138),
+        RGBColor(197, 176, 213),
+        RGBColor(247, 182, 210),
     ];
     let i = RuleKind::ALL.iter().position(|&k| k == rule).unwrap_or(0);
     PALETTE[i % PALETTE.len()]
+}
+
+/// An axis of whole numbers (epochs, layers): a label at each whole value, none between.
+fn whole(v: &f64) -> String {
+    if (v - v.round()).abs() < 1e-6 {
+        format!("{}", v.round())
+    } else {
+        String::new()
+    }
+}
+
+/// A value as its axis label: at most three significant digits and no float noise
+/// (`0.30000000000000004` is `0.3`).
+fn tidy(v: &f64) -> String {
+    if *v == 0.0 || !v.is_finite() {
+        return format!("{v}");
+    }
+    let digits = (2 - v.abs().log10().floor() as i32).max(0) as usize;
+    let s = format!("{v:.digits$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
 }
 
 /// Layer `i` of `n`, bottom (blue) to top (red).
@@ -131,6 +162,9 @@ fn per_rule_curves(
                 .configure_mesh()
                 .x_desc("epoch")
                 .y_desc(y_desc)
+                .x_label_formatter(&whole)
+                .y_label_formatter(&tidy)
+                .y_labels(12)
                 .axis_desc_style((FONT, 16))
                 .draw()
                 .map_err(fail(file))?;
@@ -154,6 +188,12 @@ fn per_rule_curves(
                     .map_err(fail(file))?
                     .label(title.as_str())
                     .legend(legend_line(colour));
+                // A rule that stopped after one epoch is a point, which a line does not draw.
+                if let [p] = c.as_slice() {
+                    chart
+                        .draw_series(std::iter::once(Circle::new((p.0, p.1), 4, colour.filled())))
+                        .map_err(fail(file))?;
+                }
             }
             legend(&mut chart, SeriesLabelPosition::UpperRight, file)?;
         }};
@@ -201,6 +241,7 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
             .configure_mesh()
             .x_desc("epoch")
             .y_desc("∠(W, M) (degrees)")
+            .x_label_formatter(&whole)
             .draw()
             .map_err(fail(file))?;
         for l in 0..layers {
@@ -245,6 +286,7 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
             .configure_mesh()
             .x_desc("weight layer (1 = bottom)")
             .y_desc("degrees")
+            .x_label_formatter(&whole)
             .draw()
             .map_err(fail(file))?;
         for g in groups {
@@ -258,6 +300,9 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
                 .enumerate()
                 .filter_map(|(i, l)| Some(((i + 1) as f64, pick(l)?)))
                 .collect();
+            // Each layer marked, so a rule with one layer that carries an error still shows.
+            let marks = pts.iter().map(|&p| Circle::new(p, 3, colour.filled()));
+            chart.draw_series(marks).map_err(fail(file))?;
             chart
                 .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
                 .map_err(fail(file))?
@@ -400,4 +445,42 @@ pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, 
         )?;
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every rule of the registry has its own colour (backprop and activation alignment were
+    /// both black).
+    #[test]
+    fn every_rule_has_its_own_colour() {
+        let colours: Vec<_> = RuleKind::ALL.iter().map(|&r| rule_colour(r)).collect();
+        for (i, a) in colours.iter().enumerate() {
+            for (j, b) in colours.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{:?} and {:?}", RuleKind::ALL[i], RuleKind::ALL[j]);
+            }
+        }
+    }
+
+    /// Epoch and layer axes are labelled at whole values only; values are labelled to three
+    /// significant digits with no float noise.
+    #[test]
+    fn axis_labels_are_whole_numbers_and_tidy_values() {
+        assert_eq!(whole(&2.0), "2");
+        assert_eq!(whole(&1.1), "");
+        assert_eq!(whole(&19.999_999_9), "20");
+        for (v, want) in [
+            (0.300_000_000_000_000_04, "0.3"),
+            (0.25, "0.25"),
+            (1.0, "1"),
+            (2.0, "2"),
+            (0.0123456, "0.0123"),
+            (45.678, "45.7"),
+            (1500.0, "1500"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(tidy(&v), want, "{v}");
+        }
+    }
 }
