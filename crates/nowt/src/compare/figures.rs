@@ -230,8 +230,22 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
         let run = g.runs[0];
         let layers = run.epochs.first().map_or(0, |e| e.layers.len());
         let x_max = (run.epochs.len() as f64).max(2.0);
+        // A run that stopped says so in its panel (the reason in full is in the report).
+        // Its error's second link is the cause ("training diverged at epoch 1, step 48"); the
+        // first names the run.
+        let stopped = run.failed.as_ref().map_or(String::new(), |why| {
+            let cause = why.split(": ").nth(1).unwrap_or(why);
+            let short: String = cause.chars().take(48).collect();
+            let more = if cause.chars().count() > 48 {
+                "…"
+            } else {
+                ""
+            };
+            format!(" — stopped: {short}{more}")
+        });
+        let caption = format!("{} (seed {}){stopped}", g.title(), run.cfg.seed);
         let mut chart = ChartBuilder::on(&area)
-            .caption(format!("{} (seed {})", g.title(), run.cfg.seed), (FONT, 16))
+            .caption(caption, (FONT, 16))
             .margin(10)
             .x_label_area_size(36)
             .y_label_area_size(48)
@@ -250,6 +264,13 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
                 .epochs
                 .iter()
                 .filter_map(|e| Some((e.epoch as f64, e.layers.get(l)?.weight_angle_deg?)));
+            let pts: Vec<(f64, f64)> = pts.collect();
+            if let [p] = pts.as_slice() {
+                let mark = Circle::new(*p, 3, colour.filled());
+                chart
+                    .draw_series(std::iter::once(mark))
+                    .map_err(fail(file))?;
+            }
             chart
                 .draw_series(LineSeries::new(pts, colour.stroke_width(1)))
                 .map_err(fail(file))?;
