@@ -16,18 +16,14 @@
 //! and `cos` are polynomials accurate to a few units in the last place of `f32`; the Gaussian's
 //! tails end at `√(48 ln 2) ≈ 5.8σ`, as any 24-bit Box–Muller's do.
 //!
-//! As [`Tensor::randn`] does, one seed is taken from the caller's generator and each block of
-//! [`BLOCK`] values draws from its own ChaCha8 stream of that seed: blocks fill in parallel and
-//! the values do not depend on the thread count. (This is a different stream from
+//! As [`Tensor::randn`] does (through the same `Tensor::seeded_blocks`), one seed is taken from
+//! the caller's generator and each block of [`SEED_BLOCK`](crate::tensor::SEED_BLOCK) values draws from its own ChaCha8
+//! stream of that seed: blocks fill in parallel and the values do not depend on the thread count. (This is a different stream from
 //! `Tensor::randn`'s: runs of the mirror family from before it drew other noise.)
 
 use rand::Rng as _;
-use rayon::prelude::*;
 
 use crate::tensor::{Real, Tensor};
-
-/// Values per block (each its own stream).
-const BLOCK: usize = 1 << 13;
 
 /// Entries drawn independently from `N(0, std²)` (Box–Muller on 24-bit uniforms).
 pub fn gaussian<T: Real>(shape: &[usize], std: f64, rng: &mut crate::Rng) -> Tensor<T> {
@@ -67,19 +63,13 @@ pub fn uniform<T: Real>(shape: &[usize], a: f64, rng: &mut crate::Rng) -> Tensor
 fn fill<T: Real>(
     shape: &[usize],
     rng: &mut crate::Rng,
-    transform: impl Fn(&[u32], &mut [T]) + Sync,
+    transform: impl Fn(&[u32], &mut [T]) + Sync + Send,
 ) -> Tensor<T> {
-    let seed: u64 = rng.random();
-    let mut data = vec![T::zero(); shape.iter().product()];
-    data.par_chunks_mut(BLOCK).enumerate().for_each_init(
-        Vec::new,
-        |bits: &mut Vec<u32>, (i, block)| {
-            bits.resize(block.len() + block.len() % 2, 0);
-            crate::rng(seed, i as u64).fill(&mut bits[..]);
-            transform(bits, block);
-        },
-    );
-    Tensor::from_vec(shape, data)
+    Tensor::seeded_blocks(shape, rng, Vec::new, |bits: &mut Vec<u32>, r, block| {
+        bits.resize(block.len() + block.len() % 2, 0);
+        r.fill(&mut bits[..]);
+        transform(bits, block);
+    })
 }
 
 /// `2⁻²⁴`: one step of a 24-bit uniform.
@@ -152,6 +142,7 @@ fn sin_cos_turns(t: f32) -> (f32, f32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tensor::SEED_BLOCK;
 
     /// `ln` against `f64`'s over the whole range it is used on (every `u₁ = k/2²⁴`, sampled), and
     /// beyond it.
@@ -217,7 +208,7 @@ mod tests {
         );
         let d = ks_normal(v.iter().map(|x| x / 2.0).collect());
         assert!(d < 1.63 / (n as f64).sqrt(), "KS distance {d}");
-        let h = BLOCK / 2;
+        let h = SEED_BLOCK / 2;
         let r: f64 = (0..h).map(|i| v[i] * v[i + h]).sum::<f64>() / h as f64 / 4.0;
         assert!(r.abs() < 4.0 / (h as f64).sqrt(), "cos–sin correlation {r}");
     }
@@ -252,11 +243,14 @@ mod tests {
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            pool.install(|| gaussian::<f32>(&[3 * BLOCK + 5], 1.0, &mut crate::rng(seed, 0)))
+            pool.install(|| gaussian::<f32>(&[3 * SEED_BLOCK + 5], 1.0, &mut crate::rng(seed, 0)))
         };
         let one = draw(1, 9);
         assert_eq!(one, draw(4, 9));
         assert_ne!(one, draw(1, 10));
-        assert_ne!(one.data()[..BLOCK], one.data()[BLOCK..2 * BLOCK]);
+        assert_ne!(
+            one.data()[..SEED_BLOCK],
+            one.data()[SEED_BLOCK..2 * SEED_BLOCK]
+        );
     }
 }

@@ -58,6 +58,10 @@ impl Real for f64 {
     }
 }
 
+/// Values per block of a seeded draw ([`Tensor::randn`], the mirror family's noise): each block
+/// draws from its own stream.
+pub(crate) const SEED_BLOCK: usize = 1 << 13;
+
 /// Element-wise loops over at least this many elements are split across the rayon pool.
 /// Chunks never share a reduction, so the result does not depend on the thread count.
 const PAR_MIN: usize = 1 << 16;
@@ -143,14 +147,30 @@ impl<T: Real> Tensor<T> {
         rng: &mut crate::Rng,
         draw: impl Fn(&mut crate::Rng) -> T + Sync,
     ) -> Self {
-        const BLOCK: usize = 1 << 13;
+        Self::seeded_blocks(
+            shape,
+            rng,
+            || (),
+            |_, r, block| block.iter_mut().for_each(|v| *v = draw(r)),
+        )
+    }
+
+    /// A tensor of `shape` filled block by block, [`SEED_BLOCK`] values at a time and in
+    /// parallel, each block by `fill(scratch, its_rng, block)`: one seed is taken from `rng`
+    /// and block `i` draws from stream `i` of it, so the values do not depend on the thread
+    /// count. `init` makes a thread's scratch.
+    pub(crate) fn seeded_blocks<S>(
+        shape: &[usize],
+        rng: &mut crate::Rng,
+        init: impl Fn() -> S + Sync + Send,
+        fill: impl Fn(&mut S, &mut crate::Rng, &mut [T]) + Sync + Send,
+    ) -> Self {
         let seed: u64 = rng.random();
         let mut data = vec![T::zero(); shape.iter().product()];
-        data.par_chunks_mut(BLOCK)
+        data.par_chunks_mut(SEED_BLOCK)
             .enumerate()
-            .for_each(|(i, block)| {
-                let mut r = crate::rng(seed, i as u64);
-                block.iter_mut().for_each(|v| *v = draw(&mut r));
+            .for_each_init(init, |s, (i, block)| {
+                fill(s, &mut crate::rng(seed, i as u64), block)
             });
         Self {
             shape: shape.to_vec(),
