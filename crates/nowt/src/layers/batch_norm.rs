@@ -86,14 +86,12 @@ impl<T: Real> BatchNorm<T> {
                 [d, d * ((xv[j] - mu) * is)]
             })
         });
-        let sums: Vec<(T, T)> = (0..c)
-            .map(|ch| {
-                let at = plane_sums.iter().skip(ch).step_by(c);
-                at.fold((T::zero(), T::zero()), |(sd, sdx), &[a, b]| {
-                    (sd + a, sdx + b)
-                })
-            })
-            .collect();
+        let sums: Vec<(T, T)> = per_channel(
+            &plane_sums,
+            c,
+            (T::zero(), T::zero()),
+            |(sd, sdx), &[a, b]| (sd + a, sdx + b),
+        );
         // This rank's part of ∂β, ∂γ (the ranks' parts are summed with the other gradients).
         self.beta.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.0).collect());
         self.gamma.grad = Tensor::from_vec(&[c], sums.iter().map(|s| s.1).collect());
@@ -168,6 +166,14 @@ fn per_plane<R: Send>(planes: usize, hw: usize, f: impl Fn(usize) -> R + Sync) -
         .collect()
 }
 
+/// Each of the `c` channels' plane values (`values[sample · C + channel]`, from [`per_plane`])
+/// folded by `add` from `init`, sample by sample in order.
+fn per_channel<V, A: Copy>(values: &[V], c: usize, init: A, add: impl Fn(A, &V) -> A) -> Vec<A> {
+    (0..c)
+        .map(|ch| values.iter().skip(ch).step_by(c).fold(init, &add))
+        .collect()
+}
+
 /// `(N, C, positions per channel per sample)` of `[N, C, …]`.
 fn dims<T: Real>(x: &Tensor<T>) -> (usize, usize, usize) {
     let s = x.shape();
@@ -186,11 +192,13 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
     fn forward(&mut self, x: &Tensor<T>, train: bool) -> Tensor<T> {
         let (n, c, hw) = dims(x);
         let mut m = (n * hw) as f64;
-        // Each channel's first value: a shift near its mean.
-        let first = |ch: usize| {
-            let plane = x.data().get(ch * hw..(ch + 1) * hw);
-            plane.and_then(|p| p.first()).copied().unwrap_or(T::zero())
-        };
+        // K: each channel's first value, a shift near its mean.
+        let k: Vec<T> = (0..c)
+            .map(|ch| {
+                let plane = x.data().get(ch * hw..(ch + 1) * hw);
+                plane.and_then(|p| p.first()).copied().unwrap_or(T::zero())
+            })
+            .collect();
         // Per channel: sums of `x − K_c` and `(x − K_c)²` (shifted by a value near the mean, so
         // the difference of the two moments keeps its precision), plane by plane in memory
         // order (in parallel), then over the samples in order.
@@ -202,14 +210,9 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                     [d, d * d]
                 })
             });
-            (0..c)
-                .map(|ch| {
-                    let at = planes.iter().skip(ch).step_by(c);
-                    at.fold((0f64, 0f64), |(s1, s2), [a, b]| {
-                        (s1 + a.f64(), s2 + b.f64())
-                    })
-                })
-                .collect()
+            per_channel(&planes, c, (0f64, 0f64), |(s1, s2), [a, b]| {
+                (s1 + a.f64(), s2 + b.f64())
+            })
         };
         // Per channel: mean and variance.
         let stats: Vec<(f64, f64)> = if !train {
@@ -222,7 +225,6 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
             // --sync-bn, in two passes over every rank's share: the global mean, then the sums
             // shifted by it (a shift far from a channel's values would cost the variance its
             // precision where the channel barely varies).
-            let k: Vec<T> = (0..c).map(first).collect();
             let mut sums: Vec<f64> = shifted_sums(&k)
                 .iter()
                 .zip(&k)
@@ -244,8 +246,6 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
                 })
                 .collect()
         } else {
-            // K: one of the channel's own values.
-            let k: Vec<T> = (0..c).map(first).collect();
             let sums = shifted_sums(&k);
             sums.iter()
                 .zip(&k)
