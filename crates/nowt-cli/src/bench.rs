@@ -74,10 +74,7 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
             a.batch_size
         );
     }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads.max(1))
-        .build()
-        .context("--threads")?;
+    let pool = crate::run::thread_pool(a.threads.max(1))?;
     let classes = a.classes.max(1);
     pool.install(|| {
         let rule = nowt::rules::build::<f32>(cfg.rule, &cfg.rules, cfg.batch_size);

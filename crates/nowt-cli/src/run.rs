@@ -149,10 +149,7 @@ pub fn check(a: crate::args::CheckArgs) -> Result<()> {
         a.rule
     };
     warn_threads(a.threads);
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()
-        .context("--threads")?;
+    let pool = thread_pool(a.threads)?;
     pool.install(|| run_checks(&models, &rules))
 }
 
@@ -289,6 +286,14 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     c.threads = c.resolved_threads();
     warn_threads(c.threads);
     Ok(c)
+}
+
+/// The pool a command's `--threads` asks for (0: one thread per core).
+pub fn thread_pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .context("--threads")
 }
 
 /// A warning when `threads` exceeds the machine's cores: the extra threads only take turns
@@ -679,10 +684,7 @@ pub fn eval(a: crate::args::EvalArgs) -> Result<()> {
         cfg.test_limit = n;
     }
     let data = nowt::run::load_data_for(&cfg, &checkpoint, input, classes)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(a.threads)
-        .build()
-        .context("--threads")?;
+    let pool = thread_pool(a.threads)?;
     let ev = pool.install(|| nowt::train::evaluate(&mut state.net, &data.test))?;
     outln!(
         "{}: {} test, {} samples: top-1 err {}{}  loss {:.4}  (trained {} epochs + {} steps under {})",

@@ -652,7 +652,7 @@ impl TrainConfig {
         let d = Self::default();
         let mut out = Vec::new();
         let sgd = self.optimizer == OptimizerKind::Sgd;
-        let optimizer = format!("{:?}", self.optimizer).to_lowercase();
+        let optimizer = self.optimizer.name();
         if !sgd && (self.momentum != d.momentum || self.nesterov) {
             out.push(format!(
                 "momentum = {} and nesterov = {} are SGD's: no effect under optimizer {optimizer}",

@@ -21,6 +21,16 @@ pub enum OptimizerKind {
     Adamw,
 }
 
+impl OptimizerKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "sgd",
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::Adamw => "adamw",
+        }
+    }
+}
+
 /// What updates the parameters after a backward pass.
 pub trait Step {
     /// Updates every trained parameter of `net` at rate `lr` under `rule`: the batch-norm
