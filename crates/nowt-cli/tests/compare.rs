@@ -162,30 +162,41 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
         "the command is in the report"
     );
 
-    // Figures: valid SVG; in each, one series (and one legend entry) per rule.
+    // Figures: valid SVG; in each, one legend entry per rule, in a column of its own right of
+    // the data (legends covered curves), and each rule's curve drawn in the data's part in its
+    // own colour (backprop black, Kolen-Pollack green with circles).
     for fig in ["test_error.svg", "train_loss.svg", "depth.svg"] {
         let text = fs::read_to_string(out.join("figures").join(fig)).unwrap();
         let doc = roxmltree::Document::parse(&text).unwrap_or_else(|e| panic!("{fig}: {e}"));
-        assert_eq!(doc.root_element().tag_name().name(), "svg");
-        let labels: Vec<&str> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("text"))
-            .filter_map(|n| n.text())
-            .collect();
+        let svg = doc.root_element();
+        assert_eq!(svg.tag_name().name(), "svg");
+        let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
+        let column = width - 250.0;
+        let x = |n: &roxmltree::Node| -> f64 { n.attribute("x").unwrap().parse().unwrap() };
         for rule in ["backprop", "kolen-pollack"] {
-            let n = labels.iter().filter(|l| l.trim() == rule).count();
-            // depth.svg has two panels, each with its own legend.
-            let want = if fig == "depth.svg" { 2 } else { 1 };
-            assert_eq!(n, want, "{fig}: legend entries for {rule}");
+            let labels: Vec<_> = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(rule))
+                .collect();
+            assert_eq!(labels.len(), 1, "{fig}: legend entries for {rule}");
+            assert!(x(&labels[0]) > column, "{fig}: {rule}'s legend on the data");
         }
-        // Series are drawn 2 px wide, axes and grid 1 px.
-        let lines = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
-            .count();
-        let panels = if fig == "depth.svg" { 2 } else { 1 };
-        // Each rule: its curve and its legend sample, per panel.
-        assert_eq!(lines, 2 * 2 * panels, "{fig}: polylines");
+        let points_x = |n: &roxmltree::Node| -> Vec<f64> {
+            let pts = n.attribute("points").unwrap_or("");
+            pts.split_whitespace()
+                .map(|p| p.split(',').next().unwrap().parse().unwrap())
+                .collect()
+        };
+        for colour in ["#000000", "#2CA02C"] {
+            let curves: Vec<_> = doc
+                .descendants()
+                .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+                .filter(|n| n.attribute("stroke").map(str::to_uppercase).as_deref() == Some(colour))
+                .filter(|n| points_x(n).iter().all(|&px| px < column))
+                .collect();
+            let panels = if fig == "depth.svg" { 2 } else { 1 };
+            assert_eq!(curves.len(), panels, "{fig}: {colour}'s curves");
+        }
     }
     let text = fs::read_to_string(out.join("figures/weight_angles.svg")).unwrap();
     roxmltree::Document::parse(&text).unwrap();

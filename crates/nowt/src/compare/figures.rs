@@ -9,6 +9,7 @@ use crate::rules::RuleKind;
 use crate::train::EpochRecord;
 use anyhow::{anyhow, Result};
 use plotters::coord::Shift;
+use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 
 use super::report::Group;
@@ -16,10 +17,35 @@ use super::report::Group;
 const SIZE: (u32, u32) = (900, 560);
 const FONT: &str = "sans-serif";
 
-/// One colour per rule, the same in every figure and distinct for up to 16 rules: the paper's
-/// five first (backprop black), then the rest of the Tableau palette and its light shades in
-/// registry order.
-fn rule_colour(rule: RuleKind) -> RGBColor {
+/// Width of the legend column beside each figure's data: legends never cover curves.
+const LEGEND_W: u32 = 250;
+
+/// The whole canvas of a figure, in pixels from its top left corner.
+type Canvas<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+
+/// A mark drawn at every point of a rule's curve.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Marker {
+    Plain,
+    Circle,
+    Triangle,
+    Square,
+}
+
+/// How a rule's curves look in every figure: its colour, and a dash pattern (`(on, off)` in
+/// pixels, `None` solid) and marker that tell the rules apart without colour too (in grey print),
+/// distinct for up to 16 rules.
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct Look {
+    colour: RGBColor,
+    dash: Option<(u32, u32)>,
+    marker: Marker,
+}
+
+/// One colour per rule: the paper's five first (backprop black), then the rest of the Tableau
+/// palette and its light shades in registry order. The dash cycles fastest (solid, long, short,
+/// dotted) and the marker once every four rules, so the 16 (dash, marker) pairs differ as well.
+fn rule_look(rule: RuleKind) -> Look {
     const PALETTE: [RGBColor; 16] = [
         RGBColor(0, 0, 0),
         RGBColor(214, 39, 40),
@@ -38,8 +64,140 @@ fn rule_colour(rule: RuleKind) -> RGBColor {
         RGBColor(197, 176, 213),
         RGBColor(247, 182, 210),
     ];
+    const DASHES: [Option<(u32, u32)>; 4] = [None, Some((12, 5)), Some((5, 4)), Some((2, 3))];
+    const MARKERS: [Marker; 4] = [
+        Marker::Plain,
+        Marker::Circle,
+        Marker::Triangle,
+        Marker::Square,
+    ];
     let i = RuleKind::ALL.iter().position(|&k| k == rule).unwrap_or(0);
-    PALETTE[i % PALETTE.len()]
+    Look {
+        colour: PALETTE[i % PALETTE.len()],
+        dash: DASHES[i % DASHES.len()],
+        marker: MARKERS[(i / DASHES.len()) % MARKERS.len()],
+    }
+}
+
+/// Draws `look`'s mark at pixel `p` of `area`; a plain line's single point gets a dot (a line
+/// through one point draws nothing).
+fn draw_marker(area: &Canvas, p: (i32, i32), look: Look, single: bool, file: &Path) -> Result<()> {
+    let style = look.colour.filled();
+    let (x, y) = p;
+    match look.marker {
+        Marker::Plain if single => area.draw(&Circle::new(p, 4, style)),
+        Marker::Plain => Ok(()),
+        Marker::Circle => area.draw(&Circle::new(p, 4, style)),
+        Marker::Triangle => area.draw(&TriangleMarker::new(p, 6, style)),
+        Marker::Square => area.draw(&Rectangle::new([(x - 4, y - 4), (x + 4, y + 4)], style)),
+    }
+    .map_err(fail(file))
+}
+
+/// Draws a curve through pixels `px` of `area` as `look` says: its colour and dash, `width`
+/// pixels wide, its marker at every point.
+fn draw_curve(area: &Canvas, px: &[(i32, i32)], look: Look, width: u32, file: &Path) -> Result<()> {
+    let style = look.colour.stroke_width(width);
+    match look.dash {
+        None => area.draw(&PathElement::new(px.to_vec(), style)),
+        Some((on, off)) => area.draw(&DashedPathElement::new(px.iter().copied(), on, off, style)),
+    }
+    .map_err(fail(file))?;
+    for &p in px {
+        draw_marker(area, p, look, px.len() == 1, file)?;
+    }
+    Ok(())
+}
+
+/// One line of a legend: a rule's name and look, and why it stopped if none of its runs finished
+/// (a rule that drew nothing is listed with its reason, not left as an unexplained entry).
+struct Entry {
+    name: String,
+    look: Look,
+    stopped: Option<String>,
+}
+
+impl Entry {
+    fn of(g: &Group) -> Self {
+        Entry {
+            name: g.title(),
+            look: rule_look(g.rule),
+            stopped: stopped(g),
+        }
+    }
+}
+
+/// Why a rule stopped, when every run of it did (its first run's cause).
+fn stopped(g: &Group) -> Option<String> {
+    let why = g
+        .runs
+        .iter()
+        .map(|r| r.failed.as_deref())
+        .collect::<Option<Vec<_>>>()?;
+    Some(cause(why.first()?).to_string())
+}
+
+/// A stopped run's cause: its error's second link ("training diverged at epoch 1, step 48"); the
+/// first names the run.
+fn cause(why: &str) -> &str {
+    why.split(": ").nth(1).unwrap_or(why)
+}
+
+/// `text` cut into lines of at most `width` characters at spaces, `lines` of them at most, the
+/// last ending in "…" when text is left over.
+fn wrap(text: &str, width: usize, lines: usize) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for word in text.split_whitespace() {
+        match out.last_mut() {
+            Some(line) if line.chars().count() + 1 + word.chars().count() <= width => {
+                line.push(' ');
+                line.push_str(word);
+            }
+            _ => out.push(word.chars().take(width).collect()),
+        }
+    }
+    if out.len() > lines {
+        out.truncate(lines);
+        out[lines - 1].push('…');
+    }
+    out
+}
+
+/// A legend in its own column beside the data: each entry's line sample (colour, dash and
+/// marker) and its name, top down; a rule that stopped has its reason under its name.
+fn side_legend(area: &Canvas, entries: &[Entry], file: &Path) -> Result<()> {
+    let mut y = 48;
+    for e in entries {
+        let plain = Look {
+            marker: Marker::Plain,
+            ..e.look
+        };
+        draw_curve(area, &[(8, y), (48, y)], plain, 2, file)?;
+        draw_marker(area, (28, y), e.look, false, file)?;
+        area.draw(&Text::new(e.name.clone(), (56, y - 8), (FONT, 15)))
+            .map_err(fail(file))?;
+        let note = e.stopped.as_ref().map(|why| format!("stopped: {why}"));
+        for line in wrap(note.as_deref().unwrap_or(""), 30, 3) {
+            y += 16;
+            let grey = (FONT, 12).into_font().color(&RGBColor(90, 90, 90));
+            area.draw(&Text::new(line, (56, y - 6), grey))
+                .map_err(fail(file))?;
+        }
+        y += 26;
+    }
+    Ok(())
+}
+
+/// A figure's canvas (`size` wide and high, white) split into the data's part and the legend's
+/// column to its right.
+fn with_legend_column(
+    file: &Path,
+    size: (u32, u32),
+) -> Result<(Canvas<'_>, Canvas<'_>, Canvas<'_>)> {
+    let canvas: Canvas<'_> = SVGBackend::new(file, size).into_drawing_area();
+    canvas.fill(&WHITE).map_err(fail(file))?;
+    let (data, side) = canvas.split_horizontally(size.0 - LEGEND_W);
+    Ok((canvas, data, side))
 }
 
 /// An axis of whole numbers (epochs, layers): a label at each whole value, none between.
@@ -66,6 +224,16 @@ fn tidy(v: &f64) -> String {
     }
 }
 
+/// A log axis's labels: 1, 2, 3 and 5 times each power of ten from `lo` to `hi`, so values
+/// below the first power of ten in range are labelled too.
+fn log_labels(lo: f64, hi: f64) -> Vec<f64> {
+    let (first, last) = (lo.log10().floor() as i32, hi.log10().ceil() as i32);
+    (first..=last)
+        .flat_map(|k| [1.0, 2.0, 3.0, 5.0].map(|m| m * 10f64.powi(k)))
+        .filter(|v| (lo..=hi).contains(v))
+        .collect()
+}
+
 /// Layer `i` of `n`, bottom (blue) to top (red).
 fn layer_colour(i: usize, n: usize) -> RGBColor {
     let t = if n > 1 {
@@ -75,27 +243,6 @@ fn layer_colour(i: usize, n: usize) -> RGBColor {
     };
     let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
     RGBColor(mix(40.0, 220.0), mix(70.0, 40.0), mix(220.0, 40.0))
-}
-
-/// A legend entry's mark: a short line in the series' colour.
-fn legend_line(colour: RGBColor) -> impl Fn((i32, i32)) -> PathElement<(i32, i32)> {
-    move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
-}
-
-/// Draws `chart`'s legend at `position` on a white, framed box.
-fn legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
-    chart: &mut ChartContext<'a, DB, CT>,
-    position: SeriesLabelPosition,
-    file: &Path,
-) -> Result<()> {
-    chart
-        .configure_series_labels()
-        .position(position)
-        .label_font((FONT, 15))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .draw()
-        .map_err(fail(file))
 }
 
 fn fail<E: std::fmt::Display>(file: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
@@ -146,9 +293,8 @@ fn per_rule_curves(
     } else {
         (0.0, 1.0)
     };
-    let root = SVGBackend::new(file, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(fail(file))?;
-    let mut builder = ChartBuilder::on(&root);
+    let (canvas, data, side) = with_legend_column(file, SIZE)?;
+    let mut builder = ChartBuilder::on(&data);
     builder
         .caption(caption, (FONT, 22))
         .margin(14)
@@ -168,8 +314,8 @@ fn per_rule_curves(
                 .axis_desc_style((FONT, 16))
                 .draw()
                 .map_err(fail(file))?;
-            for (rule, title, c) in &curves {
-                let colour = rule_colour(*rule);
+            for (rule, _, c) in &curves {
+                let look = rule_look(*rule);
                 if c.iter().any(|p| p.2 != p.3) {
                     let band: Vec<(f64, f64)> = c
                         .iter()
@@ -177,31 +323,22 @@ fn per_rule_curves(
                         .chain(c.iter().rev().map(|p| (p.0, p.2)))
                         .collect();
                     chart
-                        .draw_series(std::iter::once(Polygon::new(band, colour.mix(0.18))))
+                        .draw_series(std::iter::once(Polygon::new(band, look.colour.mix(0.18))))
                         .map_err(fail(file))?;
                 }
-                chart
-                    .draw_series(LineSeries::new(
-                        c.iter().map(|p| (p.0, p.1)),
-                        colour.stroke_width(2),
-                    ))
-                    .map_err(fail(file))?
-                    .label(title.as_str())
-                    .legend(legend_line(colour));
-                // A rule that stopped after one epoch is a point, which a line does not draw.
-                if let [p] = c.as_slice() {
-                    chart
-                        .draw_series(std::iter::once(Circle::new((p.0, p.1), 4, colour.filled())))
-                        .map_err(fail(file))?;
-                }
+                let px: Vec<_> = c.iter().map(|p| chart.backend_coord(&(p.0, p.1))).collect();
+                draw_curve(&canvas, &px, look, 2, file)?;
             }
-            legend(&mut chart, SeriesLabelPosition::UpperRight, file)?;
         }};
     }
     if log_y {
         let lo = (y_lo.max(1e-6) / 1.5).max(1e-6);
+        let hi = (y_hi * 1.5).max(lo * 10.0);
         draw!(builder
-            .build_cartesian_2d(x_range, (lo..(y_hi * 1.5).max(lo * 10.0)).log_scale())
+            .build_cartesian_2d(
+                x_range,
+                (lo..hi).log_scale().with_key_points(log_labels(lo, hi))
+            )
             .map_err(fail(file))?);
     } else {
         let pad = ((y_hi - y_lo) * 0.05).max(0.5);
@@ -209,7 +346,9 @@ fn per_rule_curves(
             .build_cartesian_2d(x_range, (y_lo - pad).max(0.0)..y_hi + pad)
             .map_err(fail(file))?);
     }
-    root.present().map_err(fail(file))?;
+    let entries: Vec<_> = groups.iter().map(Entry::of).collect();
+    side_legend(&side, &entries, file)?;
+    canvas.present().map_err(fail(file))?;
     Ok(())
 }
 
@@ -231,17 +370,8 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
         let layers = run.epochs.first().map_or(0, |e| e.layers.len());
         let x_max = (run.epochs.len() as f64).max(2.0);
         // A run that stopped says so in its panel (the reason in full is in the report).
-        // Its error's second link is the cause ("training diverged at epoch 1, step 48"); the
-        // first names the run.
-        let stopped = run.failed.as_ref().map_or(String::new(), |why| {
-            let cause = why.split(": ").nth(1).unwrap_or(why);
-            let short: String = cause.chars().take(48).collect();
-            let more = if cause.chars().count() > 48 {
-                "…"
-            } else {
-                ""
-            };
-            format!(" — stopped: {short}{more}")
+        let stopped = run.failed.as_deref().map_or(String::new(), |why| {
+            format!(" — stopped: {}", wrap(cause(why), 48, 1).concat())
         });
         let caption = format!("{} (seed {}){stopped}", g.title(), run.cfg.seed);
         let mut chart = ChartBuilder::on(&area)
@@ -256,6 +386,7 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
             .x_desc("epoch")
             .y_desc("∠(W, M) (degrees)")
             .x_label_formatter(&whole)
+            .y_label_formatter(&tidy)
             .draw()
             .map_err(fail(file))?;
         for l in 0..layers {
@@ -282,20 +413,19 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
 
 /// Final `∠(W, M)` and `∠(δ, δbp)` against layer depth, one line per rule (first seed).
 fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
-    let root = SVGBackend::new(file, (1100, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(fail(file))?;
-    let halves = root.split_evenly((1, 2));
+    let (canvas, data, side) = with_legend_column(file, (1100 + LEGEND_W, 480))?;
+    let halves = data.split_evenly((1, 2));
     type Pick = fn(&crate::metrics::LayerRecord) -> Option<f64>;
     let picks: [(&str, Pick); 2] = [
         ("final ∠(W, M) against depth", |l| l.weight_angle_deg),
         ("final ∠(δ, δbp) against depth", |l| l.delta_angle_deg),
     ];
+    let layers = groups
+        .iter()
+        .filter_map(|g| g.runs[0].epochs.last().map(|e| e.layers.len()))
+        .max()
+        .unwrap_or(1);
     for ((title, pick), area) in picks.into_iter().zip(halves) {
-        let layers = groups
-            .iter()
-            .filter_map(|g| g.runs[0].epochs.last().map(|e| e.layers.len()))
-            .max()
-            .unwrap_or(1);
         let mut chart = ChartBuilder::on(&area)
             .caption(title, (FONT, 18))
             .margin(12)
@@ -308,31 +438,32 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
             .x_desc("weight layer (1 = bottom)")
             .y_desc("degrees")
             .x_label_formatter(&whole)
+            .y_label_formatter(&tidy)
             .draw()
             .map_err(fail(file))?;
         for g in groups {
             let Some(last) = g.runs[0].epochs.last() else {
                 continue;
             };
-            let colour = rule_colour(g.rule);
-            let pts: Vec<(f64, f64)> = last
+            let px: Vec<_> = last
                 .layers
                 .iter()
                 .enumerate()
-                .filter_map(|(i, l)| Some(((i + 1) as f64, pick(l)?)))
+                .filter_map(|(i, l)| Some(chart.backend_coord(&((i + 1) as f64, pick(l)?))))
                 .collect();
             // Each layer marked, so a rule with one layer that carries an error still shows.
-            let marks = pts.iter().map(|&p| Circle::new(p, 3, colour.filled()));
-            chart.draw_series(marks).map_err(fail(file))?;
-            chart
-                .draw_series(LineSeries::new(pts, colour.stroke_width(2)))
-                .map_err(fail(file))?
-                .label(g.title())
-                .legend(legend_line(colour));
+            let look = rule_look(g.rule);
+            draw_curve(&canvas, &px, look, 2, file)?;
+            if look.marker == Marker::Plain {
+                for &p in &px {
+                    draw_marker(&canvas, p, look, true, file)?;
+                }
+            }
         }
-        legend(&mut chart, SeriesLabelPosition::UpperLeft, file)?;
     }
-    root.present().map_err(fail(file))?;
+    let entries: Vec<_> = groups.iter().map(Entry::of).collect();
+    side_legend(&side, &entries, file)?;
+    canvas.present().map_err(fail(file))?;
     Ok(())
 }
 
@@ -364,10 +495,9 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
         (0.0, 1.0)
     };
     let pad = ((y_hi - y_lo) * 0.08).max(0.5);
-    let root = SVGBackend::new(file, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(fail(file))?;
+    let (canvas, data, side) = with_legend_column(file, SIZE)?;
     let n = settings.len().max(1) as f64;
-    let mut chart = ChartBuilder::on(&root)
+    let mut chart = ChartBuilder::on(&data)
         .caption(
             "Validation error at each setting of the sweep (bars: lowest to highest seed)",
             (FONT, 20),
@@ -396,31 +526,34 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
         .axis_desc_style((FONT, 16))
         .draw()
         .map_err(fail(file))?;
+    let mut entries = Vec::new();
     for &rule in &RuleKind::ALL {
         let mine: Vec<_> = points.iter().filter(|p| p.0 == rule).collect();
         if mine.is_empty() {
             continue;
         }
-        let colour = rule_colour(rule);
+        let look = rule_look(rule);
         for p in &mine {
             chart
                 .draw_series(std::iter::once(PathElement::new(
                     vec![(p.1, p.3), (p.1, p.4)],
-                    colour.stroke_width(1),
+                    look.colour.stroke_width(1),
                 )))
                 .map_err(fail(file))?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                mine.iter().map(|p| (p.1, p.2)),
-                colour.stroke_width(2),
-            ))
-            .map_err(fail(file))?
-            .label(rule.name())
-            .legend(legend_line(colour));
+        let px: Vec<_> = mine
+            .iter()
+            .map(|p| chart.backend_coord(&(p.1, p.2)))
+            .collect();
+        draw_curve(&canvas, &px, look, 2, file)?;
+        entries.push(Entry {
+            name: rule.name().to_string(),
+            look,
+            stopped: None,
+        });
     }
-    legend(&mut chart, SeriesLabelPosition::UpperRight, file)?;
-    root.present().map_err(fail(file))?;
+    side_legend(&side, &entries, file)?;
+    canvas.present().map_err(fail(file))?;
     Ok(())
 }
 
@@ -473,15 +606,52 @@ mod tests {
     use super::*;
 
     /// Every rule of the registry has its own colour (backprop and activation alignment were
-    /// both black).
+    /// both black) and its own pair of dash and marker, for figures printed in grey.
     #[test]
-    fn every_rule_has_its_own_colour() {
-        let colours: Vec<_> = RuleKind::ALL.iter().map(|&r| rule_colour(r)).collect();
-        for (i, a) in colours.iter().enumerate() {
-            for (j, b) in colours.iter().enumerate().skip(i + 1) {
-                assert_ne!(a, b, "{:?} and {:?}", RuleKind::ALL[i], RuleKind::ALL[j]);
+    fn every_rule_has_its_own_colour_and_line_style() {
+        let looks: Vec<_> = RuleKind::ALL.iter().map(|&r| rule_look(r)).collect();
+        for (i, a) in looks.iter().enumerate() {
+            for (j, b) in looks.iter().enumerate().skip(i + 1) {
+                let (ri, rj) = (RuleKind::ALL[i], RuleKind::ALL[j]);
+                assert_ne!(a.colour, b.colour, "{ri:?} and {rj:?}: colour");
+                assert_ne!(
+                    (a.dash, a.marker),
+                    (b.dash, b.marker),
+                    "{ri:?} and {rj:?}: style"
+                );
             }
         }
+        assert_eq!(looks[0].dash, None, "backprop is a solid line");
+    }
+
+    /// A stopped rule's reason is cut at spaces into the legend's lines, the last marked when
+    /// text is left over.
+    #[test]
+    fn reasons_wrap_at_spaces() {
+        let why = "training diverged at epoch 1, step 48: the training loss reached 2.3e2";
+        assert_eq!(
+            wrap(why, 30, 2),
+            [
+                "training diverged at epoch 1,",
+                "step 48: the training loss…"
+            ]
+        );
+        assert_eq!(wrap("short", 30, 3), ["short"]);
+        assert!(wrap("", 30, 3).is_empty());
+        assert_eq!(
+            cause("run x stopped: diverged at epoch 1: loss"),
+            "diverged at epoch 1"
+        );
+    }
+
+    /// A log axis is labelled at 1-2-3-5 steps inside its range, below 1 as well as above (the
+    /// CIFAR-10 loss axis, 0.2 to 3.6, had labels at 1, 2 and 3 only).
+    #[test]
+    fn log_axes_are_labelled_across_their_range() {
+        let got: Vec<String> = log_labels(0.2, 3.6).iter().map(tidy).collect();
+        assert_eq!(got, ["0.2", "0.3", "0.5", "1", "2", "3"]);
+        let got: Vec<String> = log_labels(0.04, 0.6).iter().map(tidy).collect();
+        assert_eq!(got, ["0.05", "0.1", "0.2", "0.3", "0.5"]);
     }
 
     /// Epoch and layer axes are labelled at whole values only; values are labelled to three

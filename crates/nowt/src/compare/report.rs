@@ -802,6 +802,31 @@ mod tests {
         assert_eq!(run_states(g), "1 finished, 1 stopped (see Runs)");
     }
 
+    /// A rule whose every run stopped is listed in the figures' legend with its reason, not as
+    /// an entry that drew nothing.
+    #[test]
+    fn a_rule_that_stopped_is_listed_with_its_reason_in_the_figures() {
+        let mut stopped = run(1, &[0.6], false);
+        stopped.cfg.rule = RuleKind::FeedbackAlignment;
+        let runs = [run(0, &[0.5, 0.2], true), stopped];
+        let all = groups(&runs);
+        let dir = tempfile::tempdir().unwrap();
+        super::super::figures::draw(&all, &all, dir.path()).unwrap();
+        for fig in ["test_error.svg", "train_loss.svg", "depth.svg"] {
+            let svg = fs::read_to_string(dir.path().join(fig)).unwrap();
+            assert_eq!(
+                svg.matches("stopped: diverged at epoch 2").count(),
+                1,
+                "{fig}"
+            );
+            assert_eq!(
+                svg.matches("stopped:").count(),
+                1,
+                "{fig}: only the stopped rule"
+            );
+        }
+    }
+
     /// Of a sweep's points the one with the lowest validation error is kept; a run at another
     /// configuration that is not a sweep key (here the output layer's rule) keeps its own row
     /// beside it, and without a sweep every configuration is shown.
