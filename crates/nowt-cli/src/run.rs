@@ -773,7 +773,7 @@ mod tests {
                     "ss-scale" => ("mean-abs", toml::Value::from("mean-abs")),
                     "wm-init" => ("zero", toml::Value::from("zero")),
                     "wm-noise" => ("uniform", toml::Value::from("uniform")),
-                    "dfa-spread" => ("true", toml::Value::from(true)),
+                    "dfa-spread" | "drtp-spread" => ("true", toml::Value::from(true)),
                     k if k.ends_with("batch-size")
                         || k.ends_with("batches")
                         || k.ends_with("per-step") =>

@@ -28,7 +28,9 @@
 //! as changed.
 
 use crate::config::{Model, ModelKind, TrainConfig};
-use crate::layers::{softmax_cross_entropy, Conv2d, DeltaRecord, Linear, WeightLayer};
+use crate::layers::{
+    softmax_cross_entropy, target_error, Conv2d, DeltaRecord, Linear, WeightLayer,
+};
 use crate::metrics::angle_deg;
 use crate::models::Network;
 use crate::optim::Sgd;
@@ -283,7 +285,7 @@ pub fn gradient(model: &Tiny) -> Outcome {
     let (x, labels) = batch::<f64>(model, 0);
     let outs = net.forward(&x, true);
     let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), &labels);
-    net.backward(&x, &outs, delta, bp.as_ref(), None);
+    net.backward(&x, &outs, delta, None, bp.as_ref(), None);
     let mut pick = crate::rng(99, 0);
     let (mut worst, mut problem) = (0f64, None);
     let layers = net.weight_layers().len();
@@ -511,7 +513,9 @@ fn equation_matrix<T: Real>(
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => {
             b.zip_map(w, |b, w| b.abs() * sign(w))
         }
-        RuleKind::DirectFeedbackAlignment => unreachable!("DFA's check is `direct`"),
+        RuleKind::DirectFeedbackAlignment | RuleKind::DirectRandomTargetProjection => {
+            unreachable!("the broadcast rules' check is `direct`")
+        }
     }
 }
 
@@ -519,7 +523,10 @@ fn equation_matrix<T: Real>(
 /// `B :=` the equation's `M`, on the same forward pass.
 pub fn matrix(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     let kind = rule.kind();
-    if kind == RuleKind::DirectFeedbackAlignment {
+    if matches!(
+        kind,
+        RuleKind::DirectFeedbackAlignment | RuleKind::DirectRandomTargetProjection
+    ) {
         return direct(model, rule);
     }
     let cfg = RuleConfig::default();
@@ -554,7 +561,7 @@ pub fn matrix(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     for (n, r, d) in [(&mut a, rule, &mut da), (&mut b, fa.as_ref(), &mut db)] {
         let outs = n.forward(&x, true);
         let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), &y);
-        n.backward(&x, &outs, delta, r, Some(d));
+        n.backward(&x, &outs, delta, None, r, Some(d));
     }
     let problem = da.iter().zip(&db).find_map(|((name, a), (_, b))| {
         let same = match (a, b) {
@@ -589,10 +596,11 @@ pub fn matrix(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     )
 }
 
-/// Direct feedback alignment's matrix check: each weight layer's `δ_in` is the output error `e`
-/// through the layer's own `D` alone — bit for bit unchanged when every other parameter (`W`,
-/// `B`, biases, batch norm's γ and β) changes between two backward passes of one forward pass —
-/// and at linear layers it is `e · D` itself.
+/// The broadcast rules' matrix check: each weight layer's `δ_in` is what the rule sends — the
+/// output error `e` (direct feedback alignment) or the target term `−t/N` (direct random target
+/// projection) — through the layer's own `D` alone: bit for bit unchanged when every other
+/// parameter (`W`, `B`, biases, batch norm's γ and β) changes between two backward passes of one
+/// forward pass, and at linear layers `e · D` (or `(−t/N) · D`) itself.
 fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     let mut n = net(model, rule);
     let (x0, y0) = batch::<f32>(model, 9);
@@ -602,9 +610,15 @@ fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
         .map(|e| format!("non-finite values at {e}"));
     let (x, y) = batch::<f32>(model, 10);
     let outs = n.forward(&x, true);
-    let (_, e) = softmax_cross_entropy(outs.last().expect("logits"), &y);
+    let logits = outs.last().expect("logits");
+    let (_, e) = softmax_cross_entropy(logits, &y);
+    let t = target_error(&y, logits.cols(), 1.0 / y.len() as f64);
+    let (sent, what) = match rule.kind() {
+        RuleKind::DirectRandomTargetProjection => (&t, "(−t/N)"),
+        _ => (&e, "e"),
+    };
     let (mut before, mut after): (DeltaRecord<f32>, DeltaRecord<f32>) = (Vec::new(), Vec::new());
-    n.backward(&x, &outs, e.clone(), rule, Some(&mut before));
+    n.backward(&x, &outs, e.clone(), Some(&t), rule, Some(&mut before));
     for l in n.weight_layers_mut() {
         let p = l.params_mut();
         for t in [Some(&mut p.w), Some(&mut p.feedback), p.bias.as_mut()]
@@ -617,7 +631,7 @@ fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     for p in n.params_mut() {
         p.value.apply(|v| v * 1.5 + 0.01);
     }
-    n.backward(&x, &outs, e.clone(), rule, Some(&mut after));
+    n.backward(&x, &outs, e.clone(), Some(&t), rule, Some(&mut after));
     let same = |a: &Tensor<f32>, b: &Tensor<f32>| {
         a.shape() == b.shape()
             && a.data()
@@ -633,7 +647,7 @@ fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
         let (Some(a), Some(b)) = (a, b) else { continue };
         problem = if !same(a, b) {
             Some(format!(
-                "the error below {name} changed with the other parameters: not e·D alone"
+                "the error below {name} changed with the other parameters: not {what}·D alone"
             ))
         } else {
             let p = layers.iter().map(|l| l.params()).find(|p| &p.name == name);
@@ -641,9 +655,9 @@ fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
                 None => Some(format!("{name} has no D")),
                 Some(d)
                     if a.shape().len() == 2
-                        && !same(a, &crate::tensor::matmul(&e, false, d, false)) =>
+                        && !same(a, &crate::tensor::matmul(sent, false, d, false)) =>
                 {
-                    Some(format!("the error below {name} is not e·D"))
+                    Some(format!("the error below {name} is not {what}·D"))
                 }
                 Some(_) => None,
             }
@@ -656,7 +670,8 @@ fn direct(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
         "matrix",
         problem,
         format!(
-            "δ_in = ē·D at {count} weight layers: the output error through D alone, bit for bit"
+            "δ_in = {what}·D at {count} weight layers: what the rule sends through D alone, bit \
+             for bit"
         ),
     )
 }
@@ -673,6 +688,7 @@ fn equation_name(kind: RuleKind) -> &'static str {
         RuleKind::SignSymmetry => "s·sign(W)",
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
         RuleKind::DirectFeedbackAlignment => "D (the output error's)",
+        RuleKind::DirectRandomTargetProjection => "D (the target's)",
     }
 }
 
@@ -723,6 +739,7 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
             | RuleKind::SignSymmetry
             | RuleKind::FixedRandomSign
             | RuleKind::DirectFeedbackAlignment
+            | RuleKind::DirectRandomTargetProjection
                 if now != start =>
             {
                 Some("B (or D) changed; this rule keeps it fixed".into())
@@ -787,7 +804,9 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
         RuleKind::FixedRandomSign => "B = |R| ≥ 0, fixed",
         RuleKind::BatchwiseRandomSign => "B = |R| ≥ 0, redrawn every step (not the first layer's)",
         RuleKind::KolenPollack => "W − B shrinks by (1 − ηλ) every plain-SGD step",
-        RuleKind::DirectFeedbackAlignment => "B unused and unchanged, D fixed",
+        RuleKind::DirectFeedbackAlignment | RuleKind::DirectRandomTargetProjection => {
+            "B unused and unchanged, D fixed"
+        }
         RuleKind::SymmetricAlignment => {
             "B ← (1 − 2η_B α) B + η_B β W after every step (not the first layer's)"
         }
@@ -981,6 +1000,7 @@ pub fn activation_law(aa: &ActivationConfig) -> Outcome {
 mod tests {
     use super::*;
     use crate::params::WeightParams;
+    use crate::rules::Top;
     use std::borrow::Cow;
 
     /// A rule that claims to be one rule and carries the error through another's matrix.
@@ -994,6 +1014,56 @@ mod tests {
         }
         fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
             Cow::Borrowed(if self.uses_w { &p.w } else { &p.feedback })
+        }
+    }
+
+    /// A rule that claims to be another and otherwise is itself (its matrix, its source, its
+    /// feedback).
+    struct Claims {
+        claims: RuleKind,
+        is: Box<dyn Rule<f32>>,
+    }
+    impl Rule<f32> for Claims {
+        fn kind(&self) -> RuleKind {
+            self.claims
+        }
+        fn backward_matrix<'a>(&self, p: &'a WeightParams<f32>) -> Cow<'a, Tensor<f32>> {
+            self.is.backward_matrix(p)
+        }
+        fn backward_source<'a>(
+            &self,
+            p: &WeightParams<f32>,
+            delta: &'a Tensor<f32>,
+            top: Top<'a, f32>,
+        ) -> crate::rules::Source<'a, f32> {
+            self.is.backward_source(p, delta, top)
+        }
+        fn init_feedback(&self, p: &mut WeightParams<f32>, net: &mut crate::rules::FeedbackInit) {
+            self.is.init_feedback(p, net)
+        }
+    }
+
+    /// The two broadcast rules share `D` and differ only in what they send through it: each
+    /// one's matrix check fails the other (DFA sending the target, DRTP the output error).
+    #[test]
+    fn the_broadcast_rules_checks_tell_the_error_from_the_target() {
+        let cfg = RuleConfig::default();
+        let (dfa, drtp) = (
+            RuleKind::DirectFeedbackAlignment,
+            RuleKind::DirectRandomTargetProjection,
+        );
+        for model in [ModelKind::Mlp.into(), ModelKind::Lenet5.into(), described()] {
+            let model = &Tiny::of(&model).unwrap();
+            for (claims, is) in [(dfa, drtp), (drtp, dfa)] {
+                let o = matrix(model, rule::<f32>(claims, &cfg).as_ref());
+                assert!(o.passed, "{o:?}");
+                let liar = Claims {
+                    claims,
+                    is: rule::<f32>(is, &cfg),
+                };
+                let o = matrix(model, &liar);
+                assert!(!o.passed, "{is:?} claiming {claims:?}: {o:?}");
+            }
         }
     }
 
@@ -1071,6 +1141,7 @@ mod tests {
             (RuleKind::SignSymmetry, true),
             (RuleKind::FixedRandomSign, false),
             (RuleKind::DirectFeedbackAlignment, false),
+            (RuleKind::DirectRandomTargetProjection, false),
             (RuleKind::SymmetricAlignment, true),
             (RuleKind::InformationAlignment, true),
             (RuleKind::ActivationAlignment, true),

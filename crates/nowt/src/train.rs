@@ -10,7 +10,7 @@ use crate::config::TrainConfig;
 use crate::data::prefetch::Prefetch;
 use crate::data::{Dataset, Image, Split};
 use crate::dist::{share, Collective, Solo};
-use crate::layers::softmax_cross_entropy;
+use crate::layers::{softmax_cross_entropy, target_error};
 use crate::metrics::{angle_deg, sign_concordance, top_k_correct, LayerRecord};
 use crate::models::Network;
 use crate::optim::{Schedule, Step};
@@ -167,13 +167,14 @@ pub fn train_step<T: Real, O: Step + ?Sized>(
     let mut outs = net.forward(x, true);
     let logits = outs.pop().expect("a network has layers");
     let (loss, delta) = softmax_cross_entropy(&logits, labels);
+    let target = target_error(labels, logits.cols(), 1.0 / labels.len() as f64);
     outs.push(logits);
     if !loss.is_finite() {
         return Err(net
             .first_non_finite(&outs)
             .unwrap_or_else(|| "the loss".to_string()));
     }
-    net.backward(x, &outs, delta, rule, None);
+    net.backward(x, &outs, delta, Some(&target), rule, None);
     opt.apply(net, rule, lr);
     rule.after_step(&mut net.weight_layers_mut(), rng_mirror);
     Ok((loss.f64(), outs.pop().expect("logits")))
@@ -236,7 +237,9 @@ pub fn train_step_on<O: Step + ?Sized>(
     }
     let scale = (n as f64 / global as f64) as f32;
     delta.apply(|d| d * scale);
-    net.backward(x, &outs, delta, rule, None);
+    let classes = outs.last().expect("logits").cols();
+    let target = target_error(labels, classes, 1.0 / global as f64);
+    net.backward(x, &outs, delta, Some(&target), rule, None);
     reduce_gradients(net, comm);
     opt.apply(net, rule, lr);
     rule.after_step(&mut net.weight_layers_mut(), rng_mirror);
@@ -358,10 +361,19 @@ pub fn layer_records<T: Real>(
     for ((_, b), s) in net.buffers_mut().into_iter().zip(saved) {
         *b = s;
     }
-    let (_, delta) = softmax_cross_entropy(outs.last().expect("logits"), labels);
+    let logits = outs.last().expect("logits");
+    let (_, delta) = softmax_cross_entropy(logits, labels);
+    let target = target_error(labels, logits.cols(), 1.0 / labels.len() as f64);
     let (mut d_rule, mut d_bp) = (Vec::new(), Vec::new());
-    net.backward(x, &outs, delta.clone(), rule, Some(&mut d_rule));
-    net.backward(x, &outs, delta, &Backprop, Some(&mut d_bp));
+    net.backward(
+        x,
+        &outs,
+        delta.clone(),
+        Some(&target),
+        rule,
+        Some(&mut d_rule),
+    );
+    net.backward(x, &outs, delta, None, &Backprop, Some(&mut d_bp));
     let find = |recs: &[(String, Option<Tensor<T>>)], name: &str| {
         recs.iter()
             .find(|(n, _)| n == name)

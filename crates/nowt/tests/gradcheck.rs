@@ -135,7 +135,7 @@ fn whole_mlp_backward_matches_finite_differences() {
         };
         let outs = net.forward(&x, true);
         let (_, delta) = softmax_cross_entropy(outs.last().unwrap(), &labels);
-        net.backward(&x, &outs, delta, &Backprop, None);
+        net.backward(&x, &outs, delta, None, &Backprop, None);
         let n_layers = net.weight_layers().len();
         for i in 0..n_layers {
             let analytic = net.weight_layers()[i].params().grad_w.clone();
@@ -544,7 +544,7 @@ fn whole_network_check(
     use rand::Rng;
     let outs = net.forward(x, true);
     let (_, delta) = softmax_cross_entropy(outs.last().unwrap(), labels);
-    net.backward(x, &outs, delta, &Backprop, None);
+    net.backward(x, &outs, delta, None, &Backprop, None);
     let mut pick = rng(60);
     for i in 0..net.weight_layers().len() {
         let (name, analytic) = {

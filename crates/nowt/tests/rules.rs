@@ -817,7 +817,7 @@ fn delta_records(mut net: Network<f32>, inputs: usize) -> DeltaRecord<f32> {
     let outs = net.forward(&x, true);
     let delta = Tensor::randn(outs.last().unwrap().shape(), 1.0, &mut nowt::rng(0, 6));
     let mut rec = Vec::new();
-    net.backward(&x, &outs, delta, &Backprop, Some(&mut rec));
+    net.backward(&x, &outs, delta, None, &Backprop, Some(&mut rec));
     rec
 }
 
@@ -1348,7 +1348,10 @@ fn dfa_input_error<L: Layer<f64> + WeightLayer<f64>>(
     let mut ctx = Backward {
         rule: dfa.as_ref(),
         record: None,
-        output_error: Some(e),
+        top: rules::Top {
+            error: Some(e),
+            target: None,
+        },
     };
     let d = layer.backward(x, &y, &delta, &mut ctx, true).unwrap();
     // grad_W is the rule-independent `grad_W(x, δ_out)`: backprop's, bit for bit.
@@ -1472,7 +1475,10 @@ fn direct_feedback_alignment_conv_form_equals_a_loop_nest() {
         let mut ctx = Backward {
             rule: spread.as_ref(),
             record: None,
-            output_error: Some(&e),
+            top: rules::Top {
+                error: Some(&e),
+                target: None,
+            },
         };
         let shared = conv.backward(&x, &y, &y, &mut ctx, true).unwrap();
         let tiled = tiled.map(|v| v / (ho * ho) as f64);

@@ -30,3 +30,14 @@ pub fn softmax_cross_entropy<T: Real>(logits: &Tensor<T>, labels: &[u32]) -> (T,
     }
     (T::of(total / n as f64), delta)
 }
+
+/// The target's share of the loss's `∂loss/∂logits = p·s − t·s`: `−t·s`, the one-hot targets `t`
+/// scaled by `−scale` (`scale = 1/N` for the mean over `N` samples), `[N, classes]`. What direct
+/// random target projection sends down in place of the output error.
+pub fn target_error<T: Real>(labels: &[u32], classes: usize, scale: f64) -> Tensor<T> {
+    let mut t = Tensor::zeros(&[labels.len(), classes]);
+    for (row, &label) in t.data_mut().chunks_exact_mut(classes).zip(labels) {
+        row[label as usize] = T::of(-scale);
+    }
+    t
+}

@@ -20,13 +20,13 @@ pub use activation::{Activation, ActivationKind};
 pub use batch_norm::BatchNorm;
 pub use conv::{conv2d_naive, Conv2d};
 pub use linear::Linear;
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax_cross_entropy, target_error};
 pub use pool::{Pool2d, PoolKind};
 pub use residual::{Residual, Shortcut};
 pub use shape::{GlobalAvgPool, Reshape, SubsamplePad};
 
 pub use crate::params::{Momentum, Param, WeightLayer, WeightParams};
-use crate::rules::{Rule, Source};
+use crate::rules::{Rule, Source, Top};
 use crate::tensor::{Real, Tensor};
 
 /// The errors weight layers sent to their inputs during one backward pass, by layer name, top
@@ -40,9 +40,9 @@ pub struct Backward<'a, T: Real> {
     /// When set, every weight layer appends `(name, δ_in)` — `None` if it computes no `δ_in` —
     /// in the order backward visits them (top to bottom).
     pub record: Option<&'a mut DeltaRecord<T>>,
-    /// The network's output error `e = ∂loss/∂logits` when the pass started at the logits
-    /// (what direct feedback alignment sends to every layer); `None` for a lone layer.
-    pub output_error: Option<&'a Tensor<T>>,
+    /// What the network's top hands every layer when the pass started at the logits (what the
+    /// broadcast rules send); empty for a lone layer.
+    pub top: Top<'a, T>,
 }
 
 impl<'a, T: Real> Backward<'a, T> {
@@ -51,7 +51,7 @@ impl<'a, T: Real> Backward<'a, T> {
         Self {
             rule,
             record: None,
-            output_error: None,
+            top: Top::default(),
         }
     }
 
@@ -173,7 +173,7 @@ pub fn seam_backward<T: Real, L: WeightLayer<T>>(
     let d = need_delta_in.then(|| {
         let p = layer.params();
         let m = ctx.rule.backward_matrix(p);
-        match ctx.rule.backward_source(p, delta, ctx.output_error) {
+        match ctx.rule.backward_source(p, delta, ctx.top) {
             Source::PerPosition(source) => layer.input_error(source, &m, x.shape()),
             Source::Broadcast { e, spread } => {
                 layer.broadcast_input_error(e, &m, x.shape(), spread)

@@ -14,7 +14,7 @@ use crate::layers::{
     WeightLayer,
 };
 use crate::params::Init;
-use crate::rules::Rule;
+use crate::rules::{Rule, Top};
 use crate::tensor::{Real, Tensor};
 
 /// A built-in model's `description` built for inputs of `image` (flat samples) and `classes`
@@ -170,7 +170,9 @@ impl<T: Real> Network<T> {
     }
 
     /// Backward through every layer from `delta = ∂loss/∂logits`, with `rule` choosing how the
-    /// error crosses each weight layer. Parameter gradients are stored in the layers.
+    /// error crosses each weight layer. Parameter gradients are stored in the layers. `target`
+    /// is the target's share of `delta`, `−t/N` ([`crate::layers::target_error`]), for the
+    /// rules that broadcast it; `None` where none does.
     ///
     /// If `record` is given, it receives `(name, δ_in)` for each weight layer, top to bottom
     /// (`None` for the first, which computes no `δ_in`: nothing below it needs an error).
@@ -179,13 +181,17 @@ impl<T: Real> Network<T> {
         x: &Tensor<T>,
         outs: &[Tensor<T>],
         delta: Tensor<T>,
+        target: Option<&Tensor<T>>,
         rule: &dyn Rule<T>,
         record: Option<&mut DeltaRecord<T>>,
     ) {
         let mut ctx = Backward {
             rule,
             record,
-            output_error: Some(&delta),
+            top: Top {
+                error: Some(&delta),
+                target,
+            },
         };
         if let Some(r) = ctx.record.as_deref_mut() {
             r.clear();

@@ -22,7 +22,7 @@
 
 use std::borrow::Cow;
 
-use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind, Source};
+use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind, Source, Top};
 use crate::params::{Init, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -90,10 +90,12 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
         &self,
         _p: &WeightParams<T>,
         _delta: &'a Tensor<T>,
-        output_error: Option<&'a Tensor<T>>,
+        top: Top<'a, T>,
     ) -> Source<'a, T> {
         Source::Broadcast {
-            e: output_error.expect("direct feedback alignment needs the network's output error"),
+            e: top
+                .error
+                .expect("direct feedback alignment needs the network's output error"),
             spread: self.spread,
         }
     }
@@ -105,13 +107,20 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
     }
 
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
-        let mut shape = p.w.shape().to_vec();
-        shape[0] = net.classes;
-        // Under Xavier-uniform, `D` has Xavier's scale for its own shape (BioTorch's).
-        let std = match p.init {
-            Init::He => p.init_std,
-            Init::XavierUniform => Init::xavier_std(&shape),
-        };
-        p.direct = Some(p.init.draw(&shape, self.init_scale * std, &mut net.rng));
+        draw_direct(p, net, self.init_scale);
     }
+}
+
+/// Draws a broadcast rule's fixed `D: [classes, in]` (conv: `[classes, C_in, kh, kw]`),
+/// `N(0, (init_scale · init_std)²)` from the rule's own stream — under Xavier-uniform with
+/// Xavier's scale for `D`'s own shape (BioTorch's). The broadcast rules draw the same `D` from
+/// one seed, so they differ only in what they send through it.
+pub(super) fn draw_direct<T: Real>(p: &mut WeightParams<T>, net: &mut FeedbackInit, scale: f64) {
+    let mut shape = p.w.shape().to_vec();
+    shape[0] = net.classes;
+    let std = match p.init {
+        Init::He => p.init_std,
+        Init::XavierUniform => Init::xavier_std(&shape),
+    };
+    p.direct = Some(p.init.draw(&shape, scale * std, &mut net.rng));
 }

@@ -9,6 +9,7 @@ mod activation_alignment;
 mod backprop;
 mod batchwise_random_sign;
 mod direct_feedback_alignment;
+mod direct_random_target_projection;
 mod feedback_alignment;
 mod fixed_random_sign;
 mod information_alignment;
@@ -22,6 +23,7 @@ pub use activation_alignment::{activation_step, ActivationAlignment, ActivationC
 pub use backprop::Backprop;
 pub use batchwise_random_sign::BatchwiseRandomSign;
 pub use direct_feedback_alignment::{tile_output_error, DirectFeedbackAlignment};
+pub use direct_random_target_projection::DirectRandomTargetProjection;
 pub use feedback_alignment::FeedbackAlignment;
 pub use fixed_random_sign::FixedRandomSign;
 pub use information_alignment::{information_step, InformationAlignment, InformationConfig};
@@ -48,14 +50,15 @@ pub trait Rule<T: Real>: Send + Sync {
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>>;
 
     /// The error that crosses the layer through `M`: `δ_in = source · M`. The layer's own
-    /// `δ_out` under every rule but direct feedback alignment, which sends the network's output
-    /// error `e = ∂loss/∂logits` (`output_error`, when the backward pass started at the logits)
-    /// the same at every output position.
+    /// `δ_out` under every rule but the broadcast ones, which send what the network's top hands
+    /// down (`top`, when the backward pass started at the logits) the same at every output
+    /// position: direct feedback alignment the output error `e = ∂loss/∂logits`, direct random
+    /// target projection the target's share of it.
     fn backward_source<'a>(
         &self,
         _p: &WeightParams<T>,
         delta: &'a Tensor<T>,
-        _output_error: Option<&'a Tensor<T>>,
+        _top: Top<'a, T>,
     ) -> Source<'a, T> {
         Source::PerPosition(delta)
     }
@@ -105,6 +108,25 @@ pub enum Source<'a, T> {
     Broadcast { e: &'a Tensor<T>, spread: bool },
 }
 
+/// What the network's top hands every weight layer's rule, for the rules that broadcast it: the
+/// output error `e = ∂loss/∂logits` and the target's share of it, `−t/N` (for the mean
+/// cross-entropy over `N` samples `e = p/N − t/N`, `p` the softmax, `t` the one-hot targets;
+/// a data-parallel rank's `N` is the global batch). Both `None` for a lone layer.
+#[derive(Clone, Copy, Debug)]
+pub struct Top<'a, T> {
+    pub error: Option<&'a Tensor<T>>,
+    pub target: Option<&'a Tensor<T>>,
+}
+
+impl<T> Default for Top<'_, T> {
+    fn default() -> Self {
+        Self {
+            error: None,
+            target: None,
+        }
+    }
+}
+
 /// What a rule may need, besides the layer, to initialise its feedback: the network's output
 /// width and a random stream of the rule's own (seeded by the run's seed, apart from `W`'s and
 /// `B`'s streams, so `W₀` and `B₀` do not depend on the rule).
@@ -144,7 +166,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 /// is its file (with its `INFO`: name, aliases, summary, knobs, constructor), a [`RuleKind`]
 /// variant, one line here and, if it has knobs, its section of [`RuleConfig`] with their ranges
 /// (the CLI's flags and `nowt rules` come from the knobs); `check.rs` states its oracles.
-pub const REGISTRY: [&RuleInfo; 11] = [
+pub const REGISTRY: [&RuleInfo; 12] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -156,6 +178,7 @@ pub const REGISTRY: [&RuleInfo; 11] = [
     &symmetric_alignment::INFO,
     &information_alignment::INFO,
     &activation_alignment::INFO,
+    &direct_random_target_projection::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -173,6 +196,7 @@ pub enum RuleKind {
     SymmetricAlignment,
     InformationAlignment,
     ActivationAlignment,
+    DirectRandomTargetProjection,
 }
 
 impl RuleKind {
@@ -276,6 +300,11 @@ pub struct RuleConfig {
     /// `e / (H_o · W_o)`, the share a global average pool gives backprop's error, instead of the
     /// whole `e` (BioTorch's form, the default false).
     pub dfa_spread: bool,
+    /// Direct random target projection: `D ~ N(0, (init_scale · init_std)²)`. Default 1.
+    pub drtp_init_scale: f64,
+    /// Direct random target projection on a convolution: each output position receives its
+    /// share `(−t/N) / (H_o · W_o)` of the target term (default false, as `dfa_spread`).
+    pub drtp_spread: bool,
     /// Symmetric alignment's coefficients.
     pub sa: SymmetricConfig,
     /// Information alignment's coefficients and schedule.
@@ -293,6 +322,8 @@ impl Default for RuleConfig {
             kp_decay: None,
             dfa_init_scale: 1.0,
             dfa_spread: false,
+            drtp_init_scale: 1.0,
+            drtp_spread: false,
             sa: SymmetricConfig::default(),
             ia: InformationConfig::default(),
             aa: ActivationConfig::default(),
@@ -340,6 +371,7 @@ impl RuleConfig {
             };
         positive("rules.fa_init_scale", self.fa_init_scale)?;
         positive("rules.dfa_init_scale", self.dfa_init_scale)?;
+        positive("rules.drtp_init_scale", self.drtp_init_scale)?;
         if let Some(lambda) = self.kp_decay {
             non_negative("rules.kp_decay", lambda)?;
         }
@@ -489,6 +521,7 @@ mod tests {
         let positive: Knobs = &[
             ("rules.fa_init_scale", |c| &mut c.fa_init_scale),
             ("rules.dfa_init_scale", |c| &mut c.dfa_init_scale),
+            ("rules.drtp_init_scale", |c| &mut c.drtp_init_scale),
             ("rules.wm.sigma", |c| &mut c.wm.sigma),
             ("rules.wm.lr", |c| &mut c.wm.lr),
             ("rules.sa.lr", |c| &mut c.sa.lr),
@@ -667,7 +700,7 @@ mod tests {
         let aliases: Vec<&str> = RuleKind::ALL.iter().map(|k| k.alias()).collect();
         assert_eq!(
             aliases,
-            ["bp", "fa", "ss", "wm", "kp", "frsf", "brsf", "dfa", "sa", "ia", "aa"]
+            ["bp", "fa", "ss", "wm", "kp", "frsf", "brsf", "dfa", "sa", "ia", "aa", "drtp"]
         );
         let summaries: std::collections::HashSet<&str> =
             RuleKind::ALL.iter().map(|k| k.summary()).collect();

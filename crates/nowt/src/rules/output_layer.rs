@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-use super::{FeedbackInit, Rule, RuleKind, Source};
+use super::{FeedbackInit, Rule, RuleKind, Source, Top};
 use crate::params::{WeightLayer, WeightParams};
 use crate::tensor::{Real, Tensor};
 
@@ -67,12 +67,12 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         &self,
         p: &WeightParams<T>,
         delta: &'a Tensor<T>,
-        output_error: Option<&'a Tensor<T>>,
+        top: Top<'a, T>,
     ) -> Source<'a, T> {
         if p.name == self.output {
             Source::PerPosition(delta)
         } else {
-            self.inner.backward_source(p, delta, output_error)
+            self.inner.backward_source(p, delta, top)
         }
     }
 
