@@ -776,7 +776,8 @@ mod tests {
                     "dfa-spread" | "drtp-spread" => ("true", toml::Value::from(true)),
                     k if k.ends_with("batch-size")
                         || k.ends_with("batches")
-                        || k.ends_with("per-step") =>
+                        || k.ends_with("per-step")
+                        || k.ends_with("expand") =>
                     {
                         ("3", toml::Value::from(3))
                     }

@@ -73,7 +73,10 @@ fn every_rule_trains_and_reports_its_angles() {
             // Its D carries the target, not the layer's error, even at the output layer: no
             // ∠(W, M) to report, only the angle of its error to backprop's.
             assert!(top["weight_angle_deg"].is_null(), "{rule}: {top}");
-            assert!(top["delta_angle_deg"].as_f64().unwrap() > 0.0, "{rule}: {top}");
+            assert!(
+                top["delta_angle_deg"].as_f64().unwrap() > 0.0,
+                "{rule}: {top}"
+            );
             continue;
         }
         let angle = top["weight_angle_deg"].as_f64().unwrap();

@@ -173,6 +173,22 @@ fn an_adamw_kolen_pollack_run_resumes_exactly() {
     interrupted_run_matches_uninterrupted(&train, 4);
 }
 
+/// The same under product feedback alignment: its `R` (which has not `W`'s shape), its fixed
+/// `P` and `R`'s momentum resume exactly.
+#[test]
+fn a_product_feedback_alignment_run_resumes_exactly() {
+    let mut train: Vec<&str> = TRAIN.to_vec();
+    let rule = train.iter().position(|&a| a == "wm").unwrap();
+    train[rule] = "pfa";
+    let warmup = train
+        .iter()
+        .position(|&a| a == "--wm-warmup-batches")
+        .unwrap();
+    train.drain(warmup..warmup + 2);
+    train.extend(["--pfa-expand", "3"]);
+    interrupted_run_matches_uninterrupted(&train, 4);
+}
+
 /// The same for a ResNet: convolutions, batch norm (γ, β, running statistics), Kolen-Pollack's
 /// momentum for B, and per-step augmentation all resume exactly.
 #[test]

@@ -34,6 +34,7 @@ use crate::layers::{
 use crate::metrics::angle_deg;
 use crate::models::Network;
 use crate::optim::Sgd;
+use crate::params::WeightParams;
 use crate::rules::{
     self, activation_step, information_step, mirror_step, ActivationConfig, InformationAlignment,
     InformationConfig, MirrorConfig, MirrorInit, Rule, RuleConfig, RuleKind, WeightMirror,
@@ -237,16 +238,32 @@ pub fn model_checks(model: &Model, kinds: &[RuleKind], cfg: &RuleConfig) -> Resu
     Ok(out)
 }
 
-/// `W − B` of every weight layer, bottom to top.
+/// What `B` converges to under a rule whose optimiser steps it beside `W`: `W` itself
+/// (Kolen-Pollack), or `PᵀW` for product feedback alignment's `R` (in `R`'s shape, which a
+/// `B` with a fixed `P` marks).
+fn b_target(p: &WeightParams<f32>) -> Tensor<f32> {
+    match &p.direct {
+        Some(fixed) if p.feedback.shape() != p.w.shape() => {
+            let mut t = matmul_naive(fixed, true, &p.w, false);
+            t.reshape(p.feedback.shape());
+            t
+        }
+        _ => p.w.clone(),
+    }
+}
+
+/// `B`'s target minus `B` of every weight layer, bottom to top: `W − B` (Kolen-Pollack),
+/// `PᵀW − R` (product feedback alignment).
 fn w_minus_b(n: &Network<f32>) -> Vec<Tensor<f32>> {
     n.weight_layers()
         .iter()
-        .map(|l| l.params().w.zip_map(&l.params().feedback, |w, b| w - b))
+        .map(|l| b_target(l.params()).zip_map(&l.params().feedback, |w, b| w - b))
         .collect()
 }
 
-/// Kolen-Pollack's law `W − B = factor · (W₀ − B₀)` (given `d0 = W₀ − B₀`), to rounding, at
-/// every weight layer but the first: the first layer where it fails, if one does.
+/// The shared-update law `W − B = factor · (W₀ − B₀)` (given `d0 = W₀ − B₀`; `PᵀW − R` for
+/// product feedback alignment), to rounding, at every weight layer but the first: the first
+/// layer where it fails, if one does.
 fn kp_law_problem(n: &Network<f32>, d0: &[Tensor<f32>], factor: f32) -> Option<String> {
     n.weight_layers()
         .iter()
@@ -255,8 +272,12 @@ fn kp_law_problem(n: &Network<f32>, d0: &[Tensor<f32>], factor: f32) -> Option<S
         .find_map(|(l, (d, d0))| {
             let want = d0.map(|v| v * factor);
             let err = d.zip_map(&want, |a, b| a - b).norm() / want.norm().max(1e-30);
-            (err > 1e-5)
-                .then(|| format!("{}: W − B is off (1 − ηλ)^t by {err:.1e}", l.params().name))
+            (err > 1e-5).then(|| {
+                format!(
+                    "{}: B's distance to its target is off (1 − ηλ)^t by {err:.1e}",
+                    l.params().name
+                )
+            })
         })
 }
 
@@ -476,14 +497,15 @@ pub fn kp_adamw(model: &Tiny, cfg: &RuleConfig) -> Outcome {
     )
 }
 
-/// The `M` of `kind`'s equation, from `W`, `B` and the init std alone (not the rule's code).
+/// The `M` of `kind`'s equation, from `W`, `B` (and `P`) and the init std alone (not the rule's
+/// code); `None` when the layer lacks what the equation needs (a `P: [out, mid]` and an
+/// `R: [mid, …]` for product feedback alignment).
 fn equation_matrix<T: Real>(
     kind: RuleKind,
     cfg: &RuleConfig,
-    w: &Tensor<T>,
-    b: &Tensor<T>,
-    init_std: f64,
-) -> Tensor<T> {
+    p: &WeightParams<T>,
+) -> Option<Tensor<T>> {
+    let (w, b, init_std) = (&p.w, &p.feedback, p.init_std);
     let sign = |v: T| {
         if v > T::zero() {
             T::one()
@@ -493,7 +515,7 @@ fn equation_matrix<T: Real>(
             T::zero()
         }
     };
-    match kind {
+    Some(match kind {
         RuleKind::Backprop => w.clone(),
         RuleKind::FeedbackAlignment
         | RuleKind::WeightMirror
@@ -513,10 +535,21 @@ fn equation_matrix<T: Real>(
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => {
             b.zip_map(w, |b, w| b.abs() * sign(w))
         }
+        RuleKind::ProductFeedbackAlignment => {
+            // The product by the tested GEMM, so the check can be bit for bit (a naive
+            // product rounds differently).
+            let fixed = p.direct.as_ref()?;
+            if fixed.rows() != w.rows() || fixed.cols() != b.rows() {
+                return None;
+            }
+            let mut m = crate::tensor::matmul(fixed, false, b, false);
+            m.reshape(w.shape());
+            m
+        }
         RuleKind::DirectFeedbackAlignment | RuleKind::DirectRandomTargetProjection => {
             unreachable!("the broadcast rules' check is `direct`")
         }
-    }
+    })
 }
 
 /// Each weight layer's `δ_in` under the rule equals, bit for bit, feedback alignment's with
@@ -548,7 +581,10 @@ pub fn matrix(model: &Tiny, rule: &dyn Rule<f32>) -> Outcome {
     }
     for (la, lb) in a.weight_layers().iter().zip(b.weight_layers_mut()) {
         let p = la.params();
-        let m = equation_matrix(kind, &cfg, &p.w, &p.feedback, p.init_std);
+        let Some(m) = equation_matrix(kind, &cfg, p) else {
+            let why = format!("{} lacks what M = {} needs", p.name, equation_name(kind));
+            return outcome(model, Some(kind), "matrix", Some(why), String::new());
+        };
         let q = lb.params_mut();
         *q = p.clone();
         q.feedback = m;
@@ -689,6 +725,7 @@ fn equation_name(kind: RuleKind) -> &'static str {
         RuleKind::FixedRandomSign | RuleKind::BatchwiseRandomSign => "|B|·sign(W)",
         RuleKind::DirectFeedbackAlignment => "D (the output error's)",
         RuleKind::DirectRandomTargetProjection => "D (the target's)",
+        RuleKind::ProductFeedbackAlignment => "P·R",
     }
 }
 
@@ -712,8 +749,13 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
     const STEPS: usize = 3;
     let kind = rule.kind();
     let mut n = net(model, rule);
-    // W's decay is 1e-3, which KP shares with B unless its config gives its own λ.
-    let (eta, lambda) = (0.05, rule.shared_update_decay(1e-3).unwrap_or(1e-3));
+    // W's decay is 1e-3, which KP shares with B unless its config gives its own λ; PFA's R
+    // always decays as W does.
+    let lambda = match kind {
+        RuleKind::ProductFeedbackAlignment => 1e-3,
+        _ => rule.shared_update_decay(1e-3).unwrap_or(1e-3),
+    };
+    let eta = 0.05;
     let s = sgd(0.0, lambda);
     let start = feedback_bits(&n);
     let diff0 = w_minus_b(&n);
@@ -787,8 +829,8 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
                     })
                 })
             }
-            // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding.
-            RuleKind::KolenPollack => {
+            // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding (PᵀW − R for PFA).
+            RuleKind::KolenPollack | RuleKind::ProductFeedbackAlignment => {
                 kp_law_problem(&n, &diff0, (1.0 - eta * lambda).powi(t as i32 + 1) as f32)
             }
             _ => None,
@@ -804,6 +846,9 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
         RuleKind::FixedRandomSign => "B = |R| ≥ 0, fixed",
         RuleKind::BatchwiseRandomSign => "B = |R| ≥ 0, redrawn every step (not the first layer's)",
         RuleKind::KolenPollack => "W − B shrinks by (1 − ηλ) every plain-SGD step",
+        RuleKind::ProductFeedbackAlignment => {
+            "PᵀW − R shrinks by (1 − ηλ) every plain-SGD step, P fixed"
+        }
         RuleKind::DirectFeedbackAlignment | RuleKind::DirectRandomTargetProjection => {
             "B unused and unchanged, D fixed"
         }
@@ -999,7 +1044,6 @@ pub fn activation_law(aa: &ActivationConfig) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::params::WeightParams;
     use crate::rules::Top;
     use std::borrow::Cow;
 
@@ -1142,6 +1186,7 @@ mod tests {
             (RuleKind::FixedRandomSign, false),
             (RuleKind::DirectFeedbackAlignment, false),
             (RuleKind::DirectRandomTargetProjection, false),
+            (RuleKind::ProductFeedbackAlignment, true),
             (RuleKind::SymmetricAlignment, true),
             (RuleKind::InformationAlignment, true),
             (RuleKind::ActivationAlignment, true),

@@ -6,10 +6,10 @@
 //! | name | shape | what |
 //! |---|---|---|
 //! | `<layer>.weight` | `[out, in]` | forward weights `W` |
-//! | `<layer>.feedback` | `[out, in]` | feedback weights `B` |
-//! | `<layer>.direct` | `[classes, in]` | direct feedback alignment's `D` (under that rule only) |
+//! | `<layer>.feedback` | `[out, in]` | feedback weights `B` (product feedback alignment: its `R`, `[mid, in]`) |
+//! | `<layer>.direct` | `[classes, in]` | the broadcast rules' `D`; product feedback alignment's `P`, `[out, mid]` (under those rules only) |
 //! | `<layer>.bias` | `[out]` | bias |
-//! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum or Adam's first moment, once created (`feedback` only under Kolen-Pollack) |
+//! | `<layer>.weight.momentum`, `<layer>.feedback.momentum`, `<layer>.bias.momentum` | as above | SGD momentum or Adam's first moment, once created (`feedback` only under Kolen-Pollack and product feedback alignment) |
 //! | `<layer>.weight.second_moment`, … (as for `.momentum`) | as above | Adam's second moments |
 //! | `<bn>.gamma`, `<bn>.beta` (+ `.momentum`, `.second_moment`) | `[C]` | batch-norm scale and shift |
 //! | `<bn>.running_mean`, `<bn>.running_var` | `[C]` | batch-norm running statistics |
@@ -347,7 +347,9 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             p.bias.as_ref().map(|b| b.shape().to_vec()),
         );
         p.w = need(read(&format!("{n}.weight"), &ws)?, "weight")?;
-        p.feedback = need(read(&format!("{n}.feedback"), &ws)?, "feedback")?;
+        // `B` has `W`'s shape under every rule but product feedback alignment (its `R`).
+        let fs = p.feedback.shape().to_vec();
+        p.feedback = need(read(&format!("{n}.feedback"), &fs)?, "feedback")?;
         expected += 2;
         if let Some(d) = &p.direct {
             let ds = d.shape().to_vec();
@@ -363,7 +365,7 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             ("second_moment", &mut p.second_moment),
         ] {
             buffers.w = read(&format!("{n}.weight.{kind}"), &ws)?;
-            buffers.feedback = read(&format!("{n}.feedback.{kind}"), &ws)?;
+            buffers.feedback = read(&format!("{n}.feedback.{kind}"), &fs)?;
             buffers.bias = match &bs {
                 Some(bs) => read(&format!("{n}.bias.{kind}"), bs)?,
                 None => None,

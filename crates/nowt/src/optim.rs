@@ -132,13 +132,14 @@ impl Step for Adam {
         };
         for (i, layer) in net.weight_layers_mut().iter_mut().enumerate() {
             let p = layer.params_mut();
+            let own = shared.and_then(|_| rule.feedback_gradient(p));
             let (m, v) = (&mut p.momentum, &mut p.second_moment);
             self.update(
                 &mut p.w, &p.grad_w, &mut m.w, &mut v.w, lr, coupled, decoupled,
             );
             // The first weight layer's `B` carries no error: left as it is.
             if let (Some(lambda), true) = (shared, i > 0) {
-                let (b, g) = (&mut p.feedback, &p.grad_w);
+                let (b, g) = (&mut p.feedback, own.as_ref().unwrap_or(&p.grad_w));
                 self.update(b, g, &mut m.feedback, &mut v.feedback, lr, 0.0, lambda);
             }
             if let (Some(b), Some(g)) = (p.bias.as_mut(), p.grad_bias.as_ref()) {
@@ -219,13 +220,9 @@ impl Sgd {
             self.update(&mut p.w, &p.grad_w, &mut p.momentum.w, lr, decay_w);
             // The first weight layer's `B` carries no error: left as it is.
             if let (Some(lambda), true) = (shared, i > 0) {
-                self.update(
-                    &mut p.feedback,
-                    &p.grad_w,
-                    &mut p.momentum.feedback,
-                    lr,
-                    lambda,
-                );
+                let own = rule.feedback_gradient(p);
+                let g = own.as_ref().unwrap_or(&p.grad_w);
+                self.update(&mut p.feedback, g, &mut p.momentum.feedback, lr, lambda);
             }
             if let (Some(b), Some(g)) = (p.bias.as_mut(), p.grad_bias.as_ref()) {
                 let other = if self.decay_all {

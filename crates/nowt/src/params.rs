@@ -97,10 +97,12 @@ pub struct WeightParams<T> {
     pub name: String,
     /// `W: [out, in]` (conv: `[C_out, C_in, kh, kw]`).
     pub w: Tensor<T>,
-    /// `B`, same shape as `W`. Unused by backprop and sign symmetry.
+    /// `B`, same shape as `W` under every rule but product feedback alignment, which keeps its
+    /// learned `R: [mid, in]` here. Unused by backprop and sign symmetry.
     pub feedback: Tensor<T>,
-    /// Direct feedback alignment's fixed projection of the network's output error,
-    /// `D: [classes, in]` (conv: `[classes, C_in, kh, kw]`); `None` under every other rule.
+    /// A rule's fixed matrix besides `B`: the broadcast rules' `D: [classes, in]` (conv:
+    /// `[classes, C_in, kh, kw]`), product feedback alignment's `P: [out, mid]`; `None` under
+    /// every other rule.
     pub direct: Option<Tensor<T>>,
     pub bias: Option<Tensor<T>>,
     /// `grad_W`, identical under every rule.

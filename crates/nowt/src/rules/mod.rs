@@ -15,6 +15,7 @@ mod fixed_random_sign;
 mod information_alignment;
 mod kolen_pollack;
 mod output_layer;
+mod product_feedback_alignment;
 mod sign_symmetry;
 mod symmetric_alignment;
 mod weight_mirror;
@@ -29,6 +30,7 @@ pub use fixed_random_sign::FixedRandomSign;
 pub use information_alignment::{information_step, InformationAlignment, InformationConfig};
 pub use kolen_pollack::KolenPollack;
 pub use output_layer::{with_output_layer, OutputLayerRule};
+pub use product_feedback_alignment::ProductFeedbackAlignment;
 pub use sign_symmetry::{SignScale, SignSymmetry};
 pub use symmetric_alignment::{SymmetricAlignment, SymmetricConfig};
 pub use weight_mirror::{mirror_step, MirrorConfig, MirrorInit, MirrorNoise, WeightMirror};
@@ -76,10 +78,17 @@ pub trait Rule<T: Real>: Send + Sync {
     /// Called once per layer after `W` and `B ~ N(0, init_std²)` are drawn.
     fn init_feedback(&self, _p: &mut WeightParams<T>, _net: &mut FeedbackInit) {}
 
-    /// `Some(λ)` when `B` receives `W`'s update term and the decay `λ`, which `W` then also
-    /// uses (Kolen-Pollack, paper eqs. 16–17); `weight_decay` is what `W` decays by under every
-    /// other rule. The optimiser applies it with `B`'s own buffer.
+    /// `Some(λ)` when the optimiser steps `B` beside `W` with the decay `λ`, which `W` then also
+    /// uses (Kolen-Pollack, paper eqs. 16–17; product feedback alignment's `R`); `weight_decay`
+    /// is what `W` decays by under every other rule. The optimiser applies it with `B`'s own
+    /// buffer and [`Rule::feedback_gradient`] as `B`'s gradient.
     fn shared_update_decay(&self, _weight_decay: f64) -> Option<f64> {
+        None
+    }
+
+    /// `B`'s gradient when [`Rule::shared_update_decay`] is `Some`, in `B`'s shape: `None` for
+    /// `grad_W` itself (Kolen-Pollack: `B` receives `W`'s update term).
+    fn feedback_gradient(&self, _p: &WeightParams<T>) -> Option<Tensor<T>> {
         None
     }
 
@@ -166,7 +175,7 @@ impl<R: Rule<f32> + Rule<f64>> AnyRule for R {}
 /// is its file (with its `INFO`: name, aliases, summary, knobs, constructor), a [`RuleKind`]
 /// variant, one line here and, if it has knobs, its section of [`RuleConfig`] with their ranges
 /// (the CLI's flags and `nowt rules` come from the knobs); `check.rs` states its oracles.
-pub const REGISTRY: [&RuleInfo; 12] = [
+pub const REGISTRY: [&RuleInfo; 13] = [
     &backprop::INFO,
     &feedback_alignment::INFO,
     &sign_symmetry::INFO,
@@ -179,6 +188,7 @@ pub const REGISTRY: [&RuleInfo; 12] = [
     &information_alignment::INFO,
     &activation_alignment::INFO,
     &direct_random_target_projection::INFO,
+    &product_feedback_alignment::INFO,
 ];
 
 /// The rules nowt implements: a name for each [`REGISTRY`] entry. Serialised as the full name;
@@ -197,6 +207,7 @@ pub enum RuleKind {
     InformationAlignment,
     ActivationAlignment,
     DirectRandomTargetProjection,
+    ProductFeedbackAlignment,
 }
 
 impl RuleKind {
@@ -305,6 +316,9 @@ pub struct RuleConfig {
     /// Direct random target projection on a convolution: each output position receives its
     /// share `(−t/N) / (H_o · W_o)` of the target term (default false, as `dfa_spread`).
     pub drtp_spread: bool,
+    /// Product feedback alignment: `r`, the intermediate population per output unit
+    /// (`mid = r · out`). Default 10, the paper's.
+    pub pfa_expand: usize,
     /// Symmetric alignment's coefficients.
     pub sa: SymmetricConfig,
     /// Information alignment's coefficients and schedule.
@@ -324,6 +338,7 @@ impl Default for RuleConfig {
             dfa_spread: false,
             drtp_init_scale: 1.0,
             drtp_spread: false,
+            pfa_expand: 10,
             sa: SymmetricConfig::default(),
             ia: InformationConfig::default(),
             aa: ActivationConfig::default(),
@@ -372,6 +387,12 @@ impl RuleConfig {
         positive("rules.fa_init_scale", self.fa_init_scale)?;
         positive("rules.dfa_init_scale", self.dfa_init_scale)?;
         positive("rules.drtp_init_scale", self.drtp_init_scale)?;
+        if self.pfa_expand == 0 {
+            return Err(Error::config(
+                "rules.pfa_expand",
+                "must be at least 1 (the intermediate population has r × out neurons), got 0",
+            ));
+        }
         if let Some(lambda) = self.kp_decay {
             non_negative("rules.kp_decay", lambda)?;
         }
@@ -700,7 +721,10 @@ mod tests {
         let aliases: Vec<&str> = RuleKind::ALL.iter().map(|k| k.alias()).collect();
         assert_eq!(
             aliases,
-            ["bp", "fa", "ss", "wm", "kp", "frsf", "brsf", "dfa", "sa", "ia", "aa", "drtp"]
+            [
+                "bp", "fa", "ss", "wm", "kp", "frsf", "brsf", "dfa", "sa", "ia", "aa", "drtp",
+                "pfa"
+            ]
         );
         let summaries: std::collections::HashSet<&str> =
             RuleKind::ALL.iter().map(|k| k.summary()).collect();
