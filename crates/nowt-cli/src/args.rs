@@ -349,6 +349,14 @@ pub struct TrainArgs {
     pub val_fraction: Option<f64>,
     #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("probe_size"))]
     pub probe_size: Option<usize>,
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("pretrain_noise_steps"))]
+    pub pretrain_noise_steps: Option<usize>,
+    #[arg(long, help = nowt::config::key_help("pretrain_noise"), value_parser = name::<nowt::rules::MirrorNoise>)]
+    pub pretrain_noise: Option<nowt::rules::MirrorNoise>,
+    #[arg(long, help = nowt::config::key_help("pretrain_noise_std"), allow_negative_numbers = true)]
+    pub pretrain_noise_std: Option<f64>,
+    #[arg(long, help = nowt::config::key_help("pretrain_labels"), value_parser = name::<nowt::config::PretrainLabels>)]
+    pub pretrain_labels: Option<nowt::config::PretrainLabels>,
     #[arg(long, help = nowt::config::key_help("out"))]
     pub out: Option<PathBuf>,
     #[arg(long, help = nowt::config::key_help("output_layer_rule"), value_parser = name::<nowt::rules::OutputLayerRule>)]

@@ -237,6 +237,10 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(threads = a.threads);
     set!(val_fraction = a.val_fraction);
     set!(probe_size = a.probe_size);
+    set!(pretrain_noise_steps = a.pretrain_noise_steps);
+    set!(pretrain_noise = a.pretrain_noise);
+    set!(pretrain_noise_std = a.pretrain_noise_std);
+    set!(pretrain_labels = a.pretrain_labels);
     set!(image_size = a.image_size);
     set!(train_limit = a.train_limit);
     set!(test_limit = a.test_limit);
@@ -593,6 +597,12 @@ impl<'a> Shown<'a> {
                 self.prev_loss = Some(record.train.loss);
                 self.say(line);
             }
+            Progress::Pretrain { record, steps } => {
+                self.say(format!("{label}{}", pretrain_line(record, steps)));
+                if STOP.load(Ordering::SeqCst) != 0 {
+                    return ControlFlow::Break(());
+                }
+            }
             Progress::Warning(w) => errln!("nowt: warning: {w}"),
         }
         ControlFlow::Continue(())
@@ -713,6 +723,21 @@ fn epoch_line(r: &nowt::train::EpochRecord, epochs: usize) -> String {
         r.images_per_s,
         r.seconds,
         r.data_wait_s
+    )
+}
+
+/// A noise pre-training line: its step, the mean loss on noise since the last line, and the
+/// output layer's and the mean over the layers of `∠(W, M)`, the alignment it is for.
+fn pretrain_line(r: &nowt::train::PretrainRecord, steps: usize) -> String {
+    let angles: Vec<f64> = r.layers.iter().filter_map(|l| l.weight_angle_deg).collect();
+    let mean = (!angles.is_empty()).then(|| angles.iter().sum::<f64>() / angles.len() as f64);
+    let loss = r.loss.map_or("–".to_string(), |l| format!("{l:.4}"));
+    format!(
+        "noise pre-training {:>5}/{steps}  loss {loss}  out ∠(W,M) {}  mean ∠(W,M) {}  {:.1}s",
+        r.step,
+        deg(r.layers.last().and_then(|l| l.weight_angle_deg)),
+        deg(mean),
+        r.seconds
     )
 }
 

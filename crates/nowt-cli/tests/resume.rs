@@ -189,6 +189,22 @@ fn a_product_feedback_alignment_run_resumes_exactly() {
     interrupted_run_matches_uninterrupted(&train, 4);
 }
 
+/// The same with noise pre-training: a run resumed from a checkpoint does not pre-train again
+/// (the checkpoint says the phase is done; pre-training twice would end elsewhere).
+#[test]
+fn a_run_with_noise_pretraining_resumes_exactly() {
+    let mut train: Vec<&str> = TRAIN.to_vec();
+    let rule = train.iter().position(|&a| a == "wm").unwrap();
+    train[rule] = "fa";
+    let warmup = train
+        .iter()
+        .position(|&a| a == "--wm-warmup-batches")
+        .unwrap();
+    train.drain(warmup..warmup + 2);
+    train.extend(["--pretrain-noise-steps", "40"]);
+    interrupted_run_matches_uninterrupted(&train, 4);
+}
+
 /// The same for a ResNet: convolutions, batch norm (γ, β, running statistics), Kolen-Pollack's
 /// momentum for B, and per-step augmentation all resume exactly.
 #[test]

@@ -281,9 +281,10 @@ impl Callbacks {
                 self.warnings.push(w);
                 Ok(true)
             }
-            Progress::Started { .. } | Progress::WarmUp { .. } | Progress::Evaluating { .. } => {
-                Ok(true)
-            }
+            Progress::Started { .. }
+            | Progress::WarmUp { .. }
+            | Progress::Evaluating { .. }
+            | Progress::Pretrain { .. } => Ok(true),
         };
         match answer {
             Ok(true) => ControlFlow::Continue(()),

@@ -17,7 +17,7 @@
 //! Metadata (all strings): `format` (`nowt-checkpoint-1`), `config` (the resolved TOML),
 //! `input_shape` (`C,H,W`), `classes`, `epoch` (epochs finished), `step` (steps done in the next epoch),
 //! `rng_mirror` (seed hex / stream / word position), `sums` (the running epoch sums as JSON),
-//! `warmed_up`, `best`, `selected` and `last` (JSON), `seconds` (wall seconds trained so far, over
+//! `warmed_up`, `pretrained` (noise pre-training done), `best`, `selected` and `last` (JSON), `seconds` (wall seconds trained so far, over
 //! every process), `warmup_seconds` (of which the rule's warm-up), `input_norm` (JSON: the per-channel
 //! `[mean, std]` the inputs are normalised by, `x ← (x − mean)/std` on values as decoded, 8-bit
 //! images as `k/255`), `checksum` (CRC-32 of every
@@ -148,6 +148,7 @@ pub fn to_bytes(
             json(&(st.sums.loss, st.sums.top1, st.sums.top5, st.sums.seen)),
         ),
         ("warmed_up", st.warmed_up.to_string()),
+        ("pretrained", st.pretrained.to_string()),
         ("best", json(&st.best)),
         ("selected", json(&st.selected)),
         ("last", json(&st.last)),
@@ -284,6 +285,8 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         seen,
     };
     st.warmed_up = get("warmed_up")? == "true";
+    // Absent from checkpoints written before noise pre-training existed: none ran.
+    st.pretrained = meta.get("pretrained").is_none_or(|v| v == "true");
     st.best = serde_json::from_value(json("best")?)
         .map_err(|e| err(path, format!("metadata 'best': {e}")))?;
     // Absent from checkpoints written before model selection on validation existed.

@@ -10,7 +10,7 @@ use crate::layers::{ActivationKind, Shortcut};
 use crate::models::{Description, Part};
 use crate::optim::{Adam, Optimizer, OptimizerKind, ScheduleKind, Sgd};
 use crate::params::Init;
-use crate::rules::{OutputLayerRule, RuleConfig, RuleKind};
+use crate::rules::{MirrorNoise, OutputLayerRule, RuleConfig, RuleKind};
 use crate::{Error, Result};
 
 /// The network architectures.
@@ -252,7 +252,7 @@ impl<'de> Deserialize<'de> for Model {
 /// Every config key (as in `config.toml`) with what it means: `nowt train --help` shows these
 /// for its flags and the Python package's `help(nowt.train)` for its keyword arguments, each with
 /// the default from [`TrainConfig::default`] ([`key_help`]). A test keeps it complete.
-pub const KEY_DOCS: [(&str, &str); 39] = [
+pub const KEY_DOCS: [(&str, &str); 43] = [
     (
         "rule",
         "Learning rule, by name or alias, any case (nowt rules describes each).",
@@ -358,6 +358,22 @@ pub const KEY_DOCS: [(&str, &str); 39] = [
         "Samples in the fixed probe batch for δ-angles.",
     ),
     (
+        "pretrain_noise_steps",
+        "Noise pre-training: steps under the run's rule on random inputs and labels before the first data step (0: none).",
+    ),
+    (
+        "pretrain_noise",
+        "Noise pre-training's inputs: gaussian or uniform.",
+    ),
+    (
+        "pretrain_noise_std",
+        "Noise pre-training's input standard deviation (the normalised data's is 1).",
+    ),
+    (
+        "pretrain_labels",
+        "Noise pre-training's labels: uniform (each drawn alone) or balanced (each class equally often in a batch).",
+    ),
+    (
         "augment",
         "Augmentation: CIFAR crop of the 4-padded image and flip, or (with --image-size) the ImageNet random-resized crop and flip.",
     ),
@@ -447,6 +463,16 @@ pub fn key_help(key: &str) -> String {
 /// The widest layer a config may ask for (larger requests are mistakes, not models).
 pub const MAX_WIDTH: usize = 1 << 20;
 
+/// Noise pre-training's labels.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PretrainLabels {
+    /// Each label drawn uniformly from the classes, independently.
+    Uniform,
+    /// Each class equally often in a batch (as nearly as the batch allows), in random order.
+    Balanced,
+}
+
 /// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -510,6 +536,20 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Training samples in the fixed probe batch for δ-angles. Default 256.
     pub probe_size: usize,
+    /// Noise pre-training (Cheon, Lee & Paik 2024): this many training steps under the run's
+    /// rule, optimiser and base rate on random inputs shaped like the data's, paired with
+    /// random labels, before the first data step (after the mirror family's warm-up). Under
+    /// feedback alignment it aligns `W` to the fixed `B` before any data is seen. Default 0:
+    /// none.
+    pub pretrain_noise_steps: usize,
+    /// Its inputs: `gaussian` `N(0, σ²)` or `uniform` `U(−√3σ, √3σ)` in the space of the
+    /// normalised data. Default `gaussian`.
+    pub pretrain_noise: MirrorNoise,
+    /// `σ`. Default 1, the normalised data's own scale.
+    pub pretrain_noise_std: f64,
+    /// Its labels: `uniform` (each drawn independently) or `balanced` (each class equally
+    /// often in a batch, in random order). Default `uniform`.
+    pub pretrain_labels: PretrainLabels,
     /// Augmentation of training batches: for decoded images (CIFAR, MNIST) a random crop of
     /// the 4-padded image and a horizontal flip; for image folders with `image_size`, the
     /// ImageNet random-resized crop and flip. Default false.
@@ -582,6 +622,10 @@ impl Default for TrainConfig {
             threads: 0,
             val_fraction: 0.0,
             probe_size: 256,
+            pretrain_noise_steps: 0,
+            pretrain_noise: MirrorNoise::Gaussian,
+            pretrain_noise_std: 1.0,
+            pretrain_labels: PretrainLabels::Uniform,
             augment: false,
             sync_bn: false,
             image_size: 0,
@@ -848,6 +892,12 @@ impl TrainConfig {
         }
         if self.probe_size == 0 {
             return bad("probe_size", "must be a positive integer, got 0".into());
+        }
+        if !(self.pretrain_noise_std.is_finite() && self.pretrain_noise_std > 0.0) {
+            return bad(
+                "pretrain_noise_std",
+                format!("must be a positive number, got {}", self.pretrain_noise_std),
+            );
         }
         self.rules.validate()
     }

@@ -6,7 +6,7 @@ use std::time::Instant;
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::config::TrainConfig;
+use crate::config::{PretrainLabels, TrainConfig};
 use crate::data::prefetch::Prefetch;
 use crate::data::{Dataset, Image, Split};
 use crate::dist::{share, Collective, Solo};
@@ -27,6 +27,9 @@ pub const STREAM_MIRROR: u64 = 3;
 pub const STREAM_AUGMENT: u64 = 4;
 /// The rule's own initialisation (direct feedback alignment's `D`).
 pub const STREAM_RULE_INIT: u64 = 5;
+/// Noise pre-training: step `k`'s inputs and labels come from stream `6 + (k << 8)`, a
+/// generator of their own, so the phase can be replayed from any step.
+pub const STREAM_PRETRAIN: u64 = 6;
 
 /// Loss and error rates of one pass over a dataset.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -86,6 +89,64 @@ pub enum Event<'a> {
         record: &'a EpochRecord,
         state: &'a TrainState,
     },
+    /// Noise pre-training measured the layers (before its first step, then every tenth of the
+    /// phase and at its end) of `steps` steps.
+    Pretrain {
+        record: &'a PretrainRecord,
+        steps: usize,
+    },
+}
+
+/// One measurement of noise pre-training (`pretrain.jsonl`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PretrainRecord {
+    /// Noise steps done (0: before the first).
+    pub step: usize,
+    /// The mean training loss on noise since the last record; `None` before the first step.
+    pub loss: Option<f64>,
+    /// Every weight layer's measurements, as in an epoch's record (`∠(W, M)` is the alignment
+    /// the phase is for; the δ-angles are on the data's probe batch).
+    pub layers: Vec<LayerRecord>,
+    /// Seconds since the phase began.
+    pub seconds: f64,
+}
+
+/// Noise pre-training's step `k` (0-based): rank `rank`'s share (of `size`) of a global batch
+/// of `cfg.batch_size` inputs shaped `[batch, sample…]` (`cfg.pretrain_noise` with std
+/// `cfg.pretrain_noise_std`) and their labels (`cfg.pretrain_labels` over `classes`), drawn
+/// from the step's own stream: the same on every rank and for any thread count.
+pub fn noise_batch(
+    cfg: &TrainConfig,
+    k: usize,
+    sample: &[usize],
+    classes: usize,
+    (rank, size): (usize, usize),
+) -> (Tensor<f32>, Vec<u32>) {
+    use rand::Rng as _;
+    let mut rng = crate::rng(cfg.seed, STREAM_PRETRAIN + ((k as u64) << 8));
+    let n = cfg.batch_size;
+    let shape: Vec<usize> = std::iter::once(n).chain(sample.iter().copied()).collect();
+    let std = cfg.pretrain_noise_std;
+    let x: Tensor<f32> = match cfg.pretrain_noise {
+        rules::MirrorNoise::Gaussian => crate::noise::gaussian(&shape, std, &mut rng),
+        rules::MirrorNoise::Uniform => crate::noise::uniform(&shape, 3f64.sqrt() * std, &mut rng),
+    };
+    let labels: Vec<u32> = match cfg.pretrain_labels {
+        PretrainLabels::Uniform => (0..n)
+            .map(|_| rng.random_range(0..classes as u32))
+            .collect(),
+        PretrainLabels::Balanced => {
+            let mut l: Vec<u32> = (0..n).map(|i| (i % classes) as u32).collect();
+            l.shuffle(&mut rng);
+            l
+        }
+    };
+    let mine = crate::dist::share(n, rank, size);
+    let per = x.len() / n;
+    let mut rows = shape;
+    rows[0] = mine.len();
+    let data = x.data()[mine.start * per..mine.end * per].to_vec();
+    (Tensor::from_vec(&rows, data), labels[mine].to_vec())
 }
 
 /// The epoch chosen on the validation split, and its errors.
@@ -425,6 +486,8 @@ pub struct TrainState {
     pub sums: EpochSums,
     /// Whether the rule's before-training work (the mirror warm-up) is done.
     pub warmed_up: bool,
+    /// Whether noise pre-training is done (true where the run has none).
+    pub pretrained: bool,
     /// Lowest test top-1 error so far and its (1-based) epoch (shown, never used to select).
     pub best: Option<(f64, usize)>,
     /// Model selection on the validation split: the epoch (1-based) with the lowest validation
@@ -464,6 +527,7 @@ impl TrainState {
             rng_mirror: crate::rng(cfg.seed, STREAM_MIRROR),
             sums: EpochSums::default(),
             warmed_up: false,
+            pretrained: cfg.pretrain_noise_steps == 0,
             best: None,
             selected: None,
             last: None,
@@ -471,6 +535,77 @@ impl TrainState {
             warmup_seconds: 0.0,
         }
     }
+}
+
+/// Noise pre-training ([`TrainConfig::pretrain_noise_steps`]): the steps on noise, at the
+/// base rate, each measured record reported as [`Event::Pretrain`]. The phase is replayed from
+/// its start if a run stops inside it (no checkpoint is written until it is done); its
+/// batches come from per-step streams, so the replay is the same phase. A non-finite loss
+/// stops the run (as epoch 0).
+#[allow(clippy::too_many_arguments)]
+fn pretrain(
+    cfg: &TrainConfig,
+    st: &mut TrainState,
+    rule: &dyn rules::Rule<f32>,
+    opt: &mut crate::optim::Optimizer,
+    comm: &dyn Collective,
+    (probe_x, probe_y): (&Tensor<f32>, &[u32]),
+    data: &Split,
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+) -> Result<ControlFlow<()>> {
+    let steps = cfg.pretrain_noise_steps;
+    let every = (steps / 10).max(1);
+    let sample = &probe_x.shape()[1..];
+    let start = Instant::now();
+    let (mut sum, mut count) = (0.0, 0usize);
+    for k in 0..=steps {
+        if k > 0 {
+            let (x, y) = noise_batch(
+                cfg,
+                k - 1,
+                sample,
+                data.train.classes,
+                (comm.rank(), comm.size()),
+            );
+            opt.set_step(k as u64);
+            let sums = train_step_on(
+                comm,
+                cfg.batch_size,
+                &mut st.net,
+                rule,
+                opt,
+                &x,
+                &y,
+                cfg.lr,
+                &mut st.rng_mirror,
+            )
+            .map_err(|origin| Error::NonFinite {
+                epoch: 0,
+                step: k,
+                origin,
+            })?;
+            sum += sums.loss;
+            count += 1;
+        }
+        if k == 0 || k % every == 0 || k == steps {
+            let record = PretrainRecord {
+                step: k,
+                loss: (count > 0).then(|| sum / count as f64),
+                layers: layer_records(&mut st.net, rule, probe_x, probe_y),
+                seconds: start.elapsed().as_secs_f64(),
+            };
+            (sum, count) = (0.0, 0);
+            if on_event(Event::Pretrain {
+                record: &record,
+                steps,
+            })
+            .is_break()
+            {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+    }
+    Ok(ControlFlow::Continue(()))
 }
 
 /// The order of the training samples in `epoch` (0-based): a permutation drawn from a
@@ -702,6 +837,24 @@ fn run(
         if batches > 0 {
             st.warmup_seconds = start.elapsed().as_secs_f64();
         }
+    }
+    if !st.pretrained {
+        let probe = (&probe_x, probe_y.as_slice());
+        if pretrain(
+            cfg,
+            st,
+            rule.as_ref(),
+            &mut opt,
+            comm,
+            probe,
+            data,
+            on_event,
+        )?
+        .is_break()
+        {
+            return Ok(Outcome::Stopped);
+        }
+        st.pretrained = true;
     }
     st.seconds = before + start.elapsed().as_secs_f64();
     if on_event(Event::Started {

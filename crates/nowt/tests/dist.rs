@@ -83,6 +83,33 @@ fn ranks_train_as_one_under_every_rule() {
     }
 }
 
+/// Noise pre-training on 2 and 3 ranks: each rank trains on its share of every global noise
+/// batch, and the ranks end where one rank does (to float precision, bitwise among themselves).
+#[test]
+fn noise_pretraining_on_ranks_is_the_one_rank_phase() {
+    let data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
+    let cfg = TrainConfig {
+        rule: RuleKind::FeedbackAlignment,
+        hidden: vec![24],
+        epochs: 1,
+        batch_size: 50,
+        threads: 1,
+        seed: 4,
+        pretrain_noise_steps: 30,
+        ..Default::default()
+    };
+    let (solo, _) = train_on(&cfg, &data, &Solo);
+    for k in [2, 3] {
+        let ranks = on_ranks(&cfg, &data, k);
+        assert!(
+            ranks.iter().all(|(w, _)| w == &ranks[0].0),
+            "{k} ranks differ"
+        );
+        let gap = relative_gap(&ranks[0].0, &solo);
+        assert!(gap < 1e-4, "{k} ranks: off the 1-rank run's by {gap:.2e}");
+    }
+}
+
 /// Augmented batches: an MLP with CIFAR-style crop and flip on 2 ranks ends where one rank
 /// does, so each rank's share of a batch is augmented with exactly the draws the whole batch
 /// gets on one rank (a share drawn from the start of the stream would not be).

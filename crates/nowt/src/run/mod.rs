@@ -79,6 +79,12 @@ pub enum Progress<'a> {
     Evaluating { epoch: usize },
     /// An epoch finished; its record is in `metrics.jsonl` already.
     Epoch { record: &'a EpochRecord },
+    /// Noise pre-training measured the layers after `record.step` of its `steps` steps (the
+    /// record is in `pretrain.jsonl` already).
+    Pretrain {
+        record: &'a crate::train::PretrainRecord,
+        steps: usize,
+    },
     /// Something the user should know that does not stop the run (a skipped checkpoint).
     Warning(String),
 }
@@ -635,6 +641,26 @@ impl<'a> Writer<'a> {
         self.agreed(written)
     }
 
+    /// Appends a noise pre-training record to `pretrain.jsonl` (rank 0), which the phase's
+    /// first record starts afresh: a phase replayed after a stop is written once.
+    fn pretrain_record(&mut self, record: &crate::train::PretrainRecord) -> Result<()> {
+        let path = self.dir.join("pretrain.jsonl");
+        let written = if self.world.rank() == 0 {
+            let line = serde_json::to_string(record).expect("records serialise");
+            fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(record.step > 0)
+                .truncate(record.step == 0)
+                .open(&path)
+                .and_then(|mut f| writeln!(f, "{line}"))
+                .with_context(|| format!("cannot write {}", path.display()))
+        } else {
+            Ok(())
+        };
+        self.agreed(written)
+    }
+
     /// The training loss at global step `step`, for TensorBoard (every rank calls it at the
     /// same steps).
     fn step_loss(&mut self, step: usize, loss: f64) -> Result<()> {
@@ -754,6 +780,16 @@ fn train_and_record(
             let _ = observe(Progress::Evaluating { epoch });
             ControlFlow::Continue(())
         }
+        Event::Pretrain { record, steps } => {
+            if stop_or_fail(files.pretrain_record(record), &mut failure).is_break() {
+                return ControlFlow::Break(());
+            }
+            let asked = observe(Progress::Pretrain { record, steps });
+            if dist::any(world, asked.is_break()) {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
         Event::Epoch { record, state } => {
             let written = files
                 .record(record)
@@ -856,6 +892,7 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
     for line in prov.iter().flat_map(Provenance::lineage) {
         t += &format!("  {line}\n");
     }
+    t += &pretrain_line(cfg, dir);
     t += &format!(
         "  final test: top-1 err {}{}  loss {:.4}\n",
         pct(r.test.top1_err),
@@ -888,6 +925,43 @@ pub fn summary_text(cfg: &TrainConfig, s: &Summary, dir: &Path) -> String {
         s.total_seconds, r.images_per_s, r.data_wait_s
     );
     t
+}
+
+/// The summary's line on noise pre-training (`pretrain.jsonl`): its steps and every layer's
+/// `∠(W, M)` before and after, the alignment it is for; empty without one.
+fn pretrain_line(cfg: &TrainConfig, dir: &Path) -> String {
+    let records: Vec<crate::train::PretrainRecord> = fs::read_to_string(dir.join("pretrain.jsonl"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    let (Some(first), Some(last), true) = (
+        records.first(),
+        records.last(),
+        cfg.pretrain_noise_steps > 0,
+    ) else {
+        return String::new();
+    };
+    let angles: Vec<String> = first
+        .layers
+        .iter()
+        .zip(&last.layers)
+        .filter_map(|(before, after)| {
+            let (a, b) = (before.weight_angle_deg?, after.weight_angle_deg?);
+            Some(format!(
+                "{} {} → {}",
+                after.layer,
+                deg(Some(a)),
+                deg(Some(b))
+            ))
+        })
+        .collect();
+    format!(
+        "  noise pre-training: {} steps ({:.1} s); ∠(W,M) {}\n",
+        last.step,
+        last.seconds,
+        angles.join(", ")
+    )
 }
 
 /// The summary's line on model selection.
