@@ -155,21 +155,27 @@ fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run()
     interrupted_run_matches_uninterrupted(TRAIN, 4);
 }
 
-/// The same under AdamW and Kolen-Pollack: both moments of `W`, of `B` and of the biases, and
-/// Adam's step count, resume exactly.
-#[test]
-fn an_adamw_kolen_pollack_run_resumes_exactly() {
+/// [`TRAIN`] under another rule (without the mirror's warm-up flag), with `extra` flags.
+fn train_under<'a>(rule: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut train: Vec<&str> = TRAIN.to_vec();
-    let rule = train.iter().position(|&a| a == "wm").unwrap();
-    train[rule] = "kp";
+    let at = train.iter().position(|&a| a == "wm").unwrap();
+    train[at] = rule;
     let warmup = train
         .iter()
         .position(|&a| a == "--wm-warmup-batches")
         .unwrap();
     train.drain(warmup..warmup + 2);
+    train.extend(extra);
+    train
+}
+
+/// The same under AdamW and Kolen-Pollack: both moments of `W`, of `B` and of the biases, and
+/// Adam's step count, resume exactly.
+#[test]
+fn an_adamw_kolen_pollack_run_resumes_exactly() {
+    let mut train = train_under("kp", &["--optimizer", "adamw"]);
     let lr = train.iter().position(|&a| a == "--lr").unwrap();
     train[lr + 1] = "0.001";
-    train.extend(["--optimizer", "adamw"]);
     interrupted_run_matches_uninterrupted(&train, 4);
 }
 
@@ -177,31 +183,14 @@ fn an_adamw_kolen_pollack_run_resumes_exactly() {
 /// `P` and `R`'s momentum resume exactly.
 #[test]
 fn a_product_feedback_alignment_run_resumes_exactly() {
-    let mut train: Vec<&str> = TRAIN.to_vec();
-    let rule = train.iter().position(|&a| a == "wm").unwrap();
-    train[rule] = "pfa";
-    let warmup = train
-        .iter()
-        .position(|&a| a == "--wm-warmup-batches")
-        .unwrap();
-    train.drain(warmup..warmup + 2);
-    train.extend(["--pfa-expand", "3"]);
-    interrupted_run_matches_uninterrupted(&train, 4);
+    interrupted_run_matches_uninterrupted(&train_under("pfa", &["--pfa-expand", "3"]), 4);
 }
 
 /// The same with noise pre-training: a run resumed from a checkpoint does not pre-train again
 /// (the checkpoint says the phase is done; pre-training twice would end elsewhere).
 #[test]
 fn a_run_with_noise_pretraining_resumes_exactly() {
-    let mut train: Vec<&str> = TRAIN.to_vec();
-    let rule = train.iter().position(|&a| a == "wm").unwrap();
-    train[rule] = "fa";
-    let warmup = train
-        .iter()
-        .position(|&a| a == "--wm-warmup-batches")
-        .unwrap();
-    train.drain(warmup..warmup + 2);
-    train.extend(["--pretrain-noise-steps", "40"]);
+    let train = train_under("fa", &["--pretrain-noise-steps", "40"]);
     interrupted_run_matches_uninterrupted(&train, 4);
 }
 

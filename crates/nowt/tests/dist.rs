@@ -28,6 +28,27 @@ fn train_on(cfg: &TrainConfig, data: &Split, comm: &dyn Collective) -> (Vec<f32>
     (weights, summary.last)
 }
 
+/// `k` ranks train `cfg`: every rank's `W` and `B` bitwise rank 0's, and rank 0's within
+/// relative 1e-4 of the one-rank run's `solo`; rank 0's weights and last record.
+fn as_one(cfg: &TrainConfig, data: &Split, k: usize, solo: &[f32]) -> (Vec<f32>, EpochRecord) {
+    let mut ranks = on_ranks(cfg, data, k);
+    let rule = cfg.rule;
+    for (r, (w, _)) in ranks.iter().enumerate().skip(1) {
+        assert!(
+            w.iter()
+                .zip(&ranks[0].0)
+                .all(|(a, b)| a.to_bits() == b.to_bits()),
+            "{rule:?}, {k} ranks: rank {r}'s weights differ from rank 0's"
+        );
+    }
+    let gap = relative_gap(&ranks[0].0, solo);
+    assert!(
+        gap < 1e-4,
+        "{rule:?}, {k} ranks: weights off the 1-rank run's by {gap:.2e}"
+    );
+    ranks.swap_remove(0)
+}
+
 fn on_ranks(cfg: &TrainConfig, data: &Split, k: usize) -> Vec<(Vec<f32>, EpochRecord)> {
     std::thread::scope(|s| {
         let ranks: Vec<_> = ThreadGroup::new(k)
@@ -57,21 +78,7 @@ fn ranks_train_as_one_under_every_rule() {
         };
         let (solo, solo_rec) = train_on(&cfg, &data, &Solo);
         for k in [2, 3] {
-            let ranks = on_ranks(&cfg, &data, k);
-            for (r, (w, _)) in ranks.iter().enumerate().skip(1) {
-                assert!(
-                    w.iter()
-                        .zip(&ranks[0].0)
-                        .all(|(a, b)| a.to_bits() == b.to_bits()),
-                    "{rule:?}, {k} ranks: rank {r}'s weights differ from rank 0's"
-                );
-            }
-            let (w, rec) = &ranks[0];
-            let gap = relative_gap(w, &solo);
-            assert!(
-                gap < 1e-4,
-                "{rule:?}, {k} ranks: weights off the 1-rank run's by {gap:.2e}"
-            );
+            let (_, rec) = &as_one(&cfg, &data, k, &solo);
             assert!(
                 (rec.test.top1_err - solo_rec.test.top1_err).abs() <= 0.01,
                 "{rule:?}, {k} ranks: test error {} vs {}",
@@ -100,13 +107,7 @@ fn noise_pretraining_on_ranks_is_the_one_rank_phase() {
     };
     let (solo, _) = train_on(&cfg, &data, &Solo);
     for k in [2, 3] {
-        let ranks = on_ranks(&cfg, &data, k);
-        assert!(
-            ranks.iter().all(|(w, _)| w == &ranks[0].0),
-            "{k} ranks differ"
-        );
-        let gap = relative_gap(&ranks[0].0, &solo);
-        assert!(gap < 1e-4, "{k} ranks: off the 1-rank run's by {gap:.2e}");
+        as_one(&cfg, &data, k, &solo);
     }
 }
 

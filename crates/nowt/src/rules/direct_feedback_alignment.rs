@@ -83,7 +83,7 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
     }
 
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
-        Cow::Borrowed(p.direct.as_ref().expect("D is drawn by init_feedback"))
+        direct_matrix(p)
     }
 
     fn backward_source<'a>(
@@ -109,6 +109,11 @@ impl<T: Real> Rule<T> for DirectFeedbackAlignment {
     fn init_feedback(&self, p: &mut WeightParams<T>, net: &mut FeedbackInit) {
         draw_direct(p, net, self.init_scale);
     }
+}
+
+/// A broadcast rule's `M`: the layer's own fixed `D`.
+pub(super) fn direct_matrix<T: Real>(p: &WeightParams<T>) -> Cow<'_, Tensor<T>> {
+    Cow::Borrowed(p.direct.as_ref().expect("D is drawn by init_feedback"))
 }
 
 /// Draws a broadcast rule's fixed `D: [classes, in]` (conv: `[classes, C_in, kh, kw]`),

@@ -26,7 +26,7 @@
 
 use std::borrow::Cow;
 
-use super::direct_feedback_alignment::draw_direct;
+use super::direct_feedback_alignment::{direct_matrix, draw_direct};
 use super::{FeedbackInit, Knob, Rule, RuleInfo, RuleKind, Source, Top};
 use crate::params::WeightParams;
 use crate::tensor::{Real, Tensor};
@@ -72,7 +72,7 @@ impl<T: Real> Rule<T> for DirectRandomTargetProjection {
     }
 
     fn backward_matrix<'a>(&self, p: &'a WeightParams<T>) -> Cow<'a, Tensor<T>> {
-        Cow::Borrowed(p.direct.as_ref().expect("D is drawn by init_feedback"))
+        direct_matrix(p)
     }
 
     fn backward_source<'a>(
