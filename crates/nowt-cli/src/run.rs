@@ -237,6 +237,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(threads = a.threads);
     set!(val_fraction = a.val_fraction);
     set!(probe_size = a.probe_size);
+    set!(init_alignment = a.init_alignment);
     set!(pretrain_noise_steps = a.pretrain_noise_steps);
     set!(pretrain_noise = a.pretrain_noise);
     set!(pretrain_noise_std = a.pretrain_noise_std);

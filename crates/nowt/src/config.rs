@@ -252,7 +252,7 @@ impl<'de> Deserialize<'de> for Model {
 /// Every config key (as in `config.toml`) with what it means: `nowt train --help` shows these
 /// for its flags and the Python package's `help(nowt.train)` for its keyword arguments, each with
 /// the default from [`TrainConfig::default`] ([`key_help`]). A test keeps it complete.
-pub const KEY_DOCS: [(&str, &str); 43] = [
+pub const KEY_DOCS: [(&str, &str); 44] = [
     (
         "rule",
         "Learning rule, by name or alias, any case (nowt rules describes each).",
@@ -356,6 +356,10 @@ pub const KEY_DOCS: [(&str, &str); 43] = [
     (
         "probe_size",
         "Samples in the fixed probe batch for δ-angles.",
+    ),
+    (
+        "init_alignment",
+        "One-time soft alignment: B₀ ← α(‖B₀‖/‖W₀‖)W₀ + √(1−α²)B₀, cos ∠(W₀, B₀) ≈ α, under the rules whose M is B (0: B₀ as drawn).",
     ),
     (
         "pretrain_noise_steps",
@@ -536,6 +540,11 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Training samples in the fixed probe batch for δ-angles. Default 256.
     pub probe_size: usize,
+    /// One-time soft alignment of `B₀` with `W₀` (Cheon, Bae & Paik 2025), `α ∈ [0, 1]`:
+    /// `B₀ ← α (‖B₀‖/‖W₀‖) W₀ + √(1 − α²) B₀` at every layer, so `cos ∠(W₀, B₀) ≈ α`
+    /// ([`crate::rules::soft_align`]), then no weight transport. Applies under the rules whose
+    /// `M` is `B` (feedback alignment and the rules that learn `B`). Default 0: `B₀` as drawn.
+    pub init_alignment: f64,
     /// Noise pre-training (Cheon, Lee & Paik 2024): this many training steps under the run's
     /// rule, optimiser and base rate on random inputs shaped like the data's, paired with
     /// random labels, before the first data step (after the mirror family's warm-up). Under
@@ -622,6 +631,7 @@ impl Default for TrainConfig {
             threads: 0,
             val_fraction: 0.0,
             probe_size: 256,
+            init_alignment: 0.0,
             pretrain_noise_steps: 0,
             pretrain_noise: MirrorNoise::Gaussian,
             pretrain_noise_std: 1.0,
@@ -724,6 +734,14 @@ impl TrainConfig {
             }
         }
         out.extend(self.other_rules_knobs());
+        let rule = crate::rules::build::<f32>(self.rule, &self.rules, self.batch_size);
+        if self.init_alignment > 0.0 && !crate::rules::carries_through_b(rule.as_ref()) {
+            out.push(format!(
+                "init_alignment = {} has no effect under rule {}: its M is not B",
+                self.init_alignment,
+                self.rule.name()
+            ));
+        }
         if self.dataset == DatasetKind::Digits && self.data_dir.is_some() {
             out.push("data_dir has no effect with dataset digits (built in)".into());
         }
@@ -892,6 +910,15 @@ impl TrainConfig {
         }
         if self.probe_size == 0 {
             return bad("probe_size", "must be a positive integer, got 0".into());
+        }
+        if !(0.0..=1.0).contains(&self.init_alignment) {
+            return bad(
+                "init_alignment",
+                format!(
+                    "must be between 0 and 1 (cos of the angle between W₀ and B₀), got {}",
+                    self.init_alignment
+                ),
+            );
         }
         if !(self.pretrain_noise_std.is_finite() && self.pretrain_noise_std > 0.0) {
             return bad(

@@ -207,8 +207,12 @@ pub fn build_model<T: Real>(
         classes,
         rng: crate::rng(cfg.seed, STREAM_RULE_INIT),
     };
+    let align = cfg.init_alignment > 0.0 && rules::carries_through_b(rule);
     for layer in net.weight_layers_mut() {
         rule.init_feedback(layer.params_mut(), &mut init);
+        if align {
+            rules::soft_align(layer.params_mut(), cfg.init_alignment);
+        }
     }
     net
 }

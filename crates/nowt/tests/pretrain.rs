@@ -113,3 +113,74 @@ fn noise_batches_are_shared_labelled_and_scaled_as_configured() {
         assert_ne!(other.data(), x.data(), "step 5 repeats step 4");
     }
 }
+
+/// One-time soft alignment: under the rules whose `M` is `B`, every layer's `B₀` makes the angle
+/// `acos α` with `W₀` (to 0.01°) at `B₀`'s own norm (to 1e-5), `α = 1` making it `W₀`'s
+/// direction; under the rules whose `M` is not `B` nothing changes.
+#[test]
+fn soft_alignment_sets_the_angle_between_w0_and_b0() {
+    let data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
+    let (shape, classes) = (data.train.shape, data.train.classes);
+    let through_b = [
+        RuleKind::FeedbackAlignment,
+        RuleKind::WeightMirror,
+        RuleKind::KolenPollack,
+        RuleKind::SymmetricAlignment,
+        RuleKind::InformationAlignment,
+        RuleKind::ActivationAlignment,
+    ];
+    for kind in RuleKind::ALL {
+        let rule = rules::build::<f32>(kind, &Default::default(), 16);
+        assert_eq!(
+            rules::carries_through_b(rule.as_ref()),
+            through_b.contains(&kind),
+            "{kind:?}"
+        );
+        let at = |alpha: f64| {
+            let cfg = TrainConfig {
+                rule: kind,
+                hidden: vec![300],
+                init_alignment: alpha,
+                ..Default::default()
+            };
+            build_model(&cfg, shape, classes, rule.as_ref())
+        };
+        let warned = TrainConfig {
+            rule: kind,
+            init_alignment: 0.5,
+            ..Default::default()
+        }
+        .without_effect()
+        .iter()
+        .any(|w| w.starts_with("init_alignment = 0.5 has no effect"));
+        assert_eq!(
+            warned,
+            !through_b.contains(&kind),
+            "{kind:?}: the no-effect warning"
+        );
+        let plain = at(0.0);
+        for alpha in [0.5, 0.9, 1.0] {
+            let net = at(alpha);
+            for (l, p0) in net.weight_layers().iter().zip(plain.weight_layers()) {
+                let (p, p0) = (l.params(), p0.params());
+                if !through_b.contains(&kind) {
+                    assert_eq!(p.feedback, p0.feedback, "{kind:?} changed B");
+                    continue;
+                }
+                let angle = nowt::metrics::angle_deg(&p.w, &p.feedback).unwrap();
+                let want = alpha.acos().to_degrees();
+                assert!(
+                    (angle - want).abs() < 0.01,
+                    "{kind:?} {}: {angle}° for α {alpha}",
+                    p.name
+                );
+                let ratio = p.feedback.norm() / p0.feedback.norm();
+                assert!(
+                    (ratio - 1.0).abs() < 1e-5,
+                    "{kind:?} {}: norm ×{ratio}",
+                    p.name
+                );
+            }
+        }
+    }
+}

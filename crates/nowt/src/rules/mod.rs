@@ -502,6 +502,44 @@ impl RuleConfig {
     }
 }
 
+/// Whether `rule` carries the error through `B` itself (`M = B`: feedback alignment and the
+/// rules that learn `B`), found on a 1×1 layer: the rules an alignment of `B₀` with `W₀`
+/// ([`soft_align`]) means something for.
+pub fn carries_through_b<T: Real>(rule: &dyn Rule<T>) -> bool {
+    let mut rng = crate::rng(0, 0);
+    let mut p = WeightParams::new("probe", &[1, 1], 1.0, false, &mut rng.clone(), &mut rng);
+    let mut init = FeedbackInit {
+        classes: 1,
+        rng: crate::rng(0, 1),
+    };
+    rule.init_feedback(&mut p, &mut init);
+    std::ptr::eq(rule.backward_matrix(&p).as_ref(), &p.feedback)
+}
+
+/// One-time soft alignment of a layer's feedback at initialisation (Cheon, Bae & Paik 2025):
+/// `B₀ ← ‖B₀‖ (α Ŵ₀ + √(1 − α²) B̂⊥)`, `Ŵ₀` the unit `W₀` and `B̂⊥` the unit part of the drawn
+/// `B₀` orthogonal to it, so that `cos ∠(W₀, B₀) = α` exactly and `‖B₀‖` is kept; `α = 1` is
+/// `B₀ ∝ W₀`. Then no weight transport: `B` changes only as the rule says. (A run with
+/// `α = 0` does not call it and keeps `B₀` as drawn.)
+pub fn soft_align<T: Real>(p: &mut WeightParams<T>, alpha: f64) {
+    let (w_norm, b_norm) = (p.w.norm(), p.feedback.norm());
+    if w_norm == 0.0 || b_norm == 0.0 {
+        return;
+    }
+    let along: f64 = (p.w.data().iter().zip(p.feedback.data()))
+        .map(|(w, b)| w.f64() * b.f64())
+        .sum::<f64>()
+        / w_norm;
+    let (w_unit, perp) = (T::of(1.0 / w_norm), T::of(along / w_norm));
+    let rest = p.feedback.zip_map(&p.w, |b, w| b - perp * w);
+    let rest_norm = rest.norm().max(f64::MIN_POSITIVE);
+    let (a, keep) = (
+        T::of(b_norm * alpha),
+        T::of(b_norm * (1.0 - alpha * alpha).max(0.0).sqrt() / rest_norm),
+    );
+    p.feedback = rest.zip_map(&p.w, |r, w| a * w_unit * w + keep * r);
+}
+
 /// Builds a rule in precision `T`. `batch_size` resolves the weight mirror's default mirror
 /// batch size.
 pub fn build<T: Real>(kind: RuleKind, cfg: &RuleConfig, batch_size: usize) -> Box<dyn Rule<T>> {
