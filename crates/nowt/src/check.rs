@@ -239,11 +239,11 @@ pub fn model_checks(model: &Model, kinds: &[RuleKind], cfg: &RuleConfig) -> Resu
 }
 
 /// What `B` converges to under a rule whose optimiser steps it beside `W`: `W` itself
-/// (Kolen-Pollack), or `PᵀW` for product feedback alignment's `R` (in `R`'s shape, which a
-/// `B` with a fixed `P` marks).
-fn b_target(p: &WeightParams<f32>) -> Tensor<f32> {
-    match &p.direct {
-        Some(fixed) if p.feedback.shape() != p.w.shape() => {
+/// (Kolen-Pollack), or `PᵀW` for product feedback alignment's `R` (in `R`'s shape; at `r = 1`
+/// that is `W`'s shape too, so the rule decides, not the shape).
+fn b_target(kind: RuleKind, p: &WeightParams<f32>) -> Tensor<f32> {
+    match (kind, &p.direct) {
+        (RuleKind::ProductFeedbackAlignment, Some(fixed)) => {
             let mut t = matmul_naive(fixed, true, &p.w, false);
             t.reshape(p.feedback.shape());
             t
@@ -254,20 +254,25 @@ fn b_target(p: &WeightParams<f32>) -> Tensor<f32> {
 
 /// `B`'s target minus `B` of every weight layer, bottom to top: `W − B` (Kolen-Pollack),
 /// `PᵀW − R` (product feedback alignment).
-fn w_minus_b(n: &Network<f32>) -> Vec<Tensor<f32>> {
+fn w_minus_b(kind: RuleKind, n: &Network<f32>) -> Vec<Tensor<f32>> {
     n.weight_layers()
         .iter()
-        .map(|l| b_target(l.params()).zip_map(&l.params().feedback, |w, b| w - b))
+        .map(|l| b_target(kind, l.params()).zip_map(&l.params().feedback, |w, b| w - b))
         .collect()
 }
 
 /// The shared-update law `W − B = factor · (W₀ − B₀)` (given `d0 = W₀ − B₀`; `PᵀW − R` for
 /// product feedback alignment), to rounding, at every weight layer but the first: the first
 /// layer where it fails, if one does.
-fn kp_law_problem(n: &Network<f32>, d0: &[Tensor<f32>], factor: f32) -> Option<String> {
+fn kp_law_problem(
+    kind: RuleKind,
+    n: &Network<f32>,
+    d0: &[Tensor<f32>],
+    factor: f32,
+) -> Option<String> {
     n.weight_layers()
         .iter()
-        .zip(w_minus_b(n).iter().zip(d0))
+        .zip(w_minus_b(kind, n).iter().zip(d0))
         .skip(1)
         .find_map(|(l, (d, d0))| {
             let want = d0.map(|v| v * factor);
@@ -446,7 +451,7 @@ pub fn kp_adamw(model: &Tiny, cfg: &RuleConfig) -> Outcome {
     let kp = rule::<f32>(RuleKind::KolenPollack, &cfg);
     let mut n = net(model, kp.as_ref());
     let (eta, lambda) = (0.01, 0.5);
-    let d0 = w_minus_b(&n);
+    let d0 = w_minus_b(RuleKind::KolenPollack, &n);
     let top = |n: &Network<f32>| {
         n.weight_layers()
             .last()
@@ -475,7 +480,8 @@ pub fn kp_adamw(model: &Tiny, cfg: &RuleConfig) -> Outcome {
             break;
         }
         let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
-        problem = kp_law_problem(&n, &d0, factor).map(|p| format!("{p} at step {}", t + 1));
+        problem = kp_law_problem(RuleKind::KolenPollack, &n, &d0, factor)
+            .map(|p| format!("{p} at step {}", t + 1));
         if problem.is_some() {
             break;
         }
@@ -758,7 +764,7 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
     let eta = 0.05;
     let s = sgd(0.0, lambda);
     let start = feedback_bits(&n);
-    let diff0 = w_minus_b(&n);
+    let diff0 = w_minus_b(kind, &n);
     let mut rng = crate::rng(5, 8);
     let mut before = start.clone();
     let mut problem = None;
@@ -831,7 +837,8 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
             }
             // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding (PᵀW − R for PFA).
             RuleKind::KolenPollack | RuleKind::ProductFeedbackAlignment => {
-                kp_law_problem(&n, &diff0, (1.0 - eta * lambda).powi(t as i32 + 1) as f32)
+                let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
+                kp_law_problem(kind, &n, &diff0, factor)
             }
             _ => None,
         };
@@ -1084,6 +1091,23 @@ mod tests {
         }
         fn init_feedback(&self, p: &mut WeightParams<f32>, net: &mut crate::rules::FeedbackInit) {
             self.is.init_feedback(p, net)
+        }
+    }
+
+    /// Product feedback alignment's law holds at any expansion, `r = 1` included, where `R` has
+    /// `W`'s shape (the law's target is `PᵀW` by the rule, not by a shape).
+    #[test]
+    fn the_pfa_law_holds_at_every_expansion() {
+        for expand in [1, 3] {
+            let cfg = RuleConfig {
+                pfa_expand: expand,
+                ..Default::default()
+            };
+            let pfa = rule::<f32>(RuleKind::ProductFeedbackAlignment, &cfg);
+            for model in [ModelKind::Mlp.into(), ModelKind::Lenet5.into()] {
+                let o = feedback(&Tiny::of(&model).unwrap(), pfa.as_ref(), &cfg);
+                assert!(o.passed, "r = {expand}: {o:?}");
+            }
         }
     }
 
