@@ -132,7 +132,10 @@ impl Step for Adam {
         };
         for (i, layer) in net.weight_layers_mut().iter_mut().enumerate() {
             let p = layer.params_mut();
-            let own = shared.and_then(|_| rule.feedback_gradient(p));
+            // `B`'s own gradient, only where `B` is stepped (never the first layer's).
+            let own = (shared.is_some() && i > 0)
+                .then(|| rule.feedback_gradient(p))
+                .flatten();
             let (m, v) = (&mut p.momentum, &mut p.second_moment);
             self.update(
                 &mut p.w, &p.grad_w, &mut m.w, &mut v.w, lr, coupled, decoupled,

@@ -554,7 +554,7 @@ fn pretrain(
     opt: &mut crate::optim::Optimizer,
     comm: &dyn Collective,
     (probe_x, probe_y): (&Tensor<f32>, &[u32]),
-    data: &Split,
+    classes: usize,
     on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
 ) -> Result<ControlFlow<()>> {
     let steps = cfg.pretrain_noise_steps;
@@ -564,13 +564,7 @@ fn pretrain(
     let (mut sum, mut count) = (0.0, 0usize);
     for k in 0..=steps {
         if k > 0 {
-            let (x, y) = noise_batch(
-                cfg,
-                k - 1,
-                sample,
-                data.train.classes,
-                (comm.rank(), comm.size()),
-            );
+            let (x, y) = noise_batch(cfg, k - 1, sample, classes, (comm.rank(), comm.size()));
             opt.set_step(k as u64);
             let sums = train_step_on(
                 comm,
@@ -851,7 +845,7 @@ fn run(
             &mut opt,
             comm,
             probe,
-            data,
+            data.train.classes,
             on_event,
         )?
         .is_break()

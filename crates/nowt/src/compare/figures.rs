@@ -280,11 +280,8 @@ fn per_rule_curves(
     log_y: bool,
     f: impl Fn(&EpochRecord) -> Option<f64> + Copy,
 ) -> Result<()> {
-    let curves: Vec<_> = groups
-        .iter()
-        .map(|g| (g.rule, g.title(), per_epoch(g, f)))
-        .collect();
-    let pts = curves.iter().flat_map(|(_, _, c)| c.iter());
+    let curves: Vec<_> = groups.iter().map(|g| (g.rule, per_epoch(g, f))).collect();
+    let pts = curves.iter().flat_map(|(_, c)| c.iter());
     let x_max = pts.clone().map(|p| p.0).fold(1.0, f64::max);
     let y_lo = pts.clone().map(|p| p.2).fold(f64::INFINITY, f64::min);
     let y_hi = pts.map(|p| p.3).fold(f64::NEG_INFINITY, f64::max);
@@ -314,7 +311,7 @@ fn per_rule_curves(
                 .axis_desc_style((FONT, 16))
                 .draw()
                 .map_err(fail(file))?;
-            for (rule, _, c) in &curves {
+            for (rule, c) in &curves {
                 let look = rule_look(*rule);
                 if c.iter().any(|p| p.2 != p.3) {
                     let band: Vec<(f64, f64)> = c
