@@ -156,6 +156,14 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
     /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).
     fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
+    /// `grad_W(x, linear(x, m))` into `out` as [`weight_grad`](Self::weight_grad) writes it: the
+    /// weight gradient of the layer's own linear response to `x` through `m`, the weight
+    /// mirror's `ηᵀ ξ` (`η = ξ Wᵀ`). A convolution computed by Winograd's method fuses the two
+    /// passes in the transformed domain, bit for bit these two calls.
+    fn response_grad(&self, x: &Tensor<T>, m: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T) {
+        let r = self.linear(x, m);
+        self.weight_grad(x, &r, out, keep, scale);
+    }
     /// The layer's transpose through `m` (a tensor of `W`'s shape, or `D`'s): the error for an
     /// input of shape `input_shape` from `source` at the output, `δ_in = source · M` (linear) or
     /// the input gradient of a convolution with kernel `M`. With `m = W` it is backprop's `δ_in`;

@@ -7,6 +7,7 @@ use nowt::layers::{
     Layer, Linear,
 };
 use nowt::models::mlp;
+use nowt::params::WeightLayer;
 use nowt::rules::{Backprop, FeedbackAlignment, Rule};
 use nowt::Tensor;
 
@@ -243,6 +244,60 @@ fn winograd_in_f32_is_within_rounding_of_the_exact_convolution() {
             "{c} channels of {side}×{side}: relative error {err:e}"
         );
     }
+}
+
+/// `response_grad(x, W)` — the weight mirror's `ηᵀ ξ`, fused in the Winograd domain on even
+/// planes of ≥ 256 outputs — is bit for bit `weight_grad(x, linear(x, W))`, in `f32` and `f64`,
+/// with `keep` and `scale` applied: on ResNet-20's two Winograd-summed sizes (several tasks of
+/// several images, one image per block), and where it falls back (an odd plane, an 8×8 one, a
+/// strided kernel).
+#[test]
+fn fused_response_gradient_is_the_two_passes_bit_for_bit() {
+    fn check<T: nowt::Real>() {
+        for (c, side, n, k, stride) in [
+            (16, 32, 12, 3, 1),
+            (32, 16, 20, 3, 1),
+            (3, 32, 1, 3, 1),
+            (8, 17, 3, 3, 1),
+            (16, 8, 8, 3, 1),
+            (8, 16, 4, 3, 2),
+        ] {
+            let layer = Conv2d::<T>::new(
+                "conv",
+                c,
+                c + 1,
+                k,
+                stride,
+                1,
+                false,
+                (side, side),
+                (2.0 / (9 * c) as f64).sqrt(),
+                &mut rng(40),
+                &mut rng(41),
+            );
+            let x = Tensor::<T>::randn(&[n, c, side, side], 1.0, &mut rng(42));
+            let w = &layer.p.w;
+            let start = Tensor::<T>::randn(w.shape(), 1.0, &mut rng(43));
+            let (keep, scale) = (T::of(0.5), T::of(0.25));
+            let mut fused = start.clone();
+            layer.response_grad(&x, w, &mut fused, keep, scale);
+            let mut plain = start.clone();
+            layer.weight_grad(&x, &layer.linear(&x, w), &mut plain, keep, scale);
+            assert_eq!(fused.shape(), plain.shape());
+            let same = fused
+                .data()
+                .iter()
+                .zip(plain.data())
+                .all(|(a, b)| a.f64().to_bits() == b.f64().to_bits());
+            assert!(
+                same,
+                "{c} channels, {side}×{side}, {n} images, stride {stride}"
+            );
+            assert_ne!(fused.data(), start.data(), "nothing was computed");
+        }
+    }
+    check::<f32>();
+    check::<f64>();
 }
 
 /// Conv2d's δ_in, grad_W and grad_b match central differences (stride and padding variants).

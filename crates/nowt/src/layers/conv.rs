@@ -236,13 +236,9 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
-        let add = |mut a: Vec<T>, b: Vec<T>| {
-            a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
-            a
-        };
         // `[C_out, C_in·k·k]`, summed over images in groups (partials added in group order).
-        let grad: Option<Vec<T>> = if winograd::applies(&g, c_out) && ho * wo >= BAND_POSITIONS {
-            let per = winograd::group(&g).max(GROUP).min(x.rows().div_ceil(TASKS));
+        let grad: Option<Vec<T>> = if winograd_sums(&g, c_out) {
+            let per = sum_group(&g, x.rows());
             x.data()
                 .par_chunks(per * in_len)
                 .zip(delta.data().par_chunks(per * out_len))
@@ -299,14 +295,35 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
             })
         };
         if let Some(grad) = grad {
-            for (v, &g) in out.data_mut().iter_mut().zip(&grad) {
-                *v = if keep == T::zero() {
-                    scale * g
-                } else {
-                    keep * *v + scale * g
-                };
-            }
+            store(out, &grad, keep, scale);
         }
+    }
+    /// By Winograd's method where [`weight_grad`](Self::weight_grad) sums by it and the planes
+    /// are even: `conv(x, m)`'s tiles go straight into the sums ([`winograd::response_sums`]),
+    /// bit for bit the two passes.
+    fn response_grad(&self, x: &Tensor<T>, m: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T) {
+        let g = self.geom(x);
+        let c_out = m.rows();
+        if !(winograd_sums(&g, c_out) && winograd::responds(&g)) || x.rows() == 0 {
+            let r = self.linear(x, m);
+            return self.weight_grad(x, &r, out, keep, scale);
+        }
+        if out.shape() != self.p.w.shape() {
+            *out = Tensor::zeros(self.p.w.shape());
+        }
+        let u = winograd::weights(View::of(m, false), g.c);
+        let in_len = g.c * g.h * g.w;
+        let sums = x
+            .data()
+            .par_chunks(sum_group(&g, x.rows()) * in_len)
+            .map_init(Pooled::take, |s, imgs| {
+                winograd::response_sums(&g, &u, c_out, imgs, s)
+            })
+            .collect::<Vec<_>>()
+            .into_iter()
+            .reduce(add)
+            .expect("at least one image");
+        store(out, &winograd::weight_grad(&sums, c_out, g.c), keep, scale);
     }
     /// Direct feedback alignment's `conv2d_input_grad(ē, M)` with `ē[n, k, i, j] = e[n, k]` at
     /// every output position, without `ē`: since `ē` does not vary over positions,
@@ -453,6 +470,36 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
             pad: self.pad,
         }
         .tap_reach()
+    }
+}
+
+/// Whether the weight gradient of a convolution of geometry `g` to `c_out` channels sums by
+/// Winograd's method: where it computes the convolution, on planes of ≥ [`BAND_POSITIONS`]
+/// outputs (on smaller ones the GEMM is faster).
+fn winograd_sums(g: &ConvGeom, c_out: usize) -> bool {
+    let (ho, wo) = g.out_hw();
+    winograd::applies(g, c_out) && ho * wo >= BAND_POSITIONS
+}
+
+/// Images per task of the weight gradient's Winograd sums, of a batch of `n`.
+fn sum_group(g: &ConvGeom, n: usize) -> usize {
+    winograd::group(g).max(GROUP).min(n.div_ceil(TASKS))
+}
+
+/// `a + b`, element by element: two partial sums added, in order.
+fn add<T: Real>(mut a: Vec<T>, b: Vec<T>) -> Vec<T> {
+    a.iter_mut().zip(&b).for_each(|(a, b)| *a += *b);
+    a
+}
+
+/// `out ← keep · out + scale · grad` (`keep = 0`: overwritten, whatever `out` held).
+fn store<T: Real>(out: &mut Tensor<T>, grad: &[T], keep: T, scale: T) {
+    for (v, &g) in out.data_mut().iter_mut().zip(grad) {
+        *v = if keep == T::zero() {
+            scale * g
+        } else {
+            keep * *v + scale * g
+        };
     }
 }
 

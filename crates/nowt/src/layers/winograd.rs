@@ -184,6 +184,106 @@ pub(super) fn weight_sums<T: Real>(
     sums
 }
 
+/// Whether [`response_sums`] computes `grad_W(x, conv(x, W))` for geometry `g`: planes of even
+/// height and width, so that every 2×2 output tile lies inside the plane (a tile past the edge
+/// would need its outside outputs zeroed between the forward and the gradient).
+pub(super) fn responds(g: &ConvGeom) -> bool {
+    g.h.is_multiple_of(2) && g.w.is_multiple_of(2)
+}
+
+/// [`weight_sums`] of the images `x: [n, C, H, W]` and their own responses `conv(x, W)` (`u`
+/// the transformed `W`, [`weights`]), without leaving the transformed domain: per tile the
+/// products `M = U ⊙ V` give the output `Aᵀ M A`, whose transformed error `A (Aᵀ M A) Aᵀ` is
+/// formed in place, and the sums reuse the tiles' `V`. The weight mirror's `ηᵀ ξ` with
+/// `η = conv(ξ, W)`: one input transform instead of two, no output plane written and read
+/// back. Bit for bit [`conv`] then [`weight_sums`] (the same operations in the same order, the
+/// images grouped as there); planes as [`responds`] allows.
+pub(super) fn response_sums<T: Real>(
+    g: &ConvGeom,
+    u: &[T],
+    c_out: usize,
+    x: &[T],
+    s: &mut Scratch<T>,
+) -> Vec<T> {
+    debug_assert!(responds(g), "response_sums: even planes");
+    let c = g.c;
+    let tw = tiles_hw(g).1;
+    let per = group_of(g, SUM_TILES);
+    let mut sums = vec![T::zero(); 16 * c_out * c];
+    let in_len = c * g.h * g.w;
+    for xs in x.chunks(per * in_len) {
+        let n = xs.len() / in_len;
+        for band in bands(g, n) {
+            let (q, p) = s.transform_input(g, xs, n, c_out, band.clone());
+            for xi in 0..16 {
+                product(
+                    &mut s.m[xi * c_out * p..][..c_out * p],
+                    View::new(&u[xi * c_out * c..], c_out, c, false),
+                    rows_of(&s.v, xi, c, p, false),
+                );
+            }
+            for i in 0..n {
+                for o in 0..c_out {
+                    response_tiles(&mut s.m, (c_out * p, o * p + i * q), band.len() * tw);
+                }
+            }
+            for xi in 0..16 {
+                let sum = &mut sums[xi * c_out * c..][..c_out * c];
+                dots_add(
+                    sum,
+                    rows_of(&s.m, xi, c_out, p, false),
+                    rows_of(&s.v, xi, c, p, false),
+                );
+            }
+        }
+    }
+    sums
+}
+
+/// `M ← A (Aᵀ M A) Aᵀ` in place for the `q` tiles of one output channel at `m[ξ·stride + at]`:
+/// the output tile [`output_tiles`] computes, transformed as [`error_tiles`] transforms an
+/// error tile, each step the same operation in the same order (so bit for bit the two passes).
+fn response_tiles<T: Real>(m: &mut [T], (stride, at): (usize, usize), q: usize) {
+    // `Aᵀ m A`, as output_tiles: down the columns, then along the rows.
+    let out_t = |[a, b, c, d]: [T; 4]| [a + b + c, b - c - d];
+    let tile = |v: [T; 16]| -> [T; 16] {
+        let col: [[T; 2]; 4] =
+            std::array::from_fn(|s| out_t([v[s], v[4 + s], v[8 + s], v[12 + s]]));
+        let [y0, y1] = out_t(std::array::from_fn(|s| col[s][0]));
+        let [y2, y3] = out_t(std::array::from_fn(|s| col[s][1]));
+        // `A η Aᵀ`, as error_tiles: along each row of η, then down the columns.
+        let rows = [a_t([y0, y1]), a_t([y2, y3])];
+        std::array::from_fn(|xi| a_t([rows[0][xi % 4], rows[1][xi % 4]])[xi / 4])
+    };
+    let mut rest = &mut m[at..];
+    let mut rows: [&mut [T]; 16] = std::array::from_fn(|xi| {
+        let (row, tail) = std::mem::take(&mut rest).split_at_mut(if xi < 15 { stride } else { q });
+        rest = tail;
+        &mut row[..q]
+    });
+    const L: usize = 8;
+    let full = q / L * L;
+    for j0 in (0..full).step_by(L) {
+        let x: [[T; L]; 16] = std::array::from_fn(|xi| rows[xi][j0..j0 + L].try_into().unwrap());
+        let mut y = [[T::zero(); L]; 16];
+        for k in 0..L {
+            let r = tile(std::array::from_fn(|xi| x[xi][k]));
+            for (xi, v) in r.into_iter().enumerate() {
+                y[xi][k] = v;
+            }
+        }
+        for (row, y) in rows.iter_mut().zip(&y) {
+            row[j0..j0 + L].copy_from_slice(y);
+        }
+    }
+    for j in full..q {
+        let r = tile(std::array::from_fn(|xi| rows[xi][j]));
+        for (row, v) in rows.iter_mut().zip(r) {
+            row[j] = v;
+        }
+    }
+}
+
 /// `grad_W[o, c] = Gᵀ S[·, o, c] G` from the sums `S: [16, C_out, C]` of [`weight_sums`]:
 /// `[C_out, C·9]`.
 pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T> {

@@ -155,9 +155,9 @@ pub fn mirror_step<T: Real>(
 ) {
     let n = cfg.batch_size.max(1);
     let xi = draw_noise(&*layer, n, cfg.sigma, cfg.noise, rng);
-    let eta = layer.linear(&xi, &layer.params().w);
+    // ηᵀ ξ with η = ξ Wᵀ, in one pass where the layer can fuse the two.
     let mut g = Tensor::zeros(&[0]);
-    layer.weight_grad(&xi, &eta, &mut g, T::zero(), T::one());
+    layer.response_grad(&xi, &layer.params().w, &mut g, T::zero(), T::one());
     tap_step(layer, &g, cfg.lr, n, 1.0 - cfg.lr * cfg.decay);
 }
 
