@@ -156,19 +156,30 @@ fn bits<T: Real>(net: &Network<T>) -> Vec<u64> {
     out
 }
 
-/// Per weight layer, the bits of `B` and then of direct feedback alignment's `D` where it has one.
+/// Per weight layer, the bits of `B` and then of the rule's fixed matrix where it has one
+/// (direct feedback alignment's `D`, product feedback alignment's `P`).
 fn feedback_bits<T: Real>(net: &Network<T>) -> Vec<Vec<u64>> {
+    layer_bits(net, |p| {
+        p.feedback
+            .data()
+            .iter()
+            .chain(p.direct.iter().flat_map(|d| d.data()))
+    })
+}
+
+/// Per weight layer, the bits of its fixed matrix `D` or `P` (none where it has none).
+fn direct_bits<T: Real>(net: &Network<T>) -> Vec<Vec<u64>> {
+    layer_bits(net, |p| p.direct.iter().flat_map(|d| d.data()))
+}
+
+/// Per weight layer, the bits of the values `of` its parameters gives.
+fn layer_bits<'a, T: Real + 'a, I: Iterator<Item = &'a T>>(
+    net: &'a Network<T>,
+    of: impl Fn(&'a WeightParams<T>) -> I,
+) -> Vec<Vec<u64>> {
     net.weight_layers()
         .iter()
-        .map(|l| {
-            let p = l.params();
-            p.feedback
-                .data()
-                .iter()
-                .chain(p.direct.iter().flat_map(|d| d.data()))
-                .map(|v| v.f64().to_bits())
-                .collect()
-        })
+        .map(|l| of(l.params()).map(|v| v.f64().to_bits()).collect())
         .collect()
 }
 
@@ -764,6 +775,7 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
     let eta = 0.05;
     let s = sgd(0.0, lambda);
     let start = feedback_bits(&n);
+    let fixed = direct_bits(&n);
     let diff0 = w_minus_b(kind, &n);
     let mut rng = crate::rng(5, 8);
     let mut before = start.clone();
@@ -835,6 +847,11 @@ pub fn feedback(model: &Tiny, rule: &dyn Rule<f32>, cfg: &RuleConfig) -> Outcome
                     })
                 })
             }
+            // Every layer's P, the first's too (its R carries no error, so no law sees it).
+            RuleKind::ProductFeedbackAlignment if direct_bits(&n) != fixed => Some(format!(
+                "step {}: P changed; product feedback alignment keeps it fixed",
+                t + 1
+            )),
             // Plain SGD: W − B = (1 − ηλ)^t (W₀ − B₀), to rounding (PᵀW − R for PFA).
             RuleKind::KolenPollack | RuleKind::ProductFeedbackAlignment => {
                 let factor = (1.0 - eta * lambda).powi(t as i32 + 1) as f32;
@@ -1051,7 +1068,8 @@ pub fn activation_law(aa: &ActivationConfig) -> Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rules::Top;
+    use crate::params::WeightLayer;
+    use crate::rules::{FeedbackInit, Top};
     use std::borrow::Cow;
 
     /// A rule that claims to be one rule and carries the error through another's matrix.
@@ -1109,6 +1127,38 @@ mod tests {
                 assert!(o.passed, "r = {expand}: {o:?}");
             }
         }
+    }
+
+    /// Product feedback alignment with a `P` that moves — only the first layer's, which no
+    /// law sees (its `R` carries no error) — fails the feedback check.
+    #[test]
+    fn the_pfa_check_fails_when_p_moves() {
+        struct MovesP(Box<dyn Rule<f32>>);
+        impl Rule<f32> for MovesP {
+            fn kind(&self) -> RuleKind {
+                self.0.kind()
+            }
+            fn backward_matrix<'a>(&self, p: &'a WeightParams<f32>) -> Cow<'a, Tensor<f32>> {
+                self.0.backward_matrix(p)
+            }
+            fn feedback_gradient(&self, p: &WeightParams<f32>) -> Option<Tensor<f32>> {
+                self.0.feedback_gradient(p)
+            }
+            fn init_feedback(&self, p: &mut WeightParams<f32>, net: &mut FeedbackInit) {
+                self.0.init_feedback(p, net)
+            }
+            fn after_step(&self, layers: &mut [&mut dyn WeightLayer<f32>], _: &mut crate::Rng) {
+                let p = layers[0].params_mut().direct.as_mut().expect("P");
+                p.data_mut()[0] *= 1.5;
+            }
+        }
+        let cfg = RuleConfig::default();
+        let pfa = rule::<f32>(RuleKind::ProductFeedbackAlignment, &cfg);
+        let model = Tiny::of(&ModelKind::Mlp.into()).unwrap();
+        assert!(feedback(&model, pfa.as_ref(), &cfg).passed);
+        let o = feedback(&model, &MovesP(pfa), &cfg);
+        assert!(!o.passed, "{o:?}");
+        assert!(o.detail.contains("P changed"), "{o:?}");
     }
 
     /// The two broadcast rules share `D` and differ only in what they send through it: each
