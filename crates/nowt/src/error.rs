@@ -26,9 +26,11 @@ pub enum Error {
     },
     /// Training produced a non-finite loss.
     #[error(
-        "training diverged: non-finite loss at epoch {epoch}, step {step}; non-finite values first appeared in {origin} (try a smaller learning rate)"
+        "training diverged: non-finite loss at {}, step {step}; non-finite values first appeared in {origin} (try a smaller learning rate)",
+        phase(*epoch)
     )]
     NonFinite {
+        /// The epoch, or 0 for noise pre-training.
         epoch: usize,
         step: usize,
         origin: String,
@@ -61,5 +63,14 @@ impl Error {
             key: key.to_string(),
             msg: msg.into(),
         }
+    }
+}
+
+/// Where in a run a step lies: `epoch N`, or noise pre-training for epoch 0.
+fn phase(epoch: usize) -> String {
+    if epoch == 0 {
+        "noise pre-training".into()
+    } else {
+        format!("epoch {epoch}")
     }
 }

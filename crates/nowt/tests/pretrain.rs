@@ -184,3 +184,25 @@ fn soft_alignment_sets_the_angle_between_w0_and_b0() {
         }
     }
 }
+
+/// A non-finite loss during noise pre-training stops the run with an error that names the
+/// phase and its step, not an "epoch 0".
+#[test]
+fn a_non_finite_loss_in_pretraining_names_the_phase() {
+    let data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
+    let cfg = TrainConfig {
+        lr: 1e30,
+        allow_divergence: true,
+        ..cfg(RuleKind::FeedbackAlignment)
+    };
+    let mut st = TrainState::new(&cfg, data.train.shape, data.train.classes);
+    let err = train_from(&cfg, &data, &mut st, &mut |_| ControlFlow::Continue(()))
+        .err()
+        .expect("a rate of 1e30 diverges")
+        .to_string();
+    assert!(
+        err.contains("non-finite loss at noise pre-training, step "),
+        "{err}"
+    );
+    assert!(!err.contains("epoch"), "{err}");
+}
