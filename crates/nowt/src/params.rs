@@ -145,6 +145,26 @@ impl<T: Real> WeightParams<T> {
     }
 }
 
+/// `Σ_k a_k · layer.linear(x, m_k)`, term by term in order (`a₀ r₀ + a₁ r₁ + …`; a lone term
+/// of weight 1 is its response as it is).
+pub fn combined_response<T: Real, L: WeightLayer<T> + ?Sized>(
+    layer: &L,
+    x: &Tensor<T>,
+    terms: &[(T, &Tensor<T>)],
+) -> Tensor<T> {
+    let (&(a0, m0), rest) = terms
+        .split_first()
+        .expect("response_grad: at least one term");
+    let mut r = layer.linear(x, m0);
+    if a0 != T::one() || !rest.is_empty() {
+        r.apply(|v| a0 * v);
+    }
+    for &(a, m) in rest {
+        r = r.zip_map(&layer.linear(x, m), |r, v| r + a * v);
+    }
+    r
+}
+
 /// A layer with weights: what the rules, the optimiser and the metrics need from it.
 pub trait WeightLayer<T: Real>: Send + Sync {
     fn params(&self) -> &WeightParams<T>;
@@ -156,12 +176,20 @@ pub trait WeightLayer<T: Real>: Send + Sync {
     /// under every rule and in the mirror: `out ← keep · out + scale · grad_W(x, δ)`
     /// (`keep = 0`: `out` is overwritten; it is reshaped to `W`'s shape if it is not).
     fn weight_grad(&self, x: &Tensor<T>, delta: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T);
-    /// `grad_W(x, linear(x, m))` into `out` as [`weight_grad`](Self::weight_grad) writes it: the
-    /// weight gradient of the layer's own linear response to `x` through `m`, the weight
-    /// mirror's `ηᵀ ξ` (`η = ξ Wᵀ`). A convolution computed by Winograd's method fuses the two
-    /// passes in the transformed domain, bit for bit these two calls.
-    fn response_grad(&self, x: &Tensor<T>, m: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T) {
-        let r = self.linear(x, m);
+    /// `grad_W(x, Σ_k a_k · linear(x, m_k))` for `terms = [(a_k, m_k)]` (at least one), into
+    /// `out` as [`weight_grad`](Self::weight_grad) writes it: the weight gradient of the layer's
+    /// own linear responses to `x`. The weight mirror's `ηᵀ ξ` is `[(1, W)]` (`η = ξ Wᵀ`);
+    /// activation alignment's `[(β, W), (−2α, B)]`. A convolution computed by Winograd's method
+    /// fuses the passes in the transformed domain, bit for bit these calls.
+    fn response_grad(
+        &self,
+        x: &Tensor<T>,
+        terms: &[(T, &Tensor<T>)],
+        out: &mut Tensor<T>,
+        keep: T,
+        scale: T,
+    ) {
+        let r = combined_response(self, x, terms);
         self.weight_grad(x, &r, out, keep, scale);
     }
     /// The layer's transpose through `m` (a tensor of `W`'s shape, or `D`'s): the error for an

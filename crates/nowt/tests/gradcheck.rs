@@ -246,13 +246,15 @@ fn winograd_in_f32_is_within_rounding_of_the_exact_convolution() {
     }
 }
 
-/// `response_grad(x, W)` — the weight mirror's `ηᵀ ξ`, fused in the Winograd domain on even
-/// planes of ≥ 256 outputs — is bit for bit `weight_grad(x, linear(x, W))`, in `f32` and `f64`,
+/// `response_grad(x, terms)` — the weight mirror's `ηᵀ ξ` (`[(1, W)]`) and activation
+/// alignment's `grad_W(ξ, β r − 2α b)` (`[(β, W), (−2α, B)]`), fused in the Winograd domain on
+/// even planes of ≥ 256 outputs — is bit for bit `weight_grad` of the responses formed apart
+/// (`linear` per term, then `β r − 2α b` as activation alignment wrote it), in `f32` and `f64`,
 /// with `keep` and `scale` applied: on ResNet-20's two Winograd-summed sizes (several tasks of
 /// several images, one image per block), and where it falls back (an odd plane, an 8×8 one, a
 /// strided kernel).
 #[test]
-fn fused_response_gradient_is_the_two_passes_bit_for_bit() {
+fn fused_response_gradient_is_the_separate_passes_bit_for_bit() {
     fn check<T: nowt::Real>() {
         for (c, side, n, k, stride) in [
             (16, 32, 12, 3, 1),
@@ -276,24 +278,39 @@ fn fused_response_gradient_is_the_two_passes_bit_for_bit() {
                 &mut rng(41),
             );
             let x = Tensor::<T>::randn(&[n, c, side, side], 1.0, &mut rng(42));
-            let w = &layer.p.w;
+            let (w, b) = (&layer.p.w, &layer.p.feedback);
             let start = Tensor::<T>::randn(w.shape(), 1.0, &mut rng(43));
             let (keep, scale) = (T::of(0.5), T::of(0.25));
-            let mut fused = start.clone();
-            layer.response_grad(&x, w, &mut fused, keep, scale);
-            let mut plain = start.clone();
-            layer.weight_grad(&x, &layer.linear(&x, w), &mut plain, keep, scale);
-            assert_eq!(fused.shape(), plain.shape());
-            let same = fused
-                .data()
-                .iter()
-                .zip(plain.data())
-                .all(|(a, b)| a.f64().to_bits() == b.f64().to_bits());
-            assert!(
-                same,
-                "{c} channels, {side}×{side}, {n} images, stride {stride}"
-            );
-            assert_ne!(fused.data(), start.data(), "nothing was computed");
+            let (beta, alpha) = (0.7, 0.3);
+            let mirror = layer.linear(&x, w);
+            let aligned = mirror.zip_map(&layer.linear(&x, b), |r, b| {
+                T::of(beta) * r - T::of(2.0 * alpha) * b
+            });
+            let cases = [
+                ("mirror", vec![(T::one(), w)], mirror),
+                (
+                    "activation alignment",
+                    vec![(T::of(beta), w), (T::of(-2.0 * alpha), b)],
+                    aligned,
+                ),
+            ];
+            for (what, terms, response) in cases {
+                let mut fused = start.clone();
+                layer.response_grad(&x, &terms, &mut fused, keep, scale);
+                let mut plain = start.clone();
+                layer.weight_grad(&x, &response, &mut plain, keep, scale);
+                assert_eq!(fused.shape(), plain.shape());
+                let same = fused
+                    .data()
+                    .iter()
+                    .zip(plain.data())
+                    .all(|(a, b)| a.f64().to_bits() == b.f64().to_bits());
+                assert!(
+                    same,
+                    "{what}: {c} channels, {side}×{side}, {n} images, stride {stride}"
+                );
+                assert_ne!(fused.data(), start.data(), "{what}: nothing was computed");
+            }
         }
     }
     check::<f32>();

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::winograd;
 use super::{seam_backward, Backward, Layer, WeightLayer, WeightParams};
+use crate::params::combined_response;
 use crate::tensor::{gemm_slice, gemm_slice_uninit, ConvGeom, Pooled, Real, Tensor, View};
 
 /// Images whose weight-gradient terms are summed into one partial (the partials are then added
@@ -299,25 +300,37 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         }
     }
     /// By Winograd's method where [`weight_grad`](Self::weight_grad) sums by it and the planes
-    /// are even: `conv(x, m)`'s tiles go straight into the sums ([`winograd::response_sums`]),
-    /// bit for bit the two passes.
-    fn response_grad(&self, x: &Tensor<T>, m: &Tensor<T>, out: &mut Tensor<T>, keep: T, scale: T) {
+    /// are even (one or two terms): the tiles of every `conv(x, m_k)` go straight into the sums
+    /// ([`winograd::response_sums`]), bit for bit the separate passes.
+    fn response_grad(
+        &self,
+        x: &Tensor<T>,
+        terms: &[(T, &Tensor<T>)],
+        out: &mut Tensor<T>,
+        keep: T,
+        scale: T,
+    ) {
         let g = self.geom(x);
-        let c_out = m.rows();
-        if !(winograd_sums(&g, c_out) && winograd::responds(&g)) || x.rows() == 0 {
-            let r = self.linear(x, m);
+        let c_out = self.p.w.rows();
+        let fuses = winograd_sums(&g, c_out) && winograd::responds(&g) && terms.len() <= 2;
+        if !fuses || x.rows() == 0 {
+            let r = combined_response(self, x, terms);
             return self.weight_grad(x, &r, out, keep, scale);
         }
         if out.shape() != self.p.w.shape() {
             *out = Tensor::zeros(self.p.w.shape());
         }
-        let u = winograd::weights(View::of(m, false), g.c);
+        // The terms' kernels one above the other, [K·C_out, C·9], transformed together.
+        let stacked: Vec<T> = terms.iter().flat_map(|(_, m)| m.data()).copied().collect();
+        let wm = View::new(&stacked, terms.len() * c_out, g.c * 9, false);
+        let u = winograd::weights(wm, g.c);
+        let weights: Vec<T> = terms.iter().map(|&(a, _)| a).collect();
         let in_len = g.c * g.h * g.w;
         let sums = x
             .data()
             .par_chunks(sum_group(&g, x.rows()) * in_len)
             .map_init(Pooled::take, |s, imgs| {
-                winograd::response_sums(&g, &u, c_out, imgs, s)
+                winograd::response_sums(&g, &u, &weights, c_out, imgs, s)
             })
             .collect::<Vec<_>>()
             .into_iter()

@@ -191,22 +191,24 @@ pub(super) fn responds(g: &ConvGeom) -> bool {
     g.h.is_multiple_of(2) && g.w.is_multiple_of(2)
 }
 
-/// [`weight_sums`] of the images `x: [n, C, H, W]` and their own responses `conv(x, W)` (`u`
-/// the transformed `W`, [`weights`]), without leaving the transformed domain: per tile the
-/// products `M = U ⊙ V` give the output `Aᵀ M A`, whose transformed error `A (Aᵀ M A) Aᵀ` is
-/// formed in place, and the sums reuse the tiles' `V`. The weight mirror's `ηᵀ ξ` with
-/// `η = conv(ξ, W)`: one input transform instead of two, no output plane written and read
-/// back. Bit for bit [`conv`] then [`weight_sums`] (the same operations in the same order, the
-/// images grouped as there); planes as [`responds`] allows.
+/// [`weight_sums`] of the images `x: [n, C, H, W]` and the errors `δ = Σ_k a_k · conv(x, W_k)`
+/// (`a` the weights `a_k`; `u` the kernels `W_k` stacked, `[K·C_out, C·9]`, transformed by
+/// [`weights`]), without leaving the transformed domain: per tile the products `M_k = U_k ⊙ V`
+/// give the outputs `Aᵀ M_k A`, whose weighted sum's transformed error `A δ Aᵀ` is formed in
+/// place, and the sums reuse the tiles' `V`. The weight mirror's `ηᵀ ξ` with `η = conv(ξ, W)`:
+/// one input transform instead of two or more, no output plane written and read back. Bit for
+/// bit [`conv`] per kernel, the weighted sum, then [`weight_sums`] (the same operations in the
+/// same order, the images grouped as there); planes as [`responds`] allows.
 pub(super) fn response_sums<T: Real>(
     g: &ConvGeom,
     u: &[T],
+    a: &[T],
     c_out: usize,
     x: &[T],
     s: &mut Scratch<T>,
 ) -> Vec<T> {
     debug_assert!(responds(g), "response_sums: even planes");
-    let c = g.c;
+    let (c, kc) = (g.c, a.len() * c_out);
     let tw = tiles_hw(g).1;
     let per = group_of(g, SUM_TILES);
     let mut sums = vec![T::zero(); 16 * c_out * c];
@@ -214,24 +216,31 @@ pub(super) fn response_sums<T: Real>(
     for xs in x.chunks(per * in_len) {
         let n = xs.len() / in_len;
         for band in bands(g, n) {
-            let (q, p) = s.transform_input(g, xs, n, c_out, band.clone());
+            let (q, p) = s.transform_input(g, xs, n, kc, band.clone());
             for xi in 0..16 {
+                // [K·C_out, C] · [C, P] → [K·C_out, P]
                 product(
-                    &mut s.m[xi * c_out * p..][..c_out * p],
-                    View::new(&u[xi * c_out * c..], c_out, c, false),
+                    &mut s.m[xi * kc * p..][..kc * p],
+                    View::new(&u[xi * kc * c..], kc, c, false),
                     rows_of(&s.v, xi, c, p, false),
                 );
             }
             for i in 0..n {
                 for o in 0..c_out {
-                    response_tiles(&mut s.m, (c_out * p, o * p + i * q), band.len() * tw);
+                    response_tiles(
+                        &mut s.m,
+                        a,
+                        (kc * p, c_out * p, o * p + i * q),
+                        band.len() * tw,
+                    );
                 }
             }
             for xi in 0..16 {
+                // Term 0's rows hold the transformed errors.
                 let sum = &mut sums[xi * c_out * c..][..c_out * c];
                 dots_add(
                     sum,
-                    rows_of(&s.m, xi, c_out, p, false),
+                    View::new(&s.m[xi * kc * p..], c_out, p, false),
                     rows_of(&s.v, xi, c, p, false),
                 );
             }
@@ -240,46 +249,76 @@ pub(super) fn response_sums<T: Real>(
     sums
 }
 
-/// `M ← A (Aᵀ M A) Aᵀ` in place for the `q` tiles of one output channel at `m[ξ·stride + at]`:
-/// the output tile [`output_tiles`] computes, transformed as [`error_tiles`] transforms an
-/// error tile, each step the same operation in the same order (so bit for bit the two passes).
-fn response_tiles<T: Real>(m: &mut [T], (stride, at): (usize, usize), q: usize) {
+/// For the `q` tiles of one output channel, whose term `k` products lie at
+/// `m[ξ·stride + k·term + at]`: `A (Σ_k a_k · Aᵀ M_k A) Aᵀ`, into term 0's place. Each output
+/// tile as [`output_tiles`] computes it, the weighted sum in order (`a₀ η₀ + a₁ η₁ + …`; a
+/// lone term of weight 1 as it is), transformed as [`error_tiles`] transforms an error tile:
+/// each step the same operation in the same order as the separate passes. One or two terms.
+fn response_tiles<T: Real>(m: &mut [T], a: &[T], place: (usize, usize, usize), q: usize) {
+    match *a {
+        [a0] => weighted_tiles(m, [a0], place, q),
+        [a0, a1] => weighted_tiles(m, [a0, a1], place, q),
+        _ => unreachable!("response_tiles: {} terms", a.len()),
+    }
+}
+
+/// [`response_tiles`] for `K` terms: eight tiles at a time, each term's 16 rows read into
+/// fixed-size arrays, so that the tiles' math vectorises across the eight.
+fn weighted_tiles<T: Real, const K: usize>(
+    m: &mut [T],
+    a: [T; K],
+    (stride, term, at): (usize, usize, usize),
+    q: usize,
+) {
     // `Aᵀ m A`, as output_tiles: down the columns, then along the rows.
     let out_t = |[a, b, c, d]: [T; 4]| [a + b + c, b - c - d];
-    let tile = |v: [T; 16]| -> [T; 16] {
+    let output = |v: &[T; 16]| -> [T; 4] {
         let col: [[T; 2]; 4] =
             std::array::from_fn(|s| out_t([v[s], v[4 + s], v[8 + s], v[12 + s]]));
         let [y0, y1] = out_t(std::array::from_fn(|s| col[s][0]));
         let [y2, y3] = out_t(std::array::from_fn(|s| col[s][1]));
-        // `A η Aᵀ`, as error_tiles: along each row of η, then down the columns.
-        let rows = [a_t([y0, y1]), a_t([y2, y3])];
+        [y0, y1, y2, y3]
+    };
+    let plain = K == 1 && a[0] == T::one();
+    let tile = |v: &[[T; 16]; K]| -> [T; 16] {
+        let mut y = output(&v[0]);
+        if !plain {
+            y = y.map(|y| a[0] * y);
+            for k in 1..K {
+                let z = output(&v[k]);
+                y = std::array::from_fn(|i| y[i] + a[k] * z[i]);
+            }
+        }
+        // `A δ Aᵀ`, as error_tiles: along each row of δ, then down the columns.
+        let rows = [a_t([y[0], y[1]]), a_t([y[2], y[3]])];
         std::array::from_fn(|xi| a_t([rows[0][xi % 4], rows[1][xi % 4]])[xi / 4])
     };
-    let mut rest = &mut m[at..];
-    let mut rows: [&mut [T]; 16] = std::array::from_fn(|xi| {
-        let (row, tail) = std::mem::take(&mut rest).split_at_mut(if xi < 15 { stride } else { q });
-        rest = tail;
-        &mut row[..q]
-    });
+    let at_of = |k: usize, xi: usize| xi * stride + k * term + at;
     const L: usize = 8;
     let full = q / L * L;
     for j0 in (0..full).step_by(L) {
-        let x: [[T; L]; 16] = std::array::from_fn(|xi| rows[xi][j0..j0 + L].try_into().unwrap());
+        let x: [[[T; L]; 16]; K] = std::array::from_fn(|k| {
+            std::array::from_fn(|xi| m[at_of(k, xi) + j0..][..L].try_into().unwrap())
+        });
         let mut y = [[T::zero(); L]; 16];
-        for k in 0..L {
-            let r = tile(std::array::from_fn(|xi| x[xi][k]));
+        for l in 0..L {
+            let r = tile(&std::array::from_fn(|k| {
+                std::array::from_fn(|xi| x[k][xi][l])
+            }));
             for (xi, v) in r.into_iter().enumerate() {
-                y[xi][k] = v;
+                y[xi][l] = v;
             }
         }
-        for (row, y) in rows.iter_mut().zip(&y) {
-            row[j0..j0 + L].copy_from_slice(y);
+        for (xi, y) in y.iter().enumerate() {
+            m[at_of(0, xi) + j0..][..L].copy_from_slice(y);
         }
     }
     for j in full..q {
-        let r = tile(std::array::from_fn(|xi| rows[xi][j]));
-        for (row, v) in rows.iter_mut().zip(r) {
-            row[j] = v;
+        let r = tile(&std::array::from_fn(|k| {
+            std::array::from_fn(|xi| m[at_of(k, xi) + j])
+        }));
+        for (xi, v) in r.into_iter().enumerate() {
+            m[at_of(0, xi) + j] = v;
         }
     }
 }

@@ -122,12 +122,13 @@ pub fn activation_step<T: Real>(
     let n = cfg.batch_size.max(1);
     let xi = draw_noise(&*layer, n, cfg.sigma, MirrorNoise::Gaussian, rng);
     let p = layer.params();
-    let r = layer.linear(&xi, &p.w);
-    let b = layer.linear(&xi, &p.feedback);
-    let (beta, two_alpha) = (T::of(cfg.beta), T::of(2.0 * cfg.alpha));
-    let delta = r.zip_map(&b, |r, b| beta * r - two_alpha * b);
+    // grad_W(ξ, β r − 2α b), in one pass where the layer can fuse the three.
+    let terms = [
+        (T::of(cfg.beta), &p.w),
+        (T::of(-2.0 * cfg.alpha), &p.feedback),
+    ];
     let mut g = Tensor::zeros(&[0]);
-    layer.weight_grad(&xi, &delta, &mut g, T::zero(), T::one());
+    layer.response_grad(&xi, &terms, &mut g, T::zero(), T::one());
     tap_step(layer, &g, cfg.lr, n, 1.0);
 }
 

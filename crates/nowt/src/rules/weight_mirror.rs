@@ -157,7 +157,8 @@ pub fn mirror_step<T: Real>(
     let xi = draw_noise(&*layer, n, cfg.sigma, cfg.noise, rng);
     // ηᵀ ξ with η = ξ Wᵀ, in one pass where the layer can fuse the two.
     let mut g = Tensor::zeros(&[0]);
-    layer.response_grad(&xi, &layer.params().w, &mut g, T::zero(), T::one());
+    let w = &layer.params().w;
+    layer.response_grad(&xi, &[(T::one(), w)], &mut g, T::zero(), T::one());
     tap_step(layer, &g, cfg.lr, n, 1.0 - cfg.lr * cfg.decay);
 }
 
