@@ -123,14 +123,7 @@ pub(super) fn conv<T: Real>(
     let n = x.len() / (c * h * w);
     for band in bands(g, n) {
         let (q, p) = s.transform_input(g, x, n, c_out, band.clone());
-        for xi in 0..16 {
-            // [C_out, C] · [C, P] → [C_out, P]
-            product(
-                &mut s.m[xi * c_out * p..][..c_out * p],
-                View::new(&u[xi * c_out * c..], c_out, c, false),
-                rows_of(&s.v, xi, c, p, false),
-            );
-        }
+        products(&mut s.m, u, &s.v, (c_out, c, p));
         for i in 0..n {
             for o in 0..c_out {
                 let plane = &mut out[(i * c_out + o) * h * w..][..h * w];
@@ -217,14 +210,7 @@ pub(super) fn response_sums<T: Real>(
         let n = xs.len() / in_len;
         for band in bands(g, n) {
             let (q, p) = s.transform_input(g, xs, n, kc, band.clone());
-            for xi in 0..16 {
-                // [K·C_out, C] · [C, P] → [K·C_out, P]
-                product(
-                    &mut s.m[xi * kc * p..][..kc * p],
-                    View::new(&u[xi * kc * c..], kc, c, false),
-                    rows_of(&s.v, xi, c, p, false),
-                );
-            }
+            products(&mut s.m, u, &s.v, (kc, c, p));
             for i in 0..n {
                 for o in 0..c_out {
                     response_tiles(
@@ -349,6 +335,18 @@ pub(super) fn weight_grad<T: Real>(sums: &[T], c_out: usize, c: usize) -> Vec<T>
         }
     }
     out
+}
+
+/// `M[ξ] = U[ξ] · V[ξ]` at the 16 tile positions, `[rows, C] · [C, P] → [rows, P]`, with
+/// `u: [16, rows, C]`, `v: [16][C][P]` and `m: [16][rows][P]`.
+fn products<T: Real>(m: &mut [T], u: &[T], v: &[T], (rows, c, p): (usize, usize, usize)) {
+    for xi in 0..16 {
+        product(
+            &mut m[xi * rows * p..][..rows * p],
+            View::new(&u[xi * rows * c..], rows, c, false),
+            rows_of(v, xi, c, p, false),
+        );
+    }
 }
 
 /// `m = u · v` for one tile position (`m` dense, `[u.rows, v.cols]`): in `f32` on CPUs with
