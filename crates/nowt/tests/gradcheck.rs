@@ -251,7 +251,8 @@ fn winograd_in_f32_is_within_rounding_of_the_exact_convolution() {
 /// even planes of ≥ 256 outputs — is bit for bit `weight_grad` of the responses formed apart
 /// (`linear` per term, then `β r − 2α b` as activation alignment wrote it), in `f32` and `f64`,
 /// with `keep` and `scale` applied: on ResNet-20's two Winograd-summed sizes (several tasks of
-/// several images, one image per block), and where it falls back (an odd plane, an 8×8 one, a
+/// several images, one image per block), past the channel count of nowt's own product kernel
+/// (48: the GEMM library's), and where it falls back (an odd plane, an 8×8 one, a
 /// strided kernel).
 #[test]
 fn fused_response_gradient_is_the_separate_passes_bit_for_bit() {
@@ -259,6 +260,7 @@ fn fused_response_gradient_is_the_separate_passes_bit_for_bit() {
         for (c, side, n, k, stride) in [
             (16, 32, 12, 3, 1),
             (32, 16, 20, 3, 1),
+            (48, 16, 3, 3, 1),
             (3, 32, 1, 3, 1),
             (8, 17, 3, 3, 1),
             (16, 8, 8, 3, 1),
