@@ -299,9 +299,10 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
             store(out, &grad, keep, scale);
         }
     }
-    /// By Winograd's method where [`weight_grad`](Self::weight_grad) sums by it and the planes
-    /// are even (one or two terms): the tiles of every `conv(x, m_k)` go straight into the sums
-    /// ([`winograd::response_sums`]), bit for bit the separate passes.
+    /// By Winograd's method where [`weight_grad`](Self::weight_grad) sums by it and
+    /// [`winograd::responds`] allows (even planes, one or two terms): the tiles of every
+    /// `conv(x, m_k)` go straight into the sums ([`winograd::response_sums`]), bit for bit the
+    /// separate passes.
     fn response_grad(
         &self,
         x: &Tensor<T>,
@@ -312,8 +313,7 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
     ) {
         let g = self.geom(x);
         let c_out = self.p.w.rows();
-        let fuses = winograd_sums(&g, c_out) && winograd::responds(&g) && terms.len() <= 2;
-        if !fuses || x.rows() == 0 {
+        if !(winograd_sums(&g, c_out) && winograd::responds(&g, terms.len())) || x.rows() == 0 {
             let r = combined_response(self, x, terms);
             return self.weight_grad(x, &r, out, keep, scale);
         }

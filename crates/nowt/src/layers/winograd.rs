@@ -177,11 +177,12 @@ pub(super) fn weight_sums<T: Real>(
     sums
 }
 
-/// Whether [`response_sums`] computes `grad_W(x, conv(x, W))` for geometry `g`: planes of even
-/// height and width, so that every 2×2 output tile lies inside the plane (a tile past the edge
-/// would need its outside outputs zeroed between the forward and the gradient).
-pub(super) fn responds(g: &ConvGeom) -> bool {
-    g.h.is_multiple_of(2) && g.w.is_multiple_of(2)
+/// Whether [`response_sums`] computes `grad_W(x, Σ_k a_k conv(x, W_k))` of `terms` kernels for
+/// geometry `g`: one or two kernels ([`response_tiles`]), on planes of even height and width, so
+/// that every 2×2 output tile lies inside the plane (a tile past the edge would need its
+/// outside outputs zeroed between the forward and the gradient).
+pub(super) fn responds(g: &ConvGeom, terms: usize) -> bool {
+    (1..=2).contains(&terms) && g.h.is_multiple_of(2) && g.w.is_multiple_of(2)
 }
 
 /// [`weight_sums`] of the images `x: [n, C, H, W]` and the errors `δ = Σ_k a_k · conv(x, W_k)`
@@ -200,7 +201,10 @@ pub(super) fn response_sums<T: Real>(
     x: &[T],
     s: &mut Scratch<T>,
 ) -> Vec<T> {
-    debug_assert!(responds(g), "response_sums: even planes");
+    debug_assert!(
+        responds(g, a.len()),
+        "response_sums: one or two kernels, even planes"
+    );
     let (c, kc) = (g.c, a.len() * c_out);
     let tw = tiles_hw(g).1;
     let per = group_of(g, SUM_TILES);
