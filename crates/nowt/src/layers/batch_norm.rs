@@ -81,9 +81,9 @@ impl<T: Real> BatchNorm<T> {
         let plane_sums = per_plane(n * c, hw, |p| {
             let (mu, is) = (mean[p % c], inv_std[p % c]);
             let (d, xv, yv) = planes(p);
-            lane_sums(hw, |j| {
-                let d = masked(d[j], yv[j]);
-                [d, d * ((xv[j] - mu) * is)]
+            lane_sums([d, xv, yv], |[d, xv, yv]| {
+                let d = masked(d, yv);
+                [d, d * ((xv - mu) * is)]
             })
         });
         let sums: Vec<(T, T)> = per_channel(
@@ -132,23 +132,34 @@ impl<T: Real> BatchNorm<T> {
     }
 }
 
-/// `Σ f(i)` over `0..len` for `K` sums at once, each in eight interleaved partial sums (a fixed
-/// order the compiler can vectorise; a single running sum cannot be reordered).
-fn lane_sums<T: Real, const K: usize>(len: usize, f: impl Fn(usize) -> [T; K]) -> [T; K] {
-    let mut acc = [[T::zero(); 8]; K];
-    let full = len / 8 * 8;
-    let mut add = |l: usize, i: usize| {
-        for (a, v) in acc.iter_mut().zip(f(i)) {
-            a[l] += v;
-        }
-    };
-    for i in (0..full).step_by(8) {
-        for l in 0..8 {
-            add(l, i + l);
+/// `Σ_j f(ins[0][j], …, ins[I−1][j])` over the inputs' common length for `K` sums at once, each
+/// in eight interleaved partial sums (a fixed order the compiler can vectorise; a single running
+/// sum cannot be reordered), added up lane by lane at the end. The inputs are read eight values
+/// at a time through fixed-size arrays: indexing them inside `f` kept every bounds check and
+/// left the loop scalar (≈ 12 % of a ResNet-20 backprop step, `perf annotate`).
+fn lane_sums<T: Real, const I: usize, const K: usize>(
+    ins: [&[T]; I],
+    f: impl Fn([T; I]) -> [T; K],
+) -> [T; K] {
+    const L: usize = 8;
+    let len = ins[0].len();
+    assert!(ins.iter().all(|x| x.len() == len), "lane_sums: lengths");
+    let mut acc = [[T::zero(); L]; K];
+    let full = len / L * L;
+    for i in (0..full).step_by(L) {
+        let x: [[T; L]; I] = std::array::from_fn(|q| ins[q][i..i + L].try_into().unwrap());
+        for l in 0..L {
+            let v = f(std::array::from_fn(|q| x[q][l]));
+            for (a, v) in acc.iter_mut().zip(v) {
+                a[l] += v;
+            }
         }
     }
     for (l, i) in (full..len).enumerate() {
-        add(l, i);
+        let v = f(std::array::from_fn(|q| ins[q][i]));
+        for (a, v) in acc.iter_mut().zip(v) {
+            a[l] += v;
+        }
     }
     acc.map(|a| a.iter().copied().sum())
 }
@@ -205,8 +216,8 @@ impl<T: Real> Layer<T> for BatchNorm<T> {
         let shifted_sums = |k: &[T]| -> Vec<(f64, f64)> {
             let planes = per_plane(n * c, hw, |p| {
                 let (xs, k) = (&x.data()[p * hw..(p + 1) * hw], k[p % c]);
-                lane_sums(hw, |j| {
-                    let d = xs[j] - k;
+                lane_sums([xs], |[x]| {
+                    let d = x - k;
                     [d, d * d]
                 })
             });
