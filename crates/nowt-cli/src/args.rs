@@ -84,6 +84,12 @@ pub struct CompareArgs {
     /// A key that a rule's [overrides.<rule>] sets keeps its published value [default: none].
     #[arg(long, value_parser = nowt::compare::sweep::axis)]
     pub grid: Vec<nowt::compare::sweep::Axis>,
+    /// The seeds the sweep chooses on (some of --seeds): every rule trains every point of --grid
+    /// at these seeds first, then only its chosen point (the lowest mean validation error over
+    /// them) at the other seeds — one seed to tune, three to report [default: every seed trains
+    /// every point].
+    #[arg(long, value_delimiter = ',')]
+    pub grid_seeds: Vec<u64>,
     /// The configuration (a preset or a TOML file with `[overrides.<rule>]` tables) and any
     /// training flag on top; `--out` is the comparison's directory, one run in `<rule>-s<seed>`.
     #[command(flatten)]

@@ -1,6 +1,6 @@
 //! `nowt compare`: the library's comparison ([`nowt::compare`]) from the command line — rules
-//! with `--rules`, seeds with `--seeds`, a sweep with `--grid`, the config as `nowt train`'s
-//! flags — shown with one progress bar per run.
+//! with `--rules`, seeds with `--seeds`, a sweep with `--grid` (chosen on `--grid-seeds`), the
+//! config as `nowt train`'s flags — shown with one progress bar per run.
 
 use anyhow::{bail, Result};
 use nowt::compare::{Ended, Note, Spec};
@@ -27,6 +27,7 @@ pub fn compare(a: CompareArgs) -> Result<()> {
         rules,
         seeds,
         grid: a.grid.clone(),
+        grid_seeds: a.grid_seeds.clone(),
         out: t.out.clone(),
         preset: t.preset.clone(),
     };

@@ -523,6 +523,115 @@ fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
     assert!(!tmp.path().join("x").exists());
 }
 
+/// `--grid-seeds 0`: every rule sweeps at seed 0 only, then trains its chosen point (the lowest
+/// validation error at seed 0, computed here from the runs' metrics) at seeds 1 and 2 and no
+/// other point there; a rule whose `[overrides.<rule>]` sets the key runs its one setting at
+/// every seed; the report keeps the chosen point with its three seeds; started again, nothing
+/// is retrained. `--grid-seeds` outside `--seeds`, or without `--grid`, is refused.
+#[test]
+fn a_sweep_on_one_seed_trains_each_rules_choice_at_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    fs::write(&cfg, "epochs = 2\n[overrides.kp]\nlr = 0.002\n").unwrap();
+    let out = tmp.path().join("sweep");
+    let args = |grid_seeds: &str, out: &Path| -> Vec<String> {
+        [
+            "compare",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--rules",
+            "bp,kp",
+            "--seeds",
+            "0,1,2",
+            "--grid",
+            "lr=0.1,0.003",
+            "--grid-seeds",
+            grid_seeds,
+            "--val-fraction",
+            "0.2",
+            "--out",
+            out.to_str().unwrap(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let run = |a: Vec<String>| nowt(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let o = run(args("0", &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lowest_val = |run: &str| -> f64 {
+        metrics(&out.join(run))
+            .iter()
+            .map(|e| e["val"]["top1_err"].as_f64().unwrap())
+            .fold(f64::INFINITY, f64::min)
+    };
+    let (v1, v3) = (lowest_val("bp-lr0.1-s0"), lowest_val("bp-lr0.003-s0"));
+    assert_ne!(
+        v1, v3,
+        "the two points must differ for the test to tell them apart"
+    );
+    let (best, other) = if v1 <= v3 {
+        ("0.1", "0.003")
+    } else {
+        ("0.003", "0.1")
+    };
+    for seed in [1, 2] {
+        let kept = out.join(format!("bp-lr{best}-s{seed}"));
+        assert!(kept.join("summary.json").is_file(), "{}", kept.display());
+        assert!(!out.join(format!("bp-lr{other}-s{seed}")).exists());
+    }
+    for seed in [0, 1, 2] {
+        assert!(out
+            .join(format!("kp-s{seed}"))
+            .join("summary.json")
+            .is_file());
+    }
+    assert!(
+        stderr(&o).contains(&format!("backprop: chose lr{best} on the sweep's seeds")),
+        "{}",
+        stderr(&o)
+    );
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!("\n| backprop (lr={best}) | 0,1,2 | finished |")),
+        "{md}"
+    );
+    assert!(
+        md.contains("The sweep chose on seed 0 (`--grid-seeds`)"),
+        "{md}"
+    );
+    let record = fs::read_to_string(out.join("compare.toml")).unwrap();
+    assert!(record.contains("grid_seeds = [0]"), "{record}");
+    // Started again: every run kept, the same choice.
+    let o = run(args("0", &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o).matches("finished earlier, kept").count(),
+        7,
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("starting"), "{}", stderr(&o));
+    // Refused before anything starts.
+    let x = tmp.path().join("x");
+    let o = run(args("3", &x));
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--grid-seeds 3: not one of --seeds"),
+        "{}",
+        stderr(&o)
+    );
+    let mut no_grid = args("0", &x);
+    no_grid.drain(7..9);
+    let o = run(no_grid);
+    assert!(!o.status.success());
+    assert!(
+        stderr(&o).contains("--grid-seeds chooses among a sweep's points"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!x.exists());
+}
+
 /// `nowt report` over runs of different networks and datasets (a digits MLP of two widths and
 /// an MNIST MLP) keeps each configuration in its own row, named by what sets it apart, and says
 /// in its title and first lines that the runs differ.

@@ -390,7 +390,7 @@ fn train(
 
 /// Runs a comparison; returns `(its directory, done)`. See `nowt.compare`.
 #[pyfunction]
-#[pyo3(signature = (keys, rules, seeds, grid, config=None, preset=None, out=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
+#[pyo3(signature = (keys, rules, seeds, grid, grid_seeds=Vec::new(), config=None, preset=None, out=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
 #[allow(clippy::too_many_arguments)]
 fn compare(
     py: Python,
@@ -398,6 +398,7 @@ fn compare(
     rules: Vec<String>,
     seeds: Vec<u64>,
     grid: Vec<(String, Vec<String>)>,
+    grid_seeds: Vec<u64>,
     config: Option<PathBuf>,
     preset: Option<String>,
     out: Option<PathBuf>,
@@ -440,6 +441,7 @@ fn compare(
             .into_iter()
             .map(|(key, values)| nowt::compare::sweep::Axis { key, values })
             .collect(),
+        grid_seeds,
         out,
         preset,
     };

@@ -395,3 +395,16 @@ def test_a_sweep_keeps_each_rules_best_point(tmp_path):
                      out=tmp_path / "s")
     assert c.done and {r.dir.name for r in c.runs} == {"bp-lr0.1-s0", "bp-lr0.001-s0"}
     assert "Sweep" in c.report
+
+
+def test_a_sweep_on_grid_seeds_trains_the_choice_at_the_other_seeds(tmp_path):
+    c = nowt.compare(rules=["bp"], seeds=[0, 1], grid={"lr": [0.1, 0.001]}, grid_seeds=[0],
+                     epochs=2, val_fraction=0.1, out=tmp_path / "s")
+    def lowest(name):
+        return min(e["val"]["top1_err"] for e in nowt.load(tmp_path / "s" / name).metrics)
+    best = "0.1" if lowest("bp-lr0.1-s0") <= lowest("bp-lr0.001-s0") else "0.001"
+    assert c.done and {r.dir.name for r in c.runs} == {
+        "bp-lr0.1-s0", "bp-lr0.001-s0", f"bp-lr{best}-s1"}
+    with pytest.raises(nowt.ConfigError, match="not one of --seeds"):
+        nowt.compare(rules=["bp"], grid={"lr": [0.1]}, grid_seeds=[2], val_fraction=0.1,
+                     out=tmp_path / "x")

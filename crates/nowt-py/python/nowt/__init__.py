@@ -356,6 +356,7 @@ def compare(
     rules: Iterable[str] = ("bp", "fa", "ss", "wm", "kp"),
     seeds: Iterable[int] = (0,),
     grid: Optional[dict] = None,
+    grid_seeds: Optional[Iterable[int]] = None,
     preset: Optional[str] = None,
     out: Optional[os.PathLike | str] = None,
     on_epoch: Optional[Callable[[dict], Any]] = None,
@@ -370,21 +371,27 @@ def compare(
     Called again with the same ``out`` it keeps finished runs and resumes unfinished ones.
 
     ``grid={"lr": [0.1, 0.03]}`` sweeps config keys (needs ``val_fraction``): the report keeps
-    each rule's point with the lowest validation error. ``keys`` are config keys as in
-    :func:`train` (not ``rule``, ``seed`` or ``out``). ``on_epoch(record)`` sees every run's
-    records, each with ``record["run"]`` naming the run; ``False`` stops the comparison (the
-    returned comparison is not ``done``; call again to continue)."""
+    each rule's point with the lowest validation error. ``grid_seeds=[0]`` (some of ``seeds``)
+    sweeps at those seeds only, then trains each rule's chosen point at the other seeds.
+    ``keys`` are config keys as in :func:`train` (not ``rule``, ``seed`` or ``out``).
+    ``on_epoch(record)`` sees every run's records, each with ``record["run"]`` naming the run;
+    ``False`` stops the comparison (the returned comparison is not ``done``; call again to
+    continue)."""
     _callbacks(on_epoch, on_step, log_every)
-    if isinstance(rules, str) or isinstance(seeds, (str, int)):
-        raise ConfigError("rules, seeds: give lists, e.g. rules=['bp', 'fa'], seeds=[0, 1, 2]")
+    if any(isinstance(v, (str, int)) for v in (seeds, grid_seeds)) or isinstance(rules, str):
+        raise ConfigError(
+            "rules, seeds, grid_seeds: give lists, e.g. rules=['bp', 'fa'], seeds=[0, 1, 2]")
     axes = [(k, [_grid_value(v) for v in vs]) for k, vs in (grid or {}).items()]
+    grid_seeds = None if grid_seeds is None else [int(s) for s in grid_seeds]
     call = _call("compare", dict(config=config, preset=preset, rules=list(rules),
-                                 seeds=list(seeds), grid=grid, out=out, **keys))
+                                 seeds=list(seeds), grid=grid, grid_seeds=grid_seeds, out=out,
+                                 **keys))
     dir, done = _nowt.compare(
         keys,
         [str(r) for r in rules],
         [int(s) for s in seeds],
         axes,
+        grid_seeds=grid_seeds or [],
         config=None if config is None else str(config),
         preset=preset,
         out=None if out is None else str(out),

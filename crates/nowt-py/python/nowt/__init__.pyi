@@ -78,6 +78,7 @@ def compare(
     rules: Iterable[str] = ...,
     seeds: Iterable[int] = ...,
     grid: Optional[dict[str, list[Any]]] = None,
+    grid_seeds: Optional[Iterable[int]] = None,
     preset: Optional[str] = None,
     out: Optional[PathLike] = None,
     on_epoch: Optional[Callable[[dict[str, Any]], Any]] = None,

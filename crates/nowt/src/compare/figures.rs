@@ -477,7 +477,7 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
     let points: Vec<(RuleKind, f64, f64, f64, f64)> = all
         .iter()
         .filter_map(|g| {
-            let v = super::report::val_errors(g);
+            let v = super::report::val_errors(g, &[]);
             let (mean, _) = super::report::mean_std(&v)?;
             let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
             let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);

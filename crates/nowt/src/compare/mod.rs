@@ -35,6 +35,10 @@ pub struct Spec<'a> {
     pub seeds: Vec<u64>,
     /// The sweep's axes (none: one point).
     pub grid: Vec<Axis>,
+    /// The seeds the sweep chooses on (`--grid-seeds`; empty: every seed trains every point).
+    /// With some, each rule trains every point at these seeds first, then only its chosen
+    /// point — the lowest mean validation error over them — at the other seeds.
+    pub grid_seeds: Vec<u64>,
     /// The comparison's directory (default: `runs/compare-<preset or "runs">-<seconds>`).
     pub out: Option<PathBuf>,
     /// The preset's name, for the default directory.
@@ -50,6 +54,8 @@ struct Record {
     seeds: Vec<u64>,
     /// The sweep's axes as given (`lr=0.1,0.03`); empty for none.
     grid: Vec<String>,
+    /// The seeds the sweep chose on; empty: every seed.
+    grid_seeds: Vec<u64>,
     config_origin: Option<String>,
     /// The config file's or preset's text, as written.
     config: Option<String>,
@@ -161,6 +167,51 @@ fn plan(
     Ok(runs)
 }
 
+/// Whether the sweep's points are all trained at `seed` (every seed, without `--grid-seeds`).
+fn sweeps_at(spec: &Spec, seed: u64) -> bool {
+    spec.grid_seeds.is_empty() || spec.grid_seeds.contains(&seed)
+}
+
+/// `--grid-seeds` needs a sweep, and names seeds that `--seeds` runs.
+fn check_grid_seeds(spec: &Spec) -> Result<()> {
+    if spec.grid_seeds.is_empty() {
+        return Ok(());
+    }
+    if spec.grid.is_empty() {
+        bail!("--grid-seeds chooses among a sweep's points: give --grid too");
+    }
+    if let Some(s) = spec.grid_seeds.iter().find(|s| !spec.seeds.contains(s)) {
+        bail!(
+            "--grid-seeds {s}: not one of --seeds (the seeds to run; the sweep's are among them)"
+        );
+    }
+    Ok(())
+}
+
+/// The point of `rule`'s sweep (its label) with the lowest mean validation error over its runs
+/// (`swept`: rule, point, directory), each run's lowest over its epochs, as the report chooses
+/// ([`report::lowest_val`]); the first such point on ties; `None` where no run has one.
+fn choose(swept: &[(RuleKind, String, PathBuf)], rule: RuleKind) -> Option<String> {
+    let mut points: Vec<&String> = Vec::new();
+    for (r, p, _) in swept {
+        if *r == rule && !points.contains(&p) {
+            points.push(p);
+        }
+    }
+    points
+        .into_iter()
+        .filter_map(|p| {
+            let vals: Vec<f64> = swept
+                .iter()
+                .filter(|(r, q, _)| *r == rule && q == p)
+                .filter_map(|(_, _, dir)| report::lowest_val(&report::Run::read(dir).ok()?))
+                .collect();
+            Some((p, report::mean_std(&vals)?.0))
+        })
+        .reduce(|a, b| if b.1 < a.1 { b } else { a })
+        .map(|(p, _)| p.clone())
+}
+
 /// The comparison's directory: the one asked for, or a new one named after the preset.
 fn out_dir(spec: &Spec, world: &dyn Collective) -> Result<PathBuf> {
     Ok(match &spec.out {
@@ -189,6 +240,7 @@ fn record_text(spec: &Spec, origin: &Origin) -> Result<String> {
             .iter()
             .map(|x| format!("{}={}", x.key, x.values.join(",")))
             .collect(),
+        grid_seeds: spec.grid_seeds.clone(),
         config_origin: spec.file.map(|f| f.origin.clone()),
         config: spec.file.map(|f| f.text.clone()),
     };
@@ -212,6 +264,7 @@ pub fn compare(
     if spec.rules.is_empty() || spec.seeds.is_empty() {
         bail!("nowt compare: --rules and --seeds need at least one value each");
     }
+    check_grid_seeds(spec)?;
     let out = out_dir(spec, world)?;
     let runs = plan(spec, &out, base)?;
     let leads = world.rank() == 0;
@@ -238,23 +291,71 @@ pub fn compare(
         fs::write(out.join("compare.toml"), record)
             .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
     }
-    let n = runs.len();
-    for (i, planned) in runs.into_iter().enumerate() {
+    // The sweep's runs first; with --grid-seeds the other seeds then at each rule's choice.
+    let (sweep, rest): (Vec<Planned>, Vec<Planned>) =
+        runs.into_iter().partition(|r| sweeps_at(spec, r.cfg.seed));
+    let swept: Vec<(RuleKind, String, PathBuf)> = sweep
+        .iter()
+        .map(|r| (r.cfg.rule, r.point.clone(), r.dir.clone()))
+        .collect();
+    let rest_seeds = spec.seeds.iter().filter(|&&s| !sweeps_at(spec, s)).count();
+    let n = sweep.len() + spec.rules.len() * rest_seeds;
+    let mut done = 0;
+    // Runs one planned run, numbered; returns whether it was asked to stop.
+    let mut run_next = |planned: Planned, on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send)| {
+        done += 1;
         let name = planned
             .dir
             .file_name()
             .map_or(String::new(), |f| f.to_string_lossy().into());
-        let label = format!("{name} {}/{n}", i + 1);
-        let what = format!("run {}/{n}: {name}", i + 1);
-        let stopped = one_run(planned, &what, &label, opts, world, on)?;
-        if stopped {
-            if leads {
-                let _ = on(Note::Line(format!(
-                    "interrupted; start the same command again to continue ({})",
-                    out.display()
-                )));
+        let label = format!("{name} {done}/{n}");
+        let what = format!("run {done}/{n}: {name}");
+        one_run(planned, &what, &label, opts, world, on)
+    };
+    let interrupted = |on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send)| {
+        if leads {
+            let _ = on(Note::Line(format!(
+                "interrupted; start the same command again to continue ({})",
+                out.display()
+            )));
+        }
+        Ok(Ended::Stopped(out.clone()))
+    };
+    for planned in sweep {
+        if run_next(planned, on)? {
+            return interrupted(on);
+        }
+    }
+    if !rest.is_empty() {
+        // Every rank reads the same finished runs, so every rank chooses alike.
+        crate::dist::any(world, false);
+        let choice: Vec<(RuleKind, Option<String>)> = spec
+            .rules
+            .iter()
+            .map(|&rule| (rule, choose(&swept, rule)))
+            .collect();
+        for (rule, point) in choice.iter().filter(|_| leads) {
+            let line = match point {
+                Some(p) if p.is_empty() => continue,
+                Some(p) => format!(
+                    "{}: chose {p} on the sweep's seeds; its other seeds run there",
+                    rule.name()
+                ),
+                None => format!(
+                    "{}: no run of the sweep has a validation error (each stopped before its \
+                     first epoch ended); its other seeds are not run",
+                    rule.name()
+                ),
+            };
+            let _ = on(Note::Line(line));
+        }
+        for planned in rest {
+            let chosen = choice
+                .iter()
+                .any(|(rule, p)| *rule == planned.cfg.rule && p.as_ref() == Some(&planned.point));
+            if chosen && run_next(planned, on)? {
+                return interrupted(on);
             }
-            return Ok(Ended::Stopped(out));
         }
     }
     if leads {

@@ -31,7 +31,7 @@ pub struct Run {
 }
 
 impl Run {
-    fn read(dir: &Path) -> Result<Self> {
+    pub(crate) fn read(dir: &Path) -> Result<Self> {
         let cfg = crate::run::read_config(&dir.join("config.toml"))?;
         let path = dir.join("metrics.jsonl");
         let text = fs::read_to_string(&path).unwrap_or_default();
@@ -212,25 +212,31 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
     out
 }
 
-/// Each run's lowest validation top-1 error (%) over its epochs: what a sweep chooses by
-/// (runs without a validation split have none).
-pub fn val_errors(g: &Group) -> Vec<f64> {
+/// A run's lowest validation top-1 error (%) over its epochs: what a sweep chooses by (a run
+/// without a validation split, or stopped before its first epoch, has none).
+pub fn lowest_val(r: &Run) -> Option<f64> {
+    r.epochs
+        .iter()
+        .filter_map(|e| Some(100.0 * e.val.as_ref()?.top1_err))
+        .reduce(f64::min)
+}
+
+/// [`lowest_val`] of each of the group's runs at one of `seeds` (every run where `seeds` is
+/// empty).
+pub fn val_errors(g: &Group, seeds: &[u64]) -> Vec<f64> {
     g.runs
         .iter()
-        .filter_map(|r| {
-            r.epochs
-                .iter()
-                .filter_map(|e| Some(100.0 * e.val.as_ref()?.top1_err))
-                .reduce(f64::min)
-        })
+        .filter(|r| seeds.is_empty() || seeds.contains(&r.cfg.seed))
+        .filter_map(|r| lowest_val(r))
         .collect()
 }
 
 /// The groups the table shows: of a sweep's points (groups of a rule that differ only in the
-/// `sweep` keys) the one with the lowest mean validation error (all of them where none has a
-/// validation split); every other group as it is — a run at another configuration (another
-/// output-layer rule, another network) is never taken for a sweep's point.
-fn chosen<'a>(groups: &[Group<'a>], sweep: &[String]) -> Vec<Group<'a>> {
+/// `sweep` keys) the one with the lowest mean validation error over its runs at the seeds the
+/// sweep chose on (`seeds`; every seed where empty), or all of them where none has a validation
+/// split; every other group as it is — a run at another configuration (another output-layer
+/// rule, another network) is never taken for a sweep's point.
+fn chosen<'a>(groups: &[Group<'a>], sweep: &[String], seeds: &[u64]) -> Vec<Group<'a>> {
     let fixed = |g: &Group| -> BTreeMap<String, String> {
         let mut k = g.keys.clone();
         k.retain(|key, _| !sweep.contains(key));
@@ -244,7 +250,7 @@ fn chosen<'a>(groups: &[Group<'a>], sweep: &[String]) -> Vec<Group<'a>> {
             .collect();
         let best = points
             .iter()
-            .filter_map(|h| Some((*h, mean_std(&val_errors(h))?.0)))
+            .filter_map(|h| Some((*h, mean_std(&val_errors(h, seeds))?.0)))
             .reduce(|a, b| if b.1 < a.1 { b } else { a });
         match best {
             Some((b, _)) if points.len() > 1 => {
@@ -258,8 +264,9 @@ fn chosen<'a>(groups: &[Group<'a>], sweep: &[String]) -> Vec<Group<'a>> {
     out
 }
 
-/// The sweep's table: every rule at every setting, and which one the report keeps.
-fn sweep_table(all: &[Group], shown: &[Group]) -> String {
+/// The sweep's table: every rule at every setting, and which one the report keeps (chosen on
+/// the runs at the seeds `chose_on`, every seed where empty).
+fn sweep_table(all: &[Group], shown: &[Group], chose_on: &[u64]) -> String {
     let mut md = String::from(
         "## Sweep\n\nEvery rule at every setting, mean ± sample std over seeds. A rule's row \
          in the table above is its setting with the lowest mean validation error (each run's \
@@ -267,6 +274,16 @@ fn sweep_table(all: &[Group], shown: &[Group]) -> String {
          number to compare, the final test error is for orientation. Figure: \
          `figures/sweep.svg`.\n\n",
     );
+    if !chose_on.is_empty() {
+        let list: Vec<String> = chose_on.iter().map(u64::to_string).collect();
+        let _ = writeln!(
+            md,
+            "The sweep chose on seed{} {} (`--grid-seeds`): the validation column is of those \
+             runs alone, and each rule's other seeds were trained at its chosen setting only.\n",
+            if chose_on.len() > 1 { "s" } else { "" },
+            list.join(", ")
+        );
+    }
     md += "| rule | setting | seeds | lowest val top-1 err % | test top-1 err % at the epoch \
            chosen on validation | final test top-1 err % | kept |\n|---|---|---|---|---|---|---|\n";
     let test_at_val = &COLUMNS[2];
@@ -281,7 +298,7 @@ fn sweep_table(all: &[Group], shown: &[Group]) -> String {
             g.rule.name(),
             g.setting,
             seeds.join(","),
-            cell(&val_errors(g), 2),
+            cell(&val_errors(g, chose_on), 2),
             cell(&values(g, test_at_val), 2),
             cell(&final_errors(g), 2),
             if kept { "✓" } else { "" }
@@ -490,6 +507,8 @@ struct CompareRecord {
     file: Option<ConfigFile>,
     /// The keys its sweep varied (`lr`, `rules.wm.lr`).
     sweep: Vec<String>,
+    /// The seeds its sweep chose on (`--grid-seeds`; empty: every seed).
+    grid_seeds: Vec<u64>,
 }
 
 fn compare_record(dirs: &[PathBuf]) -> Option<CompareRecord> {
@@ -508,10 +527,18 @@ fn compare_record(dirs: &[PathBuf]) -> Option<CompareRecord> {
             .flatten()
             .filter_map(|axis| Some(axis.as_str()?.split('=').next()?.to_string()))
             .collect();
+        let grid_seeds = t
+            .get("grid_seeds")
+            .and_then(|g| g.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|s| u64::try_from(s.as_integer()?).ok())
+            .collect();
         Some(CompareRecord {
             command,
             file,
             sweep,
+            grid_seeds,
         })
     })
 }
@@ -591,7 +618,8 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let all = groups(&runs);
     let record = compare_record(dirs);
     let sweep = record.as_ref().map_or(&[][..], |r| &r.sweep[..]);
-    let groups = chosen(&all, sweep);
+    let grid_seeds = record.as_ref().map_or(&[][..], |r| &r.grid_seeds[..]);
+    let groups = chosen(&all, sweep, grid_seeds);
     let reference: Option<&Reference> = record
         .as_ref()
         .and_then(|r| r.file.as_ref()?.reference.as_ref());
@@ -696,7 +724,7 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
 
     let _ = writeln!(md, "\n{}", differences(&groups));
     if all.len() > groups.len() || groups.iter().any(|g| !g.setting.is_empty()) {
-        let _ = writeln!(md, "{}", sweep_table(&all, &groups));
+        let _ = writeln!(md, "{}", sweep_table(&all, &groups, grid_seeds));
     }
 
     let _ = writeln!(md, "\n## Runs\n");
@@ -848,7 +876,7 @@ mod tests {
         ];
         let all = groups(&runs);
         let titles = |gs: Vec<Group>| gs.iter().map(|g| g.setting.clone()).collect::<Vec<_>>();
-        let kept = titles(chosen(&all, &["lr".to_string()]));
+        let kept = titles(chosen(&all, &["lr".to_string()], &[]));
         assert_eq!(
             kept,
             [
@@ -856,6 +884,36 @@ mod tests {
                 "lr=0.1, output_layer_rule=\"backprop\""
             ]
         );
-        assert_eq!(titles(chosen(&all, &[])).len(), 3);
+        assert_eq!(titles(chosen(&all, &[], &[])).len(), 3);
+    }
+
+    /// With `--grid-seeds` the point is chosen on those seeds' runs alone: the chosen point's
+    /// other seeds (trained there only) cannot move the choice, and the sweep table says so.
+    #[test]
+    fn a_sweep_chooses_on_its_grid_seeds_only() {
+        let at = |lr: f64, seed: u64, val: f64| {
+            let mut r = run(seed, &[0.3], true);
+            r.cfg.lr = lr;
+            r.epochs[0].val = r.epochs[0].train.clone().into();
+            r.epochs[0].val.as_mut().unwrap().top1_err = val;
+            r
+        };
+        // Seed 0: lr 0.01 is better; its seed 1, run because it was chosen, is worse than
+        // lr 0.1's seed 0.
+        let runs = [at(0.1, 0, 0.3), at(0.01, 0, 0.2), at(0.01, 1, 0.5)];
+        let all = groups(&runs);
+        let kept = |seeds: &[u64]| chosen(&all, &["lr".to_string()], seeds)[0].setting.clone();
+        assert_eq!(kept(&[0]), "lr=0.01");
+        assert_eq!(kept(&[]), "lr=0.1", "over every seed the mean moves");
+        let shown = chosen(&all, &["lr".to_string()], &[0]);
+        let table = sweep_table(&all, &shown, &[0]);
+        assert!(
+            table.contains("chose on seed 0 (`--grid-seeds`)"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| backprop | lr=0.01 | 0,1 | 20.00 |"),
+            "{table}"
+        );
     }
 }
