@@ -44,14 +44,16 @@ pub fn bench(a: BenchArgs) -> Result<()> {
         }
     }
     if times.len() > 1 && crate::world::leads() {
-        outln!("\n{:<28} {:>10} {:>11}", "rule", "ms/step", "× backprop");
+        // The rule column as wide as the longest name (direct-random-target-projection: 31).
+        let w = times.iter().map(|(r, _)| r.name().len()).max().unwrap_or(0);
+        outln!("\n{:<w$} {:>10} {:>11}", "rule", "ms/step", "× backprop");
         let bp = times
             .iter()
             .find(|(r, _)| *r == RuleKind::Backprop)
             .map(|t| t.1);
         for (rule, ms) in &times {
             let ratio = bp.map_or("–".to_string(), |b| format!("{:.2}", ms / b));
-            outln!("{:<28} {ms:>10.2} {ratio:>11}", rule.name());
+            outln!("{:<w$} {ms:>10.2} {ratio:>11}", rule.name());
         }
     }
     Ok(())
