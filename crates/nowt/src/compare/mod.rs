@@ -212,6 +212,23 @@ fn choose(swept: &[(RuleKind, String, PathBuf)], rule: RuleKind) -> Option<Strin
         .map(|(p, _)| p.clone())
 }
 
+/// What a comparison says of a rule's choice ([`choose`]): the point, or that there was none
+/// (nothing for a rule with one point).
+fn choice_line((rule, point): &(RuleKind, Option<String>)) -> Option<String> {
+    match point {
+        Some(p) if p.is_empty() => None,
+        Some(p) => Some(format!(
+            "{}: chose {p} on the sweep's seeds; its other seeds run there",
+            rule.name()
+        )),
+        None => Some(format!(
+            "{}: no run of the sweep has a validation error (each stopped before its first \
+             epoch ended); its other seeds are not run",
+            rule.name()
+        )),
+    }
+}
+
 /// The comparison's directory: the one asked for, or a new one named after the preset.
 fn out_dir(spec: &Spec, world: &dyn Collective) -> Result<PathBuf> {
     Ok(match &spec.out {
@@ -334,19 +351,7 @@ pub fn compare(
             .iter()
             .map(|&rule| (rule, choose(&swept, rule)))
             .collect();
-        for (rule, point) in choice.iter().filter(|_| leads) {
-            let line = match point {
-                Some(p) if p.is_empty() => continue,
-                Some(p) => format!(
-                    "{}: chose {p} on the sweep's seeds; its other seeds run there",
-                    rule.name()
-                ),
-                None => format!(
-                    "{}: no run of the sweep has a validation error (each stopped before its \
-                     first epoch ended); its other seeds are not run",
-                    rule.name()
-                ),
-            };
+        for line in choice.iter().filter_map(choice_line).filter(|_| leads) {
             let _ = on(Note::Line(line));
         }
         for planned in rest {
