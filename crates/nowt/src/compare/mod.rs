@@ -190,7 +190,7 @@ fn check_grid_seeds(spec: &Spec) -> Result<()> {
 
 /// The point of `rule`'s sweep (its label) with the lowest mean validation error over its runs
 /// (`swept`: rule, point, directory), each run's lowest over its epochs, as the report chooses
-/// ([`report::lowest_val`]); the first such point on ties; `None` where no run has one.
+/// ([`report::lowest_mean`] of [`report::lowest_val`]); `None` where no run has one.
 fn choose(swept: &[(RuleKind, String, PathBuf)], rule: RuleKind) -> Option<String> {
     let mut points: Vec<&String> = Vec::new();
     for (r, p, _) in swept {
@@ -198,18 +198,14 @@ fn choose(swept: &[(RuleKind, String, PathBuf)], rule: RuleKind) -> Option<Strin
             points.push(p);
         }
     }
-    points
-        .into_iter()
-        .filter_map(|p| {
-            let vals: Vec<f64> = swept
-                .iter()
-                .filter(|(r, q, _)| *r == rule && q == p)
-                .filter_map(|(_, _, dir)| report::lowest_val(&report::Run::read(dir).ok()?))
-                .collect();
-            Some((p, report::mean_std(&vals)?.0))
-        })
-        .reduce(|a, b| if b.1 < a.1 { b } else { a })
-        .map(|(p, _)| p.clone())
+    let vals = |p: &String| -> Vec<f64> {
+        swept
+            .iter()
+            .filter(|(r, q, _)| *r == rule && q == p)
+            .filter_map(|(_, _, dir)| report::lowest_val(&report::Run::read(dir).ok()?))
+            .collect()
+    };
+    report::lowest_mean(points.into_iter().map(|p| (p, vals(p)))).cloned()
 }
 
 /// What a comparison says of a rule's choice ([`choose`]): the point, or that there was none
@@ -351,8 +347,10 @@ pub fn compare(
             .iter()
             .map(|&rule| (rule, choose(&swept, rule)))
             .collect();
-        for line in choice.iter().filter_map(choice_line).filter(|_| leads) {
-            let _ = on(Note::Line(line));
+        if leads {
+            for line in choice.iter().filter_map(choice_line) {
+                let _ = on(Note::Line(line));
+            }
         }
         for planned in rest {
             let chosen = choice

@@ -231,6 +231,17 @@ pub fn val_errors(g: &Group, seeds: &[u64]) -> Vec<f64> {
         .collect()
 }
 
+/// Of `candidates` (each with its runs' lowest validation errors) the one whose mean is lowest,
+/// the first on ties; `None` where none has a value. How a sweep chooses, in the report and in
+/// `nowt compare --grid-seeds` alike.
+pub fn lowest_mean<K>(candidates: impl IntoIterator<Item = (K, Vec<f64>)>) -> Option<K> {
+    candidates
+        .into_iter()
+        .filter_map(|(k, v)| Some((k, mean_std(&v)?.0)))
+        .reduce(|a, b| if b.1 < a.1 { b } else { a })
+        .map(|(k, _)| k)
+}
+
 /// The groups the table shows: of a sweep's points (groups of a rule that differ only in the
 /// `sweep` keys) the one with the lowest mean validation error over its runs at the seeds the
 /// sweep chose on (`seeds`; every seed where empty), or all of them where none has a validation
@@ -248,12 +259,9 @@ fn chosen<'a>(groups: &[Group<'a>], sweep: &[String], seeds: &[u64]) -> Vec<Grou
             .iter()
             .filter(|h| h.rule == g.rule && fixed(h) == fixed(g))
             .collect();
-        let best = points
-            .iter()
-            .filter_map(|h| Some((*h, mean_std(&val_errors(h, seeds))?.0)))
-            .reduce(|a, b| if b.1 < a.1 { b } else { a });
+        let best = lowest_mean(points.iter().map(|h| (*h, val_errors(h, seeds))));
         match best {
-            Some((b, _)) if points.len() > 1 => {
+            Some(b) if points.len() > 1 => {
                 if std::ptr::eq(b, g) {
                     out.push(g.clone());
                 }
