@@ -811,12 +811,12 @@ impl ConvGeom {
                 (row / self.k) % self.k,
                 row % self.k,
             );
-            // Output columns whose input column lies inside the image: ox in [lo, hi).
+            // Output columns whose input column lies inside the image: ox in [lo, hi), the
+            // first with `ox·s + kj − p ≥ 0` and the first after it with `… ≥ W`.
             let first = |ox: usize| (ox * s + kj) as isize - p;
-            let lo = (0..wo).find(|&ox| first(ox) >= 0).unwrap_or(wo);
-            let hi = (lo..wo)
-                .find(|&ox| first(ox) >= self.w as isize)
-                .unwrap_or(wo);
+            let at_least = |v: isize| (v.max(0) as usize).div_ceil(s);
+            let lo = at_least(p - kj as isize).min(wo);
+            let hi = at_least(self.w as isize + p - kj as isize).clamp(lo, wo);
             for oy in rows_out.clone() {
                 let iy = (oy * s + ki) as isize - p;
                 let run = (iy >= 0 && iy < self.h as isize && lo < hi).then(|| {

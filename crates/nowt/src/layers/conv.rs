@@ -176,10 +176,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
         let mut y = self.conv(x, &self.p.w);
         if let Some(b) = &self.p.bias {
             let hw = y.shape()[2] * y.shape()[3];
-            let c_out = b.len();
-            for (i, v) in y.data_mut().iter_mut().enumerate() {
-                *v += b.data()[(i / hw) % c_out];
-            }
+            add_bias(y.data_mut(), b.data(), hw);
         }
         y
     }
@@ -194,10 +191,7 @@ impl<T: Real> Layer<T> for Conv2d<T> {
     ) -> Option<Tensor<T>> {
         if let Some(b) = &self.p.bias {
             let (c_out, hw) = (b.len(), delta.shape()[2] * delta.shape()[3]);
-            let mut gb = vec![T::zero(); c_out];
-            for (i, v) in delta.data().iter().enumerate() {
-                gb[(i / hw) % c_out] += *v;
-            }
+            let gb = bias_grad(delta.data(), c_out, hw);
             self.p.grad_bias = Some(Tensor::from_vec(&[c_out], gb));
         }
         seam_backward(self, x, delta, ctx, need_delta_in)
@@ -484,6 +478,29 @@ impl<T: Real> WeightLayer<T> for Conv2d<T> {
         }
         .tap_reach()
     }
+}
+
+/// `y[n, o, i] += b[o]` for `y: [N, C_out, hw]`, plane by plane.
+fn add_bias<T: Real>(y: &mut [T], b: &[T], hw: usize) {
+    for (plane, &b) in y.chunks_exact_mut(hw.max(1)).zip(b.iter().cycle()) {
+        plane.iter_mut().for_each(|v| *v += b);
+    }
+}
+
+/// `∂b[o] = Σ_{n, i} δ[n, o, i]` for `δ: [N, C_out, hw]`, each channel's terms added one at a
+/// time in memory order (image by image, position by position) — the channels side by side, so
+/// that their sums are independent chains (one running sum per channel, as before: the same
+/// result bit for bit).
+fn bias_grad<T: Real>(delta: &[T], c_out: usize, hw: usize) -> Vec<T> {
+    let mut gb = vec![T::zero(); c_out];
+    for img in delta.chunks_exact((c_out * hw).max(1)) {
+        for j in 0..hw {
+            for (o, g) in gb.iter_mut().enumerate() {
+                *g += img[o * hw + j];
+            }
+        }
+    }
+    gb
 }
 
 /// Whether the weight gradient of a convolution of geometry `g` to `c_out` channels sums by
