@@ -794,6 +794,29 @@ impl ConvGeom {
         self.im2col_rows(img, col, 0..self.out_hw().0);
     }
 
+    /// Whether every tap reads the image, one input column per output column: stride 1, no
+    /// padding (LeNet's "valid" convolutions).
+    fn is_valid_unit(&self) -> bool {
+        self.stride == 1 && self.pad == 0
+    }
+
+    /// For a [valid, unit-stride](Self::is_valid_unit) convolution: for each column-matrix row
+    /// `(c, ki, kj)` and output row `oy` in `rows_out`, `f(row, oy, src)` where output row `oy`
+    /// of that row reads the `W_o` input values from `src` = `(c, oy + ki, kj)` on.
+    fn for_each_line(
+        &self,
+        rows_out: &std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, usize),
+    ) {
+        let k = self.k;
+        for row in 0..self.col_rows() {
+            let (c, ki, kj) = (row / (k * k), (row / k) % k, row % k);
+            for oy in rows_out.clone() {
+                f(row, oy, (c * self.h + oy + ki) * self.w + kj);
+            }
+        }
+    }
+
     /// For each column-matrix row `(c, ki, kj)` and output row `oy` in `rows_out`: the output columns
     /// `[lo, hi)` whose input lies inside the image and the input index the first of them
     /// reads (consecutive outputs read every `stride`-th input), or `None` when the whole
@@ -863,6 +886,13 @@ impl ConvGeom {
             });
             return;
         }
+        if self.is_valid_unit() {
+            self.for_each_line(&rows_out, |row, oy, src| {
+                let seg = &mut col[row * ld + (oy - oy0) * wo..][..wo];
+                copy_short(seg, &img[src..][..wo]);
+            });
+            return;
+        }
         self.for_each_run(rows_out, |row, oy, run| {
             let seg = &mut col[row * ld + (oy - oy0) * wo..][..wo];
             let Some((lo, hi, src)) = run else {
@@ -911,6 +941,15 @@ impl ConvGeom {
             });
             return;
         }
+        if self.is_valid_unit() {
+            self.for_each_line(&rows_out, |row, oy, src| {
+                let seg = &col[row * ld + (oy - oy0) * wo..][..wo];
+                for (d, v) in img[src..][..wo].iter_mut().zip(seg) {
+                    *d += *v;
+                }
+            });
+            return;
+        }
         self.for_each_run(rows_out, |row, oy, run| {
             let Some((lo, hi, src)) = run else { return };
             let seg = &col[row * ld + (oy - oy0) * wo..][..wo];
@@ -932,6 +971,23 @@ impl ConvGeom {
                 img[i] += col[row * n + o];
             }
         });
+    }
+}
+
+/// `dst.copy_from_slice(src)` for the short runs of im2col (a row of a few to a few dozen
+/// values, where calling `memcpy` costs more than the copy): eight values at a time through
+/// fixed-size arrays, the rest one by one.
+#[inline(always)]
+fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+    assert_eq!(dst.len(), src.len(), "copy_short: lengths");
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (d, s) in (&mut d).zip(&mut s) {
+        let v: [T; 8] = s.try_into().expect("eight values");
+        d.copy_from_slice(&v);
+    }
+    for (d, s) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *d = *s;
     }
 }
 
@@ -962,6 +1018,10 @@ mod tests {
             // Stride-2 rows long enough for the eight-wide blocks (and their tails).
             (3, 2, 1, 5, 37),
             (1, 2, 0, 4, 34),
+            // Valid, stride 1 (LeNet's): rows of ten (one block of eight and a tail), and a
+            // kernel as large as the image (one output).
+            (5, 1, 0, 6, 14),
+            (5, 1, 0, 5, 5),
         ] {
             let g = ConvGeom {
                 c: 2,

@@ -436,6 +436,31 @@ fn pooling_matches_finite_differences() {
     }
 }
 
+/// Where a window's maximum is tied, max pooling's δ goes to the first maximal tap in row-major
+/// order and to no other; average pooling of a window of −0 is −0 (its sum starts from −0, as
+/// `Iterator::sum` does).
+#[test]
+fn max_pooling_sends_delta_to_the_first_maximum() {
+    use nowt::layers::{Layer, Pool2d, PoolKind};
+    // Window of output 0: taps 0, 1, 4, 5 with the maximum 2.0 at 1 and 4; output 1's window
+    // (taps 2, 3, 6, 7) all equal.
+    let x = Tensor::from_vec(
+        &[1, 1, 2, 4],
+        vec![1.0, 2.0, 7.0, 7.0, 2.0, 0.5, 7.0, 7.0f64],
+    );
+    let mut max = Pool2d::new("max", PoolKind::Max, 2, 2, 0);
+    let y = max.forward(&x, true);
+    assert_eq!(y.data(), &[2.0, 7.0]);
+    let d = Tensor::from_vec(&[1, 1, 1, 2], vec![3.0, 5.0]);
+    let dx = max
+        .backward(&x, &y, &d, &mut Backward::new(&Backprop), true)
+        .unwrap();
+    assert_eq!(dx.data(), &[0.0, 3.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0]);
+    let zeros = Tensor::from_vec(&[1, 1, 2, 2], vec![-0.0f64; 4]);
+    let y = Pool2d::new("avg", PoolKind::Avg, 2, 2, 0).forward(&zeros, true);
+    assert!(y.data()[0] == 0.0 && y.data()[0].is_sign_negative());
+}
+
 /// Max pooling takes the window's largest value (padding never wins), average pooling the
 /// window's sum over k² (padding counted as zeros), on a hand-made plane.
 #[test]

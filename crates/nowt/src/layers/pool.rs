@@ -1,6 +1,8 @@
 //! Max and average pooling over `k × k` windows, `[N, C, H, W] → [N, C, H_o, W_o]` with
 //! `H_o = (H + 2p − k) / s + 1`. No weights: the same local derivative under every rule.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::{Backward, Layer};
@@ -46,14 +48,10 @@ impl Pool2d {
         (n + 2 * self.pad - self.k) / self.stride + 1
     }
 
-    /// For each output position `o` of one `h × w` plane, calls `f(o, taps)` with the input
-    /// positions of its window that lie inside the plane.
-    fn windows(
-        &self,
-        h: usize,
-        w: usize,
-        mut f: impl FnMut(usize, &mut dyn Iterator<Item = usize>),
-    ) {
+    /// For each output position `o` of one `h × w` plane, calls `f(o, rows, cols)` with the
+    /// input rows and columns of its window that lie inside the plane: its taps are `i·w + j`
+    /// for `i` in `rows`, `j` in `cols`, row by row.
+    fn windows(&self, h: usize, w: usize, mut f: impl FnMut(usize, Range<usize>, Range<usize>)) {
         let (ho, wo) = (self.out_len(h), self.out_len(w));
         let range = |o: usize, n: usize| {
             let start = (o * self.stride) as isize - self.pad as isize;
@@ -63,9 +61,7 @@ impl Pool2d {
         };
         for oi in 0..ho {
             for oj in 0..wo {
-                let cols = range(oj, w);
-                let mut taps = range(oi, h).flat_map(|i| cols.clone().map(move |j| i * w + j));
-                f(oi * wo + oj, &mut taps);
+                f(oi * wo + oj, range(oi, h), range(oj, w));
             }
         }
     }
@@ -86,12 +82,19 @@ impl<T: Real> Layer<T> for Pool2d {
             .par_chunks_mut(ho * wo)
             .zip(x.data().par_chunks(h * w))
             .for_each(|(out, plane)| {
-                self.windows(h, w, |o, taps| {
+                self.windows(h, w, |o, rows, cols| {
+                    // Tap by tap, row by row: the maximum kept unless a tap is greater, the sum
+                    // from −0 (as `Iterator::sum`, so that a window of −0 sums to −0).
+                    let (mut max, mut sum) = (T::of(f64::NEG_INFINITY), T::of(-0.0));
+                    for i in rows {
+                        for &v in &plane[i * w..][cols.clone()] {
+                            max = if v > max { v } else { max };
+                            sum += v;
+                        }
+                    }
                     out[o] = match self.kind {
-                        PoolKind::Max => taps
-                            .map(|i| plane[i])
-                            .fold(T::of(f64::NEG_INFINITY), |m, v| if v > m { v } else { m }),
-                        PoolKind::Avg => taps.map(|i| plane[i]).sum::<T>() * inv,
+                        PoolKind::Max => max,
+                        PoolKind::Avg => sum * inv,
                     };
                 })
             });
@@ -120,13 +123,20 @@ impl<T: Real> Layer<T> for Pool2d {
             .zip(y.data().par_chunks(plane_out))
             .zip(delta.data().par_chunks(plane_out))
             .for_each(|(((dplane, plane), yp), dp)| {
-                self.windows(h, w, |o, mut taps| match self.kind {
-                    PoolKind::Max => {
-                        if let Some(i) = Iterator::find(&mut taps, |&i| plane[i] == yp[o]) {
-                            dplane[i] += dp[o];
+                self.windows(h, w, |o, rows, cols| {
+                    for i in rows.map(|r| r * w) {
+                        for j in cols.clone() {
+                            match self.kind {
+                                // The first tap that equals the maximum takes all of δ.
+                                PoolKind::Max if plane[i + j] == yp[o] => {
+                                    dplane[i + j] += dp[o];
+                                    return;
+                                }
+                                PoolKind::Max => {}
+                                PoolKind::Avg => dplane[i + j] += dp[o] * inv,
+                            }
                         }
                     }
-                    PoolKind::Avg => taps.for_each(|i| dplane[i] += dp[o] * inv),
                 })
             });
         Some(dx)
