@@ -28,7 +28,22 @@ fn main() {
     };
     println!("cargo:rustc-env=NOWT_FEATURES={features}");
     println!("cargo:rustc-env=NOWT_TARGET_CPU={}", target_cpu());
-    for f in ["../../.git/HEAD", "../../.git/index"] {
+    // Run again when the commit or the sources change, so that the commit and `+changes` are
+    // those of the tree compiled: HEAD, the branch it points to (a commit moves only that), the
+    // index, and the sources themselves (an edit that is not staged touches none of the three).
+    let mut watch: Vec<String> = ["../../.git/HEAD", "../../.git/index"]
+        .map(String::from)
+        .to_vec();
+    if let Ok(head) = std::fs::read_to_string("../../.git/HEAD") {
+        if let Some(branch) = head.trim().strip_prefix("ref: ") {
+            watch.push(format!("../../.git/{branch}"));
+        }
+    }
+    watch.extend(
+        ["src", "Cargo.toml", "../nowt/src", "../nowt/Cargo.toml", "../../Cargo.lock"]
+            .map(String::from),
+    );
+    for f in watch {
         println!("cargo:rerun-if-changed={f}");
     }
 }
