@@ -34,8 +34,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--lr", type=float, default=0.05)
     a = ap.parse_args()
-    common = ["--model", a.model, "--batch", str(a.batch), "--threads", str(a.threads), "--steps", str(a.steps)]
+    common = ["--model", a.model, "--batch", str(a.batch), "--threads", str(a.threads), "--steps", str(a.steps),
+              "--lr", str(a.lr)]
     print(f"| rule | nowt ms/step | peer ms/step | ratio | paired ratio | nowt img/s | peer img/s | nowt peak MB | peer peak MB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for rule in a.rules.split(","):

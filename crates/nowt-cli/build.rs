@@ -40,8 +40,14 @@ fn main() {
         }
     }
     watch.extend(
-        ["src", "Cargo.toml", "../nowt/src", "../nowt/Cargo.toml", "../../Cargo.lock"]
-            .map(String::from),
+        [
+            "src",
+            "Cargo.toml",
+            "../nowt/src",
+            "../nowt/Cargo.toml",
+            "../../Cargo.lock",
+        ]
+        .map(String::from),
     );
     for f in watch {
         println!("cargo:rerun-if-changed={f}");

@@ -426,4 +426,9 @@ pub struct BenchArgs {
     /// Untimed steps first.
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// The SGD learning rate (the peer's 0.05; the steps train on one random batch again and
+    /// again, which a network without batch norm can overshoot into non-finite values under
+    /// the learned-feedback rules — LeNet at 0.05 — and a diverged step is not timed).
+    #[arg(long, default_value_t = 0.05)]
+    pub lr: f64,
 }

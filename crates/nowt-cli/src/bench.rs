@@ -89,7 +89,7 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
         };
         cfg.model_parts(input, classes)?;
         let mut net = build_model(&cfg, input, classes, rule.as_ref());
-        // The peer's optimiser: lr 0.05, momentum 0.9, weight decay 1e-4.
+        // The peer's optimiser: lr `--lr` (0.05), momentum 0.9, weight decay 1e-4.
         let sgd = Sgd {
             momentum: 0.9,
             nesterov: false,
@@ -111,7 +111,7 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
         for i in 0..a.warmup + a.steps {
             let t = Instant::now();
             let stepped = if world.size() == 1 {
-                train_step(&mut net, rule.as_ref(), &sgd, &x, &y, 0.05, &mut rng).map(|_| ())
+                train_step(&mut net, rule.as_ref(), &sgd, &x, &y, a.lr, &mut rng).map(|_| ())
             } else {
                 let (sgd, y) = (&sgd, &y[mine.clone()]);
                 train_step_on(
@@ -122,7 +122,7 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
                     sgd,
                     &x_mine,
                     y,
-                    0.05,
+                    a.lr,
                     &mut rng,
                 )
                 .map(|_| ())

@@ -776,6 +776,38 @@ fn bench_rule_all_prints_every_rule_and_its_ratio_to_backprop() {
     }
 }
 
+/// `nowt bench --lr` sets the step size: LeNet under the weight mirror, trained on one random
+/// batch again and again, leaves finite values at 0.01 where the peer's 0.05 overshoots (a
+/// diverged bench is an error naming the layer, not a timing).
+#[test]
+fn bench_takes_its_learning_rate_from_lr() {
+    let bench = |lr: &str| {
+        nowt(&[
+            "bench",
+            "--model",
+            "lenet-biotorch",
+            "--rule",
+            "wm",
+            "--batch",
+            "64",
+            "--steps",
+            "30",
+            "--warmup",
+            "0",
+            "--threads",
+            "1",
+            "--lr",
+            lr,
+        ])
+    };
+    let o = bench("0.01");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ms_per_step="));
+    let o = bench("0.05");
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("bench diverged"), "{}", stderr(&o));
+}
+
 /// What a build can do is said and enforced: `--version` names the features built in and the
 /// CPU the code was compiled for; without MPI, `--sync-bn` (which would do nothing) and a start
 /// as one of several ranks (each would train alone into one directory) are refused, leaving
