@@ -527,7 +527,9 @@ fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
 /// validation error at seed 0, computed here from the runs' metrics) at seeds 1 and 2 and no
 /// other point there; a rule whose `[overrides.<rule>]` sets the key runs its one setting at
 /// every seed; the report keeps the chosen point with its three seeds; started again, nothing
-/// is retrained. `--grid-seeds` outside `--seeds`, or without `--grid`, is refused.
+/// is retrained; where a seed at the chosen point stopped, the other seeds also train at the
+/// rule's stable point, kept beside it. `--grid-seeds` outside `--seeds`, or without `--grid`,
+/// is refused.
 #[test]
 fn a_sweep_on_one_seed_trains_each_rules_choice_at_the_others() {
     let tmp = tempfile::tempdir().unwrap();
@@ -611,6 +613,43 @@ fn a_sweep_on_one_seed_trains_each_rules_choice_at_the_others() {
         stderr(&o)
     );
     assert!(!stderr(&o).contains("starting"), "{}", stderr(&o));
+    // A seed at the chosen point stops (here: recorded as stopped by hand): started again, the
+    // rule's other seeds also train at its stable point — the other point, whose seed-0 run
+    // finished — and the report keeps both rows.
+    let s1 = out.join(format!("bp-lr{best}-s1"));
+    fs::remove_file(s1.join("summary.json")).unwrap();
+    fs::write(s1.join("failed.txt"), "diverged at epoch 2\n").unwrap();
+    let o = run(args("0", &out));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "backprop: a run at its chosen point stopped; its other seeds also run at lr{other}"
+        )),
+        "{}",
+        stderr(&o)
+    );
+    for seed in [1, 2] {
+        let stable = out.join(format!("bp-lr{other}-s{seed}"));
+        assert!(
+            stable.join("summary.json").is_file(),
+            "{}",
+            stable.display()
+        );
+    }
+    assert!(!out.join("kp-lr0.1-s1").exists());
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains(&format!(
+            "\n| backprop (lr={best}) | 0,1,2 | 2 finished, 1 stopped (see Runs) |"
+        )),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!(
+            "\n| backprop (lr={other}, stable) | 0,1,2 | finished |"
+        )),
+        "{md}"
+    );
     // Refused before anything starts.
     let x = tmp.path().join("x");
     let o = run(args("3", &x));

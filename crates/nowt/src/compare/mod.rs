@@ -188,35 +188,58 @@ fn check_grid_seeds(spec: &Spec) -> Result<()> {
     Ok(())
 }
 
-/// The point of `rule`'s sweep (its label) with the lowest mean validation error over its runs
-/// (`swept`: rule, point, directory), each run's lowest over its epochs, as the report chooses
-/// ([`report::lowest_mean`] of [`report::lowest_val`]); `None` where no run has one.
-fn choose(swept: &[(RuleKind, String, PathBuf)], rule: RuleKind) -> Option<String> {
+/// The points of `rule`'s sweep (their labels) the comparison keeps, as the report chooses
+/// ([`report::choose`]): the lowest mean validation error over its runs at the sweep's seeds
+/// (each run's lowest over its epochs), and, where a run there stopped, its stable point.
+/// `runs`: every planned run's rule, point, seed and directory (one not yet run is no run).
+fn choose(spec: &Spec, runs: &[(RuleKind, String, u64, PathBuf)], rule: RuleKind) -> Choice {
     let mut points: Vec<&String> = Vec::new();
-    for (r, p, _) in swept {
+    for (r, p, _, _) in runs {
         if *r == rule && !points.contains(&p) {
             points.push(p);
         }
     }
-    let vals = |p: &String| -> Vec<f64> {
-        swept
+    let candidate = |p: &String| {
+        let read: Vec<(u64, report::Run)> = runs
             .iter()
-            .filter(|(r, q, _)| *r == rule && q == p)
-            .filter_map(|(_, _, dir)| report::lowest_val(&report::Run::read(dir).ok()?))
-            .collect()
+            .filter(|(r, q, _, _)| *r == rule && q == p)
+            .filter_map(|(_, _, seed, dir)| Some((*seed, report::Run::read(dir).ok()?)))
+            .collect();
+        let swept = || {
+            read.iter()
+                .filter(|(s, _)| sweeps_at(spec, *s))
+                .map(|(_, r)| r)
+        };
+        report::Candidate {
+            key: p.clone(),
+            vals: swept().filter_map(report::lowest_val).collect(),
+            stopped: read.iter().any(|(_, r)| r.failed.is_some()),
+            trained: swept().next().is_some() && swept().all(|r| r.finished),
+        }
     };
-    report::lowest_mean(points.into_iter().map(|p| (p, vals(p)))).cloned()
+    let candidates: Vec<_> = points.into_iter().map(candidate).collect();
+    report::choose(&candidates)
 }
 
+/// A rule's chosen point and its stable point ([`report::choose`]).
+type Choice = (Option<String>, Option<String>);
+
 /// What a comparison says of a rule's choice ([`choose`]): the point, or that there was none
-/// (nothing for a rule with one point).
-fn choice_line((rule, point): &(RuleKind, Option<String>)) -> Option<String> {
+/// (nothing for a rule with one point); of its stable point (`stable`), the point where there
+/// is one.
+fn choice_line((rule, point): &(RuleKind, Option<String>), stable: bool) -> Option<String> {
     match point {
         Some(p) if p.is_empty() => None,
+        Some(p) if stable => Some(format!(
+            "{}: a run at its chosen point stopped; its other seeds also run at {p}, the next \
+             point on the sweep's seeds whose runs there all finished (its stable point)",
+            rule.name()
+        )),
         Some(p) => Some(format!(
             "{}: chose {p} on the sweep's seeds; its other seeds run there",
             rule.name()
         )),
+        None if stable => None,
         None => Some(format!(
             "{}: no run of the sweep has a validation error (each stopped before its first \
              epoch ended); its other seeds are not run",
@@ -304,27 +327,29 @@ pub fn compare(
         fs::write(out.join("compare.toml"), record)
             .with_context(|| format!("cannot write {}/compare.toml", out.display()))?;
     }
-    // The sweep's runs first; with --grid-seeds the other seeds then at each rule's choice.
+    // The sweep's runs first; with --grid-seeds the other seeds then at each rule's choice,
+    // then at its stable point where a run at the choice stopped.
+    let known: Vec<(RuleKind, String, u64, PathBuf)> = runs
+        .iter()
+        .map(|r| (r.cfg.rule, r.point.clone(), r.cfg.seed, r.dir.clone()))
+        .collect();
     let (sweep, rest): (Vec<Planned>, Vec<Planned>) =
         runs.into_iter().partition(|r| sweeps_at(spec, r.cfg.seed));
-    let swept: Vec<(RuleKind, String, PathBuf)> = sweep
-        .iter()
-        .map(|r| (r.cfg.rule, r.point.clone(), r.dir.clone()))
-        .collect();
     let rest_seeds = spec.seeds.iter().filter(|&&s| !sweeps_at(spec, s)).count();
-    let n = sweep.len() + spec.rules.len() * rest_seeds;
+    let mut n = sweep.len() + spec.rules.len() * rest_seeds;
     let mut done = 0;
     // Runs one planned run, numbered; returns whether it was asked to stop.
-    let mut run_next = |planned: Planned, on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send)| {
-        done += 1;
-        let name = planned
-            .dir
-            .file_name()
-            .map_or(String::new(), |f| f.to_string_lossy().into());
-        let label = format!("{name} {done}/{n}");
-        let what = format!("run {done}/{n}: {name}");
-        one_run(planned, &what, &label, opts, world, on)
-    };
+    let mut run_next =
+        |planned: Planned, n: usize, on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send)| {
+            done += 1;
+            let name = planned
+                .dir
+                .file_name()
+                .map_or(String::new(), |f| f.to_string_lossy().into());
+            let label = format!("{name} {done}/{n}");
+            let what = format!("run {done}/{n}: {name}");
+            one_run(planned, &what, &label, opts, world, on)
+        };
     let interrupted = |on: &mut (dyn FnMut(Note) -> ControlFlow<()> + Send)| {
         if leads {
             let _ = on(Note::Line(format!(
@@ -335,31 +360,44 @@ pub fn compare(
         Ok(Ended::Stopped(out.clone()))
     };
     for planned in sweep {
-        if run_next(planned, on)? {
+        if run_next(planned, n, on)? {
             return interrupted(on);
         }
     }
-    if !rest.is_empty() {
+    let mut rest = rest;
+    for stable in [false, true] {
+        if rest.is_empty() {
+            break;
+        }
         // Every rank reads the same finished runs, so every rank chooses alike.
         crate::dist::any(world, false);
         let choice: Vec<(RuleKind, Option<String>)> = spec
             .rules
             .iter()
-            .map(|&rule| (rule, choose(&swept, rule)))
+            .map(|&rule| {
+                let (best, fallback) = choose(spec, &known, rule);
+                (rule, if stable { fallback } else { best })
+            })
             .collect();
         if leads {
-            for line in choice.iter().filter_map(choice_line) {
+            for line in choice.iter().filter_map(|c| choice_line(c, stable)) {
                 let _ = on(Note::Line(line));
             }
         }
-        for planned in rest {
-            let chosen = choice
+        let (now, later): (Vec<Planned>, Vec<Planned>) = rest.into_iter().partition(|planned| {
+            choice
                 .iter()
-                .any(|(rule, p)| *rule == planned.cfg.rule && p.as_ref() == Some(&planned.point));
-            if chosen && run_next(planned, on)? {
+                .any(|(rule, p)| *rule == planned.cfg.rule && p.as_ref() == Some(&planned.point))
+        });
+        if stable {
+            n += now.len();
+        }
+        for planned in now {
+            if run_next(planned, n, on)? {
                 return interrupted(on);
             }
         }
+        rest = later;
     }
     if leads {
         report::write_report(std::slice::from_ref(&out), &out)?;

@@ -111,15 +111,18 @@ pub struct Group<'a> {
     /// Every config key of its runs but the seed and where they ran ([`setting_keys`]).
     pub keys: BTreeMap<String, String>,
     pub runs: Vec<&'a Run>,
+    /// Kept as its rule's stable point: a run at the setting chosen on validation stopped
+    /// ([`choose`]).
+    pub stable: bool,
 }
 
 impl Group<'_> {
     /// The rule's name, with the setting where there is one.
     pub fn title(&self) -> String {
-        if self.setting.is_empty() {
-            self.rule.name().to_string()
-        } else {
-            format!("{} ({})", self.rule.name(), self.setting)
+        match (self.setting.is_empty(), self.stable) {
+            (true, _) => self.rule.name().to_string(),
+            (false, false) => format!("{} ({})", self.rule.name(), self.setting),
+            (false, true) => format!("{} ({}, stable)", self.rule.name(), self.setting),
         }
     }
 }
@@ -206,6 +209,7 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
                 setting,
                 keys: keys.clone(),
                 runs: rs.clone(),
+                stable: false,
             });
         }
     }
@@ -242,28 +246,73 @@ pub fn lowest_mean<K>(candidates: impl IntoIterator<Item = (K, Vec<f64>)>) -> Op
         .map(|(k, _)| k)
 }
 
+/// One of a rule's sweep points as the choice sees it.
+pub struct Candidate<K> {
+    pub key: K,
+    /// [`lowest_val`] of each of its runs at the seeds the sweep chooses on.
+    pub vals: Vec<f64>,
+    /// Whether a run of it, at any seed, stopped (`failed.txt`: diverged, or failed).
+    pub stopped: bool,
+    /// Whether it has runs at the seeds the sweep chooses on, and every one of them finished.
+    pub trained: bool,
+}
+
+/// Which of a rule's sweep points a comparison keeps: `.0`, the one with the lowest mean
+/// validation error ([`lowest_mean`]); `.1`, only where a run at that point stopped, its
+/// *stable* point — the next by the same order among the points whose runs at the sweep's seeds
+/// all finished. A rate that trains at one seed and diverges at another is then reported as it
+/// happened, beside the best rate at which the rule trains; neither replaces the other, and the
+/// same holds for every rule (docs/results/README.md). In the report and in `nowt compare
+/// --grid-seeds` alike.
+pub fn choose<K: Clone>(points: &[Candidate<K>]) -> (Option<K>, Option<K>) {
+    let best = lowest_mean(points.iter().enumerate().map(|(i, c)| (i, c.vals.clone())));
+    let stable = best.filter(|&b| points[b].stopped).and_then(|b| {
+        lowest_mean(
+            points
+                .iter()
+                .enumerate()
+                .filter(|(i, c)| *i != b && c.trained)
+                .map(|(i, c)| (i, c.vals.clone())),
+        )
+    });
+    let key = |i: usize| points[i].key.clone();
+    (best.map(key), stable.map(key))
+}
+
 /// The groups the table shows: of a sweep's points (groups of a rule that differ only in the
 /// `sweep` keys) the one with the lowest mean validation error over its runs at the seeds the
-/// sweep chose on (`seeds`; every seed where empty), or all of them where none has a validation
-/// split; every other group as it is — a run at another configuration (another output-layer
-/// rule, another network) is never taken for a sweep's point.
+/// sweep chose on (`seeds`; every seed where empty), and its stable point where a run there
+/// stopped ([`choose`]), or all of them where none has a validation split; every other group
+/// as it is — a run at another configuration (another output-layer rule, another network) is
+/// never taken for a sweep's point.
 fn chosen<'a>(groups: &[Group<'a>], sweep: &[String], seeds: &[u64]) -> Vec<Group<'a>> {
     let fixed = |g: &Group| -> BTreeMap<String, String> {
         let mut k = g.keys.clone();
         k.retain(|key, _| !sweep.contains(key));
         k
     };
+    let at_seeds = |r: &Run| seeds.is_empty() || seeds.contains(&r.cfg.seed);
     let mut out = Vec::new();
     for g in groups {
-        let points: Vec<&Group> = groups
+        let points: Vec<Candidate<&Group>> = groups
             .iter()
             .filter(|h| h.rule == g.rule && fixed(h) == fixed(g))
+            .map(|h| Candidate {
+                key: h,
+                vals: val_errors(h, seeds),
+                stopped: h.runs.iter().any(|r| r.failed.is_some()),
+                trained: h.runs.iter().any(|r| at_seeds(r))
+                    && h.runs.iter().filter(|r| at_seeds(r)).all(|r| r.finished),
+            })
             .collect();
-        let best = lowest_mean(points.iter().map(|h| (*h, val_errors(h, seeds))));
-        match best {
-            Some(b) if points.len() > 1 => {
-                if std::ptr::eq(b, g) {
-                    out.push(g.clone());
+        let is = |k: Option<&Group>| k.is_some_and(|k| std::ptr::eq(k, g));
+        match choose(&points) {
+            (Some(best), stable) if points.len() > 1 => {
+                if is(Some(best)) || is(stable) {
+                    out.push(Group {
+                        stable: is(stable),
+                        ..g.clone()
+                    });
                 }
             }
             _ => out.push(g.clone()),
@@ -279,8 +328,11 @@ fn sweep_table(all: &[Group], shown: &[Group], chose_on: &[u64]) -> String {
         "## Sweep\n\nEvery rule at every setting, mean ± sample std over seeds. A rule's row \
          in the table above is its setting with the lowest mean validation error (each run's \
          lowest over its epochs); its test error at the epoch chosen on validation is the \
-         number to compare, the final test error is for orientation. Figure: \
-         `figures/sweep.svg`.\n\n",
+         number to compare, the final test error is for orientation. Where a run at that \
+         setting stopped (diverged), the rule's next setting by the same order whose runs at the \
+         seeds chosen on all finished is kept beside it, marked *stable*: the best rate at which \
+         the rule trains, shown with the chosen one as it happened, neither replacing the \
+         other. Figure: `figures/sweep.svg`.\n\n",
     );
     if !chose_on.is_empty() {
         let list: Vec<String> = chose_on.iter().map(u64::to_string).collect();
@@ -299,7 +351,8 @@ fn sweep_table(all: &[Group], shown: &[Group], chose_on: &[u64]) -> String {
         let seeds: Vec<String> = g.runs.iter().map(|r| r.cfg.seed.to_string()).collect();
         let kept = shown
             .iter()
-            .any(|s| s.rule == g.rule && s.setting == g.setting);
+            .find(|s| s.rule == g.rule && s.setting == g.setting)
+            .map_or("", |s| if s.stable { "✓ stable" } else { "✓" });
         let _ = writeln!(
             md,
             "| {} | {} | {} | {} | {} | {} | {} |",
@@ -309,7 +362,7 @@ fn sweep_table(all: &[Group], shown: &[Group], chose_on: &[u64]) -> String {
             cell(&val_errors(g, chose_on), 2),
             cell(&values(g, test_at_val), 2),
             cell(&final_errors(g), 2),
-            if kept { "✓" } else { "" }
+            kept
         );
     }
     md
@@ -923,5 +976,63 @@ mod tests {
             table.contains("| backprop | lr=0.01 | 0,1 | 20.00 |"),
             "{table}"
         );
+    }
+    /// A chosen point at which a seed stopped keeps its row, and the rule's next point by
+    /// validation whose runs at the chosen-on seeds all finished is kept beside it, marked
+    /// stable; a point whose own seed-0 run stopped is passed over for it; with every seed
+    /// finished there is no second row.
+    #[test]
+    fn a_chosen_point_that_stopped_a_seed_keeps_its_stable_point_beside_it() {
+        let at = |lr: f64, seed: u64, val: f64, finished: bool| {
+            let mut r = run(seed, &[0.3], finished);
+            r.cfg.lr = lr;
+            r.epochs[0].val = r.epochs[0].train.clone().into();
+            r.epochs[0].val.as_mut().unwrap().top1_err = val;
+            r
+        };
+        // Seed 0 ranks lr 0.1 (its run stopped after its lowest epoch), 0.01, 0.003, 0.001;
+        // lr 0.01's seed 1 stops.
+        let runs = |seed1_finishes: bool| {
+            vec![
+                at(0.1, 0, 0.1, false),
+                at(0.01, 0, 0.2, true),
+                at(0.003, 0, 0.3, true),
+                at(0.001, 0, 0.4, true),
+                at(0.01, 1, 0.2, seed1_finishes),
+            ]
+        };
+        let sweep = ["lr".to_string()];
+        let kept = |runs: &[Run]| -> Vec<String> {
+            chosen(&groups(runs), &sweep, &[0])
+                .iter()
+                .map(Group::title)
+                .collect()
+        };
+        // lr 0.1 is chosen and stopped at seed 0: its stable point is lr 0.01.
+        assert_eq!(
+            kept(&runs(true)),
+            ["backprop (lr=0.01, stable)", "backprop (lr=0.1)"]
+        );
+        let mut r = runs(false);
+        r[0].epochs[0].val.as_mut().unwrap().top1_err = 0.25;
+        // lr 0.01 chosen, its seed 1 stopped: lr 0.003 kept beside it (lr 0.1, next on
+        // validation, stopped at seed 0).
+        assert_eq!(
+            kept(&r),
+            ["backprop (lr=0.003, stable)", "backprop (lr=0.01)"]
+        );
+        let table = sweep_table(&groups(&r), &chosen(&groups(&r), &sweep, &[0]), &[0]);
+        assert!(
+            table.contains("| backprop | lr=0.003 | 0 | 30.00 |"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| backprop | lr=0.1 | 0 | 25.00 |"),
+            "{table}"
+        );
+        assert!(table.contains("| ✓ stable |"), "{table}");
+        let mut r = runs(true);
+        r.remove(0);
+        assert_eq!(kept(&r), ["backprop (lr=0.01)"]);
     }
 }
