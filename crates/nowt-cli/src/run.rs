@@ -484,10 +484,19 @@ fn ended(cfg: &TrainConfig, dir: &Path, finish: Finish) -> Result<()> {
                 129 => "SIGHUP",
                 _ => "interrupted",
             };
-            errln!(
-                "nowt: {by}; checkpoint saved. Continue with: nowt train --resume {}",
-                dir.display()
-            );
+            if nowt::checkpoint::list(&dir.join("checkpoints")).is_empty() {
+                // Stopped in the warm-up or noise pre-training, which restart whole.
+                errln!(
+                    "nowt: {by} before the run's first checkpoint (its warm-up or noise \
+                     pre-training is redone on a new start); nothing in {} to resume",
+                    dir.display()
+                );
+            } else {
+                errln!(
+                    "nowt: {by}; checkpoint saved. Continue with: nowt train --resume {}",
+                    dir.display()
+                );
+            }
             Err(interrupted())
         }
     }
@@ -542,10 +551,18 @@ impl<'a> Shown<'a> {
     pub fn on(&mut self, p: Progress) -> ControlFlow<()> {
         let label = &self.label;
         match p {
-            Progress::WarmUp { batches } => {
-                self.say(format!(
-                    "{label}warming up B: {batches} noise batches before the first step"
-                ));
+            Progress::WarmUp { done, batches } => {
+                if done == 0 {
+                    self.say(format!(
+                        "{label}warming up B: {batches} noise batches before the first step"
+                    ));
+                    self.bar.set_length(batches as u64);
+                    self.bar.set_message(format!("{label}warming up B"));
+                }
+                self.bar.set_position(done as u64);
+                if STOP.load(Ordering::SeqCst) != 0 {
+                    return ControlFlow::Break(());
+                }
             }
             Progress::Started {
                 epochs,

@@ -155,6 +155,60 @@ fn sigkill_and_ctrl_c_at_random_moments_then_resume_match_an_uninterrupted_run()
     interrupted_run_matches_uninterrupted(TRAIN, 4);
 }
 
+/// Ctrl-C in the mirror's warm-up stops the run within the noise batch it is in, with exit
+/// code 130 and a message that there is no checkpoint to resume (a warm-up of 10⁹ batches that
+/// ran on would not end within the minute allowed), and leaves no checkpoint behind.
+#[test]
+fn ctrl_c_in_a_long_warm_up_stops_the_run_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = tmp.path().join("run");
+    let mut args: Vec<&str> = TRAIN.iter().copied().filter(|&a| a != "-q").collect();
+    let at = args
+        .iter()
+        .position(|&a| a == "--wm-warmup-batches")
+        .unwrap();
+    args[at + 1] = "1000000000";
+    args.extend(["--out", run_dir_arg(&run)]);
+    let mut child = nowt_cmd(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !run.join("config.toml").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no run directory"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let stopped = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if stopped.elapsed() > Duration::from_secs(60) {
+            child.kill().unwrap();
+            panic!("the run went on warming up a minute after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("warming up B: 1000000000 noise batches"),
+        "{err}"
+    );
+    assert!(
+        err.contains("interrupted before the run's first checkpoint"),
+        "{err}"
+    );
+    assert!(nowt::checkpoint::list(&run.join("checkpoints")).is_empty());
+}
+
 /// [`TRAIN`] under another rule (without the mirror's warm-up flag), with `extra` flags.
 fn train_under<'a>(rule: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
     let mut train: Vec<&str> = TRAIN.to_vec();

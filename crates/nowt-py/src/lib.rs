@@ -246,11 +246,14 @@ impl Callbacks {
         }
     }
 
-    /// What the run is told after `p`: stop on Ctrl-C (looked for at every step and epoch,
-    /// callback or not), else run the callback due, if any, with the GIL (taken only then);
-    /// `False` or an exception from it stops the run.
+    /// What the run is told after `p`: stop on Ctrl-C (looked for at every step, epoch and
+    /// warm-up batch, callback or not), else run the callback due, if any, with the GIL (taken
+    /// only then); `False` or an exception from it stops the run.
     fn on(&mut self, p: Progress) -> ControlFlow<()> {
-        if matches!(p, Progress::Step { .. } | Progress::Epoch { .. })
+        if matches!(
+            p,
+            Progress::Step { .. } | Progress::Epoch { .. } | Progress::WarmUp { .. }
+        )
             && SIGINT.load(Ordering::SeqCst) != 0
         {
             self.interrupted = true;

@@ -64,9 +64,10 @@ pub struct EpochRecord {
 /// What the loop reports while it runs. Each event carries the state as it is after the
 /// event, consistent for a checkpoint.
 pub enum Event<'a> {
-    /// The rule's warm-up (`batches` noise batches on `B`, before the first step) is about to
-    /// run; it takes a while and nothing else is reported until it is done.
-    WarmUp { batches: usize },
+    /// The rule's warm-up (`batches` noise batches on `B`, before the first step) has run
+    /// `done` of its batches (0: it is about to start). Stopped here, the warm-up is undone —
+    /// `B` and the noise stream are as before it — and runs whole on the next start.
+    WarmUp { done: usize, batches: usize },
     /// Training is about to start (or resume).
     Started {
         epochs: usize,
@@ -541,6 +542,38 @@ impl TrainState {
     }
 }
 
+/// The rule's warm-up of `B` ([`Rule::before_training`]), one noise batch at a time, each
+/// reported as [`Event::WarmUp`]; returns whether it ran to the end. Stopped part-way, every
+/// layer's `B` and the noise stream are put back as they were before it, so the state is
+/// consistent for a checkpoint and the next start runs the same warm-up whole.
+fn warm_up(
+    rule: &dyn Rule<f32>,
+    st: &mut TrainState,
+    on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+) -> bool {
+    let batches = rule.warmup_batches();
+    if batches == 0 {
+        return true;
+    }
+    let feedback = |st: &TrainState| -> Vec<Tensor<f32>> {
+        let layers = st.net.weight_layers();
+        layers.iter().map(|l| l.params().feedback.clone()).collect()
+    };
+    let before = (feedback(st), st.rng_mirror.clone());
+    for done in 0..batches {
+        if on_event(Event::WarmUp { done, batches }).is_break() {
+            let (bs, rng) = before;
+            for (l, b) in st.net.weight_layers_mut().into_iter().zip(bs) {
+                l.params_mut().feedback = b;
+            }
+            st.rng_mirror = rng;
+            return false;
+        }
+        rule.warmup_batch(&mut st.net.weight_layers_mut(), &mut st.rng_mirror);
+    }
+    true
+}
+
 /// Noise pre-training ([`TrainConfig::pretrain_noise_steps`]): the steps on noise, at the
 /// base rate, each measured record reported as [`Event::Pretrain`]. The phase is replayed from
 /// its start if a run stops inside it (no checkpoint is written until it is done); its
@@ -825,14 +858,12 @@ fn run(
     // Every second from here on counts, the warm-up's too.
     let (start, before) = (Instant::now(), st.seconds);
     if !st.warmed_up {
-        let batches = rule.warmup_batches();
-        if batches > 0 && on_event(Event::WarmUp { batches }).is_break() {
+        if !warm_up(rule.as_ref(), st, on_event) {
             return Ok(Outcome::Stopped);
         }
-        rule.before_training(&mut st.net.weight_layers_mut(), &mut st.rng_mirror);
         st.warmed_up = true;
         // Exactly 0 for a rule without a warm-up.
-        if batches > 0 {
+        if rule.warmup_batches() > 0 {
             st.warmup_seconds = start.elapsed().as_secs_f64();
         }
     }

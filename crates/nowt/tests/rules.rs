@@ -1893,3 +1893,50 @@ fn noise_rules_warm_up_is_their_noise_batches() {
         }
     }
 }
+
+/// A run stopped part-way through its warm-up (after 3 of 5 noise batches) has its `B` and
+/// noise stream back as before the warm-up and is not warmed up; started again it runs the
+/// whole warm-up and reaches its first step with the `B` and stream of a run never stopped.
+#[test]
+fn a_warm_up_stopped_part_way_is_undone_and_redone_whole() {
+    use nowt::train::{train_from, ControlFlow, Event, Outcome, TrainState};
+    let data = data::load(DatasetKind::Digits, None, &Default::default()).unwrap();
+    let mut cfg = cfg(RuleKind::WeightMirror);
+    cfg.rules.wm.warmup_batches = 5;
+    let (shape, classes) = (data.train.shape, data.train.classes);
+    // To the first step: the warm-up's events seen, and the state there.
+    let to_first_step = |st: &mut TrainState, stop_at: Option<usize>| {
+        let mut seen = Vec::new();
+        let outcome = train_from(&cfg, &data, st, &mut |ev| match ev {
+            Event::WarmUp { done, batches } => {
+                seen.push((done, batches));
+                if Some(done) == stop_at {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+            Event::Started { .. } => ControlFlow::Break(()),
+            _ => ControlFlow::Continue(()),
+        })
+        .unwrap();
+        assert!(matches!(outcome, Outcome::Stopped));
+        seen
+    };
+    let mut once = TrainState::new(&cfg, shape, classes);
+    let (b0, rng0) = (feedback_bits(&once.net), once.rng_mirror.clone());
+    assert_eq!(
+        to_first_step(&mut once, None),
+        (0..5).map(|d| (d, 5)).collect::<Vec<_>>()
+    );
+    assert!(once.warmed_up && feedback_bits(&once.net) != b0);
+
+    let mut stopped = TrainState::new(&cfg, shape, classes);
+    assert_eq!(to_first_step(&mut stopped, Some(3)).len(), 4);
+    assert!(!stopped.warmed_up);
+    assert!(feedback_bits(&stopped.net) == b0, "B not put back");
+    assert!(stopped.rng_mirror == rng0, "the noise stream not put back");
+    assert_eq!(to_first_step(&mut stopped, None).len(), 5);
+    assert!(feedback_bits(&stopped.net) == feedback_bits(&once.net));
+    assert!(stopped.rng_mirror == once.rng_mirror);
+}

@@ -98,8 +98,18 @@ pub trait Rule<T: Real>: Send + Sync {
         0
     }
 
-    /// Work on `B` before the first training step (the weight mirror's warm-up).
-    fn before_training(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
+    /// One of the warm-up's noise batches: work on `B` (and on nothing else but the noise
+    /// stream `rng`), every layer in turn.
+    fn warmup_batch(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}
+
+    /// Work on `B` before the first training step (the weight mirror's warm-up): its
+    /// [`Rule::warmup_batches`] noise batches in order. The training loop runs them one at a
+    /// time, so that a run can stop during a long warm-up.
+    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        for _ in 0..self.warmup_batches() {
+            self.warmup_batch(layers, rng);
+        }
+    }
 
     /// Work on `B` after every training step (the weight mirror's mirror mode).
     fn after_step(&self, _layers: &mut [&mut dyn WeightLayer<T>], _rng: &mut crate::Rng) {}

@@ -92,8 +92,8 @@ impl<T: Real> Rule<T> for OutputBackprop<T> {
         self.inner.warmup_batches()
     }
 
-    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.inner.before_training(layers, rng)
+    fn warmup_batch(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        self.inner.warmup_batch(layers, rng)
     }
 
     fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {

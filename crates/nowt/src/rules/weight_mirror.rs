@@ -252,10 +252,8 @@ impl<T: Real, C: NoiseStep> Rule<T> for NoiseRule<C> {
     fn warmup_batches(&self) -> usize {
         self.cfg.warmup_batches()
     }
-    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        noise_batches(layers, self.cfg.warmup_batches(), rng, |l, rng| {
-            self.cfg.step(l, rng)
-        });
+    fn warmup_batch(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        noise_batches(layers, 1, rng, |l, rng| self.cfg.step(l, rng));
     }
     fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
         noise_batches(layers, 1, rng, |l, rng| self.cfg.step(l, rng));
@@ -290,8 +288,8 @@ impl<T: Real> Rule<T> for WeightMirror {
     fn warmup_batches(&self) -> usize {
         self.cfg.warmup_batches
     }
-    fn before_training(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
-        self.mirror(layers, self.cfg.warmup_batches, rng);
+    fn warmup_batch(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
+        self.mirror(layers, 1, rng);
     }
     fn after_step(&self, layers: &mut [&mut dyn WeightLayer<T>], rng: &mut crate::Rng) {
         self.mirror(layers, self.cfg.batches_per_step, rng);

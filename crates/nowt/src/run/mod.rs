@@ -54,9 +54,10 @@ pub struct RunOpts {
 /// What a run reports while it trains. Answering [`ControlFlow::Break`] to a step or an epoch
 /// stops the run after checkpointing it.
 pub enum Progress<'a> {
-    /// The rule's warm-up of `B` (`batches` noise batches before the first step) starts; nothing
-    /// else is reported until it is done.
-    WarmUp { batches: usize },
+    /// The rule's warm-up of `B` (`batches` noise batches before the first step) has run `done`
+    /// of them (0: it starts). Asked to stop here, the run stops with its warm-up undone (no
+    /// checkpoint of it is written; the next start runs it whole).
+    WarmUp { done: usize, batches: usize },
     /// Training starts (or resumes) at `epoch` (0-based, finished epochs) and `step` of it;
     /// the warm-up took `warmup_seconds` (0 without one).
     Started {
@@ -726,8 +727,11 @@ fn train_and_record(
     let mut failure: Option<anyhow::Error> = None;
     let mut steps_per_epoch = 1usize;
     let result = crate::train::train_from_on(cfg, data, &mut state, world, &mut |ev| match ev {
-        Event::WarmUp { batches } => {
-            let _ = observe(Progress::WarmUp { batches });
+        Event::WarmUp { done, batches } => {
+            let asked = observe(Progress::WarmUp { done, batches });
+            if dist::any(world, asked.is_break()) {
+                return ControlFlow::Break(());
+            }
             ControlFlow::Continue(())
         }
         Event::Started {
