@@ -253,8 +253,7 @@ impl Callbacks {
         if matches!(
             p,
             Progress::Step { .. } | Progress::Epoch { .. } | Progress::WarmUp { .. }
-        )
-            && SIGINT.load(Ordering::SeqCst) != 0
+        ) && SIGINT.load(Ordering::SeqCst) != 0
         {
             self.interrupted = true;
             return ControlFlow::Break(());

@@ -977,6 +977,7 @@ mod tests {
             "{table}"
         );
     }
+
     /// A chosen point at which a seed stopped keeps its row, and the rule's next point by
     /// validation whose runs at the chosen-on seeds all finished is kept beside it, marked
     /// stable; a point whose own seed-0 run stopped is passed over for it; with every seed
