@@ -382,11 +382,13 @@ fn per_rule_overrides_and_refusals() {
         c.lr
     };
     assert_eq!((lr("bp-s0"), lr("fa-s0")), (0.05, 0.001));
-    // The same directory with another configuration is refused, naming the run.
+    // The same directory with another configuration is refused, naming the run and the key.
     let o = run(&["--epochs", "2"]);
     assert!(!o.status.success());
     assert!(
-        stderr(&o).contains("made with another configuration"),
+        stderr(&o).contains(
+            "made with another configuration than this comparison's (epochs = 1 there, 2 here)"
+        ),
         "{}",
         stderr(&o)
     );

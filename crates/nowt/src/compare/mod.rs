@@ -124,6 +124,19 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
     strip(a) == strip(b)
 }
 
+/// The keys where the run's config (`theirs`) and this comparison's (`ours`) differ, where the
+/// run and its data are aside: `threads = 2 there, 1 here; lr = …`.
+fn differences(theirs: &TrainConfig, ours: &TrainConfig) -> String {
+    let (a, b) = (report::config_keys(theirs), report::config_keys(ours));
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let shown = |v: Option<&String>| v.map_or("absent", String::as_str).to_string();
+    keys.into_iter()
+        .filter(|k| !["out", "data_dir"].contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .map(|k| format!("{k} = {} there, {} here", shown(a.get(k)), shown(b.get(k))))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// One run of the plan: its config, directory, and its sweep point's label (empty without a
 /// grid).
 struct Planned {
@@ -428,8 +441,9 @@ fn one_run(
         let theirs = crate::run::read_config(&dir.join("config.toml"))?;
         if !same_run(&theirs, &cfg) {
             bail!(
-                "{}: made with another configuration than this comparison's; use a new --out",
-                dir.display()
+                "{}: made with another configuration than this comparison's ({}); use a new --out",
+                dir.display(),
+                differences(&theirs, &cfg)
             );
         }
     }

@@ -130,6 +130,17 @@ impl Group<'_> {
 /// A run's configuration apart from its seed and where and on how many threads it ran, as
 /// dotted keys and TOML values.
 fn setting_keys(c: &TrainConfig) -> BTreeMap<String, String> {
+    config_keys(&TrainConfig {
+        seed: 0,
+        threads: 0,
+        out: None,
+        data_dir: None,
+        ..c.clone()
+    })
+}
+
+/// Every key of a configuration, dotted for sections (`rules.wm.lr`), with its TOML value.
+pub(crate) fn config_keys(c: &TrainConfig) -> BTreeMap<String, String> {
     fn flatten(prefix: &str, t: &toml::Table, out: &mut BTreeMap<String, String>) {
         for (k, v) in t {
             let key = format!("{prefix}{k}");
@@ -141,15 +152,8 @@ fn setting_keys(c: &TrainConfig) -> BTreeMap<String, String> {
             }
         }
     }
-    let stripped = TrainConfig {
-        seed: 0,
-        threads: 0,
-        out: None,
-        data_dir: None,
-        ..c.clone()
-    };
     let mut out = BTreeMap::new();
-    if let Ok(t) = toml::Table::try_from(&stripped) {
+    if let Ok(t) = toml::Table::try_from(c) {
         flatten("", &t, &mut out);
     }
     out
