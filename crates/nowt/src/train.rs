@@ -542,6 +542,43 @@ impl TrainState {
     }
 }
 
+impl TrainState {
+    /// Ends the epoch `record` is of: the best test epoch and the epoch chosen on validation
+    /// updated, the sums cleared, the state at the next epoch's start.
+    fn end_epoch(&mut self, record: EpochRecord) {
+        if self.best.is_none_or(|(e, _)| record.test.top1_err < e) {
+            self.best = Some((record.test.top1_err, record.epoch));
+        }
+        if let Some(v) = &record.val {
+            if self.selected.is_none_or(|(e, _, _)| v.top1_err < e) {
+                self.selected = Some((v.top1_err, record.epoch, record.test.top1_err));
+            }
+        }
+        self.epoch += 1;
+        self.step = 0;
+        self.sums = EpochSums::default();
+        self.last = Some(record);
+    }
+
+    /// The summary of a run of `epochs` epochs, all finished.
+    fn summary(&self, epochs: usize) -> Summary {
+        let (best_err, best_epoch) = self.best.expect("at least one epoch");
+        Summary {
+            epochs,
+            best_test_top1_err: best_err,
+            best_epoch,
+            selected: self.selected.map(|(v, epoch, t)| Selection {
+                epoch,
+                val_top1_err: v,
+                test_top1_err: t,
+            }),
+            total_seconds: self.seconds,
+            warmup_seconds: Some(self.warmup_seconds),
+            last: self.last.clone().expect("at least one epoch"),
+        }
+    }
+}
+
 /// The rule's warm-up of `B` ([`Rule::before_training`]), one noise batch at a time, each
 /// reported as [`Event::WarmUp`]; returns whether it ran to the end. Stopped part-way, every
 /// layer's `B` and the noise stream are put back as they were before it, so the state is
@@ -1005,36 +1042,12 @@ fn run(
             images_per_s: (st.sums.seen - seen_before) as f64 / train_seconds,
             data_wait_s,
         };
-        if st.best.is_none_or(|(e, _)| record.test.top1_err < e) {
-            st.best = Some((record.test.top1_err, epoch + 1));
-        }
-        if let Some(v) = &record.val {
-            if st.selected.is_none_or(|(e, _, _)| v.top1_err < e) {
-                st.selected = Some((v.top1_err, epoch + 1, record.test.top1_err));
-            }
-        }
-        st.epoch += 1;
-        st.step = 0;
-        st.sums = EpochSums::default();
-        st.last = Some(record);
+        st.end_epoch(record);
         st.seconds = before + start.elapsed().as_secs_f64();
         let record = st.last.as_ref().expect("just set");
         if on_event(Event::Epoch { record, state: st }).is_break() {
             return Ok(Outcome::Stopped);
         }
     }
-    let (best_err, best_epoch) = st.best.expect("at least one epoch");
-    Ok(Outcome::Finished(Box::new(Summary {
-        epochs: cfg.epochs,
-        best_test_top1_err: best_err,
-        best_epoch,
-        selected: st.selected.map(|(v, epoch, t)| Selection {
-            epoch,
-            val_top1_err: v,
-            test_top1_err: t,
-        }),
-        total_seconds: st.seconds,
-        warmup_seconds: Some(st.warmup_seconds),
-        last: st.last.clone().expect("at least one epoch"),
-    })))
+    Ok(Outcome::Finished(Box::new(st.summary(cfg.epochs))))
 }
