@@ -540,9 +540,7 @@ impl TrainState {
             warmup_seconds: 0.0,
         }
     }
-}
 
-impl TrainState {
     /// Ends the epoch `record` is of: the best test epoch and the epoch chosen on validation
     /// updated, the sums cleared, the state at the next epoch's start.
     fn end_epoch(&mut self, record: EpochRecord) {
