@@ -116,22 +116,27 @@ fn status(dir: &Path) -> Status {
 /// Whether two resolved configs describe the same run (where its directory and data are aside:
 /// the data's identity is checked on resume by its fingerprint).
 fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
-    let strip = |c: &TrainConfig| TrainConfig {
+    run_identity(a) == run_identity(b)
+}
+
+/// A config with where its run and data are put aside: what [`same_run`] compares.
+fn run_identity(c: &TrainConfig) -> TrainConfig {
+    TrainConfig {
         out: None,
         data_dir: None,
         ..c.clone()
-    };
-    strip(a) == strip(b)
+    }
 }
 
-/// The keys where the run's config (`theirs`) and this comparison's (`ours`) differ, where the
-/// run and its data are aside: `threads = 2 there, 1 here; lr = …`.
+/// The keys where the run's config (`theirs`) and this comparison's (`ours`) differ as
+/// [`same_run`] sees them: `threads = 2 there, 1 here; lr = …`.
 fn differences(theirs: &TrainConfig, ours: &TrainConfig) -> String {
-    let (a, b) = (report::config_keys(theirs), report::config_keys(ours));
+    let a = report::config_keys(&run_identity(theirs));
+    let b = report::config_keys(&run_identity(ours));
     let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
     let shown = |v: Option<&String>| v.map_or("absent", String::as_str).to_string();
     keys.into_iter()
-        .filter(|k| !["out", "data_dir"].contains(&k.as_str()) && a.get(*k) != b.get(*k))
+        .filter(|k| a.get(*k) != b.get(*k))
         .map(|k| format!("{k} = {} there, {} here", shown(a.get(k)), shown(b.get(k))))
         .collect::<Vec<_>>()
         .join("; ")

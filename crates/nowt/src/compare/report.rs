@@ -234,9 +234,14 @@ pub fn lowest_val(r: &Run) -> Option<f64> {
 pub fn val_errors(g: &Group, seeds: &[u64]) -> Vec<f64> {
     g.runs
         .iter()
-        .filter(|r| seeds.is_empty() || seeds.contains(&r.cfg.seed))
+        .filter(|r| at_seeds(r, seeds))
         .filter_map(|r| lowest_val(r))
         .collect()
+}
+
+/// Whether `r` is at one of `seeds` (every run is where `seeds` is empty).
+fn at_seeds(r: &Run, seeds: &[u64]) -> bool {
+    seeds.is_empty() || seeds.contains(&r.cfg.seed)
 }
 
 /// Of `candidates` (each with its runs' lowest validation errors) the one whose mean is lowest,
@@ -295,7 +300,6 @@ fn chosen<'a>(groups: &[Group<'a>], sweep: &[String], seeds: &[u64]) -> Vec<Grou
         k.retain(|key, _| !sweep.contains(key));
         k
     };
-    let at_seeds = |r: &Run| seeds.is_empty() || seeds.contains(&r.cfg.seed);
     let mut out = Vec::new();
     for g in groups {
         let points: Vec<Candidate<&Group>> = groups
@@ -305,8 +309,11 @@ fn chosen<'a>(groups: &[Group<'a>], sweep: &[String], seeds: &[u64]) -> Vec<Grou
                 key: h,
                 vals: val_errors(h, seeds),
                 stopped: h.runs.iter().any(|r| r.failed.is_some()),
-                trained: h.runs.iter().any(|r| at_seeds(r))
-                    && h.runs.iter().filter(|r| at_seeds(r)).all(|r| r.finished),
+                trained: h.runs.iter().any(|r| at_seeds(r, seeds))
+                    && h.runs
+                        .iter()
+                        .filter(|r| at_seeds(r, seeds))
+                        .all(|r| r.finished),
             })
             .collect();
         let is = |k: Option<&Group>| k.is_some_and(|k| std::ptr::eq(k, g));
