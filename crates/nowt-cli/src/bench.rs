@@ -1,6 +1,8 @@
 //! `nowt bench`: the median time of a full training step (forward, loss, backward under the
 //! rule, SGD with momentum and weight decay, the rule's after-step work) on random data, in the
-//! same form as `../shared/peer/torch_peer.py` prints.
+//! same form as `../shared/peer/torch_peer.py` prints; for a rule with a warm-up (the mirror
+//! family's noise batches before the first step), also the median noise batch and the whole
+//! warm-up that makes at the rule's default count.
 
 use std::time::Instant;
 
@@ -37,30 +39,83 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let mut times = Vec::new();
     for &rule in &rules {
-        let ms = step_ms(&a, rule)?;
-        times.push((rule, ms));
+        let t = time_rule(&a, rule)?;
         if crate::world::leads() {
-            print_line(&a, rule, ms);
+            print_line(&a, rule, &t);
         }
+        times.push((rule, t));
     }
     if times.len() > 1 && crate::world::leads() {
-        // The rule column as wide as the longest name (direct-random-target-projection: 31).
-        let w = times.iter().map(|(r, _)| r.name().len()).max().unwrap_or(0);
-        outln!("\n{:<w$} {:>10} {:>11}", "rule", "ms/step", "× backprop");
-        let bp = times
-            .iter()
-            .find(|(r, _)| *r == RuleKind::Backprop)
-            .map(|t| t.1);
-        for (rule, ms) in &times {
-            let ratio = bp.map_or("–".to_string(), |b| format!("{:.2}", ms / b));
-            outln!("{:<w$} {ms:>10.2} {ratio:>11}", rule.name());
-        }
+        print_table(&times);
     }
     Ok(())
 }
 
-/// The median time in ms of a training step of `a`'s configuration under `rule`.
-fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
+/// A rule's median training step, and its warm-up where it has one.
+struct Timing {
+    step_ms: f64,
+    warmup: Option<Warmup>,
+}
+
+/// The median noise batch of a rule's warm-up and the rule's number of them.
+struct Warmup {
+    batch_ms: f64,
+    batches: usize,
+}
+
+impl Warmup {
+    /// The whole warm-up at the median batch's time, in seconds.
+    fn seconds(&self) -> f64 {
+        self.batch_ms * self.batches as f64 / 1e3
+    }
+}
+
+/// Every rule's step time and its ratio to backprop's; the warm-up's seconds and what they are
+/// in backprop steps (against an epoch's steps: CIFAR-10's 45,000 training images at batch 128
+/// are 352).
+fn print_table(times: &[(RuleKind, Timing)]) {
+    // The rule column as wide as the longest name (direct-random-target-projection: 31).
+    let w = times.iter().map(|(r, _)| r.name().len()).max().unwrap_or(0);
+    outln!(
+        "\n{:<w$} {:>10} {:>11} {:>11} {:>14}",
+        "rule",
+        "ms/step",
+        "× backprop",
+        "warm-up s",
+        "in bp steps"
+    );
+    let bp = times
+        .iter()
+        .find(|(r, _)| *r == RuleKind::Backprop)
+        .map(|t| t.1.step_ms);
+    for (rule, t) in times {
+        let ms = t.step_ms;
+        let ratio = bp.map_or("–".to_string(), |b| format!("{:.2}", ms / b));
+        let (secs, steps) = match (&t.warmup, bp) {
+            (Some(wu), Some(b)) => (
+                format!("{:.1}", wu.seconds()),
+                format!("{:.0}", wu.seconds() * 1e3 / b),
+            ),
+            (Some(wu), None) => (format!("{:.1}", wu.seconds()), "–".to_string()),
+            (None, _) => ("–".to_string(), "–".to_string()),
+        };
+        outln!(
+            "{:<w$} {ms:>10.2} {ratio:>11} {secs:>11} {steps:>14}",
+            rule.name()
+        );
+    }
+    if let Some(wu) = times.iter().find_map(|(_, t)| t.warmup.as_ref()) {
+        outln!(
+            "(warm-up: the noise batches before the first step, {} by default, at the median \
+             batch's time; a CIFAR-10 epoch at batch 128 is 352 steps with a 10% validation split)",
+            wu.batches
+        );
+    }
+}
+
+/// The median time in ms of a training step of `a`'s configuration under `rule`, and of one
+/// noise batch of its warm-up (as many batches as timed steps, after the steps).
+fn time_rule(a: &BenchArgs, rule: RuleKind) -> Result<Timing> {
     let cfg = TrainConfig {
         model: a.model.clone(),
         hidden: a.hidden.clone(),
@@ -134,20 +189,56 @@ fn step_ms(a: &BenchArgs, rule: RuleKind) -> Result<f64> {
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
         }
-        times.sort_by(f64::total_cmp);
-        Ok::<f64, anyhow::Error>(times[times.len() / 2])
+        let warmup = (rule.warmup_batches() > 0).then(|| Warmup {
+            batch_ms: median_ms(a.steps, || {
+                rule.warmup_batch(&mut net.weight_layers_mut(), &mut rng)
+            }),
+            batches: rule.warmup_batches(),
+        });
+        Ok::<Timing, anyhow::Error>(Timing {
+            step_ms: median(times),
+            warmup,
+        })
     })
 }
 
+/// The median of `runs` timings of `f`, in ms.
+fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    median(
+        (0..runs)
+            .map(|_| {
+                let t = Instant::now();
+                f();
+                t.elapsed().as_secs_f64() * 1e3
+            })
+            .collect(),
+    )
+}
+
+fn median(mut times: Vec<f64>) -> f64 {
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// The peer's line format for one rule's median step (with several ranks: the global batch's
-/// step, and rank 0's memory; with several rules, the process's peak so far).
-fn print_line(a: &BenchArgs, rule: RuleKind, ms: f64) {
+/// step, and rank 0's memory; with several rules, the process's peak so far), and for a rule
+/// with a warm-up its median noise batch and the whole warm-up's seconds at that rate.
+fn print_line(a: &BenchArgs, rule: RuleKind, t: &Timing) {
+    let ms = t.step_ms;
     let ranks = match crate::world::get().size() {
         1 => String::new(),
         k => format!(" ranks={k}"),
     };
+    let warmup = t.warmup.as_ref().map_or(String::new(), |wu| {
+        format!(
+            " warmup_batch_ms={:.2} warmup_batches={} warmup_s={:.1}",
+            wu.batch_ms,
+            wu.batches,
+            wu.seconds()
+        )
+    });
     outln!(
-        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0} isa={}{ranks}",
+        "NOWT model={} image={} rule={} batch={} threads={} ms_per_step={ms:.2} images_per_s={:.1} peak_rss_mb={:.0} isa={}{ranks}{warmup}",
         a.model.name(),
         a.image_size,
         rule.alias(),

@@ -741,7 +741,9 @@ fn biotorch_lenet_trains_on_mnist_resized_to_32() {
 }
 
 /// `nowt bench --rule all` times every rule, one peer-format line each (naming the instruction
-/// sets), then a table of each rule's step time and its ratio to backprop's.
+/// sets), then a table of each rule's step time and its ratio to backprop's; the rules with a
+/// warm-up (the mirror family) and only they also time its noise batches, in their line and
+/// in the table's warm-up columns.
 #[test]
 fn bench_rule_all_prints_every_rule_and_its_ratio_to_backprop() {
     let o = nowt(&[
@@ -770,9 +772,26 @@ fn bench_rule_all_prints_every_rule_and_its_ratio_to_backprop() {
             .lines()
             .find(|l| l.split_whitespace().next() == Some(rule.name()))
             .unwrap_or_else(|| panic!("{} in {out}", rule.name()));
+        let cols: Vec<&str> = row.split_whitespace().collect();
         if rule == nowt::rules::RuleKind::Backprop {
-            assert!(row.ends_with(" 1.00"), "{row}");
+            assert_eq!(cols[2], "1.00", "{row}");
         }
+        let default = nowt::rules::RuleConfig::default();
+        let warms = nowt::rules::build::<f32>(rule, &default, 128).warmup_batches() > 0;
+        let line = lines
+            .iter()
+            .find(|l| l.contains(&format!(" rule={} ", rule.alias())))
+            .unwrap_or_else(|| panic!("{}'s line in {out}", rule.name()));
+        assert_eq!(line.contains(" warmup_batches=500 "), warms, "{line}");
+        assert_eq!(line.contains(" warmup_s="), warms, "{line}");
+        // Its seconds, and those seconds in backprop steps; "–" for a rule without one.
+        for col in &cols[3..] {
+            assert_eq!(*col != "–", warms, "{row}");
+            if warms {
+                assert!(col.parse::<f64>().is_ok_and(|v| v >= 0.0), "{row}");
+            }
+        }
+        assert_eq!(cols.len(), 5, "{row}");
     }
 }
 
