@@ -355,6 +355,8 @@ pub struct TrainArgs {
     pub val_fraction: Option<f64>,
     #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("probe_size"))]
     pub probe_size: Option<usize>,
+    #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("probe_every"))]
+    pub probe_every: Option<usize>,
     #[arg(long, help = nowt::config::key_help("init_alignment"), allow_negative_numbers = true)]
     pub init_alignment: Option<f64>,
     #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("pretrain_noise_steps"))]

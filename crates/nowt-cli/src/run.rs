@@ -237,6 +237,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(threads = a.threads);
     set!(val_fraction = a.val_fraction);
     set!(probe_size = a.probe_size);
+    set!(probe_every = a.probe_every);
     set!(init_alignment = a.init_alignment);
     set!(pretrain_noise_steps = a.pretrain_noise_steps);
     set!(pretrain_noise = a.pretrain_noise);
@@ -621,6 +622,8 @@ impl<'a> Shown<'a> {
                     return ControlFlow::Break(());
                 }
             }
+            // In probes.jsonl; the bar goes on with the steps.
+            Progress::Probe { .. } => {}
             Progress::Warning(w) => errln!("nowt: warning: {w}"),
         }
         ControlFlow::Continue(())

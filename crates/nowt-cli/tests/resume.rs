@@ -40,6 +40,16 @@ fn untimed_metrics(dir: &Path) -> Vec<Value> {
     untimed(metrics(dir))
 }
 
+/// `probes.jsonl`'s records without their seconds (none without `--probe-every`).
+fn untimed_probes(dir: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(dir.join("probes.jsonl")).unwrap_or_default();
+    let records = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    untimed(records)
+}
+
 fn run_dir_arg(d: &Path) -> &str {
     d.to_str().unwrap()
 }
@@ -135,6 +145,7 @@ fn interrupted_run_matches_uninterrupted(train: &[&str], min_interruptions: usiz
         assert!(o.status.success(), "{}", stderr(&o));
     }
     assert_eq!(untimed_metrics(&run), untimed_metrics(&reference));
+    assert_eq!(untimed_probes(&run), untimed_probes(&reference));
     assert_eq!(final_state(&run), final_state(&reference));
     // The total counts every process's seconds, not the last one's only.
     let summary: Value =
@@ -245,6 +256,16 @@ fn a_product_feedback_alignment_run_resumes_exactly() {
 #[test]
 fn a_run_with_noise_pretraining_resumes_exactly() {
     let train = train_under("fa", &["--pretrain-noise-steps", "40"]);
+    interrupted_run_matches_uninterrupted(&train, 4);
+}
+
+/// The same with the layers measured every 7 steps (`--probe-every`): the records after the
+/// checkpoint a run resumes from are dropped and made again, so `probes.jsonl` is the
+/// unbroken run's, record for record.
+#[test]
+fn a_run_with_probes_resumes_exactly() {
+    let mut train = TRAIN.to_vec();
+    train.extend(["--probe-every", "7"]);
     interrupted_run_matches_uninterrupted(&train, 4);
 }
 

@@ -286,7 +286,8 @@ impl Callbacks {
             Progress::Started { .. }
             | Progress::WarmUp { .. }
             | Progress::Evaluating { .. }
-            | Progress::Pretrain { .. } => Ok(true),
+            | Progress::Pretrain { .. }
+            | Progress::Probe { .. } => Ok(true),
         };
         match answer {
             Ok(true) => ControlFlow::Continue(()),

@@ -70,6 +70,21 @@ def test_train_returns_a_finished_run(tmp_path):
     assert r.provenance["command"].startswith("python: nowt.train(rule='kp'")
 
 
+def test_probe_every_records_the_layers_within_training(tmp_path):
+    """probe_every=4 on the embedded digits (12 steps an epoch at batch 128): records before the
+    first step and at global steps 4, 8, …, 24 in probes.jsonl, the ones at each epoch's last
+    step measuring exactly what that epoch's record does, with its training loss."""
+    r = nowt.train(rule="wm", epochs=2, probe_every=4, out=tmp_path / "wm")
+    probes = r.probes
+    assert [p["global_step"] for p in probes] == list(range(0, 25, 4))
+    assert probes[0]["loss"] is None and probes[0]["step"] == 0
+    for epoch, end in zip(r.metrics, (probes[3], probes[6])):
+        assert (end["epoch"], end["step"]) == (epoch["epoch"], 12)
+        assert end["layers"] == epoch["layers"]
+        assert end["loss"] == epoch["train"]["loss"]
+    assert nowt.train(rule="wm", epochs=1, out=tmp_path / "plain").probes == []
+
+
 def test_arrays_give_the_binarys_metrics_on_the_same_data(tmp_path):
     """nowt.train on MNIST-format data held as numpy arrays = `nowt train --dataset mnist` on the
     same files, record for record (timing aside), data fingerprint included."""

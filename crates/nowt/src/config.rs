@@ -252,7 +252,7 @@ impl<'de> Deserialize<'de> for Model {
 /// Every config key (as in `config.toml`) with what it means: `nowt train --help` shows these
 /// for its flags and the Python package's `help(nowt.train)` for its keyword arguments, each with
 /// the default from [`TrainConfig::default`] ([`key_help`]). A test keeps it complete.
-pub const KEY_DOCS: [(&str, &str); 44] = [
+pub const KEY_DOCS: [(&str, &str); 45] = [
     (
         "rule",
         "Learning rule, by name or alias, any case (nowt rules describes each).",
@@ -356,6 +356,10 @@ pub const KEY_DOCS: [(&str, &str); 44] = [
     (
         "probe_size",
         "Samples in the fixed probe batch for δ-angles.",
+    ),
+    (
+        "probe_every",
+        "Also measure every layer's angles on the probe batch every N training steps (and before the first), into probes.jsonl (0: only at each epoch's end). [default: 0]",
     ),
     (
         "init_alignment",
@@ -477,6 +481,11 @@ pub enum PretrainLabels {
     Balanced,
 }
 
+/// Whether a count is 0 (a key left out of a written config at its default).
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -540,6 +549,14 @@ pub struct TrainConfig {
     pub val_fraction: f64,
     /// Training samples in the fixed probe batch for δ-angles. Default 256.
     pub probe_size: usize,
+    /// Also measure the layers ([`crate::train::layer_records`]) on the probe batch every this
+    /// many training steps and before the first, each a [`crate::train::ProbeRecord`] in the
+    /// run's `probes.jsonl`, so the first steps' alignment, where a learned `B` lags its `W`,
+    /// is seen and not only each epoch's end. Measuring changes nothing in training. 0 (the
+    /// default): only at each epoch's end. Left out of a written config when 0, so binaries
+    /// that predate it read the configs of runs that do not use it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub probe_every: usize,
     /// One-time soft alignment of `B₀` with `W₀` (Cheon, Bae & Paik 2025), `α ∈ [0, 1]`:
     /// `B₀ ← α (‖B₀‖/‖W₀‖) W₀ + √(1 − α²) B₀` at every layer, so `cos ∠(W₀, B₀) ≈ α`
     /// ([`crate::rules::soft_align`]), then no weight transport. Applies under the rules whose
@@ -631,6 +648,7 @@ impl Default for TrainConfig {
             threads: 0,
             val_fraction: 0.0,
             probe_size: 256,
+            probe_every: 0,
             init_alignment: 0.0,
             pretrain_noise_steps: 0,
             pretrain_noise: MirrorNoise::Gaussian,
@@ -1084,7 +1102,7 @@ mod tests {
             .map(String::as_str)
             .filter(|k| *k != "rules")
             .collect();
-        for optional in ["data_dir", "out", "milestones"] {
+        for optional in ["data_dir", "out", "milestones", "probe_every"] {
             if !keys.contains(&optional) {
                 keys.push(optional);
             }

@@ -96,6 +96,9 @@ pub enum Event<'a> {
         record: &'a PretrainRecord,
         steps: usize,
     },
+    /// The layers measured on the probe batch within training, every
+    /// [`TrainConfig::probe_every`] steps and before the first.
+    Probe { record: &'a ProbeRecord },
 }
 
 /// One measurement of noise pre-training (`pretrain.jsonl`).
@@ -109,6 +112,25 @@ pub struct PretrainRecord {
     /// the phase is for; the δ-angles are on the data's probe batch).
     pub layers: Vec<LayerRecord>,
     /// Seconds since the phase began.
+    pub seconds: f64,
+}
+
+/// One measurement within training (`probes.jsonl`, every [`TrainConfig::probe_every`] steps).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRecord {
+    /// Training steps done in all (0: before the first), `epoch · steps per epoch + step`.
+    pub global_step: usize,
+    /// The epoch in progress (1-based) and its steps done.
+    pub epoch: usize,
+    pub step: usize,
+    /// The learning rate of the last step (`None` before the first).
+    pub lr: Option<f64>,
+    /// The epoch's mean training loss so far (at the epoch's last step, its record's training
+    /// loss); `None` before the epoch's first step.
+    pub loss: Option<f64>,
+    /// Every weight layer's measurements, as in an epoch's record.
+    pub layers: Vec<LayerRecord>,
+    /// The run's seconds so far (its warm-up's included).
     pub seconds: f64,
 }
 
@@ -466,6 +488,27 @@ pub fn layer_records<T: Real>(
             }
         })
         .collect()
+}
+
+/// The layers measured on the probe batch now, as a record at the state's step (`lr` that of
+/// the step just taken).
+fn probe_record(
+    st: &mut TrainState,
+    rule: &dyn Rule<f32>,
+    (x, labels): (&Tensor<f32>, &[u32]),
+    steps_per_epoch: usize,
+    lr: Option<f64>,
+) -> ProbeRecord {
+    let n = st.sums.seen;
+    ProbeRecord {
+        global_step: st.epoch * steps_per_epoch + st.step,
+        epoch: st.epoch + 1,
+        step: st.step,
+        lr,
+        loss: (n > 0).then(|| st.sums.loss / n as f64),
+        layers: layer_records(&mut st.net, rule, x, labels),
+        seconds: st.seconds,
+    }
 }
 
 /// Running sums over the steps of the epoch in progress.
@@ -930,6 +973,13 @@ fn run(
     {
         return Ok(Outcome::Stopped);
     }
+    let probe = (&probe_x, probe_y.as_slice());
+    if cfg.probe_every > 0 && st.epoch == 0 && st.step == 0 {
+        let record = probe_record(st, rule.as_ref(), probe, steps, None);
+        if on_event(Event::Probe { record: &record }).is_break() {
+            return Ok(Outcome::Stopped);
+        }
+    }
 
     while st.epoch < cfg.epochs {
         let epoch = st.epoch;
@@ -998,6 +1048,14 @@ fn run(
                 st.step += 1;
                 let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
                 st.seconds = before + start.elapsed().as_secs_f64();
+                // Before the step's event, which may checkpoint: a run resumed from this step
+                // has its record.
+                if cfg.probe_every > 0 && (epoch * steps + st.step) % cfg.probe_every == 0 {
+                    let record = probe_record(st, rule.as_ref(), probe, steps, Some(lr));
+                    if on_event(Event::Probe { record: &record }).is_break() {
+                        return Ok(None);
+                    }
+                }
                 if on_event(Event::Step {
                     epoch: epoch + 1,
                     step: step + 1,

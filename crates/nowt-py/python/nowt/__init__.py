@@ -118,12 +118,21 @@ def _json_or_none(path: Path) -> Optional[Any]:
         return None
 
 
+def _records(path: Path) -> list[dict]:
+    """A JSON-lines file's records (``[]`` where it does not exist)."""
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 class Run:
     """A run directory, made by ``nowt.train`` here or ``nowt train`` on the command line.
 
     ``dir``: the directory; ``config``: its resolved config (dict); ``finished``: whether every
     epoch ran; ``summary``: ``summary.json`` (``None`` until finished); ``metrics``: the
-    ``metrics.jsonl`` records (list of dicts, exactly as written)."""
+    ``metrics.jsonl`` records (list of dicts, exactly as written); ``probes``: the
+    ``probes.jsonl`` records of a run made with ``probe_every`` (every layer's angles every that
+    many steps, and before the first; ``[]`` without)."""
 
     def __init__(self, dir: os.PathLike | str):
         self.dir = Path(dir)
@@ -152,10 +161,11 @@ class Run:
 
     @property
     def metrics(self) -> list[dict]:
-        path = self.dir / "metrics.jsonl"
-        if not path.exists():
-            return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return _records(self.dir / "metrics.jsonl")
+
+    @property
+    def probes(self) -> list[dict]:
+        return _records(self.dir / "probes.jsonl")
 
     def frame(self):
         """The metrics as a long pandas DataFrame: one row per (epoch, split, metric, layer)

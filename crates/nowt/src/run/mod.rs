@@ -32,6 +32,9 @@ use crate::train::{ControlFlow, EpochRecord, Event, Outcome, Summary, TrainState
 /// The checkpoint of the epoch selected on the validation split, in `checkpoints/`.
 pub const BEST: &str = "ckpt-best.safetensors";
 
+/// The records of `probe_every`, in a run's directory.
+pub const PROBES: &str = "probes.jsonl";
+
 /// How a run is driven, whichever front end starts it.
 #[derive(Clone, Debug, Default)]
 pub struct RunOpts {
@@ -85,6 +88,11 @@ pub enum Progress<'a> {
     Pretrain {
         record: &'a crate::train::PretrainRecord,
         steps: usize,
+    },
+    /// The layers measured within training (every `probe_every` steps and before the first;
+    /// the record is in `probes.jsonl` already).
+    Probe {
+        record: &'a crate::train::ProbeRecord,
     },
     /// Something the user should know that does not stop the run (a skipped checkpoint).
     Warning(String),
@@ -462,8 +470,8 @@ struct ResumedFrom<'a> {
 
 impl ResumedFrom<'_> {
     /// Checks the data's identity against `provenance.json`, records this process there, writes
-    /// a changed config and drops the summary it invalidates, and drops the metrics records
-    /// written after the checkpoint (they are written again).
+    /// a changed config and drops the summary it invalidates, and drops the metrics and probe
+    /// records written after the checkpoint (they are written again).
     fn rewrite_records(self, observe: &mut Observer) -> Result<()> {
         let dir = self.dir;
         let prov_path = dir.join("provenance.json");
@@ -521,8 +529,27 @@ impl ResumedFrom<'_> {
             .map(|l| format!("{l}\n"))
             .collect();
         crate::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
-        Ok(())
+        keep_probes(dir, (self.epochs_kept, self.step))
     }
+}
+
+/// `probes.jsonl` cut back to the records made up to the checkpoint at `at` (finished epochs,
+/// steps of the next): the steps after it are trained again, and measured again.
+fn keep_probes(dir: &Path, at: (usize, usize)) -> Result<()> {
+    let path = dir.join(PROBES);
+    let Ok(text) = fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let kept: String = text
+        .lines()
+        .filter(|l| {
+            serde_json::from_str::<crate::train::ProbeRecord>(l)
+                .is_ok_and(|r| (r.epoch - 1, r.step) <= at)
+        })
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::checkpoint::write_atomic(&path, |w| w.write_all(kept.as_bytes()))?;
+    Ok(())
 }
 
 /// Writes a checkpoint of `st` under `<dir>/checkpoints/` and keeps only the newest `keep`.
@@ -662,6 +689,26 @@ impl<'a> Writer<'a> {
         self.agreed(written)
     }
 
+    /// Appends a probe record to `probes.jsonl` (rank 0); the record before the first step
+    /// starts the file afresh.
+    fn probe_record(&mut self, record: &crate::train::ProbeRecord) -> Result<()> {
+        let path = self.dir.join(PROBES);
+        let written = if self.world.rank() == 0 {
+            let line = serde_json::to_string(record).expect("records serialise");
+            fs::OpenOptions::new()
+                .create(true)
+                .write(true)
+                .append(record.global_step > 0)
+                .truncate(record.global_step == 0)
+                .open(&path)
+                .and_then(|mut f| writeln!(f, "{line}"))
+                .with_context(|| format!("cannot write {}", path.display()))
+        } else {
+            Ok(())
+        };
+        self.agreed(written)
+    }
+
     /// The training loss at global step `step`, for TensorBoard (every rank calls it at the
     /// same steps).
     fn step_loss(&mut self, step: usize, loss: f64) -> Result<()> {
@@ -789,6 +836,16 @@ fn train_and_record(
                 return ControlFlow::Break(());
             }
             let asked = observe(Progress::Pretrain { record, steps });
+            if dist::any(world, asked.is_break()) {
+                return ControlFlow::Break(());
+            }
+            ControlFlow::Continue(())
+        }
+        Event::Probe { record } => {
+            if stop_or_fail(files.probe_record(record), &mut failure).is_break() {
+                return ControlFlow::Break(());
+            }
+            let asked = observe(Progress::Probe { record });
             if dist::any(world, asked.is_break()) {
                 return ControlFlow::Break(());
             }
