@@ -1050,7 +1050,8 @@ fn run(
                 st.seconds = before + start.elapsed().as_secs_f64();
                 // Before the step's event, which may checkpoint: a run resumed from this step
                 // has its record.
-                if cfg.probe_every > 0 && (epoch * steps + st.step) % cfg.probe_every == 0 {
+                if cfg.probe_every > 0 && (epoch * steps + st.step).is_multiple_of(cfg.probe_every)
+                {
                     let record = probe_record(st, rule.as_ref(), probe, steps, Some(lr));
                     if on_event(Event::Probe { record: &record }).is_break() {
                         return Ok(None);
