@@ -84,6 +84,65 @@ fn checkpoints(out: &Path) -> usize {
             .count()
 }
 
+/// With `--probe-every`, every run has its `probes.jsonl` and the report a figure of the
+/// angles against the training step: a legend entry and, in each of its two panels, a curve per
+/// rule with a point per record.
+#[test]
+fn runs_measured_within_training_get_a_figure_of_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("cmp");
+    let o = nowt(&[
+        "compare",
+        "--rules",
+        "bp,kp",
+        "--epochs",
+        "1",
+        "--probe-every",
+        "3",
+        "--threads",
+        "1",
+        "-q",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // The embedded digits at batch 128: 12 steps, so records at steps 0, 3, …, 12.
+    for run in ["bp-s0", "kp-s0"] {
+        let lines = fs::read_to_string(out.join(run).join("probes.jsonl")).unwrap();
+        assert_eq!(lines.lines().count(), 5, "{run}");
+    }
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.contains("(figures/probes.svg)"), "{md}");
+    let text = fs::read_to_string(out.join("figures/probes.svg")).unwrap();
+    let doc = roxmltree::Document::parse(&text).unwrap();
+    for rule in ["backprop", "kolen-pollack"] {
+        let labels = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(rule))
+            .count();
+        assert_eq!(labels, 1, "legend entries for {rule}");
+    }
+    // The data's part: left of the legend column.
+    let width: f64 = doc.root_element().attribute("width").unwrap().parse().unwrap();
+    let xs = |n: &roxmltree::Node| -> Vec<f64> {
+        let pts = n.attribute("points").unwrap_or("");
+        pts.split_whitespace()
+            .map(|p| p.split(',').next().unwrap().parse().unwrap())
+            .collect()
+    };
+    for colour in ["#000000", "#2CA02C"] {
+        let curves: Vec<usize> = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+            .filter(|n| n.attribute("stroke").map(str::to_uppercase).as_deref() == Some(colour))
+            .map(|n| xs(&n))
+            .filter(|x| x.iter().all(|&px| px < width - 250.0))
+            .map(|x| x.len())
+            .collect();
+        assert_eq!(curves, [5, 5], "{colour}'s curves: points in each panel");
+    }
+}
+
 #[test]
 fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     let tmp = tempfile::tempdir().unwrap();
@@ -200,6 +259,9 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
     }
     let text = fs::read_to_string(out.join("figures/weight_angles.svg")).unwrap();
     roxmltree::Document::parse(&text).unwrap();
+    // No run measured within training: no figure of it.
+    assert!(!out.join("figures/probes.svg").exists());
+    assert!(!md.contains("probes.svg"), "{md}");
 
     // Started again: nothing to do, the same report.
     let before = untimed_csv(&out);

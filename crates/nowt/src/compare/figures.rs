@@ -1,7 +1,8 @@
 //! The report's figures, drawn as SVG by `plotters`: test error and train loss against epoch
 //! (one line per rule, a band over seeds), `∠(W, M)` of every layer against epoch (one panel per
 //! rule, lines from blue at the bottom layer to red at the top, as in the paper's angle
-//! figures), and the final angles against layer depth.
+//! figures), the final angles against layer depth, and, for runs made with `probe_every`, the
+//! angles against the training step.
 
 use std::path::Path;
 
@@ -464,6 +465,65 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Within training (`probes.jsonl`, the first seed of each group that has them): the top
+/// weight layer's `∠(W, M)` and the mean `∠(δ, δbp)` over the layers that carry an error,
+/// against the training step.
+fn probe_panels(groups: &[Group], file: &Path) -> Result<()> {
+    let probed: Vec<&Group> = groups
+        .iter()
+        .filter(|g| !g.runs[0].probes.is_empty())
+        .collect();
+    let (canvas, data, side) = with_legend_column(file, (1100 + LEGEND_W, 480))?;
+    let halves = data.split_evenly((1, 2));
+    type Pick = fn(&[crate::metrics::LayerRecord]) -> Option<f64>;
+    let picks: [(&str, Pick); 2] = [
+        ("output ∠(W, M) within training", |ls| {
+            ls.last()?.weight_angle_deg
+        }),
+        ("mean ∠(δ, δbp) within training", |ls| {
+            let v: Vec<f64> = ls.iter().filter_map(|l| l.delta_angle_deg).collect();
+            (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+        }),
+    ];
+    let steps = probed
+        .iter()
+        .filter_map(|g| g.runs[0].probes.last().map(|p| p.global_step))
+        .max()
+        .unwrap_or(1);
+    for ((title, pick), area) in picks.into_iter().zip(halves) {
+        let mut chart = ChartBuilder::on(&area)
+            .caption(title, (FONT, 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0f64..(steps as f64).max(1.0), 0f64..95f64)
+            .map_err(fail(file))?;
+        chart
+            .configure_mesh()
+            .x_desc("training step")
+            .y_desc("degrees")
+            .x_label_formatter(&whole)
+            .y_label_formatter(&tidy)
+            .draw()
+            .map_err(fail(file))?;
+        for g in &probed {
+            let px: Vec<_> = g.runs[0]
+                .probes
+                .iter()
+                .filter_map(|p| {
+                    let v = pick(&p.layers)?;
+                    Some(chart.backend_coord(&(p.global_step as f64, v)))
+                })
+                .collect();
+            draw_curve(&canvas, &px, rule_look(g.rule), 2, file)?;
+        }
+    }
+    let entries: Vec<_> = probed.iter().map(|g| Entry::of(g)).collect();
+    side_legend(&side, &entries, file)?;
+    canvas.present().map_err(fail(file))?;
+    Ok(())
+}
+
 /// A sweep: each rule's validation error (mean over seeds, bars from the lowest to the highest
 /// seed) at every setting, the settings in order along the x axis.
 fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
@@ -589,6 +649,15 @@ pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, 
             "Final ∠(W, M) and ∠(δ, δbp) against layer depth",
         ),
     )?;
+    if groups.iter().any(|g| !g.runs[0].probes.is_empty()) {
+        probe_panels(
+            groups,
+            &add(
+                "probes.svg",
+                "Output ∠(W, M) and mean ∠(δ, δbp) against training step (probe_every)",
+            ),
+        )?;
+    }
     if all.iter().any(|g| !g.setting.is_empty()) {
         sweep_figure(
             all,

@@ -20,6 +20,8 @@ pub struct Run {
     pub cfg: TrainConfig,
     /// One per finished epoch, in order.
     pub epochs: Vec<EpochRecord>,
+    /// The records within training (`probes.jsonl`, with `probe_every`; empty without).
+    pub probes: Vec<crate::train::ProbeRecord>,
     pub finished: bool,
     /// The rule's warm-up in seconds, from the summary of a finished run (`None` before runs
     /// timed it).
@@ -55,10 +57,18 @@ impl Run {
                 i + 1
             );
         }
+        // Unreadable probe records are left out of the figure, not an error: the epochs'
+        // records are what the report stands on.
+        let probes = fs::read_to_string(dir.join(crate::run::PROBES))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         Ok(Self {
             dir: dir.to_path_buf(),
             cfg,
             epochs,
+            probes,
             finished: dir.join("summary.json").exists(),
             warmup_seconds: fs::read_to_string(dir.join("summary.json"))
                 .ok()
@@ -878,6 +888,7 @@ mod tests {
                 ..Default::default()
             },
             epochs,
+            probes: Vec::new(),
             finished,
             warmup_seconds: None,
             failed: (!finished).then(|| "diverged at epoch 2".to_string()),
