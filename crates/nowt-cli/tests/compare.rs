@@ -123,7 +123,12 @@ fn runs_measured_within_training_get_a_figure_of_it() {
         assert_eq!(labels, 1, "legend entries for {rule}");
     }
     // The data's part: left of the legend column.
-    let width: f64 = doc.root_element().attribute("width").unwrap().parse().unwrap();
+    let width: f64 = doc
+        .root_element()
+        .attribute("width")
+        .unwrap()
+        .parse()
+        .unwrap();
     let xs = |n: &roxmltree::Node| -> Vec<f64> {
         let pts = n.attribute("points").unwrap_or("");
         pts.split_whitespace()
