@@ -116,36 +116,42 @@ fn runs_measured_within_training_get_a_figure_of_it() {
     let text = fs::read_to_string(out.join("figures/probes.svg")).unwrap();
     let doc = roxmltree::Document::parse(&text).unwrap();
     for rule in ["backprop", "kolen-pollack"] {
-        let labels = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(rule))
-            .count();
-        assert_eq!(labels, 1, "legend entries for {rule}");
+        assert_eq!(legend_x(&doc, rule).len(), 1, "legend entries for {rule}");
     }
-    // The data's part: left of the legend column.
+    for colour in ["#000000", "#2CA02C"] {
+        let points: Vec<usize> = data_curves(&doc, colour).iter().map(Vec::len).collect();
+        assert_eq!(points, [5, 5], "{colour}'s curves: points in each panel");
+    }
+}
+
+/// The x of each legend label naming `rule` in a figure.
+fn legend_x(doc: &roxmltree::Document, rule: &str) -> Vec<f64> {
+    doc.descendants()
+        .filter(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(rule))
+        .map(|n| n.attribute("x").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// The x of every point of each curve (a polyline 2 px wide) drawn in `colour` in a figure's
+/// data part: left of its 250-px legend column.
+fn data_curves(doc: &roxmltree::Document, colour: &str) -> Vec<Vec<f64>> {
     let width: f64 = doc
         .root_element()
         .attribute("width")
         .unwrap()
         .parse()
         .unwrap();
-    let xs = |n: &roxmltree::Node| -> Vec<f64> {
-        let pts = n.attribute("points").unwrap_or("");
-        pts.split_whitespace()
-            .map(|p| p.split(',').next().unwrap().parse().unwrap())
-            .collect()
-    };
-    for colour in ["#000000", "#2CA02C"] {
-        let curves: Vec<usize> = doc
-            .descendants()
-            .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
-            .filter(|n| n.attribute("stroke").map(str::to_uppercase).as_deref() == Some(colour))
-            .map(|n| xs(&n))
-            .filter(|x| x.iter().all(|&px| px < width - 250.0))
-            .map(|x| x.len())
-            .collect();
-        assert_eq!(curves, [5, 5], "{colour}'s curves: points in each panel");
-    }
+    doc.descendants()
+        .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
+        .filter(|n| n.attribute("stroke").map(str::to_uppercase).as_deref() == Some(colour))
+        .map(|n| {
+            let pts = n.attribute("points").unwrap_or("");
+            pts.split_whitespace()
+                .map(|p| p.split(',').next().unwrap().parse().unwrap())
+                .collect::<Vec<f64>>()
+        })
+        .filter(|x| x.iter().all(|&px| px < width - 250.0))
+        .collect()
 }
 
 #[test]
@@ -235,30 +241,17 @@ fn compare_writes_runs_and_a_report_whose_numbers_are_the_runs() {
         let svg = doc.root_element();
         assert_eq!(svg.tag_name().name(), "svg");
         let width: f64 = svg.attribute("width").unwrap().parse().unwrap();
-        let column = width - 250.0;
-        let x = |n: &roxmltree::Node| -> f64 { n.attribute("x").unwrap().parse().unwrap() };
         for rule in ["backprop", "kolen-pollack"] {
-            let labels: Vec<_> = doc
-                .descendants()
-                .filter(|n| n.has_tag_name("text") && n.text().map(str::trim) == Some(rule))
-                .collect();
+            let labels = legend_x(&doc, rule);
             assert_eq!(labels.len(), 1, "{fig}: legend entries for {rule}");
-            assert!(x(&labels[0]) > column, "{fig}: {rule}'s legend on the data");
+            assert!(
+                labels[0] > width - 250.0,
+                "{fig}: {rule}'s legend on the data"
+            );
         }
-        let points_x = |n: &roxmltree::Node| -> Vec<f64> {
-            let pts = n.attribute("points").unwrap_or("");
-            pts.split_whitespace()
-                .map(|p| p.split(',').next().unwrap().parse().unwrap())
-                .collect()
-        };
         for colour in ["#000000", "#2CA02C"] {
-            let curves: Vec<_> = doc
-                .descendants()
-                .filter(|n| n.has_tag_name("polyline") && n.attribute("stroke-width") == Some("2"))
-                .filter(|n| n.attribute("stroke").map(str::to_uppercase).as_deref() == Some(colour))
-                .filter(|n| points_x(n).iter().all(|&px| px < column))
-                .collect();
             let panels = if fig == "depth.svg" { 2 } else { 1 };
+            let curves = data_curves(&doc, colour);
             assert_eq!(curves.len(), panels, "{fig}: {colour}'s curves");
         }
     }

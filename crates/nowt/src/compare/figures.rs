@@ -9,6 +9,7 @@ use std::path::Path;
 use crate::rules::RuleKind;
 use crate::train::EpochRecord;
 use anyhow::{anyhow, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
@@ -409,6 +410,32 @@ fn angle_panels(groups: &[Group], file: &Path) -> Result<()> {
     Ok(())
 }
 
+/// A panel of angles (0–95°) against `x`, its axes drawn.
+fn degree_panel<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    x_desc: &str,
+    file: &Path,
+) -> Result<ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>> {
+    let mut chart = ChartBuilder::on(area)
+        .caption(title, (FONT, 18))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(52)
+        .build_cartesian_2d(x, 0f64..95f64)
+        .map_err(fail(file))?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc("degrees")
+        .x_label_formatter(&whole)
+        .y_label_formatter(&tidy)
+        .draw()
+        .map_err(fail(file))?;
+    Ok(chart)
+}
+
 /// Final `∠(W, M)` and `∠(δ, δbp)` against layer depth, one line per rule (first seed).
 fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
     let (canvas, data, side) = with_legend_column(file, (1100 + LEGEND_W, 480))?;
@@ -424,21 +451,8 @@ fn depth_panels(groups: &[Group], file: &Path) -> Result<()> {
         .max()
         .unwrap_or(1);
     for ((title, pick), area) in picks.into_iter().zip(halves) {
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(52)
-            .build_cartesian_2d(1f64..(layers as f64).max(2.0), 0f64..95f64)
-            .map_err(fail(file))?;
-        chart
-            .configure_mesh()
-            .x_desc("weight layer (1 = bottom)")
-            .y_desc("degrees")
-            .x_label_formatter(&whole)
-            .y_label_formatter(&tidy)
-            .draw()
-            .map_err(fail(file))?;
+        let x = 1f64..(layers as f64).max(2.0);
+        let chart = degree_panel(&area, title, x, "weight layer (1 = bottom)", file)?;
         for g in groups {
             let Some(last) = g.runs[0].epochs.last() else {
                 continue;
@@ -491,21 +505,8 @@ fn probe_panels(groups: &[Group], file: &Path) -> Result<()> {
         .max()
         .unwrap_or(1);
     for ((title, pick), area) in picks.into_iter().zip(halves) {
-        let mut chart = ChartBuilder::on(&area)
-            .caption(title, (FONT, 18))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(52)
-            .build_cartesian_2d(0f64..(steps as f64).max(1.0), 0f64..95f64)
-            .map_err(fail(file))?;
-        chart
-            .configure_mesh()
-            .x_desc("training step")
-            .y_desc("degrees")
-            .x_label_formatter(&whole)
-            .y_label_formatter(&tidy)
-            .draw()
-            .map_err(fail(file))?;
+        let x = 0f64..(steps as f64).max(1.0);
+        let chart = degree_panel(&area, title, x, "training step", file)?;
         for g in &probed {
             let px: Vec<_> = g.runs[0]
                 .probes

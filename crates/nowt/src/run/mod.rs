@@ -669,37 +669,29 @@ impl<'a> Writer<'a> {
         self.agreed(written)
     }
 
-    /// Appends a noise pre-training record to `pretrain.jsonl` (rank 0), which the phase's
-    /// first record starts afresh: a phase replayed after a stop is written once.
+    /// Appends a noise pre-training record to `pretrain.jsonl`, which the phase's first
+    /// record starts afresh: a phase replayed after a stop is written once.
     fn pretrain_record(&mut self, record: &crate::train::PretrainRecord) -> Result<()> {
-        let path = self.dir.join("pretrain.jsonl");
-        let written = if self.world.rank() == 0 {
-            let line = serde_json::to_string(record).expect("records serialise");
-            fs::OpenOptions::new()
-                .create(true)
-                .write(true)
-                .append(record.step > 0)
-                .truncate(record.step == 0)
-                .open(&path)
-                .and_then(|mut f| writeln!(f, "{line}"))
-                .with_context(|| format!("cannot write {}", path.display()))
-        } else {
-            Ok(())
-        };
-        self.agreed(written)
+        self.append("pretrain.jsonl", record, record.step == 0)
     }
 
-    /// Appends a probe record to `probes.jsonl` (rank 0); the record before the first step
-    /// starts the file afresh.
+    /// Appends a probe record to `probes.jsonl`; the record before the first step starts the
+    /// file afresh.
     fn probe_record(&mut self, record: &crate::train::ProbeRecord) -> Result<()> {
-        let path = self.dir.join(PROBES);
+        self.append(PROBES, record, record.global_step == 0)
+    }
+
+    /// `record` as a line of JSON at the end of the run's file `name` (rank 0), or as its only
+    /// line where it is the `first`.
+    fn append(&mut self, name: &str, record: &impl serde::Serialize, first: bool) -> Result<()> {
+        let path = self.dir.join(name);
         let written = if self.world.rank() == 0 {
             let line = serde_json::to_string(record).expect("records serialise");
             fs::OpenOptions::new()
                 .create(true)
                 .write(true)
-                .append(record.global_step > 0)
-                .truncate(record.global_step == 0)
+                .append(!first)
+                .truncate(first)
                 .open(&path)
                 .and_then(|mut f| writeln!(f, "{line}"))
                 .with_context(|| format!("cannot write {}", path.display()))
