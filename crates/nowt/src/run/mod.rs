@@ -521,34 +521,35 @@ impl ResumedFrom<'_> {
             }));
             p.write(dir)?;
         }
-        let metrics = dir.join("metrics.jsonl");
-        let kept: String = fs::read_to_string(&metrics)
-            .unwrap_or_default()
-            .lines()
-            .take(self.epochs_kept)
-            .map(|l| format!("{l}\n"))
-            .collect();
-        crate::checkpoint::write_atomic(&metrics, |w| w.write_all(kept.as_bytes()))?;
-        keep_probes(dir, (self.epochs_kept, self.step))
+        // The epochs' records of the finished epochs, and the probes' up to the checkpoint's
+        // step (finished epochs, steps of the next).
+        let mut epochs = 0;
+        keep_lines(&dir.join("metrics.jsonl"), |_| {
+            epochs += 1;
+            epochs <= self.epochs_kept
+        })?;
+        let at = (self.epochs_kept, self.step);
+        let probes = dir.join(PROBES);
+        if probes.exists() {
+            keep_lines(&probes, |l| {
+                serde_json::from_str::<crate::train::ProbeRecord>(l)
+                    .is_ok_and(|r| (r.epoch - 1, r.step) <= at)
+            })?;
+        }
+        Ok(())
     }
 }
 
-/// `probes.jsonl` cut back to the records made up to the checkpoint at `at` (finished epochs,
-/// steps of the next): the steps after it are trained again, and measured again.
-fn keep_probes(dir: &Path, at: (usize, usize)) -> Result<()> {
-    let path = dir.join(PROBES);
-    let Ok(text) = fs::read_to_string(&path) else {
-        return Ok(());
-    };
-    let kept: String = text
+/// Rewrites the JSON-lines file at `path` (an absent one as empty) with the lines `keep` says
+/// to keep, in order.
+fn keep_lines(path: &Path, mut keep: impl FnMut(&str) -> bool) -> Result<()> {
+    let kept: String = fs::read_to_string(path)
+        .unwrap_or_default()
         .lines()
-        .filter(|l| {
-            serde_json::from_str::<crate::train::ProbeRecord>(l)
-                .is_ok_and(|r| (r.epoch - 1, r.step) <= at)
-        })
+        .filter(|l| keep(l))
         .map(|l| format!("{l}\n"))
         .collect();
-    crate::checkpoint::write_atomic(&path, |w| w.write_all(kept.as_bytes()))?;
+    crate::checkpoint::write_atomic(path, |w| w.write_all(kept.as_bytes()))?;
     Ok(())
 }
 
