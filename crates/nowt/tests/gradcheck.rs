@@ -461,6 +461,47 @@ fn max_pooling_sends_delta_to_the_first_maximum() {
     assert!(y.data()[0] == 0.0 && y.data()[0].is_sign_negative());
 }
 
+/// The 2 × 2, stride-2 pooling path (LeNet's, VGG's) is the general window walk bit for bit:
+/// values from a handful of levels (so windows tie, `−0` beside `+0`), NaN among them, `δ`
+/// with `−0`s, even and odd planes (an odd plane's last row and column are in no window).
+#[test]
+fn two_by_two_pooling_is_the_general_walk_bit_for_bit() {
+    use nowt::layers::{Layer, Pool2d, PoolKind};
+    use rand::Rng;
+    let mut r = rng(51);
+    let levels = [-1.0, -0.0, 0.0, 1.0, 2.0, f32::NAN];
+    for shape in [[2, 3, 8, 8], [2, 2, 7, 9], [1, 2, 6, 5]] {
+        let n: usize = shape.iter().product();
+        let x: Vec<f32> = (0..n)
+            .map(|_| levels[r.random_range(0..levels.len())])
+            .collect();
+        let x = Tensor::from_vec(&shape, x);
+        for kind in [PoolKind::Max, PoolKind::Avg] {
+            let mut pool = Pool2d::new("pool", kind, 2, 2, 0);
+            let y = pool.forward(&x, true);
+            let reference = pool.forward_reference(&x);
+            let bits = |t: &Tensor<f32>| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&reference), "{kind:?} {shape:?}: forward");
+            let m = y.len();
+            let d: Vec<f32> = (0..m)
+                .map(|i| {
+                    if i % 3 == 0 {
+                        -0.0
+                    } else {
+                        r.random_range(-1.0..1.0)
+                    }
+                })
+                .collect();
+            let d = Tensor::from_vec(y.shape(), d);
+            let dx = pool
+                .backward(&x, &y, &d, &mut Backward::new(&Backprop), true)
+                .unwrap();
+            let reference = pool.backward_reference(&x, &y, &d);
+            assert_eq!(bits(&dx), bits(&reference), "{kind:?} {shape:?}: backward");
+        }
+    }
+}
+
 /// Max pooling takes the window's largest value (padding never wins), average pooling the
 /// window's sum over k² (padding counted as zeros), on a hand-made plane.
 #[test]
