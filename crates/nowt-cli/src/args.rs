@@ -272,8 +272,8 @@ pub fn name<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, String> {
 #[derive(Args, Clone, Debug, Default, PartialEq)]
 pub struct TrainArgs {
     /// Continue the run in this directory from its newest valid checkpoint (its own config is
-    /// used; only --data-dir, for data that moved, and --epochs, to extend it, may change)
-    /// [default: none, a new run].
+    /// used; only --data-dir, for data that moved, --epochs, to extend it, and --threads, which
+    /// changes no value, may change) [default: none, a new run].
     #[arg(long)]
     pub resume: Option<PathBuf>,
     /// Start a new run from this checkpoint's weights, feedback weights and batch-norm state

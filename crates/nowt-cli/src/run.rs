@@ -367,6 +367,7 @@ impl RunOpts {
                 init_from: a.init_from.clone(),
                 data_dir: a.data_dir.clone(),
                 epochs: a.epochs,
+                threads: a.threads,
                 log_every: a.log_every,
                 origin: origin(),
             },
@@ -394,11 +395,12 @@ pub fn train(a: Box<TrainArgs>) -> Result<()> {
             log_every: 0,
             data_dir: None,
             epochs: None,
+            threads: None,
             ..(*a).clone()
         };
         if plain != TrainArgs::default() {
             bail!(
-                "--resume {}: the run's own configuration is used; drop the other training flags (only --data-dir and --epochs may change)",
+                "--resume {}: the run's own configuration is used; drop the other training flags (only --data-dir, --epochs and --threads may change)",
                 dir.display()
             );
         }

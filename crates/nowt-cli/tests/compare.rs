@@ -317,6 +317,8 @@ fn kill_after_checkpoint(out: &Path, seen: usize, extra: Duration) -> Option<usi
     Some(checkpoints(out))
 }
 
+/// Killed twice on two threads and restarted on one, a comparison ends exactly like an
+/// uninterrupted one on two.
 #[test]
 fn a_comparison_killed_twice_and_restarted_ends_like_an_uninterrupted_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -339,8 +341,20 @@ fn a_comparison_killed_twice_and_restarted_ends_like_an_uninterrupted_one() {
         }
     }
     assert_eq!(kills, 2, "the comparison finished before the second kill");
-    let o = compare(&out);
+    // Restarted on one thread where it began on two: the run it was in resumes on one (no value
+    // depends on the thread count) instead of being refused as another configuration.
+    let mut args = COMPARE.to_vec();
+    let at = args.iter().position(|&a| a == "--threads").unwrap();
+    args[at + 1] = "1";
+    args.extend(["--out", out.to_str().unwrap()]);
+    let o = nowt(&args);
     assert!(o.status.success(), "{}", stderr(&o));
+    let threads = |r: &str| fs::read_to_string(out.join(r).join("config.toml")).unwrap();
+    assert!(
+        threads(RUNS[3]).contains("threads = 1"),
+        "{}",
+        threads(RUNS[3])
+    );
     for r in RUNS {
         assert_eq!(
             untimed(metrics(&out.join(r))),

@@ -302,6 +302,72 @@ fn a_resnet_run_resumes_exactly() {
     interrupted_run_matches_uninterrupted(&train, 2);
 }
 
+/// A run resumed on another number of threads (`--resume … --threads 1`, begun on 2) ends
+/// exactly as the unbroken run on 2, since no value depends on the thread count; its
+/// config.toml names the new count and provenance.json records the change. A checkpoint on
+/// other threads than config.toml's is the same run's.
+#[test]
+fn a_run_resumed_on_other_threads_ends_as_the_unbroken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let with_epochs = |n: &'static str| {
+        let mut train = TRAIN.to_vec();
+        let at = train.iter().position(|&a| a == "--epochs").unwrap();
+        train[at + 1] = n;
+        train.extend(["--schedule", "constant"]);
+        train
+    };
+    let reference = tmp.path().join("reference");
+    let mut args = with_epochs("4");
+    args.extend(["--out", run_dir_arg(&reference)]);
+    assert!(nowt(&args).status.success());
+    let run = tmp.path().join("run");
+    let mut args = with_epochs("2");
+    args.extend(["--out", run_dir_arg(&run)]);
+    assert!(nowt(&args).status.success());
+    let o = nowt(&[
+        "train",
+        "--resume",
+        run_dir_arg(&run),
+        "--epochs",
+        "4",
+        "--threads",
+        "1",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(untimed_metrics(&run), untimed_metrics(&reference));
+    assert_eq!(final_state(&run), final_state(&reference));
+    let config = fs::read_to_string(run.join("config.toml")).unwrap();
+    assert!(config.contains("threads = 1"), "{config}");
+    let prov: Value =
+        serde_json::from_str(&fs::read_to_string(run.join("provenance.json")).unwrap()).unwrap();
+    assert_eq!(
+        prov["resumed"][0]["changes"]["threads"],
+        serde_json::json!([2, 1])
+    );
+
+    // Killed before its first checkpoint on the new count, such a resume leaves config.toml
+    // naming 1 thread and the newest checkpoint 2: still the same run, resumed as it.
+    let killed = tmp.path().join("killed");
+    let mut args = with_epochs("2");
+    args.extend(["--out", run_dir_arg(&killed)]);
+    assert!(nowt(&args).status.success());
+    let config = fs::read_to_string(killed.join("config.toml")).unwrap();
+    let one = config.replace("threads = 2", "threads = 1");
+    assert_ne!(one, config);
+    fs::write(killed.join("config.toml"), one).unwrap();
+    let o = nowt(&[
+        "train",
+        "--resume",
+        run_dir_arg(&killed),
+        "--epochs",
+        "4",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(untimed_metrics(&killed), untimed_metrics(&reference));
+}
+
 #[test]
 fn resume_refuses_what_it_cannot_use() {
     let tmp = tempfile::tempdir().unwrap();

@@ -494,7 +494,7 @@ fn report(dirs: Vec<PathBuf>, out: PathBuf) -> PyResult<String> {
 
 /// Continues the run in `dir`; returns whether it finished. See `nowt.resume`.
 #[pyfunction]
-#[pyo3(signature = (dir, data=None, classes=0, epochs=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
+#[pyo3(signature = (dir, data=None, classes=0, epochs=None, threads=None, on_epoch=None, on_step=None, log_every=0, checkpoint_every=0, keep_checkpoints=3, call=String::new()))]
 #[allow(clippy::too_many_arguments)]
 fn resume(
     py: Python,
@@ -502,6 +502,7 @@ fn resume(
     data: Option<&Bound<PyTuple>>,
     classes: usize,
     epochs: Option<usize>,
+    threads: Option<usize>,
     on_epoch: Option<Py<PyAny>>,
     on_step: Option<Py<PyAny>>,
     log_every: usize,
@@ -520,6 +521,7 @@ fn resume(
         checkpoint_every,
         keep_checkpoints,
         epochs,
+        threads,
         log_every,
         origin: origin(&call),
         ..RunOpts::default()

@@ -220,9 +220,11 @@ def test_on_epoch_sees_every_record_and_false_stops_a_resumable_run(tmp_path):
     r = nowt.train(rule="wm", epochs=3, on_epoch=stop_after_two, out=tmp_path / "part")
     assert not r.finished and len(r.metrics) == 2 and r.summary is None
     assert untimed(seen) == untimed(r.metrics)
-    r = nowt.resume(r)
+    # On another number of threads: the same values, the new count in the run's config.
+    r = nowt.resume(r, threads=1 if r.config["threads"] != 1 else 2)
     assert r.finished
     assert untimed(r.metrics) == untimed(whole.metrics)
+    assert r.config["threads"] != whole.config["threads"]
 
 
 def test_a_raising_callback_stops_the_run_and_propagates(tmp_path):

@@ -297,6 +297,7 @@ def resume(
     *,
     data: Optional[tuple] = None,
     epochs: Optional[int] = None,
+    threads: Optional[int] = None,
     on_epoch: Optional[Callable[[dict], Any]] = None,
     on_step: Optional[Callable[[int, float], Any]] = None,
     log_every: int = 0,
@@ -304,7 +305,9 @@ def resume(
     keep_checkpoints: int = 3,
 ) -> Run:
     """Continues a stopped run from its newest checkpoint (``nowt train --resume``); a run of
-    arrays needs the same ``data`` again (checked by fingerprint). ``epochs`` extends it."""
+    arrays needs the same ``data`` again (checked by fingerprint). ``epochs`` extends it;
+    ``threads`` runs the rest on another number of threads (0: one per core), which changes
+    no value."""
     _callbacks(on_epoch, on_step, log_every)
     dir = run.dir if isinstance(run, Run) else Path(run)
     classes = 0
@@ -315,12 +318,13 @@ def resume(
         data=data,
         classes=classes,
         epochs=epochs,
+        threads=threads,
         on_epoch=on_epoch,
         on_step=on_step,
         log_every=log_every,
         checkpoint_every=checkpoint_every,
         keep_checkpoints=keep_checkpoints,
-        call=_call("resume", dict(run=str(dir), data=data, epochs=epochs)),
+        call=_call("resume", dict(run=str(dir), data=data, epochs=epochs, threads=threads)),
     )
     return Run(dir)
 

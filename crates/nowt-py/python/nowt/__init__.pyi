@@ -57,6 +57,7 @@ def resume(
     *,
     data: Optional[Arrays] = None,
     epochs: Optional[int] = None,
+    threads: Optional[int] = None,
     on_epoch: Optional[Callable[[dict[str, Any]], Any]] = None,
     on_step: Optional[Callable[[int, float], Any]] = None,
     log_every: int = 0,

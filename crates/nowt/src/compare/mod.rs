@@ -119,11 +119,13 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> bool {
     run_identity(a) == run_identity(b)
 }
 
-/// A config with where its run and data are put aside: what [`same_run`] compares.
+/// A config with where its run and data are, and on how many threads it runs, put aside: what
+/// [`same_run`] compares (a run resumed on other threads continues with the same values).
 fn run_identity(c: &TrainConfig) -> TrainConfig {
     TrainConfig {
         out: None,
         data_dir: None,
+        threads: 0,
         ..c.clone()
     }
 }
@@ -464,7 +466,12 @@ fn one_run(
         Status::Started => {
             say(on, format!("{what}: resuming {}", dir.display()));
             let mut observe = |p: Progress| on(Note::Run { label, progress: p });
-            crate::run::resume(&dir, opts, None, world, &mut observe).map(|(_, f)| f)
+            // On this comparison's threads, whichever the run started on.
+            let opts = RunOpts {
+                threads: Some(cfg.threads),
+                ..opts.clone()
+            };
+            crate::run::resume(&dir, &opts, None, world, &mut observe).map(|(_, f)| f)
         }
         Status::New => {
             say(on, format!("{what}: starting {}", dir.display()));

@@ -44,9 +44,12 @@ pub struct RunOpts {
     pub keep_checkpoints: usize,
     /// Start from this checkpoint's weights (`--init-from`).
     pub init_from: Option<PathBuf>,
-    /// On resume: the data's new location, and a new number of epochs.
+    /// On resume: the data's new location, a new number of epochs, and a new number of
+    /// threads (a run's values do not depend on it, so a run can move to a machine with more
+    /// or fewer cores).
     pub data_dir: Option<PathBuf>,
     pub epochs: Option<usize>,
+    pub threads: Option<usize>,
     /// Steps between the step-loss scalars of TensorBoard files (0: none), and the front ends'
     /// progress lines.
     pub log_every: usize,
@@ -220,6 +223,7 @@ fn same_training(a: &TrainConfig, b: &TrainConfig) -> bool {
         out: None,
         data_dir: None,
         epochs: 0,
+        threads: 0,
         ..c.clone()
     };
     strip(a) == strip(b)
@@ -355,8 +359,8 @@ fn newest_checkpoint(
     )
 }
 
-/// The run's config as it continues: the checkpoint's, with `config.toml`'s epochs and data
-/// location, then `opts`' new ones; and the changes made, for `provenance.json`.
+/// The run's config as it continues: the checkpoint's, with `config.toml`'s epochs, data
+/// location and threads, then `opts`' new ones; and the changes made, for `provenance.json`.
 fn resumed_config(
     dir: &Path,
     path: &Path,
@@ -372,10 +376,11 @@ fn resumed_config(
             dir.display()
         );
     }
-    // config.toml is the run's current config; --data-dir and --epochs change it.
+    // config.toml is the run's current config; --data-dir, --epochs and --threads change it.
     let mut cfg = TrainConfig {
         epochs: run_cfg.epochs,
         data_dir: run_cfg.data_dir.clone(),
+        threads: run_cfg.threads,
         ..cfg
     };
     let mut changes = serde_json::Map::new();
@@ -399,6 +404,14 @@ fn resumed_config(
             changes.insert("epochs".into(), serde_json::json!([cfg.epochs, n]));
         }
         cfg.epochs = n;
+    }
+    if let Some(n) = opts.threads {
+        let was = cfg.threads;
+        cfg.threads = n;
+        cfg.threads = cfg.resolved_threads();
+        if cfg.threads != was {
+            changes.insert("threads".into(), serde_json::json!([was, cfg.threads]));
+        }
     }
     if state.epoch == cfg.epochs && state.step == 0 && dir.join("summary.json").exists() {
         bail!(
