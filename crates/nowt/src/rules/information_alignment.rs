@@ -124,6 +124,10 @@ impl Default for InformationConfig {
 /// One noise batch for one layer: `B ← (1 − 2η_B γ) B + (η_B/N) (α grad_W(ξ, r) − 2β grad_W(x̂, r))`,
 /// `r = ξ Wᵀ`, `x̂` = the layer's transpose of `r` through `B`, each tap's data term averaged
 /// over the noise vectors that reached it.
+///
+/// `grad_W(x, r)` is linear in `x` (`Σ r ⊗ col(x)`), so the two data terms are one pass:
+/// `grad_W(αξ − 2βx̂, r)` — three convolution passes a noise batch (forward, transpose, weight
+/// gradient) where the two terms taken apart are four.
 pub fn information_step<T: Real>(
     layer: &mut dyn WeightLayer<T>,
     cfg: &InformationConfig,
@@ -133,10 +137,13 @@ pub fn information_step<T: Real>(
     let xi = draw_noise(&*layer, n, cfg.sigma, MirrorNoise::Gaussian, rng);
     let r = layer.linear(&xi, &layer.params().w);
     let mut g = Tensor::zeros(&[0]);
-    layer.weight_grad(&xi, &r, &mut g, T::zero(), T::of(cfg.alpha));
-    if cfg.beta != 0.0 {
+    if cfg.beta == 0.0 {
+        layer.weight_grad(&xi, &r, &mut g, T::zero(), T::of(cfg.alpha));
+    } else {
         let x_hat = layer.input_error(&r, &layer.params().feedback, xi.shape());
-        layer.weight_grad(&x_hat, &r, &mut g, T::one(), T::of(-2.0 * cfg.beta));
+        let (alpha, two_beta) = (T::of(cfg.alpha), T::of(2.0 * cfg.beta));
+        let z = xi.zip_map(&x_hat, |x, h| alpha * x - two_beta * h);
+        layer.weight_grad(&z, &r, &mut g, T::zero(), T::one());
     }
     tap_step(layer, &g, cfg.lr, n, 1.0 - 2.0 * cfg.lr * cfg.gamma);
 }
