@@ -368,6 +368,47 @@ fn a_run_resumed_on_other_threads_ends_as_the_unbroken_one() {
     assert_eq!(untimed_metrics(&killed), untimed_metrics(&reference));
 }
 
+/// A ResNet under the weight mirror (convolutions by Winograd and im2col, batch norm, noise,
+/// augmentation) trained on 1 thread and on 3 gives the same metrics and tensors: no reduction
+/// is split by the thread count, which is what lets a run resume on another one.
+#[test]
+fn a_resnet_on_one_thread_or_three_is_the_same_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("images");
+    common::fake_image_folder(&data, &["a", "b", "c"], 8, 16);
+    let run = |threads: &str| {
+        let dir = tmp.path().join(format!("t{threads}"));
+        let o = nowt(&[
+            "train",
+            "--dataset",
+            "image-folder",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--model",
+            "resnet20",
+            "--rule",
+            "wm",
+            "--wm-warmup-batches",
+            "2",
+            "--augment",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--threads",
+            threads,
+            "--out",
+            run_dir_arg(&dir),
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        dir
+    };
+    let (one, three) = (run("1"), run("3"));
+    assert_eq!(untimed_metrics(&one), untimed_metrics(&three));
+    assert_eq!(final_state(&one), final_state(&three));
+}
+
 #[test]
 fn resume_refuses_what_it_cannot_use() {
     let tmp = tempfile::tempdir().unwrap();
