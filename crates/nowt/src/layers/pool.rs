@@ -1,5 +1,7 @@
 //! Max and average pooling over `k × k` windows, `[N, C, H, W] → [N, C, H_o, W_o]` with
 //! `H_o = (H + 2p − k) / s + 1`. No weights: the same local derivative under every rule.
+//! Disjoint 2 × 2 windows (LeNet's, VGG's) take a path of their own, bit for bit the general
+//! window walk, which stays as its test oracle ([`Pool2d::forward_reference`]).
 
 use std::ops::Range;
 
