@@ -431,16 +431,8 @@ fn resnet20_trains_on_an_image_folder_under_every_rule() {
     for kind in nowt::rules::RuleKind::ALL {
         let rule = kind.alias();
         let run = tmp.path().join(rule);
-        let mut args = vec![
-            "train",
-            "--dataset",
-            "image-folder",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--model",
-            "resnet20",
-            "--rule",
-            rule,
+        let mut args = common::resnet_on_images(&data, rule);
+        args.extend([
             "--epochs",
             "2",
             "--batch-size",
@@ -449,7 +441,7 @@ fn resnet20_trains_on_an_image_folder_under_every_rule() {
             "--out",
             run.to_str().unwrap(),
             "-q",
-        ];
+        ]);
         if rule == "wm" {
             args.extend(["--wm-warmup-batches", "2"]);
         }

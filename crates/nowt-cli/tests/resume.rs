@@ -276,16 +276,8 @@ fn a_resnet_run_resumes_exactly() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("images");
     common::fake_image_folder(&data, &["a", "b", "c"], 8, 8);
-    let train = [
-        "train",
-        "--dataset",
-        "image-folder",
-        "--data-dir",
-        data.to_str().unwrap(),
-        "--model",
-        "resnet20",
-        "--rule",
-        "kp",
+    let mut train = common::resnet_on_images(&data, "kp");
+    train.extend([
         "--augment",
         "--epochs",
         "6",
@@ -298,7 +290,7 @@ fn a_resnet_run_resumes_exactly() {
         "--threads",
         "2",
         "-q",
-    ];
+    ]);
     interrupted_run_matches_uninterrupted(&train, 2);
 }
 
@@ -378,16 +370,8 @@ fn a_resnet_on_one_thread_or_three_is_the_same_run() {
     common::fake_image_folder(&data, &["a", "b", "c"], 8, 16);
     let run = |threads: &str| {
         let dir = tmp.path().join(format!("t{threads}"));
-        let o = nowt(&[
-            "train",
-            "--dataset",
-            "image-folder",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--model",
-            "resnet20",
-            "--rule",
-            "wm",
+        let mut args = common::resnet_on_images(&data, "wm");
+        args.extend([
             "--wm-warmup-batches",
             "2",
             "--augment",
@@ -401,6 +385,7 @@ fn a_resnet_on_one_thread_or_three_is_the_same_run() {
             run_dir_arg(&dir),
             "-q",
         ]);
+        let o = nowt(&args);
         assert!(o.status.success(), "{}", stderr(&o));
         dir
     };

@@ -43,6 +43,14 @@ pub fn untimed(mut records: Vec<Value>) -> Vec<Value> {
     records
 }
 
+/// `nowt train` of ResNet-20 on the image folder at `data` under `rule`: the arguments before a
+/// test's own.
+pub fn resnet_on_images<'a>(data: &'a Path, rule: &'a str) -> Vec<&'a str> {
+    let data = data.to_str().unwrap();
+    let dataset = ["train", "--dataset", "image-folder", "--data-dir", data];
+    [&dataset[..], &["--model", "resnet20", "--rule", rule]].concat()
+}
+
 /// Writes an image folder `root/{train,test}/<class>/<i>.png` of `size`×`size` RGB images whose
 /// colour depends on the class, `per_class` per class and split.
 pub fn fake_image_folder(root: &Path, classes: &[&str], per_class: usize, size: u32) {
