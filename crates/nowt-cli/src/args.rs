@@ -357,6 +357,8 @@ pub struct TrainArgs {
     pub probe_size: Option<usize>,
     #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("probe_every"))]
     pub probe_every: Option<usize>,
+    #[arg(long, help = nowt::config::key_help("bias_init"), allow_negative_numbers = true)]
+    pub bias_init: Option<f64>,
     #[arg(long, help = nowt::config::key_help("init_alignment"), allow_negative_numbers = true)]
     pub init_alignment: Option<f64>,
     #[arg(long, value_parser = count::<usize>, allow_negative_numbers = true, help = nowt::config::key_help("pretrain_noise_steps"))]

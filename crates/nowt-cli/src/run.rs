@@ -238,6 +238,7 @@ pub fn resolve(a: &TrainArgs) -> Result<TrainConfig> {
     set!(val_fraction = a.val_fraction);
     set!(probe_size = a.probe_size);
     set!(probe_every = a.probe_every);
+    set!(bias_init = a.bias_init);
     set!(init_alignment = a.init_alignment);
     set!(pretrain_noise_steps = a.pretrain_noise_steps);
     set!(pretrain_noise = a.pretrain_noise);

@@ -252,7 +252,7 @@ impl<'de> Deserialize<'de> for Model {
 /// Every config key (as in `config.toml`) with what it means: `nowt train --help` shows these
 /// for its flags and the Python package's `help(nowt.train)` for its keyword arguments, each with
 /// the default from [`TrainConfig::default`] ([`key_help`]). A test keeps it complete.
-pub const KEY_DOCS: [(&str, &str); 45] = [
+pub const KEY_DOCS: [(&str, &str); 46] = [
     (
         "rule",
         "Learning rule, by name or alias, any case (nowt rules describes each).",
@@ -360,6 +360,10 @@ pub const KEY_DOCS: [(&str, &str); 45] = [
     (
         "probe_every",
         "Also measure every layer's angles on the probe batch every N training steps (and before the first), into probes.jsonl (0: only at each epoch's end). [default: 0]",
+    ),
+    (
+        "bias_init",
+        "The value every convolution's and linear layer's bias starts at. [default: 0]",
     ),
     (
         "init_alignment",
@@ -484,6 +488,11 @@ pub enum PretrainLabels {
 /// Whether a count is 0 (a key left out of a written config at its default).
 fn is_zero(n: &usize) -> bool {
     *n == 0
+}
+
+/// Whether a number is 0 (a key left out of a written config at its default).
+fn is_zero_f64(x: &f64) -> bool {
+    *x == 0.0
 }
 
 /// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
@@ -615,6 +624,13 @@ pub struct TrainConfig {
     /// `xavier-uniform` (BioTorch's, for `W`, `B` and DFA's `D`; sign symmetry's scale and the
     /// random-sign magnitudes follow). Default `he`.
     pub init: Init,
+    /// The value every weight layer's bias starts at (convolutions and linear layers that have
+    /// one; batch norm's `β` is not a weight layer's bias). Default 0. BioTorch's DFA layers
+    /// started theirs at 1 in one version of its code (`biotorch/layers/dfa/*.py` at commit
+    /// 05f81e7; its later code starts them at 0, as the presets do). Left out of a written
+    /// config when 0, so binaries that predate it read the configs of runs that do not use it.
+    #[serde(skip_serializing_if = "is_zero_f64")]
+    pub bias_init: f64,
     /// Per-rule knobs.
     pub rules: RuleConfig,
 }
@@ -667,6 +683,7 @@ impl Default for TrainConfig {
             out: None,
             output_layer_rule: OutputLayerRule::Same,
             init: Init::He,
+            bias_init: 0.0,
             rules: RuleConfig::default(),
         }
     }
@@ -928,6 +945,12 @@ impl TrainConfig {
         }
         if self.probe_size == 0 {
             return bad("probe_size", "must be a positive integer, got 0".into());
+        }
+        if !self.bias_init.is_finite() {
+            return bad(
+                "bias_init",
+                format!("must be a finite number, got {}", self.bias_init),
+            );
         }
         if !(0.0..=1.0).contains(&self.init_alignment) {
             return bad(

@@ -226,6 +226,14 @@ pub fn build_model<T: Real>(
         let mut rng_b = crate::rng(cfg.seed, STREAM_FEEDBACK);
         crate::models::redraw(&mut net, cfg.init, &mut rng_w, &mut rng_b);
     }
+    if cfg.bias_init != 0.0 {
+        let b0 = T::of(cfg.bias_init);
+        for layer in net.weight_layers_mut() {
+            if let Some(b) = layer.params_mut().bias.as_mut() {
+                b.apply(|_| b0);
+            }
+        }
+    }
     let mut init = rules::FeedbackInit {
         classes,
         rng: crate::rng(cfg.seed, STREAM_RULE_INIT),

@@ -134,3 +134,41 @@ fn the_rules_own_feedback_follows_xavier_uniform() {
     let want = p.w.map(|w| w.signum() * (2.0f32 / (64 + 32) as f32).sqrt());
     assert_eq!(m.as_ref(), &want);
 }
+
+#[test]
+fn bias_init_starts_every_weight_layers_bias_there_and_changes_nothing_else() {
+    for model in [ModelKind::LenetBiotorch, ModelKind::Mlp] {
+        let rule = RuleKind::DirectFeedbackAlignment;
+        let plain = config(model, rule, Init::XavierUniform);
+        let ones = TrainConfig {
+            bias_init: 1.0,
+            ..plain.clone()
+        };
+        let build = |cfg: &TrainConfig| {
+            let r = rules::build::<f32>(rule, &cfg.rules, 8);
+            build_model(cfg, [1, 32, 32], 10, r.as_ref())
+        };
+        let (a, b) = (build(&plain), build(&ones));
+        let mut biases = 0;
+        for (la, lb) in a.weight_layers().iter().zip(b.weight_layers()) {
+            let (pa, pb) = (la.params(), lb.params());
+            assert_eq!(pa.w, pb.w, "{}: W₀ unchanged", pa.name);
+            assert_eq!(pa.feedback, pb.feedback, "{}: B₀ unchanged", pa.name);
+            if let Some(bias) = &pb.bias {
+                assert!(bias.data().iter().all(|&x| x == 1.0), "{}: bias 1", pb.name);
+                biases += 1;
+            }
+        }
+        assert_eq!(
+            biases,
+            a.weight_layers().len(),
+            "{model:?}: every layer has a bias"
+        );
+    }
+    let bad = TrainConfig {
+        bias_init: f64::NAN,
+        ..Default::default()
+    };
+    let err = bad.validate().unwrap_err().to_string();
+    assert!(err.contains("bias_init"), "{err}");
+}
