@@ -1125,7 +1125,7 @@ mod tests {
             .map(String::as_str)
             .filter(|k| *k != "rules")
             .collect();
-        for optional in ["data_dir", "out", "milestones", "probe_every"] {
+        for optional in ["data_dir", "out", "milestones", "probe_every", "bias_init"] {
             if !keys.contains(&optional) {
                 keys.push(optional);
             }
