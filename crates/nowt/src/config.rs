@@ -625,10 +625,11 @@ pub struct TrainConfig {
     /// random-sign magnitudes follow). Default `he`.
     pub init: Init,
     /// The value every weight layer's bias starts at (convolutions and linear layers that have
-    /// one; batch norm's `β` is not a weight layer's bias). Default 0. BioTorch's DFA layers
-    /// started theirs at 1 in one version of its code (`biotorch/layers/dfa/*.py` at commit
-    /// 05f81e7; its later code starts them at 0, as the presets do). Left out of a written
-    /// config when 0, so binaries that predate it read the configs of runs that do not use it.
+    /// one; batch norm's `β` is not a weight layer's bias). Default 0. Versions of BioTorch's
+    /// code started every bias at 1 (its DFA layers at commit 05f81e7, its FA and sign-symmetry
+    /// layers at 12b8a2c); its current code starts them at 0, as the presets do. Left out of a
+    /// written config when 0, so binaries that predate it read the configs of runs that do not
+    /// use it.
     #[serde(skip_serializing_if = "is_zero_f64")]
     pub bias_init: f64,
     /// Per-rule knobs.
