@@ -24,9 +24,13 @@ fn config(model: ModelKind, rule: RuleKind, init: Init) -> TrainConfig {
 
 /// The network of `model` (on 3×32×32 images, 10 classes) under `rule` and `init`.
 fn net(model: ModelKind, rule: RuleKind, init: Init) -> Network<f32> {
-    let cfg = config(model, rule, init);
-    let r = rules::build::<f32>(rule, &cfg.rules, 8);
-    build_model(&cfg, [3, 32, 32], 10, r.as_ref())
+    build(&config(model, rule, init))
+}
+
+/// The network `cfg` describes, on 3×32×32 images, 10 classes.
+fn build(cfg: &TrainConfig) -> Network<f32> {
+    let r = rules::build::<f32>(cfg.rule, &cfg.rules, 8);
+    build_model(cfg, [3, 32, 32], 10, r.as_ref())
 }
 
 /// `(max |x|, std)` of a tensor's entries.
@@ -143,10 +147,6 @@ fn bias_init_starts_every_weight_layers_bias_there_and_changes_nothing_else() {
         let ones = TrainConfig {
             bias_init: 1.0,
             ..plain.clone()
-        };
-        let build = |cfg: &TrainConfig| {
-            let r = rules::build::<f32>(rule, &cfg.rules, 8);
-            build_model(cfg, [1, 32, 32], 10, r.as_ref())
         };
         let (a, b) = (build(&plain), build(&ones));
         let mut biases = 0;
