@@ -485,14 +485,9 @@ pub enum PretrainLabels {
     Balanced,
 }
 
-/// Whether a count is 0 (a key left out of a written config at its default).
-fn is_zero(n: &usize) -> bool {
-    *n == 0
-}
-
-/// Whether a number is 0 (a key left out of a written config at its default).
-fn is_zero_f64(x: &f64) -> bool {
-    *x == 0.0
+/// Whether a count or number is 0 (a key left out of a written config at its default).
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 /// A training run's configuration. Every field has a default (see [`TrainConfig::default`]).
@@ -630,7 +625,7 @@ pub struct TrainConfig {
     /// layers at 12b8a2c); its current code starts them at 0, as the presets do. Left out of a
     /// written config when 0, so binaries that predate it read the configs of runs that do not
     /// use it.
-    #[serde(skip_serializing_if = "is_zero_f64")]
+    #[serde(skip_serializing_if = "is_zero")]
     pub bias_init: f64,
     /// Per-rule knobs.
     pub rules: RuleConfig,
