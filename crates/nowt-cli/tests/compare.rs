@@ -749,7 +749,8 @@ fn a_sweep_on_one_seed_trains_each_rules_choice_at_the_others() {
 
 /// `nowt report` over runs of different networks and datasets (a digits MLP of two widths and
 /// an MNIST MLP) keeps each configuration in its own row, named by what sets it apart, and says
-/// in its title and first lines that the runs differ.
+/// in its title and first lines that the runs differ; with no sweep behind them it has no Sweep
+/// section.
 #[test]
 fn a_report_over_different_configurations_keeps_them_apart() {
     let tmp = tempfile::tempdir().unwrap();
@@ -782,7 +783,8 @@ fn a_report_over_different_configurations_keeps_them_apart() {
         "{md}"
     );
     assert!(md.contains("**These runs are of different networks or datasets**"));
-    let rows: Vec<&str> = md
+    let table = md.split("## Differences").next().unwrap();
+    let rows: Vec<&str> = table
         .lines()
         .filter(|l| l.starts_with("| backprop ("))
         .collect();
@@ -791,6 +793,10 @@ fn a_report_over_different_configurations_keeps_them_apart() {
         rows.iter().any(|r| r.contains("dataset=\"mnist\"")),
         "{rows:?}"
     );
+    // No sweep chose among them: every configuration is a row, with no Sweep section to say
+    // which was kept.
+    assert!(!md.contains("## Sweep"), "{md}");
+    assert!(!runs.join("figures/sweep.svg").exists());
 }
 
 /// Each run's lines carry its own label, the warm-up's too: a rule that warms up announces it

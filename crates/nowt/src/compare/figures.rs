@@ -615,8 +615,9 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Draws every figure into `dir` (`groups`: the table's rows; `all`: every group, a sweep's
-/// points included); returns `(file name, caption)` of each.
+/// Draws every figure into `dir` (`groups`: the table's rows; `all`: every point of a sweep,
+/// each rule's at every setting, or nothing where there was no sweep); returns `(file name,
+/// caption)` of each.
 pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut add = |name: &str, caption: &str| {

@@ -694,6 +694,65 @@ fn differences(groups: &[Group]) -> String {
     md
 }
 
+/// The first epoch (1-based) at whose end a run's test top-1 error (%) was at most `level`.
+fn first_epoch_reaching(r: &Run, level: f64) -> Option<usize> {
+    // The tolerance lets a run reach its own final error, which a mean of one value rounds to.
+    r.epochs
+        .iter()
+        .find(|e| 100.0 * e.test.top1_err <= level + 1e-9)
+        .map(|e| e.epoch)
+}
+
+/// The section that says how fast each rule learns against the others: for every pair, the data
+/// epochs the row's finished runs took to first reach the column's final test error (its mean
+/// over seeds). A row whose runs reach a column's error in fewer epochs than the column's own
+/// runs took saved that many epochs of data (issue 32: what noise pre-training saves against
+/// plain feedback alignment).
+fn epochs_to_reach(groups: &[Group]) -> String {
+    let targets: Vec<(&Group, f64)> = groups
+        .iter()
+        .filter_map(|g| Some((g, mean_std(&final_errors(g))?.0)))
+        .collect();
+    let mut md = String::from("## Epochs to reach each rule's final error\n\n");
+    if targets.len() < 2 {
+        md += "Fewer than two rules have a finished run: no rule's pace can be set beside \
+               another's.\n";
+        return md;
+    }
+    md += "Each cell: the data epochs the row's finished runs took to first end an epoch at or \
+           below the column's final test top-1 error (its mean over seeds, in the column's \
+           title), as a mean over the row's runs; `(k of n)` where only k of its n runs got \
+           there, `–` where none did. Epochs of data only: a warm-up or a noise pre-training \
+           phase before the first epoch is not counted. A description of the runs, not a \
+           selection (it reads the test set).\n\n";
+    let names: Vec<String> = targets
+        .iter()
+        .map(|(g, t)| format!("{} ({t:.2} %)", g.title()))
+        .collect();
+    let _ = writeln!(md, "| row \\ column (final err) | {} |", names.join(" | "));
+    let _ = writeln!(md, "|---|{}", "---|".repeat(names.len()));
+    for (g, _) in &targets {
+        let runs: Vec<&Run> = g.runs.iter().copied().filter(|r| r.finished).collect();
+        let cells: Vec<String> = targets
+            .iter()
+            .map(|&(_, level)| {
+                let reached: Vec<f64> = runs
+                    .iter()
+                    .filter_map(|r| first_epoch_reaching(r, level))
+                    .map(|e| e as f64)
+                    .collect();
+                match (mean(reached.iter().copied()), reached.len()) {
+                    (None, _) => "–".into(),
+                    (Some(m), k) if k == runs.len() => format!("{m:.1}"),
+                    (Some(m), k) => format!("{m:.1} ({k} of {})", runs.len()),
+                }
+            })
+            .collect();
+        let _ = writeln!(md, "| {} | {} |", g.title(), cells.join(" | "));
+    }
+    md
+}
+
 /// Writes `report.md`, `report.csv` and `figures/` for the runs in `dirs` into `out`.
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let runs = collect(dirs)?;
@@ -805,7 +864,12 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     }
 
     let _ = writeln!(md, "\n{}", differences(&groups));
-    if all.len() > groups.len() || groups.iter().any(|g| !g.setting.is_empty()) {
+    let _ = writeln!(md, "{}", epochs_to_reach(&groups));
+    // Only a sweep's points compete: rows that differ by a key no sweep varied (runs of
+    // several comparisons side by side) are all in the table above, with nothing to choose.
+    let competed = all.len() > groups.len() || groups.iter().any(|g| !g.setting.is_empty());
+    let swept = !sweep.is_empty() && competed;
+    if swept {
         let _ = writeln!(md, "{}", sweep_table(&all, &groups, grid_seeds));
     }
 
@@ -834,7 +898,8 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
             r.cfg.seed,
         );
     }
-    let figures = super::figures::draw(&groups, &all, &out.join("figures"))?;
+    let points = if swept { &all[..] } else { &[] };
+    let figures = super::figures::draw(&groups, points, &out.join("figures"))?;
     let _ = writeln!(md, "\n## Figures\n");
     for (file, caption) in &figures {
         let _ = writeln!(md, "![{caption}](figures/{file})\n");
@@ -911,6 +976,35 @@ mod tests {
         assert_eq!(values(g, column("best_test_top1_err_pct")), [20.0, 60.0]);
         assert_eq!(values(g, column("epochs")), [2.0, 2.0]);
         assert_eq!(run_states(g), "1 finished, 1 stopped (see Runs)");
+    }
+
+    /// Each cell is the mean first epoch at which the row's finished runs reached the column's
+    /// mean final error; runs that never did are counted out, a stopped run is not a row's run.
+    #[test]
+    fn epochs_to_reach_counts_each_rows_finished_runs_against_each_columns_final_error() {
+        let fa = |seed, errs: &[f64], finished| {
+            let mut r = run(seed, errs, finished);
+            r.cfg.rule = RuleKind::FeedbackAlignment;
+            r
+        };
+        let runs = [
+            run(0, &[0.5, 0.3, 0.2], true),
+            run(1, &[0.6, 0.35, 0.28], true),
+            fa(0, &[0.4, 0.3], true),
+            fa(1, &[0.3, 0.3], true),
+            fa(2, &[0.1], false),
+        ];
+        let md = epochs_to_reach(&groups(&runs));
+        assert!(
+            md.contains(
+                "| row \\ column (final err) | backprop (24.00 %) | feedback-alignment (30.00 %) |"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("| backprop | 3.0 (1 of 2) | 2.5 |"), "{md}");
+        assert!(md.contains("| feedback-alignment | – | 1.5 |"), "{md}");
+        let alone = epochs_to_reach(&groups(&runs[..2]));
+        assert!(alone.contains("Fewer than two rules"), "{alone}");
     }
 
     /// A rule whose every run stopped is listed in the figures' legend with its reason, not as
