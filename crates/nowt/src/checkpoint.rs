@@ -178,6 +178,41 @@ mod erased {
     }
 }
 
+/// A checkpoint's metadata, read with errors that name the file and the key.
+struct Meta<'a> {
+    map: HashMap<String, String>,
+    path: &'a Path,
+}
+
+impl Meta<'_> {
+    fn get(&self, k: &str) -> Result<&str> {
+        self.map.get(k).map(String::as_str).ok_or_else(|| {
+            err(
+                self.path,
+                format!("metadata has no '{k}': not a nowt checkpoint"),
+            )
+        })
+    }
+
+    fn count(&self, k: &str) -> Result<usize> {
+        self.get(k)?
+            .parse()
+            .map_err(|_| err(self.path, format!("metadata '{k}' is not a count")))
+    }
+
+    fn number(&self, k: &str) -> Result<f64> {
+        self.get(k)?
+            .parse()
+            .map_err(|_| err(self.path, format!("metadata '{k}' is not a number")))
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, k: &str) -> Result<T> {
+        let value: serde_json::Value = serde_json::from_str(self.get(k)?)
+            .map_err(|e| err(self.path, format!("metadata '{k}': {e}")))?;
+        serde_json::from_value(value).map_err(|e| err(self.path, format!("metadata '{k}': {e}")))
+    }
+}
+
 /// Reads a checkpoint, checking every tensor against the model its config describes.
 /// Returns the config, the state, and the model's input and class counts.
 pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState, Image, usize)> {
@@ -187,225 +222,19 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
             format!("corrupt or truncated: not a complete safetensors file ({e})"),
         )
     })?;
-    let meta = header.metadata().clone().unwrap_or_default();
-    let get = |k: &str| {
-        meta.get(k).ok_or_else(|| {
-            err(
-                path,
-                format!("metadata has no '{k}': not a nowt checkpoint"),
-            )
-        })
+    let meta = Meta {
+        map: header.metadata().clone().unwrap_or_default(),
+        path,
     };
-    if get("format")? != FORMAT {
-        return Err(err(
-            path,
-            format!("format '{}' is not {FORMAT}", get("format")?),
-        ));
-    }
-    let num = |k: &str| -> Result<usize> {
-        get(k)?
-            .parse()
-            .map_err(|_| err(path, format!("metadata '{k}' is not a count")))
-    };
-    let json = |k: &str| -> Result<serde_json::Value> {
-        serde_json::from_str(get(k)?).map_err(|e| err(path, format!("metadata '{k}': {e}")))
-    };
-    let cfg: TrainConfig = toml::from_str(get("config")?)
-        .map_err(|e| err(path, format!("embedded config: {}", e.message())))?;
-    cfg.validate()
-        .map_err(|e| err(path, format!("embedded config: {e}")))?;
-    let classes = num("classes")?;
-    let dims: Vec<usize> = get("input_shape")?
-        .split(',')
-        .map(|d| d.parse().unwrap_or(0))
-        .collect();
-    let input: Image = match dims[..] {
-        [c, h, w]
-            if c * h * w > 0
-                && c <= 4
-                && h * w <= MAX_WIDTH
-                && classes > 0
-                && classes <= MAX_WIDTH =>
-        {
-            [c, h, w]
-        }
-        _ => {
-            return Err(err(
-                path,
-                format!("implausible model size: input {dims:?}, {classes} classes"),
-            ))
-        }
-    };
+    let (cfg, input, classes) = model_of(&meta)?;
     let tensors = SafeTensors::deserialize(bytes)
         .map_err(|e| err(path, format!("corrupt or truncated ({e})")))?;
-    // Every weight the config implies must be in the file with its shape before the model is
-    // built, so a header cannot make nowt allocate more than the file holds.
-    let parts = cfg
-        .model_parts(input, classes)
-        .map_err(|e| err(path, format!("its model does not build: {e}")))?;
-    let shapes = crate::models::weight_shapes(&parts);
-    for (name, shape) in &shapes {
-        let t = format!("{name}.weight");
-        match tensors.tensor(&t) {
-            Ok(v) if v.shape() == shape => {}
-            Ok(v) => {
-                let got = v.shape().to_vec();
-                return Err(err(path, format!("tensor {t} has shape {got:?} but the model needs {shape:?}: a checkpoint of another model")));
-            }
-            Err(_) => {
-                return Err(err(
-                    path,
-                    format!("tensor {t} is missing: a checkpoint of another model"),
-                ))
-            }
-        }
-    }
-
+    weights_fit(&tensors, &cfg, input, classes, path)?;
     let mut st = TrainState::new(&cfg, input, classes);
-    st.epoch = num("epoch")?;
-    st.step = num("step")?;
-    if st.epoch > cfg.epochs {
-        return Err(err(
-            path,
-            format!(
-                "epoch {} is past the config's {} epochs",
-                st.epoch, cfg.epochs
-            ),
-        ));
-    }
-    st.rng_mirror = parse_rng(get("rng_mirror")?)
-        .ok_or_else(|| err(path, "metadata 'rng_mirror' is malformed"))?;
-    let (loss, top1, top5, seen): (f64, usize, usize, usize) =
-        serde_json::from_value(json("sums")?)
-            .map_err(|e| err(path, format!("metadata 'sums': {e}")))?;
-    st.sums = EpochSums {
-        loss,
-        top1,
-        top5,
-        seen,
-    };
-    st.warmed_up = get("warmed_up")? == "true";
-    // Absent from checkpoints written before noise pre-training existed: none ran.
-    st.pretrained = meta.get("pretrained").is_none_or(|v| v == "true");
-    st.best = serde_json::from_value(json("best")?)
-        .map_err(|e| err(path, format!("metadata 'best': {e}")))?;
-    // Absent from checkpoints written before model selection on validation existed.
-    if meta.contains_key("selected") {
-        st.selected = serde_json::from_value(json("selected")?)
-            .map_err(|e| err(path, format!("metadata 'selected': {e}")))?;
-    }
-    st.last = serde_json::from_value::<Option<EpochRecord>>(json("last")?)
-        .map_err(|e| err(path, format!("metadata 'last': {e}")))?;
-    st.seconds = get("seconds")?
-        .parse()
-        .map_err(|_| err(path, "metadata 'seconds' is not a number"))?;
-    // Absent from checkpoints written before the warm-up was timed.
-    if let Some(w) = meta.get("warmup_seconds") {
-        st.warmup_seconds = w
-            .parse()
-            .map_err(|_| err(path, "metadata 'warmup_seconds' is not a number"))?;
-    }
-    // Absent from checkpoints written before the normalisation was recorded.
-    if meta.contains_key("input_norm") {
-        st.input_norm = serde_json::from_value(json("input_norm")?)
-            .map_err(|e| err(path, format!("metadata 'input_norm': {e}")))?;
-    }
-
-    let read = |name: &str, shape: &[usize]| -> Result<Option<Tensor<f32>>> {
-        let v = match tensors.tensor(name) {
-            Ok(v) => v,
-            Err(_) => return Ok(None),
-        };
-        if v.dtype() != Dtype::F32 {
-            return Err(err(
-                path,
-                format!("tensor {name} is {:?}, expected F32", v.dtype()),
-            ));
-        }
-        if v.shape() != shape {
-            return Err(err(path, format!("tensor {name} has shape {:?} but the model needs {shape:?}: a checkpoint of another model", v.shape())));
-        }
-        Ok(Some(Tensor::from_vec(
-            shape,
-            v.data()
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-        )))
-    };
-    let mut expected = 0;
-    for layer in st.net.weight_layers_mut() {
-        let p = layer.params_mut();
-        let n = p.name.clone();
-        let need = |t: Option<Tensor<f32>>, what: &str| {
-            t.ok_or_else(|| {
-                err(
-                    path,
-                    format!("tensor {n}.{what} is missing: a checkpoint of another model"),
-                )
-            })
-        };
-        let (ws, bs) = (
-            p.w.shape().to_vec(),
-            p.bias.as_ref().map(|b| b.shape().to_vec()),
-        );
-        p.w = need(read(&format!("{n}.weight"), &ws)?, "weight")?;
-        // `B` has `W`'s shape under every rule but product feedback alignment (its `R`).
-        let fs = p.feedback.shape().to_vec();
-        p.feedback = need(read(&format!("{n}.feedback"), &fs)?, "feedback")?;
-        expected += 2;
-        if let Some(d) = &p.direct {
-            let ds = d.shape().to_vec();
-            p.direct = Some(need(read(&format!("{n}.direct"), &ds)?, "direct")?);
-            expected += 1;
-        }
-        if let Some(bs) = &bs {
-            p.bias = Some(need(read(&format!("{n}.bias"), bs)?, "bias")?);
-            expected += 1;
-        }
-        for (kind, buffers) in [
-            ("momentum", &mut p.momentum),
-            ("second_moment", &mut p.second_moment),
-        ] {
-            buffers.w = read(&format!("{n}.weight.{kind}"), &ws)?;
-            buffers.feedback = read(&format!("{n}.feedback.{kind}"), &fs)?;
-            buffers.bias = match &bs {
-                Some(bs) => read(&format!("{n}.bias.{kind}"), bs)?,
-                None => None,
-            };
-            expected += [&buffers.w, &buffers.feedback, &buffers.bias]
-                .iter()
-                .filter(|b| b.is_some())
-                .count();
-        }
-    }
-    for p in st.net.params_mut() {
-        let shape = p.value.shape().to_vec();
-        p.value = read(&p.name, &shape)?.ok_or_else(|| {
-            err(
-                path,
-                format!(
-                    "tensor {} is missing: a checkpoint of another model",
-                    p.name
-                ),
-            )
-        })?;
-        p.momentum = read(&format!("{}.momentum", p.name), &shape)?;
-        p.second_moment = read(&format!("{}.second_moment", p.name), &shape)?;
-        expected += 1 + p.momentum.is_some() as usize + p.second_moment.is_some() as usize;
-    }
-    for (name, t) in st.net.buffers_mut() {
-        let shape = t.shape().to_vec();
-        *t = read(&name, &shape)?.ok_or_else(|| {
-            err(
-                path,
-                format!("tensor {name} is missing: a checkpoint of another model"),
-            )
-        })?;
-        expected += 1;
-    }
+    read_progress(&mut st, &meta, &cfg)?;
+    let expected = read_tensors(&mut st, &tensors, path)?;
     // Checkpoints written before checksums existed have none to verify.
-    if let Some(want) = meta.get("checksum") {
+    if let Some(want) = meta.map.get("checksum") {
         let got = checksum(&st);
         if &got != want {
             return Err(err(
@@ -426,6 +255,212 @@ pub fn from_bytes(bytes: &[u8], path: &Path) -> Result<(TrainConfig, TrainState,
         ));
     }
     Ok((cfg, st, input, classes))
+}
+
+/// The format, the embedded config (validated) and the model's input and class counts, each
+/// bounded before anything is allocated for them.
+fn model_of(meta: &Meta) -> Result<(TrainConfig, Image, usize)> {
+    let path = meta.path;
+    if meta.get("format")? != FORMAT {
+        return Err(err(
+            path,
+            format!("format '{}' is not {FORMAT}", meta.get("format")?),
+        ));
+    }
+    let cfg: TrainConfig = toml::from_str(meta.get("config")?)
+        .map_err(|e| err(path, format!("embedded config: {}", e.message())))?;
+    cfg.validate()
+        .map_err(|e| err(path, format!("embedded config: {e}")))?;
+    let classes = meta.count("classes")?;
+    let dims: Vec<usize> = meta
+        .get("input_shape")?
+        .split(',')
+        .map(|d| d.parse().unwrap_or(0))
+        .collect();
+    match dims[..] {
+        [c, h, w]
+            if c * h * w > 0
+                && c <= 4
+                && h * w <= MAX_WIDTH
+                && classes > 0
+                && classes <= MAX_WIDTH =>
+        {
+            Ok((cfg, [c, h, w], classes))
+        }
+        _ => Err(err(
+            path,
+            format!("implausible model size: input {dims:?}, {classes} classes"),
+        )),
+    }
+}
+
+/// Every weight the config implies must be in the file with its shape before the model is
+/// built, so a header cannot make nowt allocate more than the file holds.
+fn weights_fit(
+    tensors: &SafeTensors,
+    cfg: &TrainConfig,
+    input: Image,
+    classes: usize,
+    path: &Path,
+) -> Result<()> {
+    let parts = cfg
+        .model_parts(input, classes)
+        .map_err(|e| err(path, format!("its model does not build: {e}")))?;
+    for (name, shape) in &crate::models::weight_shapes(&parts) {
+        let t = format!("{name}.weight");
+        match tensors.tensor(&t) {
+            Ok(v) if v.shape() == shape => {}
+            Ok(v) => {
+                let got = v.shape().to_vec();
+                return Err(err(path, format!("tensor {t} has shape {got:?} but the model needs {shape:?}: a checkpoint of another model")));
+            }
+            Err(_) => {
+                return Err(err(
+                    path,
+                    format!("tensor {t} is missing: a checkpoint of another model"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where the run stands: epoch and step, the mirror's stream, the running sums, the phases
+/// done, the best and selected epochs, the last record, the time, the normalisation.
+fn read_progress(st: &mut TrainState, meta: &Meta, cfg: &TrainConfig) -> Result<()> {
+    let path = meta.path;
+    st.epoch = meta.count("epoch")?;
+    st.step = meta.count("step")?;
+    if st.epoch > cfg.epochs {
+        return Err(err(
+            path,
+            format!(
+                "epoch {} is past the config's {} epochs",
+                st.epoch, cfg.epochs
+            ),
+        ));
+    }
+    st.rng_mirror = parse_rng(meta.get("rng_mirror")?)
+        .ok_or_else(|| err(path, "metadata 'rng_mirror' is malformed"))?;
+    let (loss, top1, top5, seen): (f64, usize, usize, usize) = meta.json("sums")?;
+    st.sums = EpochSums {
+        loss,
+        top1,
+        top5,
+        seen,
+    };
+    st.warmed_up = meta.get("warmed_up")? == "true";
+    // Absent from checkpoints written before noise pre-training existed: none ran.
+    st.pretrained = meta.map.get("pretrained").is_none_or(|v| v == "true");
+    st.best = meta.json("best")?;
+    // Absent from checkpoints written before model selection on validation existed.
+    if meta.map.contains_key("selected") {
+        st.selected = meta.json("selected")?;
+    }
+    st.last = meta.json::<Option<EpochRecord>>("last")?;
+    st.seconds = meta.number("seconds")?;
+    // Absent from checkpoints written before the warm-up was timed.
+    if meta.map.contains_key("warmup_seconds") {
+        st.warmup_seconds = meta.number("warmup_seconds")?;
+    }
+    // Absent from checkpoints written before the normalisation was recorded.
+    if meta.map.contains_key("input_norm") {
+        st.input_norm = meta.json("input_norm")?;
+    }
+    Ok(())
+}
+
+/// Reads the tensor `name` if the file has it, checked to be `F32` of `shape`.
+fn read_tensor(
+    tensors: &SafeTensors,
+    name: &str,
+    shape: &[usize],
+    path: &Path,
+) -> Result<Option<Tensor<f32>>> {
+    let v = match tensors.tensor(name) {
+        Ok(v) => v,
+        Err(_) => return Ok(None),
+    };
+    if v.dtype() != Dtype::F32 {
+        return Err(err(
+            path,
+            format!("tensor {name} is {:?}, expected F32", v.dtype()),
+        ));
+    }
+    if v.shape() != shape {
+        return Err(err(path, format!("tensor {name} has shape {:?} but the model needs {shape:?}: a checkpoint of another model", v.shape())));
+    }
+    Ok(Some(Tensor::from_vec(
+        shape,
+        v.data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect(),
+    )))
+}
+
+/// Fills the state's tensors from the file; returns how many tensors the model has (with the
+/// optimiser's buffers the file holds), for the count check.
+fn read_tensors(st: &mut TrainState, tensors: &SafeTensors, path: &Path) -> Result<usize> {
+    let read = |name: &str, shape: &[usize]| read_tensor(tensors, name, shape, path);
+    let missing = |name: &str| {
+        err(
+            path,
+            format!("tensor {name} is missing: a checkpoint of another model"),
+        )
+    };
+    let need = |name: String, shape: &[usize]| read(&name, shape)?.ok_or_else(|| missing(&name));
+    let mut expected = 0;
+    for layer in st.net.weight_layers_mut() {
+        let p = layer.params_mut();
+        let n = p.name.clone();
+        let (ws, bs) = (
+            p.w.shape().to_vec(),
+            p.bias.as_ref().map(|b| b.shape().to_vec()),
+        );
+        p.w = need(format!("{n}.weight"), &ws)?;
+        // `B` has `W`'s shape under every rule but product feedback alignment (its `R`).
+        let fs = p.feedback.shape().to_vec();
+        p.feedback = need(format!("{n}.feedback"), &fs)?;
+        expected += 2;
+        if let Some(d) = &p.direct {
+            let ds = d.shape().to_vec();
+            p.direct = Some(need(format!("{n}.direct"), &ds)?);
+            expected += 1;
+        }
+        if let Some(bs) = &bs {
+            p.bias = Some(need(format!("{n}.bias"), bs)?);
+            expected += 1;
+        }
+        for (kind, buffers) in [
+            ("momentum", &mut p.momentum),
+            ("second_moment", &mut p.second_moment),
+        ] {
+            buffers.w = read(&format!("{n}.weight.{kind}"), &ws)?;
+            buffers.feedback = read(&format!("{n}.feedback.{kind}"), &fs)?;
+            buffers.bias = match &bs {
+                Some(bs) => read(&format!("{n}.bias.{kind}"), bs)?,
+                None => None,
+            };
+            expected += [&buffers.w, &buffers.feedback, &buffers.bias]
+                .iter()
+                .filter(|b| b.is_some())
+                .count();
+        }
+    }
+    for p in st.net.params_mut() {
+        let shape = p.value.shape().to_vec();
+        p.value = need(p.name.clone(), &shape)?;
+        p.momentum = read(&format!("{}.momentum", p.name), &shape)?;
+        p.second_moment = read(&format!("{}.second_moment", p.name), &shape)?;
+        expected += 1 + p.momentum.is_some() as usize + p.second_moment.is_some() as usize;
+    }
+    for (name, t) in st.net.buffers_mut() {
+        let shape = t.shape().to_vec();
+        *t = need(name, &shape)?;
+        expected += 1;
+    }
+    Ok(expected)
 }
 
 fn parse_rng(s: &str) -> Option<crate::Rng> {
