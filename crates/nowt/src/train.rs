@@ -919,6 +919,23 @@ pub fn train_from_on(
     })
 }
 
+/// What a run's loop holds fixed: its config and data, where the batches are made, the rule
+/// and the schedule, the probe batch, and the clock (when this process started training, and
+/// the seconds trained before it).
+struct Loop<'a> {
+    cfg: &'a TrainConfig,
+    data: &'a Split,
+    comm: &'a dyn Collective,
+    data_pool: &'a rayon::ThreadPool,
+    rule: Box<dyn Rule<f32>>,
+    schedule: Schedule,
+    /// Steps an epoch.
+    steps: usize,
+    probe: (Tensor<f32>, Vec<u32>),
+    start: Instant,
+    before: f64,
+}
+
 fn run(
     cfg: &TrainConfig,
     data: &Split,
@@ -929,76 +946,123 @@ fn run(
 ) -> Result<Outcome> {
     let rule = training_rule(cfg, &st.net);
     let mut opt = cfg.optimizer();
-    let steps = data.train.len().div_ceil(cfg.batch_size);
-    let schedule = Schedule {
-        kind: cfg.schedule,
-        base_lr: cfg.lr,
-        milestones: cfg.milestones.clone(),
-        gamma: cfg.gamma,
-        warmup_epochs: cfg.warmup_epochs,
-        epochs: cfg.epochs,
-    };
     let probe_idx: Vec<usize> = (0..cfg.probe_size.min(data.train.len())).collect();
-    let (probe_x, probe_y) = data.train.batch(&probe_idx)?;
-
-    // Every second from here on counts, the warm-up's too.
-    let (start, before) = (Instant::now(), st.seconds);
-    if !st.warmed_up {
-        if !warm_up(rule.as_ref(), st, on_event) {
-            return Ok(Outcome::Stopped);
-        }
-        st.warmed_up = true;
-        // Exactly 0 for a rule without a warm-up.
-        if rule.warmup_batches() > 0 {
-            st.warmup_seconds = start.elapsed().as_secs_f64();
-        }
+    let lp = Loop {
+        cfg,
+        data,
+        comm,
+        data_pool,
+        rule,
+        schedule: Schedule {
+            kind: cfg.schedule,
+            base_lr: cfg.lr,
+            milestones: cfg.milestones.clone(),
+            gamma: cfg.gamma,
+            warmup_epochs: cfg.warmup_epochs,
+            epochs: cfg.epochs,
+        },
+        steps: data.train.len().div_ceil(cfg.batch_size),
+        probe: data.train.batch(&probe_idx)?,
+        // Every second from here on counts, the warm-up's too.
+        start: Instant::now(),
+        before: st.seconds,
+    };
+    if lp.begin(st, &mut opt, on_event)?.is_break() {
+        return Ok(Outcome::Stopped);
     }
-    if !st.pretrained {
-        let probe = (&probe_x, probe_y.as_slice());
-        if pretrain(
-            cfg,
-            st,
-            rule.as_ref(),
-            &mut opt,
-            comm,
-            probe,
-            data.train.classes,
-            on_event,
-        )?
-        .is_break()
+    while st.epoch < cfg.epochs {
+        let clock = (Instant::now(), st.sums.seen);
+        let Some((lr, data_wait_s)) = lp.epoch_steps(st, &mut opt, clock, on_event)? else {
+            return Ok(Outcome::Stopped);
+        };
+        if lp
+            .end_epoch(st, clock, lr, data_wait_s, on_event)?
+            .is_break()
         {
             return Ok(Outcome::Stopped);
         }
-        st.pretrained = true;
     }
-    st.seconds = before + start.elapsed().as_secs_f64();
-    if on_event(Event::Started {
-        epochs: cfg.epochs,
-        steps_per_epoch: steps,
-        state: st,
-    })
-    .is_break()
-    {
-        return Ok(Outcome::Stopped);
-    }
-    let probe = (&probe_x, probe_y.as_slice());
-    if cfg.probe_every > 0 && st.epoch == 0 && st.step == 0 {
-        let record = probe_record(st, rule.as_ref(), probe, steps, None);
-        if on_event(Event::Probe { record: &record }).is_break() {
-            return Ok(Outcome::Stopped);
-        }
+    Ok(Outcome::Finished(Box::new(st.summary(cfg.epochs))))
+}
+
+impl Loop<'_> {
+    fn probe(&self) -> (&Tensor<f32>, &[u32]) {
+        (&self.probe.0, &self.probe.1)
     }
 
-    while st.epoch < cfg.epochs {
-        let epoch = st.epoch;
-        let t0 = Instant::now();
+    /// What comes before the first data step, each once in a run's life — the rule's warm-up,
+    /// noise pre-training — then [`Event::Started`] and, with `probe_every`, the probe at step 0.
+    fn begin(
+        &self,
+        st: &mut TrainState,
+        opt: &mut crate::optim::Optimizer,
+        on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+    ) -> Result<ControlFlow<()>> {
+        let rule = self.rule.as_ref();
+        if !st.warmed_up {
+            if !warm_up(rule, st, on_event) {
+                return Ok(ControlFlow::Break(()));
+            }
+            st.warmed_up = true;
+            // Exactly 0 for a rule without a warm-up.
+            if rule.warmup_batches() > 0 {
+                st.warmup_seconds = self.start.elapsed().as_secs_f64();
+            }
+        }
+        if !st.pretrained {
+            let (cfg, classes) = (self.cfg, self.data.train.classes);
+            let phase = pretrain(
+                cfg,
+                st,
+                rule,
+                opt,
+                self.comm,
+                self.probe(),
+                classes,
+                on_event,
+            )?;
+            if phase.is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+            st.pretrained = true;
+        }
+        st.seconds = self.before + self.start.elapsed().as_secs_f64();
+        if on_event(Event::Started {
+            epochs: self.cfg.epochs,
+            steps_per_epoch: self.steps,
+            state: st,
+        })
+        .is_break()
+        {
+            return Ok(ControlFlow::Break(()));
+        }
+        if self.cfg.probe_every > 0 && st.epoch == 0 && st.step == 0 {
+            let record = probe_record(st, rule, self.probe(), self.steps, None);
+            if on_event(Event::Probe { record: &record }).is_break() {
+                return Ok(ControlFlow::Break(()));
+            }
+        }
+        Ok(ControlFlow::Continue(()))
+    }
+
+    /// The current epoch's remaining steps, their batches made (gathered, decoded, augmented)
+    /// on a background thread ahead of use; `clock` is when the epoch's training began here and
+    /// the images seen by then. Returns the rate of the epoch's last step and the seconds
+    /// training waited for batches, or `None` where an event stopped the run.
+    fn epoch_steps(
+        &self,
+        st: &mut TrainState,
+        opt: &mut crate::optim::Optimizer,
+        (t0, seen_before): (Instant, usize),
+        on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+    ) -> Result<Option<(f64, f64)>> {
+        let (cfg, data, comm, data_pool) = (self.cfg, self.data, self.comm, self.data_pool);
+        let (epoch, steps, rule) = (st.epoch, self.steps, self.rule.as_ref());
         let order = epoch_order(cfg.seed, epoch, data.train.len());
-        let mut lr = schedule.lr(epoch, steps.saturating_sub(1), steps);
-        let seen_before = st.sums.seen;
+        let mut lr = self.schedule.lr(epoch, steps.saturating_sub(1), steps);
         let batch_idx = |step: usize| {
             &order[step * cfg.batch_size..((step + 1) * cfg.batch_size).min(order.len())]
         };
-        // Batches are made (gathered, decoded, augmented) on a background thread, ahead of use.
         let waited = std::thread::scope(|scope| -> Result<Option<f64>> {
             let mut batches = Prefetch::spawn(scope, st.step..steps, |step| {
                 // A generator per step, so a resumed run augments exactly as an unbroken one.
@@ -1013,7 +1077,7 @@ fn run(
             });
             while st.step < steps {
                 let step = st.step;
-                lr = schedule.lr(epoch, step, steps);
+                lr = self.schedule.lr(epoch, step, steps);
                 let (x, y) = batches
                     .recv()
                     .ok_or_else(|| Error::config("data_threads", "the data thread stopped"))??;
@@ -1023,8 +1087,8 @@ fn run(
                     comm,
                     global,
                     &mut st.net,
-                    rule.as_ref(),
-                    &opt,
+                    rule,
+                    opt,
                     &x,
                     &y,
                     lr,
@@ -1055,12 +1119,12 @@ fn run(
                 st.sums.seen += global;
                 st.step += 1;
                 let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
-                st.seconds = before + start.elapsed().as_secs_f64();
+                st.seconds = self.before + self.start.elapsed().as_secs_f64();
                 // Before the step's event, which may checkpoint: a run resumed from this step
                 // has its record.
                 if cfg.probe_every > 0 && (epoch * steps + st.step).is_multiple_of(cfg.probe_every)
                 {
-                    let record = probe_record(st, rule.as_ref(), probe, steps, Some(lr));
+                    let record = probe_record(st, rule, self.probe(), steps, Some(lr));
                     if on_event(Event::Probe { record: &record }).is_break() {
                         return Ok(None);
                     }
@@ -1079,9 +1143,20 @@ fn run(
             }
             Ok(Some(batches.waited.as_secs_f64()))
         })?;
-        let Some(data_wait_s) = waited else {
-            return Ok(Outcome::Stopped);
-        };
+        Ok(waited.map(|w| (lr, w)))
+    }
+
+    /// The end of an epoch: the training sums, the test (and validation) evaluation, the
+    /// layers' angles on the probe batch, recorded as [`Event::Epoch`] (which may checkpoint).
+    fn end_epoch(
+        &self,
+        st: &mut TrainState,
+        (t0, seen_before): (Instant, usize),
+        lr: f64,
+        data_wait_s: f64,
+        on_event: &mut (dyn FnMut(Event) -> ControlFlow<()> + Send),
+    ) -> Result<ControlFlow<()>> {
+        let (data, comm) = (self.data, self.comm);
         let train_seconds = t0.elapsed().as_secs_f64();
         let n = st.sums.seen.max(1) as f64;
         let train_eval = Evaluation {
@@ -1089,13 +1164,15 @@ fn run(
             top1_err: 1.0 - st.sums.top1 as f64 / n,
             top5_err: (data.train.classes >= 10).then(|| 1.0 - st.sums.top5 as f64 / n),
         };
+        let epoch = st.epoch;
         let _ = on_event(Event::Evaluating { epoch: epoch + 1 });
         let test = evaluate_on(comm, &mut st.net, &data.test)?;
         let val = match &data.val {
             Some(v) => Some(evaluate_on(comm, &mut st.net, v)?),
             None => None,
         };
-        let layers = layer_records(&mut st.net, rule.as_ref(), &probe_x, &probe_y);
+        let (probe_x, probe_y) = self.probe();
+        let layers = layer_records(&mut st.net, self.rule.as_ref(), probe_x, probe_y);
         let record = EpochRecord {
             epoch: epoch + 1,
             lr,
@@ -1108,11 +1185,8 @@ fn run(
             data_wait_s,
         };
         st.end_epoch(record);
-        st.seconds = before + start.elapsed().as_secs_f64();
+        st.seconds = self.before + self.start.elapsed().as_secs_f64();
         let record = st.last.as_ref().expect("just set");
-        if on_event(Event::Epoch { record, state: st }).is_break() {
-            return Ok(Outcome::Stopped);
-        }
+        Ok(on_event(Event::Epoch { record, state: st }))
     }
-    Ok(Outcome::Finished(Box::new(st.summary(cfg.epochs))))
 }
