@@ -615,10 +615,10 @@ fn sweep_figure(all: &[Group], file: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Draws every figure into `dir` (`groups`: the table's rows; `all`: every point of a sweep,
-/// each rule's at every setting, or nothing where there was no sweep); returns `(file name,
-/// caption)` of each.
-pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
+/// Draws every figure into `dir` (`groups`: the table's rows; `sweep`: every point of a sweep,
+/// each rule's at every setting, empty where there was no sweep, and then no sweep figure);
+/// returns `(file name, caption)` of each.
+pub fn draw(groups: &[Group], sweep: &[Group], dir: &Path) -> Result<Vec<(String, String)>> {
     let mut out = Vec::new();
     let mut add = |name: &str, caption: &str| {
         out.push((name.to_string(), caption.to_string()));
@@ -660,9 +660,9 @@ pub fn draw(groups: &[Group], all: &[Group], dir: &Path) -> Result<Vec<(String, 
             ),
         )?;
     }
-    if all.iter().any(|g| !g.setting.is_empty()) {
+    if !sweep.is_empty() {
         sweep_figure(
-            all,
+            sweep,
             &add("sweep.svg", "Validation error at each setting of the sweep"),
         )?;
     }
