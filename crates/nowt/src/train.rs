@@ -990,6 +990,12 @@ impl Loop<'_> {
         (&self.probe.0, &self.probe.1)
     }
 
+    /// The run's seconds so far: those trained before this process, and this process's since
+    /// [`Loop::start`].
+    fn seconds(&self) -> f64 {
+        self.before + self.start.elapsed().as_secs_f64()
+    }
+
     /// What comes before the first data step, each once in a run's life — the rule's warm-up,
     /// noise pre-training — then [`Event::Started`] and, with `probe_every`, the probe at step 0.
     fn begin(
@@ -1026,7 +1032,7 @@ impl Loop<'_> {
             }
             st.pretrained = true;
         }
-        st.seconds = self.before + self.start.elapsed().as_secs_f64();
+        st.seconds = self.seconds();
         if on_event(Event::Started {
             epochs: self.cfg.epochs,
             steps_per_epoch: self.steps,
@@ -1119,7 +1125,7 @@ impl Loop<'_> {
                 st.sums.seen += global;
                 st.step += 1;
                 let images_per_s = (st.sums.seen - seen_before) as f64 / t0.elapsed().as_secs_f64();
-                st.seconds = self.before + self.start.elapsed().as_secs_f64();
+                st.seconds = self.seconds();
                 // Before the step's event, which may checkpoint: a run resumed from this step
                 // has its record.
                 if cfg.probe_every > 0 && (epoch * steps + st.step).is_multiple_of(cfg.probe_every)
@@ -1185,7 +1191,7 @@ impl Loop<'_> {
             data_wait_s,
         };
         st.end_epoch(record);
-        st.seconds = self.before + self.start.elapsed().as_secs_f64();
+        st.seconds = self.seconds();
         let record = st.last.as_ref().expect("just set");
         Ok(on_event(Event::Epoch { record, state: st }))
     }
