@@ -172,3 +172,45 @@ fn bias_init_starts_every_weight_layers_bias_there_and_changes_nothing_else() {
     let err = bad.validate().unwrap_err().to_string();
     assert!(err.contains("bias_init"), "{err}");
 }
+
+/// Product feedback alignment's `R: [r·out, in(, kh, kw)]` is drawn as `W` is, with `R`'s own
+/// fans under Xavier, and its fixed `P: [out, r·out]` with variance `1/(r·out)` (so that
+/// `E[PPᵀ] = I`), each from its family (Gaussian under He, uniform under Xavier), on linear and
+/// convolutional layers.
+#[test]
+fn product_feedback_alignment_draws_r_and_p_at_their_scales() {
+    let r = 3;
+    for init in [Init::He, Init::XavierUniform] {
+        let mut cfg = config(ModelKind::Lenet5, RuleKind::ProductFeedbackAlignment, init);
+        cfg.rules.pfa_expand = r;
+        let n = build(&cfg);
+        for l in n.weight_layers() {
+            let p = l.params();
+            let (out, mid) = (p.w.shape()[0], r * p.w.shape()[0]);
+            let mut r_shape = p.w.shape().to_vec();
+            r_shape[0] = mid;
+            assert_eq!(p.feedback.shape(), &r_shape[..], "{}: R's shape", p.name);
+            let fixed = p.direct.as_ref().expect("P");
+            assert_eq!(fixed.shape(), &[out, mid], "{}: P's shape", p.name);
+            let what = |m: &str| format!("{init:?} {} {m}", p.name);
+            let (r_std, p_std) = match init {
+                Init::He => (p.init_std, (1.0 / mid as f64).sqrt()),
+                Init::XavierUniform => (Init::xavier_std(&r_shape), (1.0 / mid as f64).sqrt()),
+            };
+            for (t, std, m) in [(&p.feedback, r_std, "R"), (fixed, p_std, "P")] {
+                match init {
+                    Init::XavierUniform => assert_uniform(t, std, &what(m)),
+                    Init::He if t.len() >= 400 => {
+                        let got = spread(t).1;
+                        assert!(
+                            (got / std - 1.0).abs() < 0.1,
+                            "{}: std {got}, want {std}",
+                            what(m)
+                        );
+                    }
+                    Init::He => {}
+                }
+            }
+        }
+    }
+}

@@ -176,17 +176,23 @@ fn output_layer_backprop_under_dfa_is_dfa_with_the_tops_d_equal_w() {
 /// The layer records measure `∠(W, M)` only where `M` stands for `W`: under direct feedback
 /// alignment the output layer (where `D` carries the layer's own error), never a hidden layer
 /// whose `D` happens to have `W`'s shape (as wide as the output: `[10, 10]`), where it carries
-/// the output error; under the output-layer ablation the top angle is 0 (`M = W`). The same
-/// layers get a `.M` from `rule_matrices`.
+/// the output error; under direct random target projection no layer (its `D` carries the
+/// target, at the output layer too); under the output-layer ablation the top angle is 0
+/// (`M = W`). The same layers get a `.M` from `rule_matrices`.
 #[test]
-fn dfa_angles_only_where_d_stands_for_w() {
+fn broadcast_rules_measure_angles_only_where_d_stands_for_w() {
     use nowt::train::{layer_records, rule_matrices};
     let (x, y) = &digits_batches(16, 1)[0];
-    let mut config = TrainConfig {
-        hidden: vec![10, 10],
-        ..cfg(RuleKind::DirectFeedbackAlignment)
-    };
-    for ablation in [false, true] {
+    for (kind, ablation) in [
+        (RuleKind::DirectFeedbackAlignment, false),
+        (RuleKind::DirectFeedbackAlignment, true),
+        (RuleKind::DirectRandomTargetProjection, false),
+        (RuleKind::DirectRandomTargetProjection, true),
+    ] {
+        let mut config = TrainConfig {
+            hidden: vec![10, 10],
+            ..cfg(kind)
+        };
         if ablation {
             config.output_layer_rule = nowt::rules::OutputLayerRule::Backprop;
         }
@@ -198,12 +204,17 @@ fn dfa_angles_only_where_d_stands_for_w() {
         assert_eq!(angles.len(), 3);
         assert_eq!((angles[0], angles[1]), (None, None), "{recs:?}");
         assert!(recs[1].sign_concordance.is_none() && recs[1].norm_ratio.is_none());
-        let top = angles[2].expect("the output layer's angle");
-        assert_eq!(top == 0.0, ablation, "{top}");
         let ms: Vec<String> = rule_matrices(&config, &net)
             .into_iter()
             .map(|m| m.0)
             .collect();
+        if kind == RuleKind::DirectRandomTargetProjection && !ablation {
+            assert_eq!(angles[2], None, "{kind:?}: D carries the target");
+            assert!(ms.is_empty(), "{ms:?}");
+            continue;
+        }
+        let top = angles[2].expect("the output layer's angle");
+        assert_eq!(top == 0.0, ablation, "{kind:?} {top}");
         assert_eq!(ms, ["fc3.M"]);
     }
 }
