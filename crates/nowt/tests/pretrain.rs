@@ -7,8 +7,9 @@ use nowt::data::{self, DatasetKind};
 use nowt::rules::{self, MirrorNoise, RuleKind};
 use nowt::train::{
     build_model, noise_batch, train_from, train_step, ControlFlow, Event, Outcome, TrainState,
-    STREAM_MIRROR,
+    STREAM_MIRROR, STREAM_PRETRAIN,
 };
+use nowt::Tensor;
 
 fn cfg(rule: RuleKind) -> TrainConfig {
     TrainConfig {
@@ -111,6 +112,23 @@ fn noise_batches_are_shared_labelled_and_scaled_as_configured() {
         assert_eq!(ys, y);
         let (other, _) = noise_batch(&cfg, 5, &sample, 10, (0, 1));
         assert_ne!(other.data(), x.data(), "step 5 repeats step 4");
+    }
+    // Step k's inputs are the first draw of stream `STREAM_PRETRAIN + (k << 8)`, apart from
+    // the run's other streams (weights, feedback, shuffling, mirror, augmentation, the rule's).
+    let cfg = TrainConfig {
+        batch_size: 4,
+        pretrain_noise_std: 0.5,
+        ..Default::default()
+    };
+    for k in [0usize, 3] {
+        let stream = STREAM_PRETRAIN + ((k as u64) << 8);
+        let want: Tensor<f32> =
+            nowt::noise::gaussian(&[4, 1, 8, 8], 0.5, &mut nowt::rng(cfg.seed, stream));
+        assert_eq!(
+            noise_batch(&cfg, k, &sample, 10, (0, 1)).0,
+            want,
+            "step {k}"
+        );
     }
 }
 
