@@ -193,10 +193,11 @@ fn product_feedback_alignment_draws_r_and_p_at_their_scales() {
             let fixed = p.direct.as_ref().expect("P");
             assert_eq!(fixed.shape(), &[out, mid], "{}: P's shape", p.name);
             let what = |m: &str| format!("{init:?} {} {m}", p.name);
-            let (r_std, p_std) = match init {
-                Init::He => (p.init_std, (1.0 / mid as f64).sqrt()),
-                Init::XavierUniform => (Init::xavier_std(&r_shape), (1.0 / mid as f64).sqrt()),
+            let r_std = match init {
+                Init::He => p.init_std,
+                Init::XavierUniform => Init::xavier_std(&r_shape),
             };
+            let p_std = (1.0 / mid as f64).sqrt();
             for (t, std, m) in [(&p.feedback, r_std, "R"), (fixed, p_std, "P")] {
                 match init {
                     Init::XavierUniform => assert_uniform(t, std, &what(m)),
