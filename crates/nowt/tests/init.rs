@@ -39,18 +39,24 @@ fn spread(t: &Tensor<f32>) -> (f64, f64) {
     (max, t.norm() / (t.len() as f64).sqrt())
 }
 
-/// Every entry within `±a` and the entries' std within 10 % of `a/√3` (layers of ≥ 400 entries).
-fn assert_uniform(t: &Tensor<f32>, std: f64, what: &str) {
-    let a = 3f64.sqrt() * std;
-    let (max, got) = spread(t);
-    assert!(max <= a * (1.0 + 1e-6), "{what}: |x| up to {max}, a = {a}");
-    assert!(max > 0.9 * a, "{what}: |x| only up to {max}, a = {a}");
+/// The entries' std within 10 % of `std` (tensors of ≥ 400 entries; smaller ones are not checked).
+fn assert_std(t: &Tensor<f32>, std: f64, what: &str) {
+    let got = spread(t).1;
     if t.len() >= 400 {
         assert!(
             (got / std - 1.0).abs() < 0.1,
             "{what}: std {got}, want {std}"
         );
     }
+}
+
+/// Every entry within `±a` and the entries' std within 10 % of `a/√3` ([`assert_std`]).
+fn assert_uniform(t: &Tensor<f32>, std: f64, what: &str) {
+    let a = 3f64.sqrt() * std;
+    let max = spread(t).0;
+    assert!(max <= a * (1.0 + 1e-6), "{what}: |x| up to {max}, a = {a}");
+    assert!(max > 0.9 * a, "{what}: |x| only up to {max}, a = {a}");
+    assert_std(t, std, what);
 }
 
 #[test]
@@ -201,15 +207,7 @@ fn product_feedback_alignment_draws_r_and_p_at_their_scales() {
             for (t, std, m) in [(&p.feedback, r_std, "R"), (fixed, p_std, "P")] {
                 match init {
                     Init::XavierUniform => assert_uniform(t, std, &what(m)),
-                    Init::He if t.len() >= 400 => {
-                        let got = spread(t).1;
-                        assert!(
-                            (got / std - 1.0).abs() < 0.1,
-                            "{}: std {got}, want {std}",
-                            what(m)
-                        );
-                    }
-                    Init::He => {}
+                    Init::He => assert_std(t, std, &what(m)),
                 }
             }
         }
