@@ -1,0 +1,45 @@
+#!/bin/sh
+# The CIFAR-10 queue of issues 27 and 32, as two lanes of one thread each (the thread count
+# changes no value: README, Determinism). Each command, started again with the same --out, keeps
+# the finished runs and resumes an unfinished one from its newest checkpoint; on a fresh machine
+# `scripts/cifar-lanes.sh seed` first copies the committed runs to their --out, so they are kept.
+#   nohup scripts/cifar-lanes.sh a > runs/lane-a.log 2>&1 &
+#   nohup scripts/cifar-lanes.sh b > runs/lane-b.log 2>&1 &
+# NOWT names the binary (default target/release/nowt). Commit each finished run with
+# scripts/commit-runs.sh (the sweep's lanes into docs/results/cifar10-resnet20-short-eq-lr).
+set -u
+NOWT=${NOWT:-target/release/nowt}
+P="--preset cifar10-resnet20-short --threads 1"
+G="--grid lr=0.1,0.03,0.01 --seeds 0,1,2 --grid-seeds 0"
+R=docs/results
+
+# Copies committed run `$1/$2` to `$3/$4` unless it is there (a sweep's lr-0.1 runs are the
+# equal-decay comparison's, renamed: identical configs but `out`).
+put() { [ -d "$3/$4" ] || { mkdir -p "$3" && cp -r "$1/$2" "$3/$4"; }; }
+
+case ${1:-} in
+seed)
+  for s in 0 1 2; do
+    for r in bp fa; do put $R/cifar10-resnet20-short-eq-lr $r-lr0.1-s$s runs/c10-lr-bpfa $r-lr0.1-s$s; done
+    put $R/cifar10-resnet20-short-eq-lr ss-lr0.1-s$s runs/c10-lr-ss ss-lr0.1-s$s
+    put $R/cifar10-resnet20-short-eq wm-s$s runs/c10-lr-wm wm-lr0.1-s$s
+    put $R/cifar10-resnet20-short-eq kp-s$s runs/c10-lr-kp kp-lr0.1-s$s
+  done
+  for d in $R/cifar10-resnet20-short-eq-lr/*-lr0.0*-s*; do
+    [ -d "$d" ] || continue
+    case $(basename "$d") in
+      bp-*|fa-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-bpfa "$(basename "$d")" ;;
+      ss-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-ss "$(basename "$d")" ;;
+      wm-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-wm "$(basename "$d")" ;;
+      kp-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-kp "$(basename "$d")" ;;
+    esac
+  done ;;
+a)
+  $NOWT compare $P --rules fa --pretrain-noise-steps 352 --seeds 0 --out runs/cifar10-resnet20-short-eq-fa-noise
+  $NOWT compare $P --rules bp,fa $G --out runs/c10-lr-bpfa
+  $NOWT compare $P --rules wm $G --out runs/c10-lr-wm ;;
+b)
+  $NOWT compare $P --rules ss $G --out runs/c10-lr-ss
+  $NOWT compare $P --rules kp $G --out runs/c10-lr-kp ;;
+*) echo "usage: scripts/cifar-lanes.sh seed|a|b" >&2; exit 2 ;;
+esac
