@@ -3,8 +3,8 @@
 //! with random `B` the input error must *fail* the check while `grad_W` still passes.
 
 use nowt::layers::{
-    conv2d_naive, softmax_cross_entropy, Activation, ActivationKind, Backward, BatchNorm, Conv2d,
-    Layer, Linear,
+    conv2d_naive, softmax_cross_entropy, target_error, Activation, ActivationKind, Backward,
+    BatchNorm, Conv2d, Layer, Linear,
 };
 use nowt::models::mlp;
 use nowt::params::WeightLayer;
@@ -123,6 +123,39 @@ fn softmax_cross_entropy_matches_finite_differences() {
     let big = Tensor::from_vec(&[1, 3], vec![1000.0f64, -1000.0, 0.0]);
     let (loss, d) = softmax_cross_entropy(&big, &[1]);
     assert!((loss - 2000.0).abs() < 1e-9 && d.all_finite());
+}
+
+/// Direct random target projection's target term is the target's share of the loss
+/// derivative: `−t/N` is `−1/N` at each row's label and 0 elsewhere, and
+/// `δ − (−t/N) = softmax(z)/N`, the softmax written out here. (`nowt check` sends the same
+/// `target_error` through `D` on both sides of its comparison, so a wrong sign passes there.)
+#[test]
+fn target_error_is_the_targets_share_of_the_loss_derivative() {
+    let (n, c) = (5, 4);
+    let labels = [0u32, 3, 2, 2, 1];
+    let z: Tensor<f64> = Tensor::randn(&[n, c], 2.0, &mut rng(7));
+    let (_, delta) = softmax_cross_entropy(&z, &labels);
+    let t: Tensor<f64> = target_error(&labels, c, 1.0 / n as f64);
+    assert_eq!(t.shape(), &[n, c]);
+    for (i, &label) in labels.iter().enumerate() {
+        let row = &z.data()[i * c..(i + 1) * c];
+        let sum: f64 = row.iter().map(|v| v.exp()).sum();
+        for (j, &zj) in row.iter().enumerate() {
+            let k = i * c + j;
+            let want = if j == label as usize {
+                -1.0 / n as f64
+            } else {
+                0.0
+            };
+            assert_eq!(t.data()[k], want, "−t/N at row {i}, class {j}");
+            let p = zj.exp() / sum / n as f64;
+            let got = delta.data()[k] - t.data()[k];
+            assert!(
+                (got - p).abs() < 1e-12,
+                "row {i}, class {j}: {got} against {p}"
+            );
+        }
+    }
 }
 
 #[test]
