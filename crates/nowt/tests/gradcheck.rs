@@ -125,6 +125,41 @@ fn softmax_cross_entropy_matches_finite_differences() {
     assert!((loss - 2000.0).abs() < 1e-9 && d.all_finite());
 }
 
+/// Each activation's forward against values worked out by hand. Finite differences cannot see
+/// a forward that solves the same equation as the true one: `1/(1 − e^{−a})` obeys the sigmoid's
+/// `φ' = y(1 − y)` as exactly as `1/(1 + e^{−a})` does, so its backward matched its forward.
+#[test]
+fn activations_forward_by_hand() {
+    let x = Tensor::from_vec(&[1, 4], vec![-3.0f64, 0.0, 0.5, 2.0]);
+    let cases = [
+        (ActivationKind::Relu, [0.0, 0.0, 0.5, 2.0]),
+        (
+            ActivationKind::Tanh,
+            [
+                -0.9950547536867305,
+                0.0,
+                0.46211715726000974,
+                0.9640275800758169,
+            ],
+        ),
+        (
+            ActivationKind::Sigmoid,
+            [
+                0.04742587317756678,
+                0.5,
+                0.6224593312018546,
+                0.8807970779778823,
+            ],
+        ),
+    ];
+    for (kind, want) in cases {
+        let y = Activation::new("act", kind).forward(&x, true);
+        for (got, want) in y.data().iter().zip(want) {
+            assert!((got - want).abs() < 1e-15, "{kind:?}: {got} against {want}");
+        }
+    }
+}
+
 /// Direct random target projection's target term is the target's share of the loss
 /// derivative: `−t/N` is `−1/N` at each row's label and 0 elsewhere, and
 /// `δ − (−t/N) = softmax(z)/N`, the softmax written out here. (`nowt check` sends the same
