@@ -22,23 +22,18 @@ put() { [ -d "$3/$4" ] || { mkdir -p "$3" && cp -r "$1/$2" "$3/$4"; }; }
 
 case ${1:-} in
 seed)
+  # Every committed sweep run, into its lane's directory (backprop and FA share one).
+  for d in $R/cifar10-resnet20-short-eq-lr/*-lr*-s*/; do
+    n=$(basename "$d")
+    case $n in bp-*|fa-*) lane=bpfa ;; *) lane=${n%%-*} ;; esac
+    put $R/cifar10-resnet20-short-eq-lr "$n" runs/c10-lr-$lane "$n"
+  done
+  # The mirror's and Kolen-Pollack's lr-0.1 runs, until the sweep directory holds them.
   for s in 0 1 2; do
-    for r in bp fa; do put $R/cifar10-resnet20-short-eq-lr $r-lr0.1-s$s runs/c10-lr-bpfa $r-lr0.1-s$s; done
-    put $R/cifar10-resnet20-short-eq-lr ss-lr0.1-s$s runs/c10-lr-ss ss-lr0.1-s$s
-    put $R/cifar10-resnet20-short-eq wm-s$s runs/c10-lr-wm wm-lr0.1-s$s
-    put $R/cifar10-resnet20-short-eq kp-s$s runs/c10-lr-kp kp-lr0.1-s$s
+    for r in wm kp; do put $R/cifar10-resnet20-short-eq $r-s$s runs/c10-lr-$r $r-lr0.1-s$s; done
   done
   for v in fa-noise fa-soft; do
     put $R/cifar10-resnet20-short-eq-$v fa-s0 runs/cifar10-resnet20-short-eq-$v fa-s0
-  done
-  for d in $R/cifar10-resnet20-short-eq-lr/*-lr0.0*-s*; do
-    [ -d "$d" ] || continue
-    case $(basename "$d") in
-      bp-*|fa-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-bpfa "$(basename "$d")" ;;
-      ss-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-ss "$(basename "$d")" ;;
-      wm-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-wm "$(basename "$d")" ;;
-      kp-*) put "$(dirname "$d")" "$(basename "$d")" runs/c10-lr-kp "$(basename "$d")" ;;
-    esac
   done ;;
 a)
   $NOWT compare $P --rules fa --pretrain-noise-steps 352 --seeds 0 --out runs/cifar10-resnet20-short-eq-fa-noise

@@ -11,12 +11,11 @@ NOWT=${NOWT:-target/release/nowt}
 mkdir -p "$dst"
 [ "$keep_toml" = --no-toml ] || cp "$src/compare.toml" "$dst/"
 for run in "$src"/*/; do
-  name=$(basename "$run")
-  [ "$name" = figures ] && continue
   [ -f "$run/summary.json" ] || [ -f "$run/failed.txt" ] || continue
+  name=$(basename "$run")
   mkdir -p "$dst/$name"
   for f in config.toml metrics.jsonl pretrain.jsonl summary.json summary.txt provenance.json failed.txt; do
-    [ -f "$run/$f" ] && cp "$run/$f" "$dst/$name/"
+    if [ -f "$run/$f" ]; then cp "$run/$f" "$dst/$name/"; fi
   done
 done
 "$NOWT" report "$dst"
