@@ -523,7 +523,8 @@ fn a_comparison_that_decays_w_differently_warns_and_says_so() {
 /// `--grid lr=…` trains every rule at every value on a validation split; the report's table
 /// keeps each rule's value with the lowest mean validation error (computed here from the runs'
 /// metrics), the sweep's table and figure show every point, and a rule whose
-/// `[overrides.<rule>]` sets the key keeps its published value (one run, no point in its name).
+/// `[overrides.<rule>]` sets the key keeps its published value (one run, no point in its name,
+/// the value in its row's title).
 #[test]
 fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
     let tmp = tempfile::tempdir().unwrap();
@@ -580,7 +581,10 @@ fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
     }
     assert!(out.join("kp-s0").join("summary.json").is_file());
     assert!(!out.join("kp-lr0.1-s0").exists());
-    assert!(md.contains("\n| kolen-pollack | 0,1 | finished |"), "{md}");
+    assert!(
+        md.contains("\n| kolen-pollack (lr=0.002) | 0,1 | finished |"),
+        "{md}"
+    );
     assert!(out.join("figures").join("sweep.svg").is_file());
     let record = fs::read_to_string(out.join("compare.toml")).unwrap();
     assert!(record.contains("grid = [\"lr=0.1,0.003\"]"), "{record}");
@@ -597,6 +601,37 @@ fn a_sweep_trains_every_point_and_keeps_each_rules_best_on_validation() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("give --val-fraction"), "{}", stderr(&o));
     assert!(!tmp.path().join("x").exists());
+}
+
+/// A grid of one point (a rule's rate given as `--grid lr=…`) has nothing to choose among: the
+/// report names the rate in the rule's row and has no Sweep section.
+#[test]
+fn a_sweep_of_one_point_names_it_without_a_sweep_table() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = tmp.path().join("c.toml");
+    fs::write(&cfg, "epochs = 1\n").unwrap();
+    let out = tmp.path().join("one");
+    let o = nowt(&[
+        "compare",
+        "-c",
+        cfg.to_str().unwrap(),
+        "--rules",
+        "bp",
+        "--grid",
+        "lr=0.03",
+        "--val-fraction",
+        "0.2",
+        "--out",
+        out.to_str().unwrap(),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let md = fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(
+        md.contains("\n| backprop (lr=0.03) | 0 | finished |"),
+        "{md}"
+    );
+    assert!(!md.contains("## Sweep"), "{md}");
 }
 
 /// `--grid-seeds 0`: every rule sweeps at seed 0 only, then trains its chosen point (the lowest

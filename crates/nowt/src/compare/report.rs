@@ -185,8 +185,10 @@ fn setting_order(a: &[Option<String>], b: &[Option<String>]) -> std::cmp::Orderi
 }
 
 /// Runs grouped by rule, in the order of [`RuleKind::ALL`], and within a rule by configuration
-/// (a sweep's points, in the order of their values), each named by the keys that differ.
-pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
+/// (a sweep's points, in the order of their values), each named by the keys that differ among
+/// the rule's runs and by the `named` keys (a sweep's, so that a rule with runs at one point so
+/// far still says which).
+pub fn groups<'a>(runs: &'a [Run], named: &[String]) -> Vec<Group<'a>> {
     let mut out = Vec::new();
     for &rule in &RuleKind::ALL {
         let mut variants: Vec<(BTreeMap<String, String>, Vec<&Run>)> = Vec::new();
@@ -202,9 +204,10 @@ pub fn groups(runs: &[Run]) -> Vec<Group<'_>> {
         let differing: Vec<String> = all
             .into_iter()
             .filter(|k| {
-                variants
-                    .iter()
-                    .any(|(v, _)| v.get(*k) != variants[0].0.get(*k))
+                named.contains(*k)
+                    || variants
+                        .iter()
+                        .any(|(v, _)| v.get(*k) != variants[0].0.get(*k))
             })
             .cloned()
             .collect();
@@ -756,9 +759,9 @@ fn epochs_to_reach(groups: &[Group]) -> String {
 /// Writes `report.md`, `report.csv` and `figures/` for the runs in `dirs` into `out`.
 pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let runs = collect(dirs)?;
-    let all = groups(&runs);
     let record = compare_record(dirs);
     let sweep = record.as_ref().map_or(&[][..], |r| &r.sweep[..]);
+    let all = groups(&runs, sweep);
     let grid_seeds = record.as_ref().map_or(&[][..], |r| &r.grid_seeds[..]);
     let groups = chosen(&all, sweep, grid_seeds);
     let reference: Option<&Reference> = record
@@ -866,8 +869,11 @@ pub fn write_report(dirs: &[PathBuf], out: &Path) -> Result<()> {
     let _ = writeln!(md, "\n{}", differences(&groups));
     let _ = writeln!(md, "{}", epochs_to_reach(&groups));
     // Only a sweep's points compete: rows that differ by a key no sweep varied (runs of
-    // several comparisons side by side) are all in the table above, with nothing to choose.
-    let competed = all.len() > groups.len() || groups.iter().any(|g| !g.setting.is_empty());
+    // several comparisons side by side) are all in the table above, with nothing to choose; a
+    // sweep of one point (`--grid lr=0.03`: a rule's rate given as a grid) has no table.
+    let competed = all
+        .iter()
+        .any(|g| all.iter().filter(|h| h.rule == g.rule).count() > 1);
     let swept = !sweep.is_empty() && competed;
     if swept {
         let _ = writeln!(md, "{}", sweep_table(&all, &groups, grid_seeds));
@@ -970,7 +976,7 @@ mod tests {
     #[test]
     fn a_stopped_run_is_not_averaged_into_the_final_columns() {
         let runs = [run(0, &[0.5, 0.2], true), run(1, &[0.6, 0.9], false)];
-        let g = &groups(&runs)[0];
+        let g = &groups(&runs, &[])[0];
         assert_eq!(g.runs.len(), 2);
         assert_eq!(values(g, column("final_test_top1_err_pct")), [20.0]);
         assert_eq!(values(g, column("best_test_top1_err_pct")), [20.0, 60.0]);
@@ -994,7 +1000,7 @@ mod tests {
             fa(1, &[0.3, 0.3], true),
             fa(2, &[0.1], false),
         ];
-        let md = epochs_to_reach(&groups(&runs));
+        let md = epochs_to_reach(&groups(&runs, &[]));
         assert!(
             md.contains(
                 "| row \\ column (final err) | backprop (24.00 %) | feedback-alignment (30.00 %) |"
@@ -1003,7 +1009,7 @@ mod tests {
         );
         assert!(md.contains("| backprop | 3.0 (1 of 2) | 2.5 |"), "{md}");
         assert!(md.contains("| feedback-alignment | – | 1.5 |"), "{md}");
-        let alone = epochs_to_reach(&groups(&runs[..2]));
+        let alone = epochs_to_reach(&groups(&runs[..2], &[]));
         assert!(alone.contains("Fewer than two rules"), "{alone}");
     }
 
@@ -1014,7 +1020,7 @@ mod tests {
         let mut stopped = run(1, &[0.6], false);
         stopped.cfg.rule = RuleKind::FeedbackAlignment;
         let runs = [run(0, &[0.5, 0.2], true), stopped];
-        let all = groups(&runs);
+        let all = groups(&runs, &[]);
         let dir = tempfile::tempdir().unwrap();
         super::super::figures::draw(&all, &[], dir.path()).unwrap();
         for fig in ["test_error.svg", "train_loss.svg", "depth.svg"] {
@@ -1051,7 +1057,7 @@ mod tests {
             at(0.01, 0.2, same),
             at(0.1, 0.1, OutputLayerRule::Backprop),
         ];
-        let all = groups(&runs);
+        let all = groups(&runs, &[]);
         let titles = |gs: Vec<Group>| gs.iter().map(|g| g.setting.clone()).collect::<Vec<_>>();
         let kept = titles(chosen(&all, &["lr".to_string()], &[]));
         assert_eq!(
@@ -1078,7 +1084,7 @@ mod tests {
         // Seed 0: lr 0.01 is better; its seed 1, run because it was chosen, is worse than
         // lr 0.1's seed 0.
         let runs = [at(0.1, 0, 0.3), at(0.01, 0, 0.2), at(0.01, 1, 0.5)];
-        let all = groups(&runs);
+        let all = groups(&runs, &[]);
         let kept = |seeds: &[u64]| chosen(&all, &["lr".to_string()], seeds)[0].setting.clone();
         assert_eq!(kept(&[0]), "lr=0.01");
         assert_eq!(kept(&[]), "lr=0.1", "over every seed the mean moves");
@@ -1092,6 +1098,37 @@ mod tests {
             table.contains("| backprop | lr=0.01 | 0,1 | 20.00 |"),
             "{table}"
         );
+    }
+
+    /// A rule with runs at one point of a sweep so far is named by the sweep's keys like the
+    /// others, in the kept rows and the sweep table; without a sweep only what differs names.
+    #[test]
+    fn a_rule_at_one_point_of_a_sweep_is_named_by_the_sweeps_keys() {
+        let at = |rule: RuleKind, lr: f64| {
+            let mut r = run(0, &[0.3], true);
+            r.cfg.rule = rule;
+            r.cfg.lr = lr;
+            r.epochs[0].val = r.epochs[0].train.clone().into();
+            r
+        };
+        let fa = RuleKind::FeedbackAlignment;
+        let runs = [
+            at(RuleKind::Backprop, 0.1),
+            at(RuleKind::Backprop, 0.01),
+            at(fa, 0.1),
+        ];
+        let sweep = ["lr".to_string()];
+        let all = groups(&runs, &sweep);
+        let shown = chosen(&all, &sweep, &[0]);
+        assert_eq!(shown[1].title(), "feedback-alignment (lr=0.1)");
+        let table = sweep_table(&all, &shown, &[0]);
+        assert!(
+            table.contains("| feedback-alignment | lr=0.1 | 0 | 30.00 |"),
+            "{table}"
+        );
+        let plain = groups(&runs, &[]);
+        assert_eq!(plain[2].title(), "feedback-alignment");
+        assert_eq!(plain[0].title(), "backprop (lr=0.01)");
     }
 
     /// A chosen point at which a seed stopped keeps its row, and the rule's next point by
@@ -1120,7 +1157,7 @@ mod tests {
         };
         let sweep = ["lr".to_string()];
         let kept = |runs: &[Run]| -> Vec<String> {
-            chosen(&groups(runs), &sweep, &[0])
+            chosen(&groups(runs, &sweep), &sweep, &[0])
                 .iter()
                 .map(Group::title)
                 .collect()
@@ -1138,7 +1175,11 @@ mod tests {
             kept(&r),
             ["backprop (lr=0.003, stable)", "backprop (lr=0.01)"]
         );
-        let table = sweep_table(&groups(&r), &chosen(&groups(&r), &sweep, &[0]), &[0]);
+        let table = sweep_table(
+            &groups(&r, &sweep),
+            &chosen(&groups(&r, &sweep), &sweep, &[0]),
+            &[0],
+        );
         assert!(
             table.contains("| backprop | lr=0.003 | 0 | 30.00 |"),
             "{table}"
