@@ -10,9 +10,10 @@
 set -u
 NOWT=${NOWT:-target/release/nowt}
 P="--preset cifar10-resnet20-short --threads 1"
-# The sweep's grid, widened to lr 0.3 for every rule when backprop and sign symmetry chose the
-# top of lr 0.1, 0.03, 0.01 (MNIST's procedure; session 30); finished runs are kept.
-G="--grid lr=0.3,0.1,0.03,0.01 --seeds 0,1,2 --grid-seeds 0"
+# The sweep's grid, widened for every rule each time a rule chooses its top (MNIST's procedure;
+# finished runs are kept): to lr 0.3 when backprop and sign symmetry chose 0.1 of 0.1, 0.03, 0.01
+# (session 30), to lr 1 when backprop chose 0.3 (session 31).
+G="--grid lr=1,0.3,0.1,0.03,0.01 --seeds 0,1,2 --grid-seeds 0"
 R=docs/results
 
 # Copies committed run `$1/$2` to `$3/$4` unless it is there (a sweep's lr-0.1 runs are the
