@@ -19,6 +19,8 @@ R=docs/results
 # Copies committed run `$1/$2` to `$3/$4` unless it is there (a sweep's lr-0.1 runs are the
 # equal-decay comparison's, renamed: identical configs but `out`).
 put() { [ -d "$3/$4" ] || { mkdir -p "$3" && cp -r "$1/$2" "$3/$4"; }; }
+# Whether run directory $1 has ended (finished, or stopped by the divergence check).
+ended() { [ -f "$1/summary.json" ] || [ -f "$1/failed.txt" ]; }
 
 # One job of the queue. Both lanes hold every job, each in its own order: a comparison locks its
 # directory, so a lane that reaches a job the other lane is running is refused at once and goes
@@ -26,7 +28,21 @@ put() { [ -d "$3/$4" ] || { mkdir -p "$3" && cp -r "$1/$2" "$3/$4"; }; }
 # neither lane idles while the other has jobs it has not started).
 job() {
   case $1 in
-  bpfa | ss | wm | kp)
+  # The mirror's runs cost about 1.6× the others' (≈ 85 min), so its lowest rate is run by the
+  # other lane in a directory of its own, then copied in (identical configs but `out`); its
+  # seeds 1 and 2 wait until seed 0 has ended at every rate.
+  wm) $NOWT compare $P --rules wm --grid lr=1,0.3,0.1,0.03 --seeds 0 --out runs/c10-lr-wm ;;
+  wmlo) ended runs/c10-lr-wm/wm-lr0.01-s0 ||
+    $NOWT compare $P --rules wm --grid lr=0.01 --seeds 0 --out runs/c10-lr-wm-lo ;;
+  wmseeds)
+    if ended runs/c10-lr-wm-lo/wm-lr0.01-s0; then
+      put runs/c10-lr-wm-lo wm-lr0.01-s0 runs/c10-lr-wm wm-lr0.01-s0
+    fi
+    for r in 1 0.3 0.1 0.03 0.01; do
+      ended runs/c10-lr-wm/wm-lr$r-s0 || { echo "wmseeds: wm-lr$r-s0 has not ended"; return; }
+    done
+    $NOWT compare $P --rules wm $G --out runs/c10-lr-wm ;;
+  bpfa | ss | kp)
     rules=$1
     [ "$1" = bpfa ] && rules=bp,fa
     $NOWT compare $P --rules $rules $G --out runs/c10-lr-$1 ;;
@@ -54,7 +70,7 @@ seed)
   for v in fa-noise fa-soft; do
     put $R/cifar10-resnet20-short-eq-$v fa-s0 runs/cifar10-resnet20-short-eq-$v fa-s0
   done ;;
-a) for j in bpfa wm ss kp noise soft; do job $j; done ;;
-b) for j in kp ss wm bpfa soft noise; do job $j; done ;;
+a) for j in bpfa wm ss kp wmseeds noise soft wmseeds; do job $j; done ;;
+b) for j in kp ss wmlo wm bpfa wmseeds soft noise wmseeds; do job $j; done ;;
 *) echo "usage: scripts/cifar-lanes.sh seed|a|b" >&2; exit 2 ;;
 esac
