@@ -52,6 +52,10 @@ job() {
     --out runs/cifar10-resnet20-short-eq-fa-noise ;;
   soft) $NOWT compare $P --rules fa --init-alignment 0.5 --seeds 0,1,2 \
     --out runs/cifar10-resnet20-short-eq-fa-soft ;;
+  # issue 32's DRTP diverged in its first epoch at the network's lr 0.1 (as at every rate from
+  # 0.5 down on MNIST's ReLU network): does it train at any lower rate of the grid's factors?
+  drtp) $NOWT compare $P --rules drtp --drtp-spread true --grid lr=0.03,0.01,0.003,0.001 --seeds 0 \
+    --out runs/cifar10-resnet20-short-eq-drtp-lr ;;
   esac
 }
 
@@ -70,7 +74,7 @@ seed)
   for v in fa-noise fa-soft; do
     put $R/cifar10-resnet20-short-eq-$v fa-s0 runs/cifar10-resnet20-short-eq-$v fa-s0
   done ;;
-a) for j in bpfa wm ss kp wmseeds noise soft wmseeds; do job $j; done ;;
-b) for j in kp ss wmlo wm bpfa wmseeds soft noise wmseeds; do job $j; done ;;
+a) for j in bpfa wm ss kp wmseeds noise soft wmseeds drtp; do job $j; done ;;
+b) for j in kp ss wmlo wm bpfa wmseeds soft noise wmseeds drtp; do job $j; done ;;
 *) echo "usage: scripts/cifar-lanes.sh seed|a|b" >&2; exit 2 ;;
 esac
