@@ -13,7 +13,11 @@ P="--preset cifar10-resnet20-short --threads 1"
 # The sweep's grid, widened for every rule each time a rule chooses its top (MNIST's procedure;
 # finished runs are kept): to lr 0.3 when backprop and sign symmetry chose 0.1 of 0.1, 0.03, 0.01
 # (session 30), to lr 1 when backprop chose 0.3 (session 31).
-G="--grid lr=1,0.3,0.1,0.03,0.01 --seeds 0,1,2 --grid-seeds 0"
+RATES="1 0.3 0.1 0.03 0.01"
+G="--grid lr=$(echo $RATES | tr ' ' ,) --seeds 0,1,2 --grid-seeds 0"
+# The mirror's lowest rate, run by the second lane, and its other rates.
+WM_LO=${RATES##* }
+WM_HI=$(echo ${RATES% *} | tr ' ' ,)
 R=docs/results
 
 # Copies committed run `$1/$2` to `$3/$4` unless it is there (a sweep's lr-0.1 runs are the
@@ -31,14 +35,14 @@ job() {
   # The mirror's runs cost about 1.6× the others' (≈ 85 min), so its lowest rate is run by the
   # other lane in a directory of its own, then copied in (identical configs but `out`); its
   # seeds 1 and 2 wait until seed 0 has ended at every rate.
-  wm) $NOWT compare $P --rules wm --grid lr=1,0.3,0.1,0.03 --seeds 0 --out runs/c10-lr-wm ;;
-  wmlo) ended runs/c10-lr-wm/wm-lr0.01-s0 ||
-    $NOWT compare $P --rules wm --grid lr=0.01 --seeds 0 --out runs/c10-lr-wm-lo ;;
+  wm) $NOWT compare $P --rules wm --grid lr=$WM_HI --seeds 0 --out runs/c10-lr-wm ;;
+  wmlo) ended runs/c10-lr-wm/wm-lr$WM_LO-s0 ||
+    $NOWT compare $P --rules wm --grid lr=$WM_LO --seeds 0 --out runs/c10-lr-wm-lo ;;
   wmseeds)
-    if ended runs/c10-lr-wm-lo/wm-lr0.01-s0; then
-      put runs/c10-lr-wm-lo wm-lr0.01-s0 runs/c10-lr-wm wm-lr0.01-s0
+    if ended runs/c10-lr-wm-lo/wm-lr$WM_LO-s0; then
+      put runs/c10-lr-wm-lo wm-lr$WM_LO-s0 runs/c10-lr-wm wm-lr$WM_LO-s0
     fi
-    for r in 1 0.3 0.1 0.03 0.01; do
+    for r in $RATES; do
       ended runs/c10-lr-wm/wm-lr$r-s0 || { echo "wmseeds: wm-lr$r-s0 has not ended"; return; }
     done
     $NOWT compare $P --rules wm $G --out runs/c10-lr-wm ;;
